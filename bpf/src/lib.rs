@@ -1,0 +1,153 @@
+//! Load, attach, trigger and detach the BPF implementation of
+//! `struct bpf_testmod_ops`.
+//!
+//! ```no_run
+//! use std::mem::MaybeUninit;
+//! let mut storage = MaybeUninit::uninit();
+//! let mut ops = struct_ops_loader::open_and_load(&mut storage)?;
+//! let attachment = struct_ops_loader::attach(&mut ops)?;
+//! struct_ops_loader::trigger("Hello from userspace!")?;
+//! drop(attachment); // detaches
+//! # Ok::<(), anyhow::Error>(())
+//! ```
+
+mod libbpf_log;
+mod paths;
+mod skel;
+
+use std::mem::MaybeUninit;
+
+use libbpf_rs::skel::{OpenSkel, SkelBuilder};
+use libbpf_rs::{Link, OpenObject};
+
+pub use libbpf_log::verifier_reason;
+pub use paths::{module_btf_path, TRIGGER_PATH};
+pub use skel::struct_ops::StructOpsSkel;
+
+/// Why the BPF object could not be opened or loaded into the kernel.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(
+        "the kernel has no bpf_testmod_ops type: the bpf_testmod module is not loaded \
+         ({btf} is missing).\nLoad it with: insmod {ko}"
+    )]
+    ModuleNotLoaded { btf: String, ko: String },
+    #[error("the verifier rejected {program}: {reason}")]
+    Rejected {
+        program: String,
+        reason: String,
+        log: String,
+    },
+    #[error("loading the BPF object failed: {message}\n{log}")]
+    Other { message: String, log: String },
+}
+
+/// Why attaching the loaded struct_ops map failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AttachError {
+    #[error(
+        "another bpf_testmod_ops implementation is already attached (EEXIST): \
+         the module allows one at a time"
+    )]
+    AlreadyAttached,
+    #[error("attaching the struct_ops map failed: {0}")]
+    Other(String),
+}
+
+/// Why writing the trigger file failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TriggerError {
+    #[error(
+        "{TRIGGER_PATH} does not exist: the bpf_testmod module is not loaded.\n\
+         Load it with: insmod {ko}"
+    )]
+    ModuleNotLoaded { ko: String },
+    #[error("writing {TRIGGER_PATH}: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The attached implementation; dropping it destroys the link, which makes
+/// the kernel call the module's `.unreg`.
+#[must_use = "dropping the attachment detaches the struct_ops"]
+pub struct Attachment {
+    _link: Link,
+}
+
+/// Opens and loads the real implementation (`struct_ops.bpf.c`).
+pub fn open_and_load(
+    storage: &mut MaybeUninit<OpenObject>,
+) -> Result<StructOpsSkel<'_>, LoadError> {
+    ensure_module_btf()?;
+    let capture = libbpf_log::Capture::start();
+    let open = skel::struct_ops::StructOpsSkelBuilder::default()
+        .open(storage)
+        .map_err(|err| capture.load_error(&err))?;
+    open.load().map_err(|err| capture.load_error(&err))
+}
+
+/// Opens and loads `rejected.bpf.c`, which the verifier must refuse. Returns
+/// `Ok(())` only if the kernel wrongly accepts it.
+pub fn load_rejected_program() -> Result<(), LoadError> {
+    ensure_module_btf()?;
+    let mut storage = MaybeUninit::uninit();
+    let capture = libbpf_log::Capture::start();
+    let open = skel::rejected::RejectedSkelBuilder::default()
+        .open(&mut storage)
+        .map_err(|err| capture.load_error(&err))?;
+    open.load().map_err(|err| capture.load_error(&err))?;
+    Ok(())
+}
+
+/// Attaches the loaded implementation; the module's `.reg` runs now.
+pub fn attach(skel: &mut StructOpsSkel<'_>) -> Result<Attachment, AttachError> {
+    match skel.maps.testmod_ops.attach_struct_ops() {
+        Ok(link) => Ok(Attachment { _link: link }),
+        Err(err) if errno_of(&err) == Some(libc::EEXIST) => Err(AttachError::AlreadyAttached),
+        Err(err) => Err(AttachError::Other(format!("{err:#}"))),
+    }
+}
+
+/// Writes `message` to the module's proc file, which calls test_1, test_2
+/// and test_3 of whatever implementation is attached.
+pub fn trigger(message: &str) -> Result<(), TriggerError> {
+    use std::io::Write as _;
+    let mut file = match std::fs::OpenOptions::new().write(true).open(TRIGGER_PATH) {
+        Ok(file) => file,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            return Err(TriggerError::ModuleNotLoaded {
+                ko: paths::module_ko_hint(),
+            })
+        }
+        Err(err) => return Err(err.into()),
+    };
+    file.write_all(message.as_bytes())?;
+    Ok(())
+}
+
+fn ensure_module_btf() -> Result<(), LoadError> {
+    let btf = module_btf_path();
+    if btf.exists() {
+        return Ok(());
+    }
+    Err(LoadError::ModuleNotLoaded {
+        btf: btf.display().to_string(),
+        ko: paths::module_ko_hint(),
+    })
+}
+
+fn errno_of(err: &libbpf_rs::Error) -> Option<i32> {
+    // libbpf-rs keeps the OS error as the source of its error chain.
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(current) = source {
+        if let Some(io) = current.downcast_ref::<std::io::Error>() {
+            if let Some(code) = io.raw_os_error() {
+                return Some(code);
+            }
+        }
+        source = current.source();
+    }
+    match err.kind() {
+        libbpf_rs::ErrorKind::AlreadyExists => Some(libc::EEXIST),
+        _ => None,
+    }
+}

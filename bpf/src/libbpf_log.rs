@@ -1,0 +1,128 @@
+//! Captures what libbpf prints while a load runs, so that a verifier
+//! rejection reaches the user as a reason rather than as a bare errno.
+
+use std::sync::Mutex;
+
+use libbpf_rs::PrintLevel;
+
+use crate::LoadError;
+
+static CAPTURED: Mutex<String> = Mutex::new(String::new());
+
+fn record(_level: PrintLevel, message: String) {
+    if let Ok(mut captured) = CAPTURED.lock() {
+        captured.push_str(&message);
+    }
+}
+
+/// Routes libbpf's messages into a buffer until dropped.
+pub(crate) struct Capture;
+
+impl Capture {
+    pub(crate) fn start() -> Self {
+        if let Ok(mut captured) = CAPTURED.lock() {
+            captured.clear();
+        }
+        libbpf_rs::set_print(Some((PrintLevel::Warn, record)));
+        Capture
+    }
+
+    fn take(&self) -> String {
+        CAPTURED
+            .lock()
+            .map(|mut captured| std::mem::take(&mut *captured))
+            .unwrap_or_default()
+    }
+
+    pub(crate) fn load_error(&self, err: &libbpf_rs::Error) -> LoadError {
+        let log = self.take();
+        match verifier_reason(&log) {
+            Some(reason) => LoadError::Rejected {
+                program: rejected_program(&log).unwrap_or("a program").to_owned(),
+                reason: reason.to_owned(),
+                log,
+            },
+            None => LoadError::Other {
+                message: format!("{err:#}"),
+                log,
+            },
+        }
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        libbpf_rs::set_print(None);
+    }
+}
+
+const LOG_BEGIN: &str = "-- BEGIN PROG LOAD LOG --";
+const LOG_END: &str = "-- END PROG LOAD LOG --";
+
+/// The verifier's reason for a rejection: the last line of the program's
+/// load log that is not one of the closing statistics.
+pub fn verifier_reason(libbpf_output: &str) -> Option<&str> {
+    let start = libbpf_output.find(LOG_BEGIN)? + LOG_BEGIN.len();
+    let end = libbpf_output[start..]
+        .find(LOG_END)
+        .map_or(libbpf_output.len(), |offset| start + offset);
+    libbpf_output[start..end]
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !is_statistics_line(line))
+        .last()
+}
+
+fn is_statistics_line(line: &str) -> bool {
+    line.starts_with("processed ")
+        || line.starts_with("verification time")
+        || line.starts_with("stack depth")
+}
+
+/// The program name libbpf names in "prog 'NAME': BPF program load failed".
+fn rejected_program(libbpf_output: &str) -> Option<&str> {
+    let line = libbpf_output
+        .lines()
+        .find(|line| line.contains("BPF program load failed"))?;
+    let start = line.find("prog '")? + "prog '".len();
+    let len = line[start..].find('\'')?;
+    Some(&line[start..start + len])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HELPER_REJECTION: &str = "\
+libbpf: prog 'rejected_test_1': BPF program load failed: Invalid argument
+libbpf: prog 'rejected_test_1': -- BEGIN PROG LOAD LOG --
+0: R1=ctx() R10=fp0
+; bpf_get_current_comm(comm, sizeof(comm)); @ rejected.bpf.c:19
+0: (85) call bpf_get_current_comm#16
+program of this type cannot use helper bpf_get_current_comm#16
+processed 1 insns (limit 1000000) max_states_per_insn 0 total_states 0 peak_states 0 mark_read 0
+-- END PROG LOAD LOG --
+libbpf: prog 'rejected_test_1': failed to load: -22
+";
+
+    #[test]
+    fn reason_is_the_last_verifier_line_before_the_statistics() {
+        assert_eq!(
+            verifier_reason(HELPER_REJECTION),
+            Some("program of this type cannot use helper bpf_get_current_comm#16")
+        );
+    }
+
+    #[test]
+    fn program_name_comes_from_the_load_failure_line() {
+        assert_eq!(rejected_program(HELPER_REJECTION), Some("rejected_test_1"));
+    }
+
+    #[test]
+    fn no_load_log_means_no_reason() {
+        assert_eq!(
+            verifier_reason("libbpf: map 'x': failed to create: -1"),
+            None
+        );
+    }
+}

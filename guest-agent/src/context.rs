@@ -1,0 +1,311 @@
+//! What a scenario works with: every action becomes a Step carrying the
+//! kernel output it caused, and every expectation that fails is recorded
+//! rather than aborting, so one run reports all that went wrong.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use guest_agent::protocol::{ScenarioResult, Source, Step, TimelineLine};
+use guest_agent::splat::find_splats;
+use nix::sys::signal::Signal;
+
+use crate::kernel_output::KernelOutput;
+use crate::loader::{Finished, Held, Loader};
+use crate::module;
+
+pub struct Context {
+    loader: Loader,
+    kmod: PathBuf,
+    output: KernelOutput,
+    result: ScenarioResult,
+    started: Instant,
+}
+
+/// Index of a step in the result, to check its output.
+#[derive(Clone, Copy)]
+pub struct StepId(usize);
+
+impl Context {
+    pub fn new(scenario: &str, loader: Loader, kmod: PathBuf) -> Result<Self> {
+        Ok(Context {
+            loader,
+            kmod,
+            output: KernelOutput::start()?,
+            result: ScenarioResult {
+                scenario: scenario.to_owned(),
+                ..ScenarioResult::default()
+            },
+            started: Instant::now(),
+        })
+    }
+
+    fn push_step(
+        &mut self,
+        action: String,
+        outcome: String,
+        stdout: String,
+        stderr: String,
+        duration: Duration,
+    ) -> Result<StepId> {
+        let timeline = self.output.take_timeline()?;
+        let kmsg = self.output.take_kmsg()?;
+        self.result.kmsg.extend(kmsg);
+        self.result.steps.push(Step {
+            action,
+            outcome,
+            stdout,
+            stderr,
+            timeline,
+            summary: Vec::new(),
+            duration_ms: duration.as_millis() as u64,
+        });
+        Ok(StepId(self.result.steps.len() - 1))
+    }
+
+    fn push_finished(&mut self, action: String, finished: Finished) -> Result<StepId> {
+        self.push_step(
+            action,
+            finished.outcome,
+            finished.stdout,
+            finished.stderr,
+            finished.duration,
+        )
+    }
+
+    pub fn insmod(&mut self) -> Result<StepId> {
+        let start = Instant::now();
+        let outcome = match module::insmod(&self.kmod) {
+            Ok(()) => "ok".to_owned(),
+            Err(err) => err,
+        };
+        let step = self.push_step(
+            format!("insmod {}.ko", module::MODULE_NAME),
+            outcome,
+            String::new(),
+            String::new(),
+            start.elapsed(),
+        )?;
+        self.expect_outcome(step, "ok");
+        Ok(step)
+    }
+
+    /// One rmmod attempt; the outcome is `ok` or the errno.
+    pub fn rmmod(&mut self) -> Result<StepId> {
+        let start = Instant::now();
+        let outcome = match module::rmmod() {
+            Ok(()) => "ok".to_owned(),
+            Err(errno) => module::describe(errno),
+        };
+        let action = format!("rmmod {}", module::MODULE_NAME);
+        self.push_step(
+            action,
+            outcome,
+            String::new(),
+            String::new(),
+            start.elapsed(),
+        )
+    }
+
+    /// rmmod, retried while the module is still busy, up to `limit`.
+    pub fn rmmod_within(&mut self, limit: Duration, after: &str) -> Result<StepId> {
+        let start = Instant::now();
+        let outcome = match module::rmmod_within(limit) {
+            Ok(took) => {
+                self.measure(format!(
+                    "module unloaded {} ms after {after}",
+                    took.as_millis()
+                ));
+                "ok".to_owned()
+            }
+            Err((errno, took)) => format!(
+                "{} after retrying for {} ms",
+                module::describe(errno),
+                took.as_millis()
+            ),
+        };
+        let action = format!(
+            "rmmod {} (retried for up to {} s)",
+            module::MODULE_NAME,
+            limit.as_secs()
+        );
+        let step = self.push_step(
+            action,
+            outcome,
+            String::new(),
+            String::new(),
+            start.elapsed(),
+        )?;
+        self.expect_outcome(step, "ok");
+        Ok(step)
+    }
+
+    /// Runs `struct_ops ARGS` to completion.
+    pub fn struct_ops(&mut self, args: &[&str]) -> Result<StepId> {
+        let finished = self.loader.run(args)?;
+        self.push_finished(format!("struct_ops {}", shell_words(args)), finished)
+    }
+
+    /// Starts `struct_ops hold` and returns once it is attached.
+    pub fn hold(&mut self) -> Result<(Held, StepId)> {
+        let start = Instant::now();
+        let held = self.loader.hold()?;
+        let step = self.push_step(
+            "struct_ops hold &".to_owned(),
+            "attached".to_owned(),
+            String::new(),
+            String::new(),
+            start.elapsed(),
+        )?;
+        Ok((held, step))
+    }
+
+    /// Sends `signal` to a held loader and waits for it to end.
+    pub fn stop(&mut self, held: Held, signal: Signal) -> Result<StepId> {
+        let finished = held.stop(signal)?;
+        self.push_finished(
+            format!(
+                "kill -{} struct_ops hold",
+                signal.as_str().trim_start_matches("SIG")
+            ),
+            finished,
+        )
+    }
+
+    pub fn step(&self, step: StepId) -> &Step {
+        &self.result.steps[step.0]
+    }
+
+    /// Replaces a step's timeline with each distinct line and its count.
+    pub fn summarise(&mut self, step: StepId) {
+        let step = &mut self.result.steps[step.0];
+        let mut summary: Vec<(TimelineLine, usize)> = Vec::new();
+        for line in std::mem::take(&mut step.timeline) {
+            match summary.iter_mut().find(|(seen, _)| *seen == line) {
+                Some((_, count)) => *count += 1,
+                None => summary.push((line, 1)),
+            }
+        }
+        step.summary = summary;
+    }
+
+    /// For output that differs on every run: moves the step's stdout into the
+    /// measurements and keeps only the count of its kernel lines.
+    pub fn keep_out_of_snapshot(&mut self, step: StepId) {
+        let step = &mut self.result.steps[step.0];
+        let lines = std::mem::take(&mut step.timeline).len();
+        let stdout = std::mem::take(&mut step.stdout);
+        let measurement = format!(
+            "{}: {} | {lines} lines of kernel output, not kept",
+            step.action,
+            stdout.trim()
+        );
+        self.measure(measurement);
+    }
+
+    pub fn measure(&mut self, measurement: String) {
+        self.result.measurements.push(measurement);
+    }
+
+    pub fn expect(&mut self, holds: bool, what: impl Into<String>) {
+        if !holds {
+            self.result.failures.push(what.into());
+        }
+    }
+
+    pub fn expect_outcome(&mut self, step: StepId, expected: &str) {
+        let actual = &self.step(step).outcome;
+        let holds = actual == expected;
+        let what = format!(
+            "`{}`: expected {expected}, got {actual}\n{}",
+            self.step(step).action,
+            self.step(step).stderr.trim()
+        );
+        self.expect(holds, what);
+    }
+
+    pub fn count_lines(&self, step: StepId, source: Source, text: &str) -> usize {
+        let step = self.step(step);
+        let listed = step
+            .timeline
+            .iter()
+            .filter(|line| line.source == source && line.text == text)
+            .count();
+        let summarised: usize = step
+            .summary
+            .iter()
+            .filter(|(line, _)| line.source == source && line.text == text)
+            .map(|(_, count)| count)
+            .sum();
+        listed + summarised
+    }
+
+    /// The step's kernel output holds `text` from `source` exactly `times` times.
+    pub fn expect_lines(&mut self, step: StepId, source: Source, text: &str, times: usize) {
+        let found = self.count_lines(step, source, text);
+        let what = format!(
+            "`{}`: expected {times} [{source:?}] line(s) \"{text}\", found {found}",
+            self.step(step).action
+        );
+        self.expect(found == times, what);
+    }
+
+    pub fn expect_line(&mut self, step: StepId, source: Source, text: &str) {
+        self.expect_lines(step, source, text, 1);
+    }
+
+    pub fn expect_stderr_contains(&mut self, step: StepId, text: &str) {
+        let stderr = &self.step(step).stderr;
+        let what = format!(
+            "`{}`: expected stderr to contain \"{text}\", it was: {}",
+            self.step(step).action,
+            stderr.trim()
+        );
+        self.expect(stderr.contains(text), what);
+    }
+
+    pub fn module_is_loaded(&self) -> bool {
+        module::is_loaded()
+    }
+
+    /// Collects what is left, checks the whole log for splats and closes the result.
+    pub fn finish(mut self, error: Option<anyhow::Error>) -> ScenarioResult {
+        if let Some(error) = error {
+            self.result
+                .failures
+                .push(format!("the scenario could not run: {error:#}"));
+        }
+        if let Ok(kmsg) = self.output.take_kmsg() {
+            self.result.kmsg.extend(kmsg);
+        }
+        let splats: Vec<String> = find_splats(&self.result.kmsg, 40)
+            .into_iter()
+            .map(|lines| lines.join("\n"))
+            .collect();
+        for splat in splats {
+            self.result
+                .failures
+                .push(format!("the kernel log holds a splat:\n{splat}"));
+        }
+        self.result.passed = self.result.failures.is_empty();
+        self.result.duration_ms = self.started.elapsed().as_millis() as u64;
+        self.result
+    }
+}
+
+/// Arguments as a shell would need them, so a step's action can be pasted.
+fn shell_words(args: &[&str]) -> String {
+    args.iter()
+        .map(|arg| {
+            if arg
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_./=".contains(c))
+            {
+                (*arg).to_owned()
+            } else {
+                format!("'{}'", arg.replace('\'', r"'\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}

@@ -1,0 +1,162 @@
+//! Reads what the kernel printed: /dev/kmsg for the complete log, and the
+//! trace buffer for the ordered timeline. With the printk:console event
+//! enabled, every printk line lands in the trace buffer too, beside the BPF
+//! program's bpf_printk lines and stamped by the same clock, so the buffer
+//! holds both streams in the order they happened.
+
+use std::fs::{File, OpenOptions};
+use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
+
+use anyhow::{Context, Result};
+use guest_agent::protocol::{Source, TimelineLine};
+
+const TRACING: &str = "/sys/kernel/tracing";
+
+pub struct KernelOutput {
+    kmsg: File,
+}
+
+impl KernelOutput {
+    /// Starts capturing: later reads return only what is printed from now on.
+    pub fn start() -> Result<Self> {
+        write_tracing_file("events/printk/console/enable", "1")?;
+        // A large buffer keeps long scenarios (100 cycles) from overwriting their start.
+        write_tracing_file("buffer_size_kb", "8192")?;
+        clear_trace()?;
+        let mut kmsg = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open("/dev/kmsg")
+            .context("opening /dev/kmsg")?;
+        kmsg.seek(SeekFrom::End(0))
+            .context("seeking to the end of /dev/kmsg")?;
+        Ok(KernelOutput { kmsg })
+    }
+
+    /// Everything printed since the last call, in order, and the trace buffer emptied.
+    pub fn take_timeline(&mut self) -> Result<Vec<TimelineLine>> {
+        let trace = std::fs::read_to_string(format!("{TRACING}/trace"))
+            .context("reading the trace buffer")?;
+        clear_trace()?;
+        Ok(parse_trace(&trace))
+    }
+
+    /// The /dev/kmsg records written since the last call, as their message text.
+    pub fn take_kmsg(&mut self) -> Result<Vec<String>> {
+        let mut records = Vec::new();
+        // One read returns one record; EAGAIN means we are caught up.
+        let mut buffer = vec![0u8; 8192];
+        loop {
+            match self.kmsg.read(&mut buffer) {
+                Ok(0) => break,
+                Ok(len) => {
+                    let record = String::from_utf8_lossy(&buffer[..len]);
+                    records.push(kmsg_message(&record).to_owned());
+                }
+                Err(err) if err.kind() == ErrorKind::WouldBlock => break,
+                // EPIPE: records were overwritten before we read them; go on with the rest.
+                Err(err) if err.raw_os_error() == Some(libc::EPIPE) => continue,
+                Err(err) => return Err(err).context("reading /dev/kmsg"),
+            }
+        }
+        Ok(records)
+    }
+}
+
+fn write_tracing_file(name: &str, value: &str) -> Result<()> {
+    std::fs::write(format!("{TRACING}/{name}"), value)
+        .with_context(|| format!("writing {value} to {TRACING}/{name}"))
+}
+
+fn clear_trace() -> Result<()> {
+    let mut trace = OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(format!("{TRACING}/trace"))
+        .context("clearing the trace buffer")?;
+    trace.flush().context("clearing the trace buffer")
+}
+
+/// The message of a /dev/kmsg record `prio,seq,usec,flags[,...];message\n`
+/// (continuation lines, which start with a space, are dropped).
+pub fn kmsg_message(record: &str) -> &str {
+    let first_line = record.lines().next().unwrap_or("");
+    first_line
+        .split_once(';')
+        .map_or(first_line, |(_, message)| message)
+}
+
+/// Turns the text of /sys/kernel/tracing/trace into timeline lines, keeping
+/// the console (printk) and bpf_trace_printk events and dropping the rest.
+pub fn parse_trace(trace: &str) -> Vec<TimelineLine> {
+    trace
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(parse_trace_line)
+        .collect()
+}
+
+fn parse_trace_line(line: &str) -> Option<TimelineLine> {
+    // "  task-pid  [cpu] flags  12.345678: event: message": the event name
+    // follows the timestamp's ": ".
+    for (marker, source) in [
+        (": bpf_trace_printk: ", Source::Bpf),
+        (": console: ", Source::Kernel),
+    ] {
+        if let Some(position) = line.find(marker) {
+            let text = line[position + marker.len()..].trim_end().to_owned();
+            return Some(TimelineLine { source, text });
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TRACE: &str = "\
+# tracer: nop
+#
+#                                _-----=> irqs-off/BH-disabled
+#           TASK-PID     CPU#  |||||  TIMESTAMP  FUNCTION
+#              | |         |   |||||     |         |
+      struct_ops-63      [000] d..1.     2.902107: console: bpf_testmod_ops registered
+      struct_ops-63      [000] ...1.     2.910931: console: Calling struct_ops callbacks:
+      struct_ops-63      [000] ...11     2.911002: bpf_trace_printk: BPF test_1 called!
+      struct_ops-63      [000] ...1.     2.911250: console: test_1() returned: 42
+      struct_ops-63      [001] ...11     2.911300: bpf_trace_printk: Full buffer: Hello: from userspace!
+";
+
+    #[test]
+    fn trace_keeps_both_sources_in_order() {
+        let timeline = parse_trace(TRACE);
+        let rendered: Vec<_> = timeline
+            .iter()
+            .map(|line| format!("{:?} {}", line.source, line.text))
+            .collect();
+        assert_eq!(
+            rendered,
+            [
+                "Kernel bpf_testmod_ops registered",
+                "Kernel Calling struct_ops callbacks:",
+                "Bpf BPF test_1 called!",
+                "Kernel test_1() returned: 42",
+                "Bpf Full buffer: Hello: from userspace!",
+            ]
+        );
+    }
+
+    #[test]
+    fn kmsg_record_yields_its_message() {
+        assert_eq!(
+            kmsg_message("6,345,2902107,-;bpf_testmod_ops registered\n"),
+            "bpf_testmod_ops registered"
+        );
+        assert_eq!(
+            kmsg_message("4,12,5,-,caller=T1;WARNING: CPU: 0 PID: 1\n SUBSYSTEM=x\n"),
+            "WARNING: CPU: 0 PID: 1"
+        );
+    }
+}

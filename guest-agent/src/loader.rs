@@ -1,0 +1,197 @@
+//! Runs the `struct_ops` loader binary as a child process, with a deadline,
+//! capturing what it prints.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+/// How long any one loader command may take before it is killed.
+pub const COMMAND_LIMIT: Duration = Duration::from_secs(120);
+
+#[derive(Clone)]
+pub struct Loader {
+    pub binary: PathBuf,
+    /// Passed on so the loader's "load it with" hint names the real module.
+    pub kmod: PathBuf,
+}
+
+/// A loader run that has ended.
+pub struct Finished {
+    pub outcome: String,
+    pub stdout: String,
+    pub stderr: String,
+    pub duration: Duration,
+}
+
+impl Loader {
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(&self.binary);
+        command
+            .args(args)
+            .env("BPF_TESTMOD_KO", &self.kmod)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        command
+    }
+
+    /// Runs `struct_ops ARGS` to completion (or to COMMAND_LIMIT, then kills it).
+    pub fn run(&self, args: &[&str]) -> Result<Finished> {
+        let start = Instant::now();
+        let mut child = self
+            .command(args)
+            .spawn()
+            .with_context(|| format!("starting {}", self.binary.display()))?;
+        let stdout = read_to_string_in_background(child.stdout.take());
+        let stderr = read_to_string_in_background(child.stderr.take());
+        let status = wait_with_deadline(&mut child, start + COMMAND_LIMIT)?;
+        Ok(finished(status, stdout, stderr, start))
+    }
+
+    /// Starts `struct_ops hold` and returns once it says it is attached.
+    pub fn hold(&self) -> Result<Held> {
+        let start = Instant::now();
+        let mut child = self
+            .command(&["hold"])
+            .spawn()
+            .with_context(|| format!("starting {} hold", self.binary.display()))?;
+        let stderr = read_to_string_in_background(child.stderr.take());
+        let (lines_tx, lines_rx) = mpsc::channel();
+        let stdout = child.stdout.take();
+        let stdout = thread::spawn(move || {
+            let mut all = String::new();
+            if let Some(stdout) = stdout {
+                for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                    all.push_str(&line);
+                    all.push('\n');
+                    let _ = lines_tx.send(line);
+                }
+            }
+            all
+        });
+        let mut held = Held {
+            child: Some(child),
+            stdout: Some(stdout),
+            stderr: Some(stderr),
+            start,
+        };
+        loop {
+            match lines_rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(line) if line == "attached" => return Ok(held),
+                Ok(_) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    let ended = held.wait_for_exit()?;
+                    bail!(
+                        "struct_ops hold ended before attaching ({}): {}",
+                        ended.outcome,
+                        ended.stderr.trim()
+                    );
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) if start.elapsed() > COMMAND_LIMIT => {
+                    bail!("struct_ops hold did not attach within {COMMAND_LIMIT:?}");
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+            }
+        }
+    }
+}
+
+/// A `struct_ops hold` process that is attached. Dropping it kills it.
+pub struct Held {
+    child: Option<Child>,
+    stdout: Option<JoinHandle<String>>,
+    stderr: Option<JoinHandle<String>>,
+    start: Instant,
+}
+
+impl Held {
+    pub fn pid(&self) -> Option<Pid> {
+        self.child
+            .as_ref()
+            .map(|child| Pid::from_raw(child.id() as i32))
+    }
+
+    /// Sends `signal` and waits for the process to end.
+    pub fn stop(mut self, signal: Signal) -> Result<Finished> {
+        if let Some(pid) = self.pid() {
+            kill(pid, signal).with_context(|| format!("sending {signal} to struct_ops hold"))?;
+        }
+        self.wait_for_exit()
+    }
+
+    fn wait_for_exit(&mut self) -> Result<Finished> {
+        let mut child = self
+            .child
+            .take()
+            .context("struct_ops hold was already reaped")?;
+        let status = wait_with_deadline(&mut child, Instant::now() + COMMAND_LIMIT)?;
+        let stdout = self.stdout.take().context("stdout reader already joined")?;
+        let stderr = self.stderr.take().context("stderr reader already joined")?;
+        Ok(finished(status, stdout, stderr, self.start))
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn read_to_string_in_background<R: Read + Send + 'static>(pipe: Option<R>) -> JoinHandle<String> {
+    thread::spawn(move || {
+        let mut text = String::new();
+        if let Some(mut pipe) = pipe {
+            let _ = pipe.read_to_string(&mut text);
+        }
+        text
+    })
+}
+
+fn wait_with_deadline(child: &mut Child, deadline: Instant) -> Result<ExitStatus> {
+    loop {
+        if let Some(status) = child.try_wait().context("waiting for struct_ops")? {
+            return Ok(status);
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let status = child
+                .wait()
+                .context("reaping struct_ops after killing it")?;
+            bail!("struct_ops did not finish in time and was killed ({status})");
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn finished(
+    status: ExitStatus,
+    stdout: JoinHandle<String>,
+    stderr: JoinHandle<String>,
+    start: Instant,
+) -> Finished {
+    use std::os::unix::process::ExitStatusExt;
+    let outcome = match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exit {code}"),
+        (None, Some(signal)) => match Signal::try_from(signal) {
+            Ok(signal) => format!("killed by {signal}"),
+            Err(_) => format!("killed by signal {signal}"),
+        },
+        (None, None) => status.to_string(),
+    };
+    Finished {
+        outcome,
+        stdout: stdout.join().unwrap_or_default(),
+        stderr: stderr.join().unwrap_or_default(),
+        duration: start.elapsed(),
+    }
+}

@@ -1,0 +1,81 @@
+//! The filesystems the agent needs, mounted only where they are missing so
+//! the same code works as PID 1 and under vng (which mounted them already).
+
+use anyhow::{Context, Result};
+use nix::mount::{mount, MsFlags};
+use nix::sys::statfs::statfs;
+
+struct MountSpec {
+    source: &'static str,
+    target: &'static str,
+    fstype: &'static str,
+    /// statfs f_type of this filesystem, to tell whether it is already there.
+    magic: i64,
+}
+
+/// In order: later entries live inside earlier ones. No tmpfs over /tmp: the
+/// root is the host's filesystem, and a tmpfs would hide build output there.
+const MOUNTS: &[MountSpec] = &[
+    MountSpec {
+        source: "proc",
+        target: "/proc",
+        fstype: "proc",
+        magic: 0x9fa0,
+    },
+    MountSpec {
+        source: "sysfs",
+        target: "/sys",
+        fstype: "sysfs",
+        magic: 0x6265_6572,
+    },
+    MountSpec {
+        source: "devtmpfs",
+        target: "/dev",
+        fstype: "devtmpfs",
+        magic: TMPFS_MAGIC,
+    },
+    MountSpec {
+        source: "tracefs",
+        target: "/sys/kernel/tracing",
+        fstype: "tracefs",
+        magic: 0x7472_6163,
+    },
+    MountSpec {
+        source: "tmpfs",
+        target: "/run",
+        fstype: "tmpfs",
+        magic: TMPFS_MAGIC,
+    },
+];
+
+/// Mounts each filesystem of the table that is not there yet. As PID 1
+/// (`fresh_boot`) nothing is, whatever the host's directories underneath say.
+pub fn mount_filesystems(fresh_boot: bool) -> Result<()> {
+    for spec in MOUNTS {
+        if !fresh_boot && is_mounted(spec) {
+            continue;
+        }
+        mount(
+            Some(spec.source),
+            spec.target,
+            Some(spec.fstype),
+            if spec.fstype == "devtmpfs" {
+                // Device nodes are the point of /dev.
+                MsFlags::MS_NOSUID
+            } else {
+                MsFlags::MS_NOSUID | MsFlags::MS_NODEV
+            },
+            None::<&str>,
+        )
+        .with_context(|| format!("mounting {} on {}", spec.fstype, spec.target))?;
+    }
+    Ok(())
+}
+
+const TMPFS_MAGIC: i64 = 0x0102_1994;
+
+/// By filesystem type. Only meaningful once the guest's own /proc and /sys
+/// are up: over 9p, statfs on the host's /proc reports the host's procfs.
+fn is_mounted(spec: &MountSpec) -> bool {
+    statfs(spec.target).is_ok_and(|stat| stat.filesystem_type().0 as i64 == spec.magic)
+}

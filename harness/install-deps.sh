@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the harness needs, and only the missing ones.
+# Both `cargo run -p harness -- run` and the tests run this; so does .ci/run.
+# As root it runs apt-get; otherwise it prints the exact command and fails.
+set -euo pipefail
+
+packages=(
+  # The VM.
+  qemu-system-x86
+  # The default kernel source: Debian's 6.12 tarball under /usr/src.
+  linux-source-6.12
+  # Building that kernel with BTF.
+  make gcc flex bison bc libelf-dev libssl-dev dwarves xz-utils
+  # The out-of-tree module.
+  kmod
+  # The BPF program (clang -target bpf) and libbpf, vendored by libbpf-sys.
+  clang llvm libelf-dev zlib1g-dev pkg-config linux-libc-dev
+  # virtme-ng, installed into a virtualenv for manual debugging with vng.
+  python3-venv
+  # Building the Rust virtiofsd (below).
+  libcap-ng-dev libseccomp-dev
+)
+
+installed() {
+  dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q '^install ok installed$'
+}
+
+missing=()
+for package in "${packages[@]}"; do
+  installed "$package" || missing+=("$package")
+done
+# The same package may be listed twice above, once for each reason it is needed.
+mapfile -t missing < <(printf '%s\n' "${missing[@]}" | awk 'NF && !seen[$0]++')
+
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "Missing Debian packages: ${missing[*]}" >&2
+    echo "Install them with:" >&2
+    echo "  sudo apt-get update && sudo apt-get install -y ${missing[*]}" >&2
+    exit 1
+  fi
+  echo "Installing missing Debian packages: ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >&2
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+fi
+
+# The guest's root is the host's, shared read-only. Debian 12 ships only the
+# old C virtiofsd, which cannot share read-only; the Rust one (crates.io) can.
+# Without it the harness falls back to 9p, so a failure here is not fatal.
+has_readonly_virtiofsd() {
+  local candidate
+  for candidate in "${STRUCT_OPS_VIRTIOFSD:-}" "$(command -v virtiofsd || true)" "$HOME/.cargo/bin/virtiofsd"; do
+    [ -n "$candidate" ] && [ -x "$candidate" ] && "$candidate" --help 2>&1 | grep -q -- --readonly && return 0
+  done
+  return 1
+}
+if ! has_readonly_virtiofsd && command -v cargo >/dev/null; then
+  echo "Installing the Rust virtiofsd (cargo install virtiofsd, about a minute)" >&2
+  cargo install --quiet --locked virtiofsd@1.14.0 >&2 ||
+    echo "warning: cargo install virtiofsd failed; VMs will share the root over 9p" >&2
+fi

@@ -1,0 +1,174 @@
+//! Choosing between KVM and TCG. `/dev/kvm` can exist, open, and still hang
+//! every guest (nested virtualisation that does not work), so KVM is trusted
+//! only after a guest booted on it printed something; the verdict is kept in
+//! the cache so the probe runs once per host.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Accel {
+    Kvm,
+    Tcg,
+}
+
+impl std::fmt::Display for Accel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Accel::Kvm => "kvm",
+            Accel::Tcg => "tcg",
+        })
+    }
+}
+
+/// Forces the accelerator: `kvm` or `tcg`.
+pub const ACCEL_ENV: &str = "STRUCT_OPS_ACCEL";
+
+/// What is known before any guest ran.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Choice {
+    /// Use this; nothing to probe.
+    Decided(Accel, &'static str),
+    /// KVM looks usable; boot with it under a watchdog.
+    ProbeKvm,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Verdict {
+    pub kvm_works: bool,
+    pub reason: String,
+    /// The host this verdict is for: a different kernel or QEMU may behave differently.
+    pub host: String,
+}
+
+pub fn choose(cache: &Path) -> Result<Choice> {
+    if let Some(forced) = std::env::var_os(ACCEL_ENV) {
+        return match forced.to_str() {
+            Some("kvm") => Ok(Choice::Decided(Accel::Kvm, "forced by STRUCT_OPS_ACCEL")),
+            Some("tcg") => Ok(Choice::Decided(Accel::Tcg, "forced by STRUCT_OPS_ACCEL")),
+            _ => bail!("{ACCEL_ENV} must be `kvm` or `tcg`, not {forced:?}"),
+        };
+    }
+    if std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_err()
+    {
+        return Ok(Choice::Decided(
+            Accel::Tcg,
+            "/dev/kvm is missing or not accessible",
+        ));
+    }
+    match read_verdict(cache)? {
+        Some(verdict) if verdict.kvm_works => {
+            Ok(Choice::Decided(Accel::Kvm, "KVM booted a guest before"))
+        }
+        Some(_) => Ok(Choice::Decided(
+            Accel::Tcg,
+            "KVM hung a guest before (cached verdict)",
+        )),
+        None => Ok(Choice::ProbeKvm),
+    }
+}
+
+fn verdict_path(cache: &Path) -> PathBuf {
+    cache.join("kvm-verdict.json")
+}
+
+fn host_identity() -> String {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let qemu = duct::cmd!(crate::qemu::QEMU_BINARY, "--version")
+        .stderr_null()
+        .stdout_capture()
+        .unchecked()
+        .run()
+        .map(|output| {
+            String::from_utf8_lossy(&output.stdout)
+                .lines()
+                .next()
+                .unwrap_or("")
+                .to_owned()
+        })
+        .unwrap_or_default();
+    format!("{} / {qemu}", release.trim())
+}
+
+pub fn read_verdict(cache: &Path) -> Result<Option<Verdict>> {
+    let path = verdict_path(cache);
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return Ok(None);
+    };
+    let verdict: Verdict = match serde_json::from_str(&text) {
+        Ok(verdict) => verdict,
+        // A damaged verdict is no verdict: probe again.
+        Err(_) => return Ok(None),
+    };
+    Ok((verdict.host == host_identity()).then_some(verdict))
+}
+
+pub fn write_verdict(cache: &Path, kvm_works: bool, reason: &str) -> Result<()> {
+    let verdict = Verdict {
+        kvm_works,
+        reason: reason.to_owned(),
+        host: host_identity(),
+    };
+    std::fs::create_dir_all(cache).with_context(|| format!("creating {}", cache.display()))?;
+    let path = verdict_path(cache);
+    let partial = path.with_extension(format!("json.{}", std::process::id()));
+    std::fs::write(&partial, serde_json::to_string_pretty(&verdict)?)
+        .with_context(|| format!("writing {}", partial.display()))?;
+    std::fs::rename(&partial, &path).with_context(|| format!("writing {}", path.display()))
+}
+
+/// Serialises probes: the first process probes, the others wait and read its verdict.
+pub fn probe_lock(cache: &Path) -> Result<std::fs::File> {
+    std::fs::create_dir_all(cache).with_context(|| format!("creating {}", cache.display()))?;
+    let path = cache.join("kvm-verdict.lock");
+    let lock =
+        std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+    lock.lock()
+        .with_context(|| format!("locking {}", path.display()))?;
+    Ok(lock)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_verdict_survives_a_round_trip_for_the_same_host() {
+        let cache = tempfile::tempdir().unwrap();
+        assert_eq!(read_verdict(cache.path()).unwrap(), None);
+        write_verdict(cache.path(), false, "no console output within 5 s").unwrap();
+        let verdict = read_verdict(cache.path()).unwrap().unwrap();
+        assert!(!verdict.kvm_works);
+        assert_eq!(verdict.reason, "no console output within 5 s");
+    }
+
+    #[test]
+    fn a_verdict_for_another_host_is_ignored() {
+        let cache = tempfile::tempdir().unwrap();
+        let other = Verdict {
+            kvm_works: true,
+            reason: "x".into(),
+            host: "another kernel".into(),
+        };
+        std::fs::write(
+            verdict_path(cache.path()),
+            serde_json::to_string(&other).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(read_verdict(cache.path()).unwrap(), None);
+    }
+
+    #[test]
+    fn a_damaged_verdict_means_probe_again() {
+        let cache = tempfile::tempdir().unwrap();
+        std::fs::write(verdict_path(cache.path()), "{not json").unwrap();
+        assert_eq!(read_verdict(cache.path()).unwrap(), None);
+    }
+}

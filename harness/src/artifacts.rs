@@ -1,0 +1,72 @@
+//! Everything a VM needs, built or found: the steps of the pipeline up to
+//! the boot, each skipped when its output is already there.
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use anyhow::{Context, Result};
+
+use crate::guest_binaries::{self, GuestBinaries};
+use crate::kernel::{self, Kernel, KernelRecipe, KernelSource};
+use crate::progress::Progress;
+use crate::{host_deps, kmod, paths, qemu, virtiofsd};
+
+#[derive(Debug, Clone)]
+pub struct Artifacts {
+    pub cache: PathBuf,
+    pub kernel: Kernel,
+    pub kmod: PathBuf,
+    pub guest: GuestBinaries,
+    /// The read-only virtiofsd, or why the VMs use 9p instead.
+    pub virtiofsd: Result<PathBuf, String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct PrepareOptions {
+    /// Build this kernel tree instead of Debian's linux-source-6.12.
+    pub kernel_tree: Option<PathBuf>,
+}
+
+pub fn prepare(options: &PrepareOptions, progress: &Progress) -> Result<Artifacts> {
+    host_deps::ensure_installed()?;
+    qemu::which(qemu::QEMU_BINARY).with_context(|| {
+        format!(
+            "{} not found in PATH: install qemu-system-x86 (harness/install-deps.sh does)",
+            qemu::QEMU_BINARY
+        )
+    })?;
+    let workspace = paths::workspace_root();
+    let cache = paths::cache_dir()?;
+    let recipe = KernelRecipe::new(
+        KernelSource::choose(options.kernel_tree.clone()),
+        &workspace.join("images"),
+    )?;
+    let kernel = kernel::ensure_built(&recipe, &cache, progress)?;
+    let kmod = kmod::ensure_built(&workspace.join("kmod"), &kernel, &cache, progress)?;
+    let guest = guest_binaries::ensure_built(&workspace, progress)?;
+    let virtiofsd = virtiofsd::find();
+    if let Err(reason) = &virtiofsd {
+        eprintln!("[harness] note: {reason}; the guest's root is shared over 9p instead (read-only as well)");
+    }
+    Ok(Artifacts {
+        cache,
+        kernel,
+        kmod,
+        guest,
+        virtiofsd,
+    })
+}
+
+/// Prepared once per process: each nextest test is its own process, and
+/// the steps are cache hits after the first.
+pub fn prepared() -> Result<&'static Artifacts> {
+    static ARTIFACTS: OnceLock<Result<Artifacts, String>> = OnceLock::new();
+    ARTIFACTS
+        .get_or_init(|| {
+            prepare(&PrepareOptions::default(), &Progress::new()).map_err(|err| format!("{err:#}"))
+        })
+        .as_ref()
+        .map_err(|err| {
+            anyhow::anyhow!("preparing the kernel, module and guest binaries failed:\n{err}")
+        })
+}

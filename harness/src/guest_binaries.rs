@@ -1,0 +1,67 @@
+//! The binaries that run in the guest: the agent and the `struct_ops` loader.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+
+use crate::progress::Progress;
+
+#[derive(Debug, Clone)]
+pub struct GuestBinaries {
+    pub agent: PathBuf,
+    pub loader: PathBuf,
+}
+
+/// `cargo build --release` of the guest crates; cargo makes it a no-op when
+/// nothing changed. Release, because the stress scenario runs them under TCG.
+pub fn ensure_built(workspace: &Path, progress: &Progress) -> Result<GuestBinaries> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let step = progress.step("building the guest binaries (cargo build --release)".to_owned());
+    let output = duct::cmd!(
+        cargo,
+        "build",
+        "--release",
+        "--quiet",
+        "-p",
+        "guest-agent",
+        "-p",
+        "struct-ops-loader"
+    )
+    .dir(workspace)
+    .stderr_to_stdout()
+    .stdout_capture()
+    .unchecked()
+    .run()
+    .context("running cargo build for the guest binaries")?;
+    if !output.status.success() {
+        bail!(
+            "building the guest binaries failed:\n{}",
+            String::from_utf8_lossy(&output.stdout).trim_end()
+        );
+    }
+    step.done();
+    let release = target_dir(workspace).join("release");
+    let binaries = GuestBinaries {
+        agent: release.join("guest-agent"),
+        loader: release.join("struct_ops"),
+    };
+    for binary in [&binaries.agent, &binaries.loader] {
+        if !binary.is_file() {
+            bail!("cargo build succeeded but {} is missing", binary.display());
+        }
+    }
+    Ok(binaries)
+}
+
+pub fn target_dir(workspace: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .map(|dir| {
+            if dir.is_absolute() {
+                dir
+            } else {
+                workspace.join(dir)
+            }
+        })
+        .unwrap_or_else(|| workspace.join("target"))
+}

@@ -1,0 +1,247 @@
+//! Kernel config fragments: parsing them, and checking that every option
+//! they ask for survived `olddefconfig` (which silently drops an option whose
+//! dependencies are missing).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+/// One `CONFIG_X=value` or `# CONFIG_X is not set` line of a fragment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Requested {
+    pub option: String,
+    /// `None` for "is not set".
+    pub value: Option<String>,
+    /// `file:line`, to point the user at the request.
+    pub origin: String,
+}
+
+/// A fragment file and its text.
+#[derive(Debug, Clone)]
+pub struct Fragment {
+    pub path: PathBuf,
+    pub text: String,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum FragmentError {
+    #[error("{origin}: not a kernel config line: `{line}` (expected CONFIG_NAME=value or `# CONFIG_NAME is not set`)")]
+    Syntax { origin: String, line: String },
+    #[error("no config fragments (*.config) in {0}")]
+    NoFragments(String),
+}
+
+/// Reads `dir/*.config`, sorted by name so the order (and the cache key) is stable.
+pub fn read_fragments(dir: &Path) -> Result<Vec<Fragment>> {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading the config fragments in {}", dir.display()))?
+        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+        .filter(|path| path.extension().is_some_and(|ext| ext == "config"))
+        .collect();
+    paths.sort();
+    if paths.is_empty() {
+        return Err(FragmentError::NoFragments(dir.display().to_string()).into());
+    }
+    paths
+        .into_iter()
+        .map(|path| {
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            Ok(Fragment { path, text })
+        })
+        .collect()
+}
+
+/// Every option the fragments ask for. A later fragment overrides an earlier one.
+pub fn requested_options(fragments: &[Fragment]) -> Result<Vec<Requested>, FragmentError> {
+    let mut by_option: BTreeMap<String, Requested> = BTreeMap::new();
+    for fragment in fragments {
+        let name = fragment.path.file_name().map_or_else(
+            || fragment.path.display().to_string(),
+            |name| name.to_string_lossy().into_owned(),
+        );
+        for (index, line) in fragment.text.lines().enumerate() {
+            let origin = format!("images/{name}:{}", index + 1);
+            if let Some(requested) = parse_line(line, &origin)? {
+                by_option.insert(requested.option.clone(), requested);
+            }
+        }
+    }
+    Ok(by_option.into_values().collect())
+}
+
+fn parse_line(line: &str, origin: &str) -> Result<Option<Requested>, FragmentError> {
+    let trimmed = line.trim();
+    let syntax = || FragmentError::Syntax {
+        origin: origin.to_owned(),
+        line: trimmed.to_owned(),
+    };
+    if trimmed.is_empty() {
+        return Ok(None);
+    }
+    if let Some(comment) = trimmed.strip_prefix('#') {
+        let comment = comment.trim();
+        if let Some(option) = comment.strip_suffix(" is not set") {
+            if is_option_name(option) {
+                return Ok(Some(Requested {
+                    option: option.to_owned(),
+                    value: None,
+                    origin: origin.to_owned(),
+                }));
+            }
+            return Err(syntax());
+        }
+        return Ok(None);
+    }
+    let (option, value) = trimmed.split_once('=').ok_or_else(syntax)?;
+    if !is_option_name(option) || value.is_empty() {
+        return Err(syntax());
+    }
+    Ok(Some(Requested {
+        option: option.to_owned(),
+        value: Some(value.to_owned()),
+        origin: origin.to_owned(),
+    }))
+}
+
+fn is_option_name(name: &str) -> bool {
+    name.strip_prefix("CONFIG_").is_some_and(|rest| {
+        !rest.is_empty()
+            && rest
+                .chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+    })
+}
+
+/// An option the final .config does not have as the fragment asked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dropped {
+    pub requested: Requested,
+    /// What the final config says instead: `is not set`, `=m`, ...
+    pub actual: String,
+}
+
+impl std::fmt::Display for Dropped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let wanted = match &self.requested.value {
+            Some(value) => format!("{}={value}", self.requested.option),
+            None => format!("{} unset", self.requested.option),
+        };
+        write!(
+            f,
+            "{wanted} ({}), but the final .config has {}",
+            self.requested.origin, self.actual
+        )
+    }
+}
+
+/// The requested options that the final `.config` text does not honour.
+pub fn dropped_options(requested: &[Requested], final_config: &str) -> Vec<Dropped> {
+    let mut actual: BTreeMap<&str, &str> = BTreeMap::new();
+    for line in final_config.lines() {
+        if let Some((option, value)) = line.split_once('=') {
+            actual.insert(option, value);
+        }
+    }
+    requested
+        .iter()
+        .filter_map(|request| {
+            let now = actual.get(request.option.as_str()).copied();
+            let honoured = match (&request.value, now) {
+                (None, None) => true,
+                (None, Some("n")) => true,
+                (Some(wanted), Some(now)) => wanted == now,
+                (Some(wanted), None) => wanted == "n",
+                (None, Some(_)) => false,
+            };
+            (!honoured).then(|| Dropped {
+                requested: request.clone(),
+                actual: match now {
+                    Some(value) => format!("{}={value}", request.option),
+                    None => "it not set (a dependency is missing, or the option does not exist in this kernel)".to_owned(),
+                },
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fragment(name: &str, text: &str) -> Fragment {
+        Fragment {
+            path: PathBuf::from(format!("/x/images/{name}")),
+            text: text.to_owned(),
+        }
+    }
+
+    #[test]
+    fn parses_set_unset_and_comments() {
+        let requested = requested_options(&[fragment(
+            "a.config",
+            "# a comment\nCONFIG_BPF=y\n\n# CONFIG_USB is not set\nCONFIG_LOG_BUF_SHIFT=17\n",
+        )])
+        .unwrap();
+        let summary: Vec<_> = requested
+            .iter()
+            .map(|r| format!("{}={:?}@{}", r.option, r.value, r.origin))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                "CONFIG_BPF=Some(\"y\")@images/a.config:2",
+                "CONFIG_LOG_BUF_SHIFT=Some(\"17\")@images/a.config:5",
+                "CONFIG_USB=None@images/a.config:4",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_syntax_error_names_file_and_line() {
+        let err = requested_options(&[fragment("bad.config", "CONFIG_BPF=y\nBPF_SYSCALL=y\n")])
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "images/bad.config:2: not a kernel config line: `BPF_SYSCALL=y` \
+             (expected CONFIG_NAME=value or `# CONFIG_NAME is not set`)"
+        );
+        assert!(requested_options(&[fragment("e.config", "CONFIG_BPF=\n")]).is_err());
+        assert!(requested_options(&[fragment("l.config", "CONFIG_bpf=y\n")]).is_err());
+    }
+
+    #[test]
+    fn later_fragments_override_earlier_ones() {
+        let requested = requested_options(&[
+            fragment("a.config", "CONFIG_SMP=y\n"),
+            fragment("b.config", "# CONFIG_SMP is not set\n"),
+        ])
+        .unwrap();
+        assert_eq!(requested.len(), 1);
+        assert_eq!(requested[0].value, None);
+    }
+
+    #[test]
+    fn dropped_options_are_named_with_their_origin() {
+        let requested = requested_options(&[fragment(
+            "bpf.config",
+            "CONFIG_BPF=y\nCONFIG_DEBUG_INFO_BTF=y\nCONFIG_NOT_A_REAL_OPTION=y\n# CONFIG_USB is not set\nCONFIG_X=n\n",
+        )])
+        .unwrap();
+        let final_config = "CONFIG_BPF=y\n# CONFIG_DEBUG_INFO_BTF is not set\nCONFIG_USB=y\n";
+        let dropped: Vec<String> = dropped_options(&requested, final_config)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(dropped.len(), 3, "{dropped:#?}");
+        assert!(dropped[0].starts_with(
+            "CONFIG_DEBUG_INFO_BTF=y (images/bpf.config:2), but the final .config has it not set"
+        ));
+        assert!(dropped[1].starts_with("CONFIG_NOT_A_REAL_OPTION=y (images/bpf.config:3)"));
+        assert_eq!(
+            dropped[2],
+            "CONFIG_USB unset (images/bpf.config:4), but the final .config has CONFIG_USB=y"
+        );
+    }
+}

@@ -1,0 +1,394 @@
+//! The kernel: built once from config fragments and cached by a hash of
+//! everything that defines it. A cache hit runs no make at all.
+
+pub mod config;
+pub mod source;
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::progress::{format_duration, Progress};
+use config::{dropped_options, read_fragments, requested_options, Fragment};
+pub use source::KernelSource;
+
+/// Bump when the way a kernel is built changes, so old entries are not reused.
+const RECIPE: &str = "tinyconfig + fragments, make all, v1";
+
+/// A built kernel in the cache.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Kernel {
+    pub key: String,
+    pub version: String,
+    /// The kernel source tree (needed with `build_dir` for out-of-tree modules).
+    pub source_dir: PathBuf,
+    /// make's O= directory: .config, vmlinux, Module.symvers.
+    pub build_dir: PathBuf,
+    pub bzimage: PathBuf,
+    pub vmlinux: PathBuf,
+    pub build_seconds: f64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KernelBuildError {
+    #[error(
+        "the kernel config lost options the fragments ask for (olddefconfig drops an option whose \
+         dependencies are missing):\n  {}\nAdd the missing dependencies to a fragment in images/, \
+         or remove the option",
+        .dropped.join("\n  ")
+    )]
+    DroppedOptions { dropped: Vec<String> },
+    #[error(
+        "{vmlinux} has no .BTF section: struct_ops needs the kernel's BTF.\n\
+         Keep CONFIG_DEBUG_INFO_BTF=y in images/ and install pahole 1.16 or newer (Debian package dwarves)"
+    )]
+    NoBtf { vmlinux: String },
+    #[error("make {target} failed (exit {code}); the last lines of {log}:\n{tail}")]
+    Make {
+        target: String,
+        code: i32,
+        log: String,
+        tail: String,
+    },
+}
+
+/// What to build: a source, fragments, and the tools that turn them into a kernel.
+pub struct KernelRecipe {
+    pub source: KernelSource,
+    pub fragments: Vec<Fragment>,
+}
+
+impl KernelRecipe {
+    pub fn new(source: KernelSource, images_dir: &Path) -> Result<Self> {
+        let fragments = read_fragments(images_dir)?;
+        // A syntax error should stop us before any long work.
+        requested_options(&fragments)?;
+        Ok(KernelRecipe { source, fragments })
+    }
+
+    /// The hash of everything that defines the kernel.
+    pub fn key(&self) -> Result<String> {
+        let mut hasher = Sha256::new();
+        let mut feed = |label: &str, value: &[u8]| {
+            hasher.update(label.as_bytes());
+            hasher.update((value.len() as u64).to_le_bytes());
+            hasher.update(value);
+        };
+        feed("recipe", RECIPE.as_bytes());
+        feed("source", self.source.identity()?.as_bytes());
+        for fragment in &self.fragments {
+            let name = fragment
+                .path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            feed("fragment", name.as_bytes());
+            feed("text", fragment.text.as_bytes());
+        }
+        for tool in toolchain_versions() {
+            feed("tool", tool.as_bytes());
+        }
+        Ok(format!("{:x}", hasher.finalize())[..16].to_owned())
+    }
+}
+
+/// The compiler, linker and pahole versions: each changes the kernel or its BTF.
+fn toolchain_versions() -> Vec<String> {
+    [
+        ("gcc", "--version"),
+        ("ld", "--version"),
+        ("pahole", "--version"),
+    ]
+    .iter()
+    .map(|(tool, flag)| {
+        let version = duct::cmd!(*tool, *flag)
+            .stderr_null()
+            .stdout_capture()
+            .unchecked()
+            .run()
+            .map(|output| {
+                String::from_utf8_lossy(&output.stdout)
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .to_owned()
+            })
+            .unwrap_or_else(|_| "missing".to_owned());
+        format!("{tool}: {version}")
+    })
+    .collect()
+}
+
+const READY: &str = "kernel.json";
+
+/// Returns the cached kernel for `recipe`, building it first on a miss.
+pub fn ensure_built(recipe: &KernelRecipe, cache: &Path, progress: &Progress) -> Result<Kernel> {
+    let key = recipe.key()?;
+    let kernels = cache.join("kernels");
+    let entry = kernels.join(&key);
+    if let Some(kernel) = read_ready(&entry)? {
+        return Ok(kernel);
+    }
+    std::fs::create_dir_all(&kernels).with_context(|| format!("creating {}", kernels.display()))?;
+    // One build per entry at a time; whoever waited here finds it ready.
+    let lock_path = kernels.join(format!("{key}.lock"));
+    let lock = std::fs::File::create(&lock_path)
+        .with_context(|| format!("creating {}", lock_path.display()))?;
+    if lock.try_lock().is_err() {
+        eprintln!("[harness] another process is building kernel {key}; waiting for it");
+        lock.lock()
+            .with_context(|| format!("locking {}", lock_path.display()))?;
+    }
+    if let Some(kernel) = read_ready(&entry)? {
+        return Ok(kernel);
+    }
+    // Whatever is there is a build that was interrupted: never use it.
+    if entry.exists() {
+        std::fs::remove_dir_all(&entry)
+            .with_context(|| format!("removing the unfinished {}", entry.display()))?;
+    }
+    build(recipe, &key, &entry, cache, progress)
+}
+
+fn read_ready(entry: &Path) -> Result<Option<Kernel>> {
+    let ready = entry.join(READY);
+    match std::fs::read_to_string(&ready) {
+        Ok(text) => Ok(Some(
+            serde_json::from_str(&text).with_context(|| format!("parsing {}", ready.display()))?,
+        )),
+        Err(_) => Ok(None),
+    }
+}
+
+fn build(
+    recipe: &KernelRecipe,
+    key: &str,
+    entry: &Path,
+    cache: &Path,
+    progress: &Progress,
+) -> Result<Kernel> {
+    let start = Instant::now();
+    let source_dir = recipe.source.prepare(cache, progress)?;
+    let version = source::kernel_version(&source_dir)?;
+    let build_dir = entry.join("build");
+    std::fs::create_dir_all(&build_dir)
+        .with_context(|| format!("creating {}", build_dir.display()))?;
+    let log = entry.join("build.log");
+    eprintln!(
+        "[harness] building kernel {version} ({key}) from {} in {}; log: {}",
+        source_dir.display(),
+        build_dir.display(),
+        log.display()
+    );
+    let make = Make {
+        source_dir: &source_dir,
+        build_dir: &build_dir,
+        log: &log,
+    };
+
+    make.run(&["tinyconfig"], progress)?;
+    let fragment_paths: Vec<&Path> = recipe.fragments.iter().map(|f| f.path.as_path()).collect();
+    let merge = source_dir.join("scripts/kconfig/merge_config.sh");
+    let config = build_dir.join(".config");
+    let mut merge_args = vec![
+        merge.as_os_str().to_owned(),
+        "-m".into(),
+        "-O".into(),
+        build_dir.as_os_str().to_owned(),
+        config.as_os_str().to_owned(),
+    ];
+    merge_args.extend(fragment_paths.iter().map(|p| p.as_os_str().to_owned()));
+    make.run_logged(
+        "merge_config.sh",
+        duct::cmd("bash", merge_args).dir(&source_dir),
+    )?;
+    make.run(&["olddefconfig"], progress)?;
+
+    let final_config = std::fs::read_to_string(&config)
+        .with_context(|| format!("reading {}", config.display()))?;
+    let dropped = dropped_options(&requested_options(&recipe.fragments)?, &final_config);
+    if !dropped.is_empty() {
+        bail!(KernelBuildError::DroppedOptions {
+            dropped: dropped.iter().map(ToString::to_string).collect(),
+        });
+    }
+
+    // `all` also makes Module.symvers, without which out-of-tree modules do not link.
+    let jobs = format!(
+        "-j{}",
+        std::thread::available_parallelism().map_or(2, |n| n.get())
+    );
+    make.run(&[&jobs, "all"], progress)?;
+
+    let vmlinux = build_dir.join("vmlinux");
+    if !crate::elf::has_section(&vmlinux, ".BTF")? {
+        bail!(KernelBuildError::NoBtf {
+            vmlinux: vmlinux.display().to_string()
+        });
+    }
+    let kernel = Kernel {
+        key: key.to_owned(),
+        version,
+        source_dir,
+        bzimage: build_dir.join("arch/x86/boot/bzImage"),
+        vmlinux,
+        build_dir,
+        build_seconds: start.elapsed().as_secs_f64(),
+    };
+    // Written last: its presence is what makes the entry usable.
+    let ready = entry.join(READY);
+    let partial = entry.join(format!("{READY}.partial"));
+    std::fs::write(&partial, serde_json::to_string_pretty(&kernel)?)
+        .with_context(|| format!("writing {}", partial.display()))?;
+    std::fs::rename(&partial, &ready).with_context(|| format!("writing {}", ready.display()))?;
+    eprintln!(
+        "[harness] kernel {} built in {}",
+        kernel.version,
+        format_duration(start.elapsed())
+    );
+    Ok(kernel)
+}
+
+struct Make<'a> {
+    source_dir: &'a Path,
+    build_dir: &'a Path,
+    log: &'a Path,
+}
+
+impl Make<'_> {
+    fn run(&self, args: &[&str], progress: &Progress) -> Result<()> {
+        let target = args.last().copied().unwrap_or("");
+        let mut make_args = vec![
+            "-C".to_owned(),
+            self.source_dir.display().to_string(),
+            format!("O={}", self.build_dir.display()),
+        ];
+        make_args.extend(args.iter().map(|arg| (*arg).to_owned()));
+        let task = progress.task(format!("make {target}"));
+        let result = self.stream(
+            &format!("make {target}"),
+            duct::cmd("make", make_args),
+            |line| {
+                if let Some(activity) = kbuild_activity(line) {
+                    task.update(activity);
+                }
+            },
+        );
+        match &result {
+            Ok(()) => task.finish("done"),
+            Err(_) => task.finish("failed"),
+        }
+        result
+    }
+
+    fn run_logged(&self, what: &str, command: duct::Expression) -> Result<()> {
+        self.stream(what, command, |_| {})
+    }
+
+    /// Runs `command`, appending its output to the log and passing each line to `on_line`.
+    fn stream(
+        &self,
+        what: &str,
+        command: duct::Expression,
+        mut on_line: impl FnMut(&str),
+    ) -> Result<()> {
+        use std::io::{BufRead, BufReader, Write};
+        let mut log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log)
+            .with_context(|| format!("opening {}", self.log.display()))?;
+        writeln!(log, "### {what}")?;
+        let reader = command
+            .stderr_to_stdout()
+            .unchecked()
+            .reader()
+            .with_context(|| {
+                format!("starting {what} (is make installed? run harness/install-deps.sh)")
+            })?;
+        let mut lines = BufReader::new(&reader);
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if lines
+                .read_line(&mut line)
+                .with_context(|| format!("reading the output of {what}"))?
+                == 0
+            {
+                break;
+            }
+            log.write_all(line.as_bytes())?;
+            on_line(line.trim_end());
+        }
+        let output = reader
+            .try_wait()?
+            .context("the command ended without a status")?;
+        if !output.status.success() {
+            bail!(KernelBuildError::Make {
+                target: what.trim_start_matches("make ").to_owned(),
+                code: output.status.code().unwrap_or(-1),
+                log: self.log.display().to_string(),
+                tail: tail_of_file(self.log, 25),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// `CC      kernel/fork.o` -> `CC kernel/fork.o`; other lines are not kbuild steps.
+fn kbuild_activity(line: &str) -> Option<&str> {
+    let line = line.trim_start();
+    let (verb, _) = line.split_once(' ')?;
+    (!verb.is_empty()
+        && verb.len() <= 8
+        && verb
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c == '-' || c == '_' || c.is_ascii_digit())
+        && line.len() > verb.len() + 1)
+        .then_some(line)
+}
+
+pub fn tail_of_file(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kbuild_lines_are_progress_other_lines_are_not() {
+        assert_eq!(
+            kbuild_activity("  CC      kernel/fork.o"),
+            Some("CC      kernel/fork.o")
+        );
+        assert_eq!(
+            kbuild_activity("  BTF     .btf.vmlinux.bin.o"),
+            Some("BTF     .btf.vmlinux.bin.o")
+        );
+        assert_eq!(kbuild_activity("make[1]: Entering directory '/x'"), None);
+        assert_eq!(kbuild_activity("#"), None);
+    }
+
+    #[test]
+    fn the_key_changes_with_a_fragment() {
+        let dir = tempfile::tempdir().unwrap();
+        let tarball = dir.path().join("linux.tar.xz");
+        std::fs::write(&tarball, b"not really").unwrap();
+        let recipe = |text: &str| KernelRecipe {
+            source: KernelSource::Tarball(tarball.clone()),
+            fragments: vec![Fragment {
+                path: "images/a.config".into(),
+                text: text.to_owned(),
+            }],
+        };
+        let a = recipe("CONFIG_BPF=y\n").key().unwrap();
+        assert_eq!(a, recipe("CONFIG_BPF=y\n").key().unwrap());
+        assert_ne!(a, recipe("CONFIG_BPF=y\nCONFIG_SMP=y\n").key().unwrap());
+    }
+}

@@ -1,0 +1,275 @@
+//! Where the kernel source comes from (Debian's tarball or a tree the user
+//! names), what identifies it for the cache, and whether it is new enough.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use sha2::{Digest, Sha256};
+
+use crate::progress::Progress;
+
+/// Debian's `linux-source-6.12` package installs this.
+pub const DEFAULT_TARBALL: &str = "/usr/src/linux-source-6.12.tar.xz";
+/// Names a kernel tree to build instead of the default tarball.
+pub const KERNEL_TREE_ENV: &str = "STRUCT_OPS_KERNEL_TREE";
+
+#[derive(Debug, Clone)]
+pub enum KernelSource {
+    Tarball(PathBuf),
+    Tree(PathBuf),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error(
+        "no kernel source: {path} does not exist.\n\
+         Install Debian's package with `apt-get install linux-source-6.12` (harness/install-deps.sh does), \
+         or name a kernel tree with --kernel-tree or {KERNEL_TREE_ENV}"
+    )]
+    TarballMissing { path: String },
+    #[error("{path} is not a kernel tree (it has no Makefile with VERSION and PATCHLEVEL, or no include/linux/bpf.h)")]
+    NotAKernelTree { path: String },
+    #[error(
+        "kernel {version} at {path} is too old for struct_ops in modules: it needs 6.11 or newer \
+         (register_bpf_struct_ops() and .reg(void *kdata, struct bpf_link *link)).\n\
+         Use Debian's linux-source-6.12 (the default) or a newer tree"
+    )]
+    TooOld { version: String, path: String },
+}
+
+impl KernelSource {
+    /// `--kernel-tree`, else `$STRUCT_OPS_KERNEL_TREE`, else Debian's tarball.
+    pub fn choose(tree: Option<PathBuf>) -> Self {
+        let tree = tree.or_else(|| {
+            std::env::var_os(KERNEL_TREE_ENV)
+                .filter(|tree| !tree.is_empty())
+                .map(PathBuf::from)
+        });
+        match tree {
+            Some(tree) => KernelSource::Tree(tree),
+            None => KernelSource::Tarball(PathBuf::from(DEFAULT_TARBALL)),
+        }
+    }
+
+    /// What identifies this source's content, for the cache key. Cheap: a
+    /// cache hit must cost well under a second.
+    pub fn identity(&self) -> Result<String> {
+        match self {
+            KernelSource::Tarball(path) => {
+                let metadata =
+                    std::fs::metadata(path).map_err(|_| SourceError::TarballMissing {
+                        path: path.display().to_string(),
+                    })?;
+                let modified = metadata
+                    .modified()
+                    .ok()
+                    .and_then(|time| time.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map_or(0, |age| age.as_secs());
+                Ok(format!(
+                    "tarball {} {} bytes mtime {modified}",
+                    path.display(),
+                    metadata.len()
+                ))
+            }
+            KernelSource::Tree(path) => tree_identity(path),
+        }
+    }
+
+    /// The directory to run make in, extracting the tarball into the cache the first time.
+    pub fn prepare(&self, cache: &Path, progress: &Progress) -> Result<PathBuf> {
+        let dir = match self {
+            KernelSource::Tree(path) => path.clone(),
+            KernelSource::Tarball(tarball) => {
+                extract_tarball(tarball, &self.identity()?, cache, progress)?
+            }
+        };
+        check_new_enough(&dir)?;
+        Ok(dir)
+    }
+}
+
+/// For a git tree: HEAD plus a hash of uncommitted changes. Otherwise the
+/// path and version, with a warning that edits will not be noticed.
+fn tree_identity(path: &Path) -> Result<String> {
+    if !path.join("Makefile").is_file() {
+        bail!(SourceError::NotAKernelTree {
+            path: path.display().to_string()
+        });
+    }
+    let git = |args: &[&str]| {
+        duct::cmd("git", args)
+            .dir(path)
+            .stderr_null()
+            .stdout_capture()
+            .unchecked()
+            .run()
+            .ok()
+            .filter(|output| output.status.success())
+            .map(|output| output.stdout)
+    };
+    if let Some(head) = git(&["rev-parse", "HEAD"]) {
+        let diff = git(&["diff", "HEAD"]).unwrap_or_default();
+        return Ok(format!(
+            "tree {} head {} diff {:x}",
+            path.display(),
+            String::from_utf8_lossy(&head).trim(),
+            Sha256::digest(&diff)
+        ));
+    }
+    eprintln!(
+        "warning: {} is not a git checkout; the cache key uses only its path and version, \
+         so edits to it will not trigger a rebuild (delete the cache entry to force one)",
+        path.display()
+    );
+    Ok(format!(
+        "tree {} version {}",
+        path.display(),
+        kernel_version(path)?
+    ))
+}
+
+fn extract_tarball(
+    tarball: &Path,
+    identity: &str,
+    cache: &Path,
+    progress: &Progress,
+) -> Result<PathBuf> {
+    let key = format!("{:x}", Sha256::digest(identity.as_bytes()));
+    let sources = cache.join("sources");
+    let done = sources.join(&key[..16]);
+    if let Some(tree) = only_subdirectory(&done)? {
+        return Ok(tree);
+    }
+    std::fs::create_dir_all(&sources).with_context(|| format!("creating {}", sources.display()))?;
+    // Extract beside the final place and rename, so a half-extracted tree is never used.
+    let partial = tempfile::Builder::new()
+        .prefix(".extracting-")
+        .tempdir_in(&sources)
+        .with_context(|| format!("creating a temporary directory in {}", sources.display()))?;
+    let step = progress.step(format!("extracting {}", tarball.display()));
+    duct::cmd!("tar", "-xf", tarball, "-C", partial.path())
+        .stdout_null()
+        .run()
+        .with_context(|| format!("extracting {}", tarball.display()))?;
+    step.done();
+    let partial = partial.keep();
+    if let Err(err) = std::fs::rename(&partial, &done) {
+        // Another process won the race; use its copy.
+        let _ = std::fs::remove_dir_all(&partial);
+        if !done.is_dir() {
+            return Err(err)
+                .with_context(|| format!("moving the extracted source to {}", done.display()));
+        }
+    }
+    only_subdirectory(&done)?.with_context(|| format!("{} holds no kernel tree", tarball.display()))
+}
+
+fn only_subdirectory(dir: &Path) -> Result<Option<PathBuf>> {
+    if !dir.is_dir() {
+        return Ok(None);
+    }
+    let mut subdirs = std::fs::read_dir(dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+        .filter(|path| path.is_dir());
+    Ok(subdirs.next())
+}
+
+/// `6.12.57` from the tree's top Makefile.
+pub fn kernel_version(tree: &Path) -> Result<String> {
+    let makefile = std::fs::read_to_string(tree.join("Makefile")).map_err(|_| {
+        SourceError::NotAKernelTree {
+            path: tree.display().to_string(),
+        }
+    })?;
+    parse_version(&makefile).ok_or_else(|| {
+        SourceError::NotAKernelTree {
+            path: tree.display().to_string(),
+        }
+        .into()
+    })
+}
+
+fn parse_version(makefile: &str) -> Option<String> {
+    let field = |name: &str| {
+        makefile.lines().find_map(|line| {
+            let (key, value) = line.split_once('=')?;
+            (key.trim() == name).then(|| value.trim().to_owned())
+        })
+    };
+    let version = field("VERSION").filter(|v| !v.is_empty())?;
+    let patchlevel = field("PATCHLEVEL").filter(|v| !v.is_empty())?;
+    let sublevel = field("SUBLEVEL").unwrap_or_default();
+    Some(if sublevel.is_empty() {
+        format!("{version}.{patchlevel}")
+    } else {
+        format!("{version}.{patchlevel}.{sublevel}")
+    })
+}
+
+/// Decides by the API the module uses, not by version number, so a
+/// backport counts; the version is for the message.
+fn check_new_enough(tree: &Path) -> Result<()> {
+    let version = kernel_version(tree)?;
+    let bpf_h = std::fs::read_to_string(tree.join("include/linux/bpf.h")).map_err(|_| {
+        SourceError::NotAKernelTree {
+            path: tree.display().to_string(),
+        }
+    })?;
+    if !has_module_struct_ops_api(&bpf_h) {
+        bail!(SourceError::TooOld {
+            version,
+            path: tree.display().to_string()
+        });
+    }
+    Ok(())
+}
+
+fn has_module_struct_ops_api(bpf_h: &str) -> bool {
+    bpf_h.contains("register_bpf_struct_ops")
+        && bpf_h.contains("int (*reg)(void *kdata, struct bpf_link *link);")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_from_the_top_makefile() {
+        let makefile = "# SPDX\nVERSION = 6\nPATCHLEVEL = 12\nSUBLEVEL = 57\nEXTRAVERSION =\nNAME = Baby Opossum\n";
+        assert_eq!(parse_version(makefile).as_deref(), Some("6.12.57"));
+        assert_eq!(parse_version("all:\n\ttrue\n"), None);
+    }
+
+    #[test]
+    fn the_6_1_api_is_too_old_and_6_12_is_not() {
+        // 6.1: struct_ops types were built in, .reg took only kdata.
+        let v6_1 =
+            "struct bpf_struct_ops {\n\tint (*reg)(void *kdata);\n\tvoid (*unreg)(void *kdata);\n";
+        let v6_12 = "\tint (*reg)(void *kdata, struct bpf_link *link);\n\
+                     #define register_bpf_struct_ops(st_ops, type) __register_bpf_struct_ops(st_ops)\n";
+        assert!(!has_module_struct_ops_api(v6_1));
+        assert!(has_module_struct_ops_api(v6_12));
+    }
+
+    #[test]
+    fn a_missing_tarball_says_how_to_get_one() {
+        let source = KernelSource::Tarball(PathBuf::from("/nonexistent/linux-source-6.12.tar.xz"));
+        let message = source.identity().unwrap_err().to_string();
+        assert!(
+            message.contains("apt-get install linux-source-6.12"),
+            "{message}"
+        );
+        assert!(message.contains("--kernel-tree"), "{message}");
+    }
+
+    #[test]
+    fn a_directory_without_a_makefile_is_not_a_kernel_tree() {
+        let dir = tempfile::tempdir().unwrap();
+        let message = KernelSource::Tree(dir.path().to_owned())
+            .identity()
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("is not a kernel tree"), "{message}");
+    }
+}

@@ -1,0 +1,124 @@
+//! The out-of-tree module, built against a cached kernel and checked for BTF.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use sha2::{Digest, Sha256};
+
+use crate::kernel::{tail_of_file, Kernel};
+use crate::progress::Progress;
+
+/// The module's sources, relative to the workspace's kmod/ directory.
+const SOURCES: &[&str] = &["bpf_testmod.c", "bpf_testmod.h", "Kbuild"];
+pub const MODULE_FILE: &str = "bpf_testmod.ko";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ModuleError {
+    #[error(
+        "{ko} has no .BTF section, so the kernel cannot find struct bpf_testmod_ops in it and \
+         libbpf will fail with \"failed to find BTF info for struct_ops/bpf_testmod_ops\".\n\
+         Build the kernel with CONFIG_DEBUG_INFO_BTF_MODULES=y, keep the module's -g (kmod/Kbuild), \
+         and have pahole 1.16 or newer (Debian package dwarves)"
+    )]
+    NoBtf { ko: String },
+    #[error("building the module failed; the last lines of {log}:\n{tail}")]
+    Build { log: String, tail: String },
+}
+
+/// Builds kmod/ against `kernel` unless the same sources were built against it before.
+pub fn ensure_built(
+    kmod_dir: &Path,
+    kernel: &Kernel,
+    cache: &Path,
+    progress: &Progress,
+) -> Result<PathBuf> {
+    let key = module_key(kmod_dir, kernel)?;
+    let entry = cache.join("kmod").join(&key);
+    let ko = entry.join(MODULE_FILE);
+    if ko.is_file() {
+        return Ok(ko);
+    }
+    let parent = cache.join("kmod");
+    std::fs::create_dir_all(&parent).with_context(|| format!("creating {}", parent.display()))?;
+    let work = tempfile::Builder::new()
+        .prefix(".building-")
+        .tempdir_in(&parent)
+        .with_context(|| format!("creating a build directory in {}", parent.display()))?;
+    for name in SOURCES {
+        std::fs::copy(kmod_dir.join(name), work.path().join(name))
+            .with_context(|| format!("copying kmod/{name}"))?;
+    }
+    let step = progress.step(format!(
+        "building {MODULE_FILE} against kernel {}",
+        kernel.key
+    ));
+    let log = work.path().join("build.log");
+    let output = duct::cmd!(
+        "make",
+        "-C",
+        &kernel.source_dir,
+        format!("O={}", kernel.build_dir.display()),
+        format!("M={}", work.path().display()),
+        "modules"
+    )
+    .stderr_to_stdout()
+    .stdout_path(&log)
+    .unchecked()
+    .run()
+    .context("running make for the module (is make installed?)")?;
+    if !output.status.success() {
+        let kept = parent.join(format!("failed-{key}.log"));
+        let _ = std::fs::copy(&log, &kept);
+        bail!(ModuleError::Build {
+            log: kept.display().to_string(),
+            tail: tail_of_file(&log, 25)
+        });
+    }
+    check_btf(&work.path().join(MODULE_FILE))?;
+    step.done();
+    // Renamed into place only once complete and checked.
+    let built = work.keep();
+    if let Err(err) = std::fs::rename(&built, &entry) {
+        let _ = std::fs::remove_dir_all(&built);
+        if !ko.is_file() {
+            return Err(err).with_context(|| format!("moving the module to {}", entry.display()));
+        }
+    }
+    Ok(ko)
+}
+
+/// Refuses a module without BTF: it would load, but nothing could attach to it.
+pub fn check_btf(ko: &Path) -> Result<()> {
+    if !crate::elf::has_section(ko, ".BTF")? {
+        bail!(ModuleError::NoBtf {
+            ko: ko.display().to_string()
+        });
+    }
+    Ok(())
+}
+
+fn module_key(kmod_dir: &Path, kernel: &Kernel) -> Result<String> {
+    let mut hasher = Sha256::new();
+    hasher.update(kernel.key.as_bytes());
+    for name in SOURCES {
+        let path = kmod_dir.join(name);
+        let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        hasher.update(name.as_bytes());
+        hasher.update((bytes.len() as u64).to_le_bytes());
+        hasher.update(&bytes);
+    }
+    Ok(format!("{:x}", hasher.finalize())[..16].to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_module_without_btf_is_refused_with_the_reason() {
+        // Any ELF without .BTF stands in for a module built without it.
+        let err = check_btf(Path::new("/bin/true")).unwrap_err().to_string();
+        assert!(err.contains("has no .BTF section"), "{err}");
+        assert!(err.contains("CONFIG_DEBUG_INFO_BTF_MODULES"), "{err}");
+    }
+}

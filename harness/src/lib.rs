@@ -1,0 +1,21 @@
+//! The host side of the struct_ops VM test harness: builds the kernel, the
+//! module and the guest binaries, boots them in QEMU, runs scenarios through
+//! the guest agent and turns their results into reports and snapshots.
+
+pub mod accel;
+pub mod artifacts;
+pub mod elf;
+pub mod guest_binaries;
+pub mod host_deps;
+pub mod kernel;
+pub mod kmod;
+pub mod normalise;
+pub mod paths;
+pub mod process;
+pub mod progress;
+pub mod qemu;
+pub mod qmp;
+pub mod report;
+pub mod virtiofsd;
+pub mod vm;
+pub mod wait;

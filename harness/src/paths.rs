@@ -1,0 +1,81 @@
+//! Where things live: the workspace, and the cache outside it.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+
+/// Overrides where kernels, modules and KVM verdicts are cached.
+pub const CACHE_DIR_ENV: &str = "STRUCT_OPS_CACHE_DIR";
+
+/// The workspace root (the harness crate's parent).
+pub fn workspace_root() -> PathBuf {
+    let manifest_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest_dir
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or(manifest_dir)
+}
+
+/// `$STRUCT_OPS_CACHE_DIR`, else `$XDG_CACHE_HOME/struct-ops-vmtest`, else
+/// `~/.cache/struct-ops-vmtest`: always outside the work tree, so a fresh
+/// clone reuses a kernel built by another.
+pub fn cache_dir() -> Result<PathBuf> {
+    cache_dir_from(|name| std::env::var_os(name))
+}
+
+fn cache_dir_from(var: impl Fn(&str) -> Option<std::ffi::OsString>) -> Result<PathBuf> {
+    if let Some(dir) = var(CACHE_DIR_ENV).filter(|dir| !dir.is_empty()) {
+        return Ok(PathBuf::from(dir));
+    }
+    if let Some(dir) = var("XDG_CACHE_HOME").filter(|dir| !dir.is_empty()) {
+        return Ok(PathBuf::from(dir).join("struct-ops-vmtest"));
+    }
+    let home = var("HOME").filter(|home| !home.is_empty()).context(
+        "neither STRUCT_OPS_CACHE_DIR, XDG_CACHE_HOME nor HOME is set: set STRUCT_OPS_CACHE_DIR",
+    )?;
+    Ok(PathBuf::from(home).join(".cache/struct-ops-vmtest"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::OsString;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<OsString> {
+        let pairs: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |name| {
+            pairs
+                .iter()
+                .find(|(key, _)| key == name)
+                .map(|(_, value)| OsString::from(value))
+        }
+    }
+
+    #[test]
+    fn the_override_wins() {
+        let dir = cache_dir_from(env(&[
+            (CACHE_DIR_ENV, "/srv/kcache"),
+            ("XDG_CACHE_HOME", "/x"),
+            ("HOME", "/root"),
+        ]))
+        .unwrap();
+        assert_eq!(dir, PathBuf::from("/srv/kcache"));
+    }
+
+    #[test]
+    fn xdg_then_home() {
+        let xdg = cache_dir_from(env(&[("XDG_CACHE_HOME", "/x"), ("HOME", "/root")])).unwrap();
+        assert_eq!(xdg, PathBuf::from("/x/struct-ops-vmtest"));
+        let home = cache_dir_from(env(&[("HOME", "/root")])).unwrap();
+        assert_eq!(home, PathBuf::from("/root/.cache/struct-ops-vmtest"));
+    }
+
+    #[test]
+    fn no_home_is_a_clear_error() {
+        let err = cache_dir_from(env(&[])).unwrap_err();
+        assert!(err.to_string().contains("STRUCT_OPS_CACHE_DIR"));
+    }
+}

@@ -1,0 +1,54 @@
+//! Keeping child processes from outliving us.
+
+/// Called in the child between fork and exec: the kernel kills it when the
+/// thread that spawned it dies, so a test killed by nextest's timeout or a
+/// Ctrl-C leaves no QEMU or virtiofsd behind.
+pub fn die_with_parent() {
+    // SAFETY: prctl is async-signal-safe and takes no pointers here.
+    unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+    }
+}
+
+/// Processes whose command line mentions `needle` (a VM's socket or log
+/// directory), as (pid, command line): what a leak check looks for.
+pub fn processes_mentioning(needle: &str) -> Vec<(u32, String)> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let own = std::process::id();
+    entries
+        .filter_map(|entry| entry.ok())
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| *pid != own)
+        .filter_map(|pid| {
+            let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            let cmdline = String::from_utf8_lossy(&raw).replace('\0', " ");
+            cmdline
+                .contains(needle)
+                .then(|| (pid, cmdline.trim_end().to_owned()))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::process::CommandExt;
+
+    #[test]
+    fn finds_a_child_by_its_command_line_and_not_after_it_is_gone() {
+        let marker = format!("sleep-marker-{}", std::process::id());
+        let mut child = std::process::Command::new("sleep")
+            .arg0(&marker)
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let found = processes_mentioning(&marker);
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].0, child.id());
+        assert!(processes_mentioning(&marker).is_empty());
+    }
+}

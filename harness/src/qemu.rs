@@ -1,0 +1,323 @@
+//! QEMU: its command line (small pure functions) and the process that owns it.
+
+use std::ffi::OsString;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+use crate::accel::Accel;
+
+/// How the host's filesystem becomes the guest's root, read-only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RootShare {
+    /// vhost-user-fs through a virtiofsd listening on this socket.
+    Virtiofs { socket: PathBuf },
+    /// QEMU's own 9p server, read-only.
+    NineP,
+}
+
+pub const VIRTIOFS_TAG: &str = "hostroot";
+pub const NINEP_TAG: &str = "/dev/root";
+
+/// Everything that differs between two VMs.
+#[derive(Debug, Clone)]
+pub struct VmSpec {
+    pub accel: Accel,
+    pub kernel_image: PathBuf,
+    pub memory_mib: u32,
+    pub cpus: u32,
+    pub root: RootShare,
+    /// The words handed to the guest agent (after `--` on the kernel command line).
+    pub init: PathBuf,
+    pub init_args: Vec<String>,
+    pub console_log: PathBuf,
+    pub result_file: PathBuf,
+    pub qmp_socket: PathBuf,
+}
+
+pub fn kernel_cmdline(spec: &VmSpec) -> String {
+    let root = match spec.root {
+        RootShare::Virtiofs { .. } => format!("root={VIRTIOFS_TAG} rootfstype=virtiofs"),
+        RootShare::NineP => {
+            format!("root={NINEP_TAG} rootfstype=9p rootflags=trans=virtio,version=9p2000.L,msize=512000,cache=loose")
+        }
+    };
+    let mut words = vec![
+        "console=ttyS0".to_owned(),
+        // Panic straight into a reset, which -no-reboot turns into QEMU exiting.
+        "panic=-1".to_owned(),
+        "oops=panic".to_owned(),
+        root,
+        "ro".to_owned(),
+        format!("init={}", spec.init.display()),
+        "--".to_owned(),
+    ];
+    words.extend(spec.init_args.iter().cloned());
+    words.join(" ")
+}
+
+pub fn qemu_args(spec: &VmSpec) -> Vec<OsString> {
+    let mut args: Vec<OsString> = Vec::new();
+    let mut push = |items: &[&str]| args.extend(items.iter().map(OsString::from));
+    push(&[
+        "-nodefaults",
+        "-no-user-config",
+        "-display",
+        "none",
+        "-no-reboot",
+    ]);
+    let machine = match spec.root {
+        // vhost-user needs the guest's RAM in shared memory the daemon can map.
+        RootShare::Virtiofs { .. } => "q35,memory-backend=mem",
+        RootShare::NineP => "q35",
+    };
+    push(&["-machine", machine]);
+    push(&accel_args(spec.accel));
+    push(&[
+        "-smp",
+        &spec.cpus.to_string(),
+        "-m",
+        &format!("{}M", spec.memory_mib),
+    ]);
+    args.push("-kernel".into());
+    args.push(spec.kernel_image.clone().into());
+    args.push("-append".into());
+    args.push(kernel_cmdline(spec).into());
+    args.extend(chardev_file_args("console", &spec.console_log));
+    args.extend(["-serial".into(), "chardev:console".into()]);
+    args.extend(["-device".into(), "virtio-serial-pci".into()]);
+    args.extend(chardev_file_args("result", &spec.result_file));
+    args.extend([
+        "-device".into(),
+        format!(
+            "virtserialport,chardev=result,name={}",
+            guest_agent::protocol::RESULT_PORT_NAME
+        )
+        .into(),
+    ]);
+    let mut qmp = OsString::from("unix:");
+    qmp.push(&spec.qmp_socket);
+    qmp.push(",server=on,wait=off");
+    args.extend(["-qmp".into(), qmp]);
+    // A guest panic becomes a GUEST_PANICKED event on QMP.
+    args.extend(["-device".into(), "pvpanic-pci".into()]);
+    args.extend(root_args(spec));
+    args
+}
+
+fn accel_args(accel: Accel) -> Vec<&'static str> {
+    match accel {
+        Accel::Kvm => vec!["-accel", "kvm", "-cpu", "host"],
+        // Several vCPU threads, so the stress scenario really runs in parallel.
+        Accel::Tcg => vec!["-accel", "tcg,thread=multi"],
+    }
+}
+
+fn chardev_file_args(id: &str, path: &Path) -> Vec<OsString> {
+    let mut chardev = OsString::from(format!("file,id={id},path="));
+    chardev.push(path);
+    vec!["-chardev".into(), chardev]
+}
+
+fn root_args(spec: &VmSpec) -> Vec<OsString> {
+    match &spec.root {
+        RootShare::Virtiofs { socket } => {
+            let mut chardev = OsString::from("socket,id=rootfs,path=");
+            chardev.push(socket);
+            vec![
+                "-object".into(),
+                format!(
+                    "memory-backend-memfd,id=mem,size={}M,share=on",
+                    spec.memory_mib
+                )
+                .into(),
+                "-chardev".into(),
+                chardev,
+                "-device".into(),
+                format!("vhost-user-fs-pci,chardev=rootfs,tag={VIRTIOFS_TAG}").into(),
+            ]
+        }
+        RootShare::NineP => vec![
+            "-fsdev".into(),
+            "local,id=rootfs,path=/,security_model=none,readonly=on,multidevs=remap".into(),
+            "-device".into(),
+            format!("virtio-9p-pci,fsdev=rootfs,mount_tag={NINEP_TAG}").into(),
+        ],
+    }
+}
+
+pub const QEMU_BINARY: &str = "qemu-system-x86_64";
+
+/// A running QEMU. Dropping it kills it.
+pub struct QemuProcess {
+    handle: duct::Handle,
+    pub stderr_log: PathBuf,
+}
+
+impl QemuProcess {
+    pub fn spawn(spec: &VmSpec, stderr_log: PathBuf) -> Result<Self> {
+        let binary = which(QEMU_BINARY).with_context(|| {
+            format!(
+                "{QEMU_BINARY} not found in PATH. Install Debian's qemu-system-x86 \
+                 (`apt-get install qemu-system-x86`; harness/install-deps.sh does)"
+            )
+        })?;
+        let handle = duct::cmd(binary, qemu_args(spec))
+            .stdin_null()
+            .stdout_null()
+            .stderr_path(&stderr_log)
+            .before_spawn(|command| {
+                // SAFETY: only async-signal-safe calls between fork and exec.
+                unsafe {
+                    command.pre_exec(|| {
+                        crate::process::die_with_parent();
+                        Ok(())
+                    });
+                }
+                Ok(())
+            })
+            .unchecked()
+            .start()
+            .context("starting QEMU")?;
+        Ok(QemuProcess { handle, stderr_log })
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.handle.pids().first().copied()
+    }
+
+    /// The exit status once QEMU has exited, without waiting.
+    pub fn try_wait(&self) -> Result<Option<std::process::ExitStatus>> {
+        Ok(self
+            .handle
+            .try_wait()
+            .context("checking on QEMU")?
+            .map(|output| output.status))
+    }
+
+    pub fn kill(&self) {
+        let _ = self.handle.kill();
+    }
+
+    pub fn stderr_tail(&self, lines: usize) -> String {
+        crate::kernel::tail_of_file(&self.stderr_log, lines)
+    }
+}
+
+impl Drop for QemuProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The first `name` on PATH.
+pub fn which(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(root: RootShare, accel: Accel) -> VmSpec {
+        VmSpec {
+            accel,
+            kernel_image: "/k/bzImage".into(),
+            memory_mib: 512,
+            cpus: 2,
+            root,
+            init: "/w/target/release/guest-agent".into(),
+            init_args: vec!["run".into(), "--scenario".into(), "trigger".into()],
+            console_log: "/t/console.log".into(),
+            result_file: "/t/result.json".into(),
+            qmp_socket: "/t/qmp.sock".into(),
+        }
+    }
+
+    fn joined(spec: &VmSpec) -> String {
+        qemu_args(spec)
+            .iter()
+            .map(|arg| arg.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    #[test]
+    fn cmdline_hands_the_agent_its_arguments_after_the_separator() {
+        let cmdline = kernel_cmdline(&spec(RootShare::NineP, Accel::Tcg));
+        assert!(cmdline.starts_with("console=ttyS0 panic=-1"), "{cmdline}");
+        assert!(
+            cmdline.contains("root=/dev/root rootfstype=9p"),
+            "{cmdline}"
+        );
+        assert!(
+            cmdline.ends_with(" ro init=/w/target/release/guest-agent -- run --scenario trigger"),
+            "{cmdline}"
+        );
+    }
+
+    #[test]
+    fn ninep_root_is_read_only_on_the_host_side() {
+        let args = joined(&spec(RootShare::NineP, Accel::Tcg));
+        assert!(
+            args.contains("-fsdev local,id=rootfs,path=/,security_model=none,readonly=on"),
+            "{args}"
+        );
+        assert!(!args.contains("memory-backend"), "{args}");
+    }
+
+    #[test]
+    fn virtiofs_root_shares_guest_memory_with_the_daemon() {
+        let args = joined(&spec(
+            RootShare::Virtiofs {
+                socket: "/t/vfs.sock".into(),
+            },
+            Accel::Tcg,
+        ));
+        assert!(args.contains("-machine q35,memory-backend=mem"), "{args}");
+        assert!(
+            args.contains("memory-backend-memfd,id=mem,size=512M,share=on"),
+            "{args}"
+        );
+        assert!(
+            args.contains("-chardev socket,id=rootfs,path=/t/vfs.sock"),
+            "{args}"
+        );
+        assert!(
+            args.contains("vhost-user-fs-pci,chardev=rootfs,tag=hostroot"),
+            "{args}"
+        );
+        assert!(kernel_cmdline(&spec(
+            RootShare::Virtiofs {
+                socket: "/s".into()
+            },
+            Accel::Tcg
+        ))
+        .contains("root=hostroot rootfstype=virtiofs"));
+    }
+
+    #[test]
+    fn accelerator_flags() {
+        assert!(joined(&spec(RootShare::NineP, Accel::Kvm)).contains("-accel kvm -cpu host"));
+        assert!(joined(&spec(RootShare::NineP, Accel::Tcg)).contains("-accel tcg,thread=multi"));
+    }
+
+    #[test]
+    fn console_result_port_qmp_and_pvpanic_are_wired() {
+        let args = joined(&spec(RootShare::NineP, Accel::Tcg));
+        for expected in [
+            "-chardev file,id=console,path=/t/console.log -serial chardev:console",
+            "-chardev file,id=result,path=/t/result.json",
+            "virtserialport,chardev=result,name=agent-result",
+            "-qmp unix:/t/qmp.sock,server=on,wait=off",
+            "-device pvpanic-pci",
+            "-no-reboot",
+        ] {
+            assert!(args.contains(expected), "missing {expected}: {args}");
+        }
+    }
+}

@@ -1,0 +1,150 @@
+//! The main job's report: a table of scenarios, and for each failure what
+//! went wrong, where the logs are and how to rerun it alone.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::artifacts::Artifacts;
+use crate::normalise::normalise;
+use crate::vm::ScenarioRun;
+
+/// One scenario's outcome: a result from the guest, or an error from the VM.
+pub struct Row {
+    pub scenario: String,
+    pub outcome: Result<ScenarioRun, String>,
+    pub wall: Duration,
+}
+
+impl Row {
+    pub fn passed(&self) -> bool {
+        matches!(&self.outcome, Ok(run) if run.result.passed)
+    }
+
+    fn verdict(&self) -> &'static str {
+        match &self.outcome {
+            Ok(run) if run.result.passed => "pass",
+            Ok(_) => "FAIL",
+            Err(_) => "ERROR",
+        }
+    }
+}
+
+pub fn rerun_commands(artifacts: &Artifacts, scenario: &str) -> [String; 2] {
+    [
+        format!("cargo run -p harness -- run --scenario {scenario}"),
+        vng_command(artifacts, scenario),
+    ]
+}
+
+/// The manual-debugging command: the same kernel and agent, booted by virtme-ng.
+pub fn vng_command(artifacts: &Artifacts, scenario: &str) -> String {
+    format!(
+        "vng --run {} --exec \"{} run --scenario {scenario} --loader {} --kmod {}\"",
+        artifacts.kernel.bzimage.display(),
+        artifacts.guest.agent.display(),
+        artifacts.guest.loader.display(),
+        artifacts.kmod.display()
+    )
+}
+
+pub fn render_table(rows: &[Row]) -> String {
+    let mut text = String::new();
+    let _ = writeln!(
+        text,
+        "{:<24} {:<6} {:>8} {:>8}  accel/root",
+        "scenario", "result", "time", "boot"
+    );
+    for row in rows {
+        let (boot, how) = match &row.outcome {
+            Ok(run) => (
+                run.boot
+                    .map_or("-".to_owned(), |boot| format!("{:.1}s", boot.as_secs_f64())),
+                format!("{}/{}", run.accel, run.root),
+            ),
+            Err(_) => ("-".to_owned(), String::new()),
+        };
+        let _ = writeln!(
+            text,
+            "{:<24} {:<6} {:>7.1}s {:>8}  {how}",
+            row.scenario,
+            row.verdict(),
+            row.wall.as_secs_f64(),
+            boot
+        );
+    }
+    let passed = rows.iter().filter(|row| row.passed()).count();
+    let _ = writeln!(text, "{passed} passed, {} failed", rows.len() - passed);
+    text
+}
+
+pub fn render_failures(rows: &[Row], artifacts: &Artifacts) -> String {
+    let mut text = String::new();
+    for row in rows.iter().filter(|row| !row.passed()) {
+        let _ = writeln!(text, "\n=== {} ({}) ===", row.scenario, row.verdict());
+        match &row.outcome {
+            Ok(run) => {
+                let normalised = normalise(&run.result);
+                for failure in &normalised.failures {
+                    let _ = writeln!(text, "- {failure}");
+                }
+                let _ = writeln!(
+                    text,
+                    "--- what the scenario did and the kernel printed (normalised) ---"
+                );
+                text.push_str(&guest_agent::render::render_steps(&normalised));
+                let _ = writeln!(
+                    text,
+                    "--- last lines of the console ---\n{}",
+                    run.console_tail
+                );
+                if let Some(logs) = &run.kept_logs {
+                    let _ = writeln!(text, "full logs: {}", logs.display());
+                }
+            }
+            Err(error) => {
+                let _ = writeln!(text, "{error}");
+            }
+        }
+        let [harness, vng] = rerun_commands(artifacts, &row.scenario);
+        let _ = writeln!(text, "rerun alone:\n  {harness}\n  {vng}");
+    }
+    text
+}
+
+#[derive(Serialize)]
+struct JsonRow<'a> {
+    scenario: &'a str,
+    passed: bool,
+    wall_ms: u128,
+    boot_ms: Option<u128>,
+    accel: Option<String>,
+    root: Option<&'a str>,
+    logs: Option<String>,
+    error: Option<&'a str>,
+    result: Option<&'a guest_agent::protocol::ScenarioResult>,
+}
+
+pub fn render_json(rows: &[Row]) -> String {
+    let rows: Vec<JsonRow> = rows
+        .iter()
+        .map(|row| {
+            let run = row.outcome.as_ref().ok();
+            JsonRow {
+                scenario: &row.scenario,
+                passed: row.passed(),
+                wall_ms: row.wall.as_millis(),
+                boot_ms: run.and_then(|run| run.boot).map(|boot| boot.as_millis()),
+                accel: run.map(|run| run.accel.to_string()),
+                root: run.map(|run| run.root),
+                logs: run
+                    .and_then(|run| run.kept_logs.as_ref())
+                    .map(|path| path.display().to_string()),
+                error: row.outcome.as_ref().err().map(String::as_str),
+                result: run.map(|run| &run.result),
+            }
+        })
+        .collect();
+    serde_json::to_string_pretty(&rows).unwrap_or_else(|err| format!("{{\"error\": \"{err}\"}}"))
+}

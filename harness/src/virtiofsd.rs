@@ -1,0 +1,156 @@
+//! virtiofsd, the daemon that serves the host's root to the guest over
+//! vhost-user. Only the Rust virtiofsd is used: it has --readonly, which is
+//! what keeps a root guest from writing the host. The old C daemon that
+//! Debian 12's QEMU ships (/usr/lib/qemu/virtiofsd) cannot share read-only,
+//! so with only that one the harness uses 9p, which can.
+
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+use crate::wait::{wait_until, Poll};
+
+/// Where to look, in order, after `$STRUCT_OPS_VIRTIOFSD`.
+fn candidates() -> Vec<PathBuf> {
+    let mut candidates = Vec::new();
+    if let Some(path) = crate::qemu::which("virtiofsd") {
+        candidates.push(path);
+    }
+    if let Some(home) = std::env::var_os("HOME") {
+        candidates.push(PathBuf::from(home).join(".cargo/bin/virtiofsd"));
+    }
+    candidates.push(PathBuf::from("/usr/libexec/virtiofsd"));
+    candidates
+}
+
+pub const VIRTIOFSD_ENV: &str = "STRUCT_OPS_VIRTIOFSD";
+
+/// A virtiofsd that can share read-only, or why there is none.
+pub fn find() -> Result<PathBuf, String> {
+    if let Some(path) = std::env::var_os(VIRTIOFSD_ENV) {
+        let path = PathBuf::from(path);
+        return if supports_readonly(&path) {
+            Ok(path)
+        } else {
+            Err(format!(
+                "{VIRTIOFSD_ENV}={} is not a virtiofsd with --readonly",
+                path.display()
+            ))
+        };
+    }
+    if let Some(path) = candidates()
+        .into_iter()
+        .find(|path| supports_readonly(path))
+    {
+        return Ok(path);
+    }
+    Err(
+        "no virtiofsd with --readonly found (the C virtiofsd in /usr/lib/qemu cannot share \
+         read-only; `cargo install virtiofsd` provides one)"
+            .to_owned(),
+    )
+}
+
+fn supports_readonly(path: &Path) -> bool {
+    path.is_file()
+        && duct::cmd!(path, "--help")
+            .stderr_to_stdout()
+            .stdout_capture()
+            .unchecked()
+            .run()
+            .is_ok_and(|output| String::from_utf8_lossy(&output.stdout).contains("--readonly"))
+}
+
+/// A running virtiofsd. Dropping it kills it.
+pub struct Virtiofsd {
+    handle: duct::Handle,
+    pub socket: PathBuf,
+    pub log: PathBuf,
+}
+
+impl Virtiofsd {
+    /// Starts the daemon and waits for its socket (it exits after one VM disconnects).
+    pub fn spawn(binary: &Path, socket: PathBuf, log: PathBuf) -> Result<Self> {
+        let handle = duct::cmd!(
+            binary,
+            "--socket-path",
+            &socket,
+            "--shared-dir",
+            "/",
+            "--readonly",
+            "--cache",
+            "always",
+            "--sandbox",
+            "chroot",
+            "--announce-submounts",
+            "--log-level",
+            "warn"
+        )
+        .stdin_null()
+        .stdout_null()
+        .stderr_path(&log)
+        .before_spawn(|command| {
+            // SAFETY: only async-signal-safe calls between fork and exec.
+            unsafe {
+                command.pre_exec(|| {
+                    crate::process::die_with_parent();
+                    Ok(())
+                });
+            }
+            Ok(())
+        })
+        .unchecked()
+        .start()
+        .with_context(|| format!("starting {}", binary.display()))?;
+        let daemon = Virtiofsd {
+            handle,
+            socket,
+            log,
+        };
+        let ready = wait_until(
+            Instant::now() + Duration::from_secs(10),
+            Duration::from_millis(10),
+            || match daemon.handle.try_wait() {
+                Ok(Some(_)) | Err(_) => Poll::Ready(false),
+                Ok(None) if daemon.socket.exists() => Poll::Ready(true),
+                Ok(None) => Poll::Pending,
+            },
+        );
+        match ready {
+            Some(true) => Ok(daemon),
+            Some(false) => bail!(
+                "virtiofsd exited before it was ready:\n{}",
+                crate::kernel::tail_of_file(&daemon.log, 20)
+            ),
+            None => bail!(
+                "virtiofsd did not create {} within 10 s",
+                daemon.socket.display()
+            ),
+        }
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.handle.pids().first().copied()
+    }
+
+    /// Whether the daemon died (with its status) while the VM still needs it.
+    pub fn has_exited(&self) -> Option<String> {
+        match self.handle.try_wait() {
+            Ok(Some(output)) => Some(output.status.to_string()),
+            Ok(None) => None,
+            Err(err) => Some(err.to_string()),
+        }
+    }
+
+    pub fn kill(&self) {
+        let _ = self.handle.kill();
+    }
+}
+
+impl Drop for Virtiofsd {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

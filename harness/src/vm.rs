@@ -1,0 +1,483 @@
+//! One VM running one scenario: it owns QEMU, virtiofsd, QMP and the run
+//! directory; its Drop kills everything it started. Every wait checks first
+//! whether QEMU has exited, so "QEMU exited: did the guest panic?" is
+//! reported at once instead of after a timeout.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use guest_agent::protocol::ScenarioResult;
+
+use crate::accel::{self, Accel, Choice};
+use crate::artifacts::Artifacts;
+use crate::qemu::{QemuProcess, RootShare, VmSpec};
+use crate::qmp::{GuestEvent, QmpClient};
+use crate::virtiofsd::Virtiofsd;
+
+/// How long a guest on KVM may stay silent before KVM is judged broken.
+const KVM_WATCHDOG: Duration = Duration::from_secs(5);
+/// How long QEMU may outlive its virtiofsd before that counts as a fault.
+const VIRTIOFSD_GRACE: Duration = Duration::from_secs(2);
+/// How long QEMU may take to exit once the agent's result is in.
+const POWER_OFF_GRACE: Duration = Duration::from_secs(2);
+/// The line the agent prints once it is up; boot time is measured to it.
+const AGENT_READY: &str = "guest-agent: ready";
+
+#[derive(Debug, Clone)]
+pub struct VmOptions {
+    pub memory_mib: u32,
+    pub cpus: u32,
+    /// The whole VM, boot to power-off.
+    pub timeout: Duration,
+    /// Keep the logs even when the scenario passed.
+    pub keep_logs: bool,
+    /// Extra words for the agent (the harness's own fault tests use `--fault`).
+    pub extra_agent_args: Vec<String>,
+}
+
+impl Default for VmOptions {
+    fn default() -> Self {
+        VmOptions {
+            memory_mib: 512,
+            cpus: 2,
+            timeout: Duration::from_secs(120),
+            keep_logs: false,
+            extra_agent_args: Vec::new(),
+        }
+    }
+}
+
+/// Why a VM produced no result. Tests match on these.
+#[derive(Debug, thiserror::Error)]
+pub enum VmFailure {
+    #[error("the guest kernel panicked{detail}")]
+    GuestPanicked { detail: String },
+    #[error("the VM did not finish within {0:?} and was killed (guest hang?)")]
+    Timeout(Duration),
+    #[error("QEMU exited ({status}) without a result from the agent: did the guest panic or the agent crash?")]
+    NoResult { status: String },
+    #[error("virtiofsd exited mid-run ({status}); the guest lost its root filesystem")]
+    VirtiofsdDied { status: String },
+    #[error("the agent's result could not be read: {0}")]
+    BadResult(String),
+}
+
+/// A finished scenario run, passed or not.
+#[derive(Debug)]
+pub struct ScenarioRun {
+    pub result: ScenarioResult,
+    pub accel: Accel,
+    pub root: &'static str,
+    /// QEMU start to the agent's ready line.
+    pub boot: Option<Duration>,
+    /// QEMU start to QEMU exit.
+    pub total: Duration,
+    /// Where the logs were kept (on failure, or when asked).
+    pub kept_logs: Option<PathBuf>,
+    pub console_tail: String,
+}
+
+/// A VM that could not produce a result, with what is needed to debug it.
+#[derive(Debug, thiserror::Error)]
+#[error("{failure}\n--- last lines of the console ---\n{console_tail}\n--- last lines of QEMU's stderr ---\n{stderr_tail}\nlogs kept in {}", logs.display())]
+pub struct VmError {
+    #[source]
+    pub failure: VmFailure,
+    pub console_tail: String,
+    pub stderr_tail: String,
+    pub logs: PathBuf,
+}
+
+/// Boots a VM that runs `scenario` and returns its result.
+pub fn run_scenario(
+    artifacts: &Artifacts,
+    scenario: &str,
+    options: &VmOptions,
+) -> Result<ScenarioRun> {
+    let accel = match accel::choose(&artifacts.cache)? {
+        Choice::Decided(accel, _) => accel,
+        Choice::ProbeKvm => {
+            let _lock = accel::probe_lock(&artifacts.cache)?;
+            match accel::choose(&artifacts.cache)? {
+                // Another process probed while we waited for the lock.
+                Choice::Decided(accel, _) => accel,
+                Choice::ProbeKvm => return run_probing_kvm(artifacts, scenario, options),
+            }
+        }
+    };
+    Vm::boot(artifacts, scenario, options, accel, false)?.finish()
+}
+
+/// The first KVM boot on this host: a watchdog on the first console output
+/// decides whether KVM works, and the verdict is cached.
+fn run_probing_kvm(
+    artifacts: &Artifacts,
+    scenario: &str,
+    options: &VmOptions,
+) -> Result<ScenarioRun> {
+    match Vm::boot(artifacts, scenario, options, Accel::Kvm, true).and_then(Vm::finish) {
+        Err(err) if err.downcast_ref::<KvmBroken>().is_some() => {
+            let reason = err.to_string();
+            accel::write_verdict(&artifacts.cache, false, &reason)?;
+            eprintln!(
+                "warning: /dev/kvm is present but {reason} (nested virtualisation not working?); \
+                 falling back to TCG, which is slower. This verdict is cached in {}; delete it, \
+                 or set {}=kvm, to try KVM again.",
+                artifacts.cache.join("kvm-verdict.json").display(),
+                accel::ACCEL_ENV
+            );
+            Vm::boot(artifacts, scenario, options, Accel::Tcg, false)?.finish()
+        }
+        other => {
+            accel::write_verdict(&artifacts.cache, true, "a KVM guest booted")?;
+            other
+        }
+    }
+}
+
+/// KVM failed the probe: the guest printed nothing in time, or QEMU could
+/// not even start it (`-cpu host` aborts on some nested setups).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct KvmBroken(String);
+
+fn kvm_silent() -> anyhow::Error {
+    KvmBroken(format!(
+        "a KVM guest printed nothing within {}s",
+        KVM_WATCHDOG.as_secs()
+    ))
+    .into()
+}
+
+struct Vm {
+    // Field order is drop order: QEMU dies before the daemon it uses.
+    qmp: Option<QmpClient>,
+    qemu: QemuProcess,
+    virtiofsd: Option<Virtiofsd>,
+    /// Sockets, in the temp dir: their paths must stay short.
+    sockets: tempfile::TempDir,
+    /// Console, QEMU's stderr, the result: deleted on success, kept on failure.
+    logs: tempfile::TempDir,
+    spec: VmSpec,
+    started: Instant,
+    options: VmOptions,
+    watchdog: bool,
+}
+
+impl Vm {
+    fn boot(
+        artifacts: &Artifacts,
+        scenario: &str,
+        options: &VmOptions,
+        accel: Accel,
+        watchdog: bool,
+    ) -> Result<Self> {
+        let sockets = tempfile::Builder::new()
+            .prefix(&format!("{RUN_DIR_PREFIX}{scenario}-"))
+            .tempdir()
+            .context("creating the VM's socket directory")?;
+        let logs_root = logs_root();
+        std::fs::create_dir_all(&logs_root)
+            .with_context(|| format!("creating {}", logs_root.display()))?;
+        let logs = tempfile::Builder::new()
+            .prefix(&format!("{scenario}-"))
+            .tempdir_in(&logs_root)
+            .with_context(|| {
+                format!("creating the VM's log directory in {}", logs_root.display())
+            })?;
+        let socket = |name: &str| sockets.path().join(name);
+        let path = |name: &str| logs.path().join(name);
+        let virtiofsd = match &artifacts.virtiofsd {
+            Ok(binary) => Some(Virtiofsd::spawn(
+                binary,
+                socket("virtiofsd.sock"),
+                path("virtiofsd.log"),
+            )?),
+            Err(_) => None,
+        };
+        let root = match &virtiofsd {
+            Some(daemon) => RootShare::Virtiofs {
+                socket: daemon.socket.clone(),
+            },
+            None => RootShare::NineP,
+        };
+        let spec = VmSpec {
+            accel,
+            kernel_image: artifacts.kernel.bzimage.clone(),
+            memory_mib: options.memory_mib,
+            cpus: options.cpus,
+            root,
+            init: artifacts.guest.agent.clone(),
+            init_args: agent_args(artifacts, scenario, &options.extra_agent_args),
+            console_log: path("console.log"),
+            result_file: path("result.json"),
+            qmp_socket: socket("qmp.sock"),
+        };
+        std::fs::write(path("qemu.cmdline"), shell_line(&spec)).context("writing qemu.cmdline")?;
+        let started = Instant::now();
+        let qemu = QemuProcess::spawn(&spec, path("qemu.stderr"))?;
+        let mut vm = Vm {
+            qmp: None,
+            qemu,
+            virtiofsd,
+            sockets,
+            logs,
+            spec,
+            started,
+            options: options.clone(),
+            watchdog,
+        };
+        match QmpClient::connect(
+            &vm.spec.qmp_socket,
+            &vm.qemu,
+            started + Duration::from_secs(10),
+        ) {
+            Ok(qmp) => vm.qmp = Some(qmp),
+            Err(err) if watchdog => {
+                let stderr = vm.qemu.stderr_tail(3);
+                return Err(KvmBroken(format!(
+                    "QEMU could not start a KVM guest: {}",
+                    one_line(&stderr, &err)
+                ))
+                .into());
+            }
+            Err(err) => return Err(err),
+        }
+        Ok(vm)
+    }
+
+    fn console(&self) -> String {
+        String::from_utf8_lossy(&std::fs::read(&self.spec.console_log).unwrap_or_default())
+            .into_owned()
+    }
+
+    fn fail(self, failure: VmFailure) -> anyhow::Error {
+        let console_tail = tail(&self.console(), 40);
+        let stderr_tail = self.qemu.stderr_tail(20);
+        self.qemu.kill();
+        let logs = self.keep();
+        VmError {
+            failure,
+            console_tail,
+            stderr_tail,
+            logs,
+        }
+        .into()
+    }
+
+    /// Stops everything, keeps the log directory and says where it is.
+    fn keep(self) -> PathBuf {
+        let Vm {
+            logs,
+            sockets,
+            qemu,
+            virtiofsd,
+            qmp,
+            ..
+        } = self;
+        drop(qmp);
+        drop(qemu);
+        drop(virtiofsd);
+        drop(sockets);
+        logs.keep()
+    }
+
+    /// Waits for QEMU to exit and reads the result.
+    fn finish(mut self) -> Result<ScenarioRun> {
+        let deadline = self.started + self.options.timeout;
+        let mut boot = None;
+        let mut panicked = false;
+        let mut last_qmp_poll = Instant::now();
+        let mut virtiofsd_gone: Option<Instant> = None;
+        let mut result_arrived: Option<Instant> = None;
+        let status = loop {
+            // QEMU's exit is checked first: it explains more than any timeout.
+            if let Some(status) = self.qemu.try_wait()? {
+                break status;
+            }
+            // QEMU 7.2 can hang in its vhost-user teardown after the guest powers
+            // off; once the result is in, there is nothing left to wait for.
+            if result_arrived.is_none() && read_result(&self.spec.result_file).is_some() {
+                result_arrived = Some(Instant::now());
+            }
+            if result_arrived.is_some_and(|at| at.elapsed() > POWER_OFF_GRACE) {
+                self.qemu.kill();
+                continue;
+            }
+            let console = self.console();
+            if boot.is_none() && console.contains(AGENT_READY) {
+                boot = Some(self.started.elapsed());
+            }
+            if self.watchdog && console.is_empty() && self.started.elapsed() > KVM_WATCHDOG {
+                self.qemu.kill();
+                return Err(kvm_silent());
+            }
+            // virtiofsd also exits, cleanly, when a powered-off guest disconnects,
+            // a moment before QEMU does; only a daemon gone while QEMU runs on is a fault.
+            if let Some(status) = self.virtiofsd.as_ref().and_then(Virtiofsd::has_exited) {
+                let since = *virtiofsd_gone.get_or_insert_with(Instant::now);
+                if since.elapsed() > VIRTIOFSD_GRACE {
+                    return Err(self.fail(VmFailure::VirtiofsdDied { status }));
+                }
+            }
+            if last_qmp_poll.elapsed() > Duration::from_millis(250) {
+                last_qmp_poll = Instant::now();
+                let events = self.qmp.as_mut().map(QmpClient::events);
+                if let Some(Ok(events)) = events {
+                    panicked |= events.contains(&GuestEvent::Panicked);
+                }
+            }
+            if panicked || console.contains("Kernel panic - not syncing") {
+                // Let the console finish the panic message before reporting it.
+                std::thread::sleep(Duration::from_millis(300));
+                let detail = panic_detail(&self.console());
+                return Err(self.fail(VmFailure::GuestPanicked { detail }));
+            }
+            if Instant::now() >= deadline {
+                if let Some(qmp) = self.qmp.as_mut() {
+                    let _ = qmp.quit();
+                }
+                let timeout = self.options.timeout;
+                return Err(self.fail(VmFailure::Timeout(timeout)));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let total = self.started.elapsed();
+        if self.watchdog && self.console().is_empty() {
+            let stderr = self.qemu.stderr_tail(3);
+            return Err(KvmBroken(format!(
+                "QEMU exited ({status}) before the KVM guest printed anything: {}",
+                stderr.trim()
+            ))
+            .into());
+        }
+        let result = match read_result(&self.spec.result_file) {
+            Some(Ok(result)) => result,
+            Some(Err(err)) => return Err(self.fail(VmFailure::BadResult(err))),
+            None => {
+                let console = self.console();
+                let failure = if console.contains("Kernel panic") {
+                    VmFailure::GuestPanicked {
+                        detail: panic_detail(&console),
+                    }
+                } else {
+                    VmFailure::NoResult {
+                        status: status.to_string(),
+                    }
+                };
+                return Err(self.fail(failure));
+            }
+        };
+        let console_tail = tail(&self.console(), 40);
+        let accel = self.spec.accel;
+        let root = match self.spec.root {
+            RootShare::Virtiofs { .. } => "virtiofs",
+            RootShare::NineP => "9p",
+        };
+        let keep = self.options.keep_logs || !result.passed;
+        if keep {
+            let pretty = serde_json::to_string_pretty(&result).unwrap_or_default();
+            let _ = std::fs::write(self.logs.path().join("result.pretty.json"), pretty);
+        }
+        let kept_logs = keep.then(|| self.keep());
+        Ok(ScenarioRun {
+            result,
+            accel,
+            root,
+            boot,
+            total,
+            kept_logs,
+            console_tail,
+        })
+    }
+}
+
+/// `: <the panic line>` from the console, when there is one.
+fn panic_detail(console: &str) -> String {
+    console
+        .lines()
+        .find(|line| line.contains("Kernel panic"))
+        .map(|line| format!(": {}", line.trim()))
+        .unwrap_or_default()
+}
+
+/// The agent's result, once its line is complete.
+fn read_result(path: &Path) -> Option<Result<ScenarioResult, String>> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let (complete, _partial) = text.rsplit_once('\n')?;
+    let line = complete
+        .lines()
+        .rev()
+        .find(|line| !line.trim().is_empty())?;
+    Some(serde_json::from_str(line).map_err(|err| err.to_string()))
+}
+
+fn one_line(stderr: &str, err: &anyhow::Error) -> String {
+    let text = if stderr.trim().is_empty() {
+        format!("{err:#}")
+    } else {
+        stderr.trim().to_owned()
+    };
+    text.lines().collect::<Vec<_>>().join(" / ")
+}
+
+fn agent_args(artifacts: &Artifacts, scenario: &str, extra: &[String]) -> Vec<String> {
+    let mut args = vec![
+        "run".to_owned(),
+        "--scenario".to_owned(),
+        scenario.to_owned(),
+        "--loader".to_owned(),
+        artifacts.guest.loader.display().to_string(),
+        "--kmod".to_owned(),
+        artifacts.kmod.display().to_string(),
+    ];
+    args.extend(extra.iter().cloned());
+    args
+}
+
+fn shell_line(spec: &VmSpec) -> String {
+    let mut line = crate::qemu::QEMU_BINARY.to_owned();
+    for arg in crate::qemu::qemu_args(spec) {
+        let arg = arg.to_string_lossy();
+        if arg
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || ",.=/_:-".contains(c))
+        {
+            line.push(' ');
+            line.push_str(&arg);
+        } else {
+            line.push_str(&format!(" '{}'", arg.replace('\'', r"'\''")));
+        }
+    }
+    line.push('\n');
+    line
+}
+
+pub fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// Socket directories are `$TMPDIR/struct-ops-vm-<scenario>-XXXXXX`, removed with their VM.
+pub const RUN_DIR_PREFIX: &str = "struct-ops-vm-";
+
+/// Where a failed VM's logs are kept: `target/vm-logs/<scenario>-XXXXXX`.
+pub fn logs_root() -> PathBuf {
+    crate::guest_binaries::target_dir(&crate::paths::workspace_root()).join("vm-logs")
+}
+
+/// The socket directories of VMs that are still around (for leak checks).
+pub fn run_dirs_in(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+                .filter(|path| {
+                    path.file_name()
+                        .is_some_and(|name| name.to_string_lossy().starts_with(RUN_DIR_PREFIX))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}

@@ -1,0 +1,1 @@
+//! This package only owns the VM integration tests in `tests/`.
