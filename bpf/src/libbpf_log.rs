@@ -69,8 +69,7 @@ pub fn verifier_reason(libbpf_output: &str) -> Option<&str> {
     libbpf_output[start..end]
         .lines()
         .map(str::trim)
-        .filter(|line| !line.is_empty() && !is_statistics_line(line))
-        .last()
+        .rfind(|line| !line.is_empty() && !is_statistics_line(line))
 }
 
 fn is_statistics_line(line: &str) -> bool {

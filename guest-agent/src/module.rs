@@ -13,8 +13,7 @@ pub const MODULE_NAME: &str = "bpf_testmod";
 
 pub fn insmod(ko: &Path) -> Result<(), String> {
     let file = File::open(ko).map_err(|err| format!("opening {}: {err}", ko.display()))?;
-    finit_module(&file, &CString::default(), ModuleInitFlags::empty())
-        .map_err(|errno| describe(errno))
+    finit_module(&file, &CString::default(), ModuleInitFlags::empty()).map_err(describe)
 }
 
 pub fn rmmod() -> Result<(), Errno> {

@@ -77,5 +77,5 @@ const TMPFS_MAGIC: i64 = 0x0102_1994;
 /// By filesystem type. Only meaningful once the guest's own /proc and /sys
 /// are up: over 9p, statfs on the host's /proc reports the host's procfs.
 fn is_mounted(spec: &MountSpec) -> bool {
-    statfs(spec.target).is_ok_and(|stat| stat.filesystem_type().0 as i64 == spec.magic)
+    statfs(spec.target).is_ok_and(|stat| stat.filesystem_type().0 == spec.magic)
 }

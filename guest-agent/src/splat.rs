@@ -25,7 +25,7 @@ const MARKERS: &[&str] = &[
 
 /// Lines of `log` that hold a splat, each with the lines that follow it (up to
 /// `context`), so that the failure shows what happened and where.
-pub fn find_splats<'a>(log: &'a [String], context: usize) -> Vec<&'a [String]> {
+pub fn find_splats(log: &[String], context: usize) -> Vec<&[String]> {
     let mut splats = Vec::new();
     let mut index = 0;
     while index < log.len() {
