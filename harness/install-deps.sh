@@ -15,8 +15,9 @@ packages=(
   kmod
   # The BPF program (clang -target bpf) and libbpf, vendored by libbpf-sys.
   clang llvm libelf-dev zlib1g-dev pkg-config linux-libc-dev
-  # virtme-ng, installed into a virtualenv for manual debugging with vng.
-  python3-venv
+  # virtme-ng (installed below into a virtualenv) for manual debugging with
+  # vng; its guest init needs udev to name the virtio ports it talks over.
+  python3-venv udev
   # Building the Rust virtiofsd (below).
   libcap-ng-dev libseccomp-dev
 )
@@ -59,4 +60,17 @@ if ! has_readonly_virtiofsd && command -v cargo >/dev/null; then
   echo "Installing the Rust virtiofsd (cargo install virtiofsd, about a minute)" >&2
   cargo install --quiet --locked virtiofsd@1.14.0 >&2 ||
     echo "warning: cargo install virtiofsd failed; VMs will share the root over 9p" >&2
+fi
+
+# Python tools, pinned, in a virtualenv in the cache: virtme-ng (vng, for
+# manual debugging and its test) and check-jsonschema (validates the CI workflow).
+cache="${STRUCT_OPS_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/struct-ops-vmtest}"
+venv="$cache/venv"
+python_tools=(virtme-ng==1.42 check-jsonschema==0.39.0)
+stamp="$venv/.installed"
+if [ "$(cat "$stamp" 2>/dev/null)" != "${python_tools[*]}" ]; then
+  echo "Installing ${python_tools[*]} into $venv" >&2
+  python3 -m venv "$venv" >&2
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "${python_tools[@]}" >&2
+  echo "${python_tools[*]}" > "$stamp"
 fi

@@ -36,6 +36,11 @@ fn cache_dir_from(var: impl Fn(&str) -> Option<std::ffi::OsString>) -> Result<Pa
     Ok(PathBuf::from(home).join(".cache/struct-ops-vmtest"))
 }
 
+/// The virtualenv install-deps.sh fills with virtme-ng and check-jsonschema.
+pub fn venv_dir() -> Result<PathBuf> {
+    Ok(cache_dir()?.join("venv"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

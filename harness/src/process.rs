@@ -44,7 +44,13 @@ mod tests {
             .arg("30")
             .spawn()
             .unwrap();
-        let found = processes_mentioning(&marker);
+        // The child's command line is readable once it has exec'd; allow it a moment.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let mut found = processes_mentioning(&marker);
+        while found.is_empty() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            found = processes_mentioning(&marker);
+        }
         child.kill().unwrap();
         child.wait().unwrap();
         assert_eq!(found.len(), 1, "{found:?}");

@@ -38,14 +38,22 @@ pub fn rerun_commands(artifacts: &Artifacts, scenario: &str) -> [String; 2] {
     ]
 }
 
-/// The manual-debugging command: the same kernel and agent, booted by virtme-ng.
+/// The manual-debugging command: the same kernel and agent, booted by
+/// virtme-ng from the virtualenv install-deps.sh made. vng is told to avoid
+/// KVM where the harness found KVM broken, or it would hang the same way.
 pub fn vng_command(artifacts: &Artifacts, scenario: &str) -> String {
+    let venv_bin = artifacts.cache.join("venv/bin");
+    let kvm = match crate::accel::choose(&artifacts.cache) {
+        Ok(crate::accel::Choice::Decided(crate::accel::Accel::Tcg, _)) => " --disable-kvm",
+        _ => "",
+    };
     format!(
-        "vng --run {} --exec \"{} run --scenario {scenario} --loader {} --kmod {}\"",
-        artifacts.kernel.bzimage.display(),
-        artifacts.guest.agent.display(),
-        artifacts.guest.loader.display(),
-        artifacts.kmod.display()
+        "PATH={bin}:$PATH vng{kvm} --run {kernel} --exec \"{agent} run --scenario {scenario} --loader {loader} --kmod {kmod}\"",
+        bin = venv_bin.display(),
+        kernel = artifacts.kernel.bzimage.display(),
+        agent = artifacts.guest.agent.display(),
+        loader = artifacts.guest.loader.display(),
+        kmod = artifacts.kmod.display()
     )
 }
 

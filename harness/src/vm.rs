@@ -34,6 +34,10 @@ pub struct VmOptions {
     pub keep_logs: bool,
     /// Extra words for the agent (the harness's own fault tests use `--fault`).
     pub extra_agent_args: Vec<String>,
+    /// Names the VM's directories (default: the scenario), so a test can find its processes.
+    pub label: Option<String>,
+    /// Share the root over 9p even when a read-only virtiofsd is available.
+    pub force_9p: bool,
 }
 
 impl Default for VmOptions {
@@ -44,6 +48,8 @@ impl Default for VmOptions {
             timeout: Duration::from_secs(120),
             keep_logs: false,
             extra_agent_args: Vec::new(),
+            label: None,
+            force_9p: false,
         }
     }
 }
@@ -76,6 +82,8 @@ pub struct ScenarioRun {
     /// Where the logs were kept (on failure, or when asked).
     pub kept_logs: Option<PathBuf>,
     pub console_tail: String,
+    /// The VM's socket directory, gone once the run is over (for leak checks).
+    pub run_dir: PathBuf,
 }
 
 /// A VM that could not produce a result, with what is needed to debug it.
@@ -87,6 +95,8 @@ pub struct VmError {
     pub console_tail: String,
     pub stderr_tail: String,
     pub logs: PathBuf,
+    /// The VM's socket directory, gone once the run is over (for leak checks).
+    pub run_dir: PathBuf,
 }
 
 /// Boots a VM that runs `scenario` and returns its result.
@@ -173,15 +183,22 @@ impl Vm {
         accel: Accel,
         watchdog: bool,
     ) -> Result<Self> {
+        sweep_stale_run_dirs();
+        let label = options.label.as_deref().unwrap_or(scenario);
         let sockets = tempfile::Builder::new()
-            .prefix(&format!("{RUN_DIR_PREFIX}{scenario}-"))
+            .prefix(&format!("{RUN_DIR_PREFIX}{label}-"))
             .tempdir()
             .context("creating the VM's socket directory")?;
+        std::fs::write(
+            sockets.path().join(OWNER_FILE),
+            std::process::id().to_string(),
+        )
+        .context("writing the VM's owner file")?;
         let logs_root = logs_root();
         std::fs::create_dir_all(&logs_root)
             .with_context(|| format!("creating {}", logs_root.display()))?;
         let logs = tempfile::Builder::new()
-            .prefix(&format!("{scenario}-"))
+            .prefix(&format!("{label}-"))
             .tempdir_in(&logs_root)
             .with_context(|| {
                 format!("creating the VM's log directory in {}", logs_root.display())
@@ -189,6 +206,7 @@ impl Vm {
         let socket = |name: &str| sockets.path().join(name);
         let path = |name: &str| logs.path().join(name);
         let virtiofsd = match &artifacts.virtiofsd {
+            Ok(_) if options.force_9p => None,
             Ok(binary) => Some(Virtiofsd::spawn(
                 binary,
                 socket("virtiofsd.sock"),
@@ -255,6 +273,7 @@ impl Vm {
     fn fail(self, failure: VmFailure) -> anyhow::Error {
         let console_tail = tail(&self.console(), 40);
         let stderr_tail = self.qemu.stderr_tail(20);
+        let run_dir = self.sockets.path().to_owned();
         self.qemu.kill();
         let logs = self.keep();
         VmError {
@@ -262,6 +281,7 @@ impl Vm {
             console_tail,
             stderr_tail,
             logs,
+            run_dir,
         }
         .into()
     }
@@ -375,6 +395,7 @@ impl Vm {
             RootShare::Virtiofs { .. } => "virtiofs",
             RootShare::NineP => "9p",
         };
+        let run_dir = self.sockets.path().to_owned();
         let keep = self.options.keep_logs || !result.passed;
         if keep {
             let pretty = serde_json::to_string_pretty(&result).unwrap_or_default();
@@ -389,6 +410,7 @@ impl Vm {
             total,
             kept_logs,
             console_tail,
+            run_dir,
         })
     }
 }
@@ -465,6 +487,24 @@ pub const RUN_DIR_PREFIX: &str = "struct-ops-vm-";
 /// Where a failed VM's logs are kept: `target/vm-logs/<scenario>-XXXXXX`.
 pub fn logs_root() -> PathBuf {
     crate::guest_binaries::target_dir(&crate::paths::workspace_root()).join("vm-logs")
+}
+
+/// Holds the pid of the process that owns a socket directory.
+const OWNER_FILE: &str = "owner.pid";
+
+/// Removes the socket directories of harness processes that died without
+/// cleaning up (killed by a signal, say), so nothing piles up in $TMPDIR.
+pub fn sweep_stale_run_dirs() {
+    for dir in run_dirs_in(&std::env::temp_dir()) {
+        let owner = std::fs::read_to_string(dir.join(OWNER_FILE))
+            .ok()
+            .and_then(|pid| pid.trim().parse::<u32>().ok());
+        let alive = owner.is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
+        // A directory without an owner file is one being created right now.
+        if owner.is_some() && !alive {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+    }
 }
 
 /// The socket directories of VMs that are still around (for leak checks).

@@ -1,0 +1,328 @@
+//! Faults the harness must survive: each is detected within a bound, reported
+//! with the console tail and kept logs, and leaves no process or socket
+//! directory behind. These boot VMs: select them with `-E 'binary(vm_faults)'`.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use harness::artifacts::{self, Artifacts};
+use harness::process::processes_mentioning;
+use harness::vm::{self, ScenarioRun, VmError, VmFailure, VmOptions};
+
+fn artifacts() -> &'static Artifacts {
+    artifacts::prepared().unwrap_or_else(|err| panic!("{err:#}"))
+}
+
+/// A label unique to this test process, so parallel tests never see each other's VMs.
+fn label(name: &str) -> String {
+    format!("{name}-{}", std::process::id())
+}
+
+fn options(label: &str, fault: &str) -> VmOptions {
+    VmOptions {
+        label: Some(label.to_owned()),
+        extra_agent_args: vec!["--fault".to_owned(), fault.to_owned()],
+        ..VmOptions::default()
+    }
+}
+
+fn expect_vm_error(outcome: anyhow::Result<ScenarioRun>) -> VmError {
+    match outcome {
+        Ok(run) => panic!(
+            "expected the VM to fail, but it produced a result: {:?}",
+            run.result
+        ),
+        Err(err) => match err.downcast::<VmError>() {
+            Ok(vm_error) => vm_error,
+            Err(other) => panic!("expected a VmError, got: {other:#}"),
+        },
+    }
+}
+
+/// Nothing the VM started is still running, its socket directory is gone and its logs are kept.
+fn assert_cleaned_up(error: &VmError) {
+    let run_dir = error.run_dir.display().to_string();
+    assert!(
+        !error.run_dir.exists(),
+        "socket directory left behind: {run_dir}"
+    );
+    let leftovers = processes_mentioning(&run_dir);
+    assert!(
+        leftovers.is_empty(),
+        "processes left behind: {leftovers:#?}"
+    );
+    assert!(
+        error.logs.join("console.log").is_file(),
+        "console log not kept in {}",
+        error.logs.display()
+    );
+}
+
+/// Kills the first process whose command line holds `needle` and `program`, once it has run for `after`.
+fn kill_when_running(
+    needle: String,
+    program: &'static str,
+    after: Duration,
+) -> std::thread::JoinHandle<bool> {
+    std::thread::spawn(move || {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            let found = processes_mentioning(&needle)
+                .into_iter()
+                .find(|(_, cmdline)| cmdline.contains(program));
+            if let Some((pid, _)) = found {
+                std::thread::sleep(after);
+                // SAFETY: kill(2) on a pid we just found; at worst it is already gone.
+                return unsafe { libc::kill(pid as i32, libc::SIGKILL) } == 0;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    })
+}
+
+#[test]
+fn guest_panic_is_reported_within_seconds() {
+    let label = label("panic");
+    let start = Instant::now();
+    let error = expect_vm_error(vm::run_scenario(
+        artifacts(),
+        "no_module",
+        &options(&label, "exit-init"),
+    ));
+    let took = start.elapsed();
+    assert!(
+        matches!(error.failure, VmFailure::GuestPanicked { .. }),
+        "{error}"
+    );
+    assert!(
+        error.to_string().contains("Attempted to kill init"),
+        "{error}"
+    );
+    assert!(
+        took < Duration::from_secs(20),
+        "panic took {took:?} to detect"
+    );
+    assert_cleaned_up(&error);
+}
+
+#[test]
+fn guest_hang_is_ended_by_the_timeout() {
+    let label = label("hang");
+    let options = VmOptions {
+        timeout: Duration::from_secs(15),
+        ..options(&label, "hang")
+    };
+    let start = Instant::now();
+    let error = expect_vm_error(vm::run_scenario(artifacts(), "no_module", &options));
+    let took = start.elapsed();
+    assert!(matches!(error.failure, VmFailure::Timeout(_)), "{error}");
+    assert!(error.console_tail.contains("guest-agent: ready"), "{error}");
+    assert!(
+        took >= Duration::from_secs(15) && took < Duration::from_secs(30),
+        "took {took:?}"
+    );
+    assert_cleaned_up(&error);
+}
+
+#[test]
+fn agent_exiting_without_a_result_is_reported() {
+    let label = label("noresult");
+    let error = expect_vm_error(vm::run_scenario(
+        artifacts(),
+        "no_module",
+        &options(&label, "no-result"),
+    ));
+    assert!(
+        matches!(error.failure, VmFailure::NoResult { .. }),
+        "{error}"
+    );
+    assert!(
+        error
+            .to_string()
+            .contains("without a result from the agent"),
+        "{error}"
+    );
+    assert_cleaned_up(&error);
+}
+
+#[test]
+fn qemu_killed_from_outside_is_reported_at_once() {
+    let label = label("qemukill");
+    let killer = kill_when_running(label.clone(), "qemu-system", Duration::from_secs(2));
+    let start = Instant::now();
+    let error = expect_vm_error(vm::run_scenario(
+        artifacts(),
+        "no_module",
+        &options(&label, "hang"),
+    ));
+    assert!(killer.join().unwrap(), "never found QEMU to kill");
+    assert!(
+        matches!(error.failure, VmFailure::NoResult { .. }),
+        "{error}"
+    );
+    assert!(error.to_string().contains("signal: 9"), "{error}");
+    assert!(
+        start.elapsed() < Duration::from_secs(30),
+        "took {:?}",
+        start.elapsed()
+    );
+    assert_cleaned_up(&error);
+}
+
+#[test]
+fn virtiofsd_killed_mid_run_is_reported() {
+    if artifacts().virtiofsd.is_err() {
+        eprintln!("skipped: no read-only virtiofsd here, the VMs use 9p");
+        return;
+    }
+    let label = label("vfskill");
+    let killer = kill_when_running(label.clone(), "virtiofsd", Duration::from_secs(3));
+    let start = Instant::now();
+    let error = expect_vm_error(vm::run_scenario(
+        artifacts(),
+        "no_module",
+        &options(&label, "hang"),
+    ));
+    assert!(killer.join().unwrap(), "never found virtiofsd to kill");
+    assert!(
+        matches!(
+            error.failure,
+            VmFailure::VirtiofsdDied { .. } | VmFailure::NoResult { .. }
+        ),
+        "{error}"
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(30),
+        "took {:?}",
+        start.elapsed()
+    );
+    assert_cleaned_up(&error);
+}
+
+#[test]
+fn the_guest_cannot_write_the_host() {
+    for force_9p in [false, true] {
+        let label = label(if force_9p { "ro9p" } else { "rovfs" });
+        let options = VmOptions {
+            force_9p,
+            ..options(&label, "write-host")
+        };
+        let run = vm::run_scenario(artifacts(), "no_module", &options)
+            .unwrap_or_else(|err| panic!("{err:#}"));
+        let target = artifacts().guest.loader.with_file_name("guest-write-test");
+        assert!(run.result.passed, "{:?}", run.result.failures);
+        assert!(
+            run.console_tail.contains("Read-only file system"),
+            "the guest's write was not refused (root {}):\n{}",
+            run.root,
+            run.console_tail
+        );
+        assert!(
+            !target.exists(),
+            "the guest wrote {} on the host",
+            target.display()
+        );
+        assert_eq!(
+            run.root,
+            if force_9p {
+                "9p"
+            } else {
+                artifacts().virtiofsd.as_ref().map_or("9p", |_| "virtiofs")
+            }
+        );
+    }
+}
+
+#[test]
+fn kvm_is_probed_once_and_the_verdict_is_kept() {
+    // A private cache directory for the verdict only; the kernel stays where it is.
+    let cache = tempfile::tempdir().unwrap();
+    let artifacts = Artifacts {
+        cache: cache.path().to_owned(),
+        ..artifacts().clone()
+    };
+    if std::env::var_os(harness::accel::ACCEL_ENV).is_some() || !Path::new("/dev/kvm").exists() {
+        eprintln!("skipped: the accelerator is forced or there is no /dev/kvm");
+        return;
+    }
+    let run = vm::run_scenario(&artifacts, "no_module", &VmOptions::default())
+        .unwrap_or_else(|err| panic!("{err:#}"));
+    assert!(run.result.passed, "{:?}", run.result.failures);
+    let verdict = harness::accel::read_verdict(cache.path())
+        .unwrap()
+        .expect("a verdict is written");
+    let expected = if verdict.kvm_works {
+        harness::accel::Accel::Kvm
+    } else {
+        harness::accel::Accel::Tcg
+    };
+    assert_eq!(run.accel, expected, "verdict {verdict:?}");
+    // The next VM trusts the verdict: no probe, the same accelerator.
+    let again = vm::run_scenario(&artifacts, "no_module", &VmOptions::default())
+        .unwrap_or_else(|err| panic!("{err:#}"));
+    assert_eq!(again.accel, expected);
+}
+
+const HELPER_LABEL_ENV: &str = "STRUCT_OPS_HELPER_LABEL";
+
+/// Runs only as the child of `an_interrupted_test_process_takes_its_vm_along`.
+#[test]
+#[ignore = "a helper, run as a child process by an_interrupted_test_process_takes_its_vm_along"]
+fn helper_boots_a_hanging_vm() {
+    let Some(label) = std::env::var_os(HELPER_LABEL_ENV) else {
+        return;
+    };
+    let label = label.to_string_lossy().into_owned();
+    let _ = vm::run_scenario(artifacts(), "no_module", &options(&label, "hang"));
+}
+
+#[test]
+fn an_interrupted_test_process_takes_its_vm_along() {
+    let label = label("interrupted");
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["helper_boots_a_hanging_vm", "--exact", "--ignored"])
+        .env(HELPER_LABEL_ENV, &label)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !processes_mentioning(&label)
+        .iter()
+        .any(|(_, cmdline)| cmdline.contains("qemu-system"))
+    {
+        assert!(Instant::now() < deadline, "the helper never started its VM");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the helper exited before its VM started"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // What nextest does to a test at its timeout, and a terminal's Ctrl-C does.
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    child.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let leftovers = processes_mentioning(&label);
+        if leftovers.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "left behind after SIGTERM: {leftovers:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The dead helper's socket directory is swept by the next VM, or here.
+    vm::sweep_stale_run_dirs();
+    let stale: Vec<_> = vm::run_dirs_in(&std::env::temp_dir())
+        .into_iter()
+        .filter(|dir| dir.to_string_lossy().contains(&label))
+        .collect();
+    assert!(
+        stale.is_empty(),
+        "socket directories left behind: {stale:?}"
+    );
+}

@@ -1,0 +1,60 @@
+//! The GitHub Actions workflow is valid: checked against GitHub's workflow
+//! schema with check-jsonschema (installed by install-deps.sh), and its
+//! helper script parses.
+
+use harness::{host_deps, paths};
+
+#[test]
+fn the_ci_workflow_matches_the_github_workflow_schema() {
+    host_deps::ensure_installed().unwrap_or_else(|err| panic!("{err:#}"));
+    let checker = paths::venv_dir().unwrap().join("bin/check-jsonschema");
+    let workflow = paths::workspace_root().join(".github/workflows/ci.yml");
+    let output = duct::cmd!(
+        checker,
+        "--builtin-schema",
+        "vendor.github-workflows",
+        &workflow
+    )
+    .stderr_to_stdout()
+    .stdout_capture()
+    .unchecked()
+    .run()
+    .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{} is not a valid workflow:\n{text}",
+        workflow.display()
+    );
+}
+
+#[test]
+fn the_container_helper_script_parses() {
+    let script = paths::workspace_root().join(".github/debian-container.sh");
+    let output = duct::cmd!("bash", "-n", &script)
+        .stderr_to_stdout()
+        .stdout_capture()
+        .unchecked()
+        .run()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+}
+
+#[test]
+fn the_workflow_uses_the_projects_own_package_script_and_cache_key() {
+    let workflow =
+        std::fs::read_to_string(paths::workspace_root().join(".github/workflows/ci.yml")).unwrap();
+    for needle in [
+        "harness/install-deps.sh",
+        "-- cache-key",
+        "--partition count:",
+        "--profile ci",
+        "99-kvm4all.rules",
+    ] {
+        assert!(workflow.contains(needle), "the workflow lacks {needle}");
+    }
+}
