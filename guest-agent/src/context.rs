@@ -10,7 +10,7 @@ use guest_agent::protocol::{ScenarioResult, Source, Step, TimelineLine};
 use guest_agent::splat::find_splats;
 use nix::sys::signal::Signal;
 
-use crate::kernel_output::KernelOutput;
+use crate::kernel_output::{task_name, KernelOutput};
 use crate::loader::{Finished, Held, Loader};
 use crate::module;
 
@@ -28,10 +28,11 @@ pub struct StepId(usize);
 
 impl Context {
     pub fn new(scenario: &str, loader: Loader, kmod: PathBuf) -> Result<Self> {
+        let output = KernelOutput::start(own_tasks(&loader))?;
         Ok(Context {
             loader,
             kmod,
-            output: KernelOutput::start()?,
+            output,
             result: ScenarioResult {
                 scenario: scenario.to_owned(),
                 ..ScenarioResult::default()
@@ -291,6 +292,14 @@ impl Context {
         self.result.duration_ms = self.started.elapsed().as_millis() as u64;
         self.result
     }
+}
+
+/// The scenario's processes: this agent (insmod and rmmod run in it) and the loader.
+fn own_tasks(loader: &Loader) -> Vec<String> {
+    let agent = std::env::current_exe()
+        .map(|exe| task_name(&exe))
+        .unwrap_or_else(|_| "guest-agent".to_owned());
+    vec![agent, task_name(&loader.binary)]
 }
 
 /// Arguments as a shell would need them, so a step's action can be pasted.

@@ -15,11 +15,16 @@ const TRACING: &str = "/sys/kernel/tracing";
 
 pub struct KernelOutput {
     kmsg: File,
+    /// The task names (comm) of the scenario's processes: the agent and the loader.
+    own_tasks: Vec<String>,
 }
 
 impl KernelOutput {
-    /// Starts capturing: later reads return only what is printed from now on.
-    pub fn start() -> Result<Self> {
+    /// Starts capturing: later reads return only what is printed from now on,
+    /// and of that only what the scenario's own tasks (`own_tasks`) printed, so
+    /// the kernel's background chatter (a clocksource switch, say) cannot
+    /// wander into a step. The full log, background included, is in /dev/kmsg.
+    pub fn start(own_tasks: Vec<String>) -> Result<Self> {
         write_tracing_file("events/printk/console/enable", "1")?;
         // A large buffer keeps long scenarios (100 cycles) from overwriting their start.
         write_tracing_file("buffer_size_kb", "8192")?;
@@ -31,7 +36,7 @@ impl KernelOutput {
             .context("opening /dev/kmsg")?;
         kmsg.seek(SeekFrom::End(0))
             .context("seeking to the end of /dev/kmsg")?;
-        Ok(KernelOutput { kmsg })
+        Ok(KernelOutput { kmsg, own_tasks })
     }
 
     /// Everything printed since the last call, in order, and the trace buffer emptied.
@@ -39,7 +44,7 @@ impl KernelOutput {
         let trace = std::fs::read_to_string(format!("{TRACING}/trace"))
             .context("reading the trace buffer")?;
         clear_trace()?;
-        Ok(parse_trace(&trace))
+        Ok(parse_trace(&trace, &self.own_tasks))
     }
 
     /// The /dev/kmsg records written since the last call, as their message text.
@@ -87,14 +92,37 @@ pub fn kmsg_message(record: &str) -> &str {
         .map_or(first_line, |(_, message)| message)
 }
 
+/// The task name (comm) the kernel shows for a process running `binary`.
+pub fn task_name(binary: &std::path::Path) -> String {
+    let name = binary
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    // TASK_COMM_LEN is 16, with the terminating NUL.
+    name.chars().take(15).collect()
+}
+
 /// Turns the text of /sys/kernel/tracing/trace into timeline lines, keeping
-/// the console (printk) and bpf_trace_printk events and dropping the rest.
-pub fn parse_trace(trace: &str) -> Vec<TimelineLine> {
+/// the console (printk) and bpf_trace_printk events of `own_tasks` and
+/// dropping the rest. A line whose task the trace could not name (`<...>`)
+/// is kept: better an extra line in a snapshot than a lost one.
+pub fn parse_trace(trace: &str, own_tasks: &[String]) -> Vec<TimelineLine> {
     trace
         .lines()
         .filter(|line| !line.starts_with('#'))
+        .filter(|line| match trace_task(line) {
+            Some("<...>") | None => true,
+            Some(task) => own_tasks.iter().any(|own| own == task),
+        })
         .filter_map(parse_trace_line)
         .collect()
+}
+
+/// `struct_ops` from `      struct_ops-63      [000] ...`.
+fn trace_task(line: &str) -> Option<&str> {
+    let (task_and_pid, _) = line.trim_start().split_once(" [")?;
+    let (task, _pid) = task_and_pid.trim_end().rsplit_once('-')?;
+    Some(task)
 }
 
 fn parse_trace_line(line: &str) -> Option<TimelineLine> {
@@ -123,6 +151,7 @@ mod tests {
 #           TASK-PID     CPU#  |||||  TIMESTAMP  FUNCTION
 #              | |         |   |||||     |         |
       struct_ops-63      [000] d..1.     2.902107: console: bpf_testmod_ops registered
+     kworker/0:1-23      [000] d..1.     2.905000: console: clocksource: Switched to clocksource tsc
       struct_ops-63      [000] ...1.     2.910931: console: Calling struct_ops callbacks:
       struct_ops-63      [000] ...11     2.911002: bpf_trace_printk: BPF test_1 called!
       struct_ops-63      [000] ...1.     2.911250: console: test_1() returned: 42
@@ -130,8 +159,8 @@ mod tests {
 ";
 
     #[test]
-    fn trace_keeps_both_sources_in_order() {
-        let timeline = parse_trace(TRACE);
+    fn trace_keeps_both_sources_of_our_tasks_in_order() {
+        let timeline = parse_trace(TRACE, &["struct_ops".to_owned(), "guest-agent".to_owned()]);
         let rendered: Vec<_> = timeline
             .iter()
             .map(|line| format!("{:?} {}", line.source, line.text))
@@ -145,6 +174,26 @@ mod tests {
                 "Kernel test_1() returned: 42",
                 "Bpf Full buffer: Hello: from userspace!",
             ]
+        );
+    }
+
+    #[test]
+    fn the_task_is_read_from_the_trace_line() {
+        assert_eq!(
+            trace_task("      struct_ops-63      [000] d..1.     2.902107: console: x"),
+            Some("struct_ops")
+        );
+        assert_eq!(
+            trace_task("     kworker/0:1-23      [000] d..1.  2.9: console: x"),
+            Some("kworker/0:1")
+        );
+        assert_eq!(
+            trace_task("           <...>-57      [001] .....  2.9: console: x"),
+            Some("<...>")
+        );
+        assert_eq!(
+            task_name(std::path::Path::new("/x/a-very-long-binary-name")),
+            "a-very-long-bin"
         );
     }
 

@@ -32,6 +32,17 @@ enum Command {
     Run(RunArgs),
     /// Build what is missing and print where the kernel, module and guest binaries are.
     Build(BuildArgs),
+    /// Measure build, boot and suite times (min/median/max) against their targets, and vng.
+    Bench {
+        /// Repetitions of each figure.
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+        /// Also build the kernel from scratch once, in a scratch cache (about 7 minutes).
+        #[arg(long)]
+        cold_kernel: bool,
+        #[command(flatten)]
+        build: BuildArgs,
+    },
     /// Print the kernel's cache key (the hash of everything that defines it) without building.
     CacheKey(BuildArgs),
     /// Print the virtme-ng command that runs SCENARIO by hand on the harness's kernel.
@@ -94,6 +105,17 @@ fn run(cli: Cli) -> Result<ExitCode> {
             println!("module     {}", artifacts.kmod.display());
             println!("agent      {}", artifacts.guest.agent.display());
             println!("loader     {}", artifacts.guest.loader.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench {
+            runs,
+            cold_kernel,
+            build,
+        } => {
+            harness::bench::run(
+                &prepare_options(&build),
+                &harness::bench::BenchOptions { runs, cold_kernel },
+            )?;
             Ok(ExitCode::SUCCESS)
         }
         Command::CacheKey(build) => {

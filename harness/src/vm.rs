@@ -15,6 +15,9 @@ use crate::qemu::{QemuProcess, RootShare, VmSpec};
 use crate::qmp::{GuestEvent, QmpClient};
 use crate::virtiofsd::Virtiofsd;
 
+/// Set to 1 for every boot message on the VM consoles.
+pub const VERBOSE_CONSOLE_ENV: &str = "STRUCT_OPS_VERBOSE_CONSOLE";
+
 /// How long a guest on KVM may stay silent before KVM is judged broken.
 const KVM_WATCHDOG: Duration = Duration::from_secs(5);
 /// How long QEMU may outlive its virtiofsd before that counts as a fault.
@@ -38,6 +41,10 @@ pub struct VmOptions {
     pub label: Option<String>,
     /// Share the root over 9p even when a read-only virtiofsd is available.
     pub force_9p: bool,
+    /// Boot the compressed bzImage through the firmware instead of vmlinux through PVH.
+    pub boot_bzimage: bool,
+    /// Every boot message on the console, not only warnings and worse.
+    pub verbose_console: bool,
 }
 
 impl Default for VmOptions {
@@ -50,6 +57,9 @@ impl Default for VmOptions {
             extra_agent_args: Vec::new(),
             label: None,
             force_9p: false,
+            boot_bzimage: false,
+            verbose_console: std::env::var_os(VERBOSE_CONSOLE_ENV)
+                .is_some_and(|value| value == "1"),
         }
     }
 }
@@ -222,7 +232,11 @@ impl Vm {
         };
         let spec = VmSpec {
             accel,
-            kernel_image: artifacts.kernel.bzimage.clone(),
+            kernel_image: if options.boot_bzimage {
+                artifacts.kernel.bzimage.clone()
+            } else {
+                artifacts.kernel.pvh_image()?
+            },
             memory_mib: options.memory_mib,
             cpus: options.cpus,
             root,
@@ -231,6 +245,7 @@ impl Vm {
             console_log: path("console.log"),
             result_file: path("result.json"),
             qmp_socket: socket("qmp.sock"),
+            verbose_console: options.verbose_console,
         };
         std::fs::write(path("qemu.cmdline"), shell_line(&spec)).context("writing qemu.cmdline")?;
         let started = Instant::now();

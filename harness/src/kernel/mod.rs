@@ -123,6 +123,37 @@ fn toolchain_versions() -> Vec<String> {
 }
 
 const READY: &str = "kernel.json";
+/// vmlinux without its debug info: QEMU boots it directly through its PVH
+/// entry point, skipping the firmware's real-mode setup and decompression.
+const PVH_IMAGE: &str = "vmlinux.pvh";
+
+impl Kernel {
+    /// The image to boot directly (PVH), made from vmlinux the first time it is asked for.
+    pub fn pvh_image(&self) -> Result<PathBuf> {
+        let entry = self
+            .build_dir
+            .parent()
+            .context("a kernel's build dir has a parent")?;
+        let image = entry.join(PVH_IMAGE);
+        if image.is_file() {
+            return Ok(image);
+        }
+        let partial = entry.join(format!("{PVH_IMAGE}.{}", std::process::id()));
+        duct::cmd!("objcopy", "--strip-debug", &self.vmlinux, &partial)
+            .stdout_null()
+            .run()
+            .with_context(|| {
+                format!(
+                    "stripping {} into {} (objcopy is in binutils)",
+                    self.vmlinux.display(),
+                    partial.display()
+                )
+            })?;
+        std::fs::rename(&partial, &image)
+            .with_context(|| format!("moving {} into place", image.display()))?;
+        Ok(image)
+    }
+}
 
 /// Returns the cached kernel for `recipe`, building it first on a miss.
 pub fn ensure_built(recipe: &KernelRecipe, cache: &Path, progress: &Progress) -> Result<Kernel> {
@@ -238,6 +269,7 @@ fn build(
         build_dir,
         build_seconds: start.elapsed().as_secs_f64(),
     };
+    kernel.pvh_image()?;
     // Written last: its presence is what makes the entry usable.
     let ready = entry.join(READY);
     let partial = entry.join(format!("{READY}.partial"));

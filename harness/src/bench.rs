@@ -1,0 +1,276 @@
+//! `harness bench`: the figures that say whether the harness is fast enough,
+//! each as min/median/max over repeated runs on this machine, against its target.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+use crate::accel::{self, Accel};
+use crate::artifacts::{self, Artifacts, PrepareOptions};
+use crate::kernel::{self, KernelRecipe, KernelSource};
+use crate::progress::Progress;
+use crate::vm::{self, VmOptions};
+use crate::{guest_binaries, kmod, paths, report};
+
+pub struct BenchOptions {
+    /// Repetitions of each cheap figure.
+    pub runs: usize,
+    /// Also build the kernel from scratch once (about 7 minutes on 2 cores).
+    pub cold_kernel: bool,
+}
+
+/// One figure: its samples and the target it is judged against.
+struct Figure {
+    name: String,
+    samples: Vec<Duration>,
+    target: Option<Duration>,
+}
+
+impl Figure {
+    fn new(name: &str, target: Option<Duration>) -> Self {
+        Figure {
+            name: name.to_owned(),
+            samples: Vec::new(),
+            target,
+        }
+    }
+
+    fn sorted(&self) -> Vec<Duration> {
+        let mut samples = self.samples.clone();
+        samples.sort();
+        samples
+    }
+
+    fn median(&self) -> Option<Duration> {
+        let sorted = self.sorted();
+        sorted.get(sorted.len() / 2).copied()
+    }
+
+    fn row(&self) -> String {
+        let sorted = self.sorted();
+        let (Some(min), Some(median), Some(max)) = (sorted.first(), self.median(), sorted.last())
+        else {
+            return format!("{:<54} (no samples)", self.name);
+        };
+        let verdict = match self.target {
+            Some(target) if median <= target => format!("target {} ok", seconds(target)),
+            Some(target) => format!("target {} MISSED", seconds(target)),
+            None => String::new(),
+        };
+        format!(
+            "{:<54} {:>8} {:>8} {:>8} {:>3}  {verdict}",
+            self.name,
+            seconds(*min),
+            seconds(median),
+            seconds(*max),
+            sorted.len()
+        )
+    }
+}
+
+fn seconds(duration: Duration) -> String {
+    format!("{:.2}s", duration.as_secs_f64())
+}
+
+fn time<T>(work: impl FnOnce() -> Result<T>) -> Result<(Duration, T)> {
+    let start = Instant::now();
+    let value = work()?;
+    Ok((start.elapsed(), value))
+}
+
+pub fn run(prepare_options: &PrepareOptions, options: &BenchOptions) -> Result<()> {
+    let quiet = Progress::new();
+    let artifacts = artifacts::prepare(prepare_options, &quiet)?;
+    let workspace = paths::workspace_root();
+    let runs = options.runs.max(1);
+    let mut figures = Vec::new();
+    let accel = match accel::choose(&artifacts.cache)? {
+        accel::Choice::Decided(accel, _) => accel,
+        // The first VM below probes; label the figures after it.
+        accel::Choice::ProbeKvm => Accel::Kvm,
+    };
+
+    let mut cold = Figure::new("kernel build, cold", None);
+    if options.cold_kernel {
+        let scratch = tempfile::tempdir().context("creating a scratch cache")?;
+        let recipe = KernelRecipe::new(
+            KernelSource::choose(prepare_options.kernel_tree.clone()),
+            &workspace.join("images"),
+        )?;
+        cold.samples
+            .push(time(|| kernel::ensure_built(&recipe, scratch.path(), &quiet))?.0);
+        cold.name.push_str(" (measured now)");
+    } else {
+        cold.samples
+            .push(Duration::from_secs_f64(artifacts.kernel.build_seconds));
+        cold.name.push_str(" (when the cache entry was built)");
+    }
+    figures.push(cold);
+
+    let mut hit = Figure::new(
+        "kernel build, warm (cache hit)",
+        Some(Duration::from_secs(1)),
+    );
+    let mut ready = Figure::new(
+        "everything before the first VM, warm",
+        Some(Duration::from_secs(1)),
+    );
+    let mut module = Figure::new("module build", None);
+    let mut guest = Figure::new("guest binaries build, warm (cargo no-op)", None);
+    for _ in 0..runs {
+        let recipe = KernelRecipe::new(
+            KernelSource::choose(prepare_options.kernel_tree.clone()),
+            &workspace.join("images"),
+        )?;
+        hit.samples
+            .push(time(|| kernel::ensure_built(&recipe, &artifacts.cache, &quiet))?.0);
+        ready
+            .samples
+            .push(time(|| artifacts::prepare(prepare_options, &quiet))?.0);
+        let scratch = tempfile::tempdir().context("creating a scratch module cache")?;
+        module.samples.push(
+            time(|| {
+                kmod::ensure_built(
+                    &workspace.join("kmod"),
+                    &artifacts.kernel,
+                    scratch.path(),
+                    &quiet,
+                )
+            })?
+            .0,
+        );
+        guest
+            .samples
+            .push(time(|| guest_binaries::ensure_built(&workspace, &quiet))?.0);
+    }
+    figures.extend([hit, ready, module, guest]);
+
+    let mut agent_ready = Figure::new(
+        &format!("one VM ({accel}): QEMU start to agent ready"),
+        Some(Duration::from_millis(1500)),
+    );
+    let mut result = Figure::new(
+        &format!("one VM ({accel}): QEMU start to result (trigger)"),
+        None,
+    );
+    for _ in 0..runs {
+        let run = vm::run_scenario(&artifacts, "trigger", &VmOptions::default())?;
+        if !run.result.passed {
+            bail!(
+                "the trigger scenario failed during the benchmark: {:?}",
+                run.result.failures
+            );
+        }
+        agent_ready.samples.extend(run.boot);
+        result.samples.push(run.total);
+    }
+    figures.extend([agent_ready, result]);
+
+    let mut suite = Figure::new(
+        "whole scenario suite, warm, 2 VMs at a time",
+        Some(Duration::from_secs(60)),
+    );
+    for _ in 0..runs.min(3) {
+        suite.samples.push(time(|| run_suite(&artifacts))?.0);
+    }
+    figures.push(suite);
+
+    let (ours, vng) = compare_with_vng(&artifacts, runs.min(3))?;
+    let ratio = match (ours.median(), vng.median()) {
+        (Some(ours), Some(vng)) => Some(ours.as_secs_f64() / vng.as_secs_f64()),
+        _ => None,
+    };
+    figures.extend([ours, vng]);
+
+    println!(
+        "{:<54} {:>8} {:>8} {:>8} {:>3}",
+        "figure", "min", "median", "max", "n"
+    );
+    for figure in &figures {
+        println!("{}", figure.row());
+    }
+    if let Some(ratio) = ratio {
+        let verdict = if ratio <= 0.6 { "ok" } else { "MISSED" };
+        println!(
+            "{:<54} {ratio:>8.2}  target 0.60 {verdict}",
+            "boot-to-command, ours / vng"
+        );
+    }
+    Ok(())
+}
+
+/// All scenarios, two VMs at a time as the nextest `vm` group runs them.
+fn run_suite(artifacts: &Artifacts) -> Result<()> {
+    let names: Vec<&str> = guest_agent::catalogue::names().collect();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let failures = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..2 {
+            scope.spawn(|| loop {
+                let index = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(name) = names.get(index) else { break };
+                let outcome = vm::run_scenario(artifacts, name, &VmOptions::default());
+                if !matches!(&outcome, Ok(run) if run.result.passed) {
+                    if let Ok(mut failures) = failures.lock() {
+                        failures.push(name.to_string());
+                    }
+                }
+            });
+        }
+    });
+    let failures = failures.into_inner().unwrap_or_default();
+    if !failures.is_empty() {
+        bail!("scenarios failed during the benchmark: {failures:?}");
+    }
+    Ok(())
+}
+
+/// Boot to a command and power off, ours against `vng --run <kernel> --exec true`,
+/// on the same kernel, machine and accelerator.
+fn compare_with_vng(artifacts: &Artifacts, runs: usize) -> Result<(Figure, Figure)> {
+    let mut ours = Figure::new("ours: boot, run a command, power off", None);
+    let options = VmOptions {
+        extra_agent_args: vec!["--fault".to_owned(), "no-result".to_owned()],
+        ..VmOptions::default()
+    };
+    for _ in 0..runs {
+        let start = Instant::now();
+        // The agent powers off right after it is up; "no result" is the expected outcome.
+        let _ = vm::run_scenario(artifacts, "no_module", &options);
+        ours.samples.push(start.elapsed());
+    }
+    let mut vng = Figure::new("vng --run <kernel> --exec true", None);
+    let command = report::vng_command(artifacts, "no_module");
+    let prefix = command
+        .split(" --exec ")
+        .next()
+        .unwrap_or(&command)
+        .to_owned();
+    let vng_command = format!("{prefix} --exec true");
+    if !Path::new(&artifacts.cache.join("venv/bin/vng")).exists() {
+        bail!(
+            "vng is not installed in {}; run harness/install-deps.sh",
+            artifacts.cache.join("venv").display()
+        );
+    }
+    for _ in 0..runs {
+        let (took, output) = time(|| {
+            duct::cmd!("bash", "-c", &vng_command)
+                .stdin_null()
+                .stderr_to_stdout()
+                .stdout_capture()
+                .unchecked()
+                .run()
+                .context("running vng")
+        })?;
+        if !output.status.success() {
+            bail!(
+                "{vng_command} failed:\n{}",
+                String::from_utf8_lossy(&output.stdout)
+            );
+        }
+        vng.samples.push(took);
+    }
+    Ok((ours, vng))
+}
