@@ -7,8 +7,9 @@ set -euo pipefail
 packages=(
   # The VM.
   qemu-system-x86
-  # The default kernel source: Debian's 6.12 tarball under /usr/src.
-  linux-source-6.12
+  # The default kernel source: Debian's 6.12 tarball under /usr/src; 6.1 is
+  # the real "too old for struct_ops in modules" input of a test.
+  linux-source-6.12 linux-source-6.1
   # Building that kernel with BTF.
   make gcc flex bison bc libelf-dev libssl-dev dwarves xz-utils
   # The out-of-tree module.

@@ -169,12 +169,7 @@ pub struct QemuProcess {
 
 impl QemuProcess {
     pub fn spawn(spec: &VmSpec, stderr_log: PathBuf) -> Result<Self> {
-        let binary = which(QEMU_BINARY).with_context(|| {
-            format!(
-                "{QEMU_BINARY} not found in PATH. Install Debian's qemu-system-x86 \
-                 (`apt-get install qemu-system-x86`; harness/install-deps.sh does)"
-            )
-        })?;
+        let binary = find_qemu(std::env::var_os("PATH"))?;
         let handle = duct::cmd(binary, qemu_args(spec))
             .stdin_null()
             .stdout_null()
@@ -223,10 +218,23 @@ impl Drop for QemuProcess {
     }
 }
 
+/// QEMU on `path` (a PATH value), or an error that says how to get it.
+pub fn find_qemu(path: Option<std::ffi::OsString>) -> Result<PathBuf> {
+    which_in(QEMU_BINARY, path).with_context(|| {
+        format!(
+            "{QEMU_BINARY} not found in PATH. Install Debian's qemu-system-x86 \
+             (`apt-get install qemu-system-x86`; harness/install-deps.sh does)"
+        )
+    })
+}
+
 /// The first `name` on PATH.
 pub fn which(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
+    which_in(name, std::env::var_os("PATH"))
+}
+
+fn which_in(name: &str, path: Option<std::ffi::OsString>) -> Option<PathBuf> {
+    std::env::split_paths(&path?)
         .map(|dir| dir.join(name))
         .find(|candidate| candidate.is_file())
 }
@@ -314,6 +322,20 @@ mod tests {
             Accel::Tcg
         ))
         .contains("root=hostroot rootfstype=virtiofs"));
+    }
+
+    #[test]
+    fn no_qemu_is_a_clear_error() {
+        let empty = tempfile::tempdir().unwrap();
+        let err = find_qemu(Some(empty.path().as_os_str().to_owned()))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("qemu-system-x86_64 not found in PATH"),
+            "{err}"
+        );
+        assert!(err.contains("apt-get install qemu-system-x86"), "{err}");
+        assert!(find_qemu(None).is_err());
     }
 
     #[test]

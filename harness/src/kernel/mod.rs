@@ -214,38 +214,8 @@ fn build(
         build_dir.display(),
         log.display()
     );
-    let make = Make {
-        source_dir: &source_dir,
-        build_dir: &build_dir,
-        log: &log,
-    };
-
-    make.run(&["tinyconfig"], progress)?;
-    let fragment_paths: Vec<&Path> = recipe.fragments.iter().map(|f| f.path.as_path()).collect();
-    let merge = source_dir.join("scripts/kconfig/merge_config.sh");
-    let config = build_dir.join(".config");
-    let mut merge_args = vec![
-        merge.as_os_str().to_owned(),
-        "-m".into(),
-        "-O".into(),
-        build_dir.as_os_str().to_owned(),
-        config.as_os_str().to_owned(),
-    ];
-    merge_args.extend(fragment_paths.iter().map(|p| p.as_os_str().to_owned()));
-    make.run_logged(
-        "merge_config.sh",
-        duct::cmd("bash", merge_args).dir(&source_dir),
-    )?;
-    make.run(&["olddefconfig"], progress)?;
-
-    let final_config = std::fs::read_to_string(&config)
-        .with_context(|| format!("reading {}", config.display()))?;
-    let dropped = dropped_options(&requested_options(&recipe.fragments)?, &final_config);
-    if !dropped.is_empty() {
-        bail!(KernelBuildError::DroppedOptions {
-            dropped: dropped.iter().map(ToString::to_string).collect(),
-        });
-    }
+    let make = Make::new(&source_dir, &build_dir, &log);
+    configure(&make, &recipe.fragments, progress)?;
 
     // `all` also makes Module.symvers, without which out-of-tree modules do not link.
     let jobs = format!(
@@ -284,10 +254,51 @@ fn build(
     Ok(kernel)
 }
 
-struct Make<'a> {
+/// tinyconfig, the fragments merged on top, olddefconfig, and the check that
+/// every requested option survived.
+pub fn configure(make: &Make, fragments: &[Fragment], progress: &Progress) -> Result<()> {
+    make.run(&["tinyconfig"], progress)?;
+    let merge = make.source_dir.join("scripts/kconfig/merge_config.sh");
+    let config = make.build_dir.join(".config");
+    let mut merge_args = vec![
+        merge.as_os_str().to_owned(),
+        "-m".into(),
+        "-O".into(),
+        make.build_dir.as_os_str().to_owned(),
+        config.as_os_str().to_owned(),
+    ];
+    merge_args.extend(fragments.iter().map(|f| f.path.as_os_str().to_owned()));
+    make.run_logged(
+        "merge_config.sh",
+        duct::cmd("bash", merge_args).dir(make.source_dir),
+    )?;
+    make.run(&["olddefconfig"], progress)?;
+    let final_config = std::fs::read_to_string(&config)
+        .with_context(|| format!("reading {}", config.display()))?;
+    let dropped = dropped_options(&requested_options(fragments)?, &final_config);
+    if !dropped.is_empty() {
+        bail!(KernelBuildError::DroppedOptions {
+            dropped: dropped.iter().map(ToString::to_string).collect(),
+        });
+    }
+    Ok(())
+}
+
+/// make in a source tree with a separate output directory, logging everything.
+pub struct Make<'a> {
     source_dir: &'a Path,
     build_dir: &'a Path,
     log: &'a Path,
+}
+
+impl<'a> Make<'a> {
+    pub fn new(source_dir: &'a Path, build_dir: &'a Path, log: &'a Path) -> Self {
+        Make {
+            source_dir,
+            build_dir,
+            log,
+        }
+    }
 }
 
 impl Make<'_> {
@@ -405,6 +416,30 @@ mod tests {
         );
         assert_eq!(kbuild_activity("make[1]: Entering directory '/x'"), None);
         assert_eq!(kbuild_activity("#"), None);
+    }
+
+    #[test]
+    fn an_entry_without_its_ready_file_is_never_used() {
+        let entry = tempfile::tempdir().unwrap();
+        // What an interrupted build leaves: a build tree and at most a partial ready file.
+        std::fs::create_dir_all(entry.path().join("build")).unwrap();
+        std::fs::write(entry.path().join(format!("{READY}.partial")), "{").unwrap();
+        assert!(read_ready(entry.path()).unwrap().is_none());
+        let kernel = Kernel {
+            key: "k".into(),
+            version: "6.12.1".into(),
+            source_dir: "/s".into(),
+            build_dir: entry.path().join("build"),
+            bzimage: "/b".into(),
+            vmlinux: "/v".into(),
+            build_seconds: 1.0,
+        };
+        std::fs::write(
+            entry.path().join(READY),
+            serde_json::to_string(&kernel).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(read_ready(entry.path()).unwrap().unwrap().key, "k");
     }
 
     #[test]
