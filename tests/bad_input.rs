@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use harness::kernel::config::Fragment;
 use harness::kernel::{self, KernelRecipe, KernelSource, Make};
+use harness::process::combined_output;
 use harness::progress::Progress;
 use harness::{artifacts, host_deps, kmod, paths};
 
@@ -86,7 +87,7 @@ fn debian_6_1_is_refused_as_too_old_for_struct_ops_in_modules() {
     );
     let tree = tempfile::tempdir().unwrap();
     // The version check needs only these two files; extracting the rest takes long.
-    let output = duct::cmd!(
+    let (status, text) = combined_output(duct::cmd!(
         "tar",
         "-xf",
         tarball,
@@ -94,17 +95,9 @@ fn debian_6_1_is_refused_as_too_old_for_struct_ops_in_modules() {
         tree.path(),
         "linux-source-6.1/Makefile",
         "linux-source-6.1/include/linux/bpf.h"
-    )
-    .stderr_to_stdout()
-    .stdout_capture()
-    .unchecked()
-    .run()
+    ))
     .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stdout)
-    );
+    assert!(status.success(), "{text}");
     let source = KernelSource::Tree(tree.path().join("linux-source-6.1"));
     let err = source
         .prepare(tree.path(), &Progress::new())
@@ -122,23 +115,15 @@ fn a_module_stripped_of_its_btf_is_refused_with_the_reason() {
     let artifacts = artifacts::prepared().unwrap_or_else(|err| panic!("{err:#}"));
     let scratch = tempfile::tempdir().unwrap();
     let stripped = scratch.path().join("bpf_testmod.ko");
-    let output = duct::cmd!(
+    let (status, text) = combined_output(duct::cmd!(
         "objcopy",
         "--remove-section",
         ".BTF",
         &artifacts.kmod,
         &stripped
-    )
-    .stderr_to_stdout()
-    .stdout_capture()
-    .unchecked()
-    .run()
+    ))
     .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stdout)
-    );
+    assert!(status.success(), "{text}");
     kmod::check_btf(&artifacts.kmod).expect("the real module has .BTF");
     let err = kmod::check_btf(&stripped).unwrap_err().to_string();
     assert!(err.contains("has no .BTF section"), "{err}");

@@ -316,8 +316,8 @@ fn an_interrupted_test_process_takes_its_vm_along() {
         std::thread::sleep(Duration::from_millis(50));
     }
     // The dead helper's socket directory is swept by the next VM, or here.
-    vm::sweep_stale_run_dirs();
-    let stale: Vec<_> = vm::run_dirs_in(&std::env::temp_dir())
+    harness::run_dirs::sweep_stale_run_dirs();
+    let stale: Vec<_> = harness::run_dirs::run_dirs_in(&std::env::temp_dir())
         .into_iter()
         .filter(|dir| dir.to_string_lossy().contains(&label))
         .collect();

@@ -2,6 +2,7 @@
 //! schema with check-jsonschema (installed by install-deps.sh), and its
 //! helper script parses.
 
+use harness::process::combined_output;
 use harness::{host_deps, paths};
 
 #[test]
@@ -9,20 +10,15 @@ fn the_ci_workflow_matches_the_github_workflow_schema() {
     host_deps::ensure_installed().unwrap_or_else(|err| panic!("{err:#}"));
     let checker = paths::venv_dir().unwrap().join("bin/check-jsonschema");
     let workflow = paths::workspace_root().join(".github/workflows/ci.yml");
-    let output = duct::cmd!(
+    let (status, text) = combined_output(duct::cmd!(
         checker,
         "--builtin-schema",
         "vendor.github-workflows",
         &workflow
-    )
-    .stderr_to_stdout()
-    .stdout_capture()
-    .unchecked()
-    .run()
+    ))
     .unwrap();
-    let text = String::from_utf8_lossy(&output.stdout);
     assert!(
-        output.status.success(),
+        status.success(),
         "{} is not a valid workflow:\n{text}",
         workflow.display()
     );
@@ -31,17 +27,8 @@ fn the_ci_workflow_matches_the_github_workflow_schema() {
 #[test]
 fn the_container_helper_script_parses() {
     let script = paths::workspace_root().join(".github/debian-container.sh");
-    let output = duct::cmd!("bash", "-n", &script)
-        .stderr_to_stdout()
-        .stdout_capture()
-        .unchecked()
-        .run()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stdout)
-    );
+    let (status, text) = combined_output(duct::cmd!("bash", "-n", &script)).unwrap();
+    assert!(status.success(), "{text}");
 }
 
 #[test]

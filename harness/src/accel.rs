@@ -81,19 +81,7 @@ fn verdict_path(cache: &Path) -> PathBuf {
 
 fn host_identity() -> String {
     let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    let qemu = duct::cmd!(crate::qemu::QEMU_BINARY, "--version")
-        .stderr_null()
-        .stdout_capture()
-        .unchecked()
-        .run()
-        .map(|output| {
-            String::from_utf8_lossy(&output.stdout)
-                .lines()
-                .next()
-                .unwrap_or("")
-                .to_owned()
-        })
-        .unwrap_or_default();
+    let qemu = crate::process::first_line_of(crate::qemu::QEMU_BINARY, "--version");
     format!("{} / {qemu}", release.trim())
 }
 

@@ -255,20 +255,12 @@ fn compare_with_vng(artifacts: &Artifacts, runs: usize) -> Result<(Figure, Figur
         );
     }
     for _ in 0..runs {
-        let (took, output) = time(|| {
-            duct::cmd!("bash", "-c", &vng_command)
-                .stdin_null()
-                .stderr_to_stdout()
-                .stdout_capture()
-                .unchecked()
-                .run()
+        let (took, (status, text)) = time(|| {
+            crate::process::combined_output(duct::cmd!("bash", "-c", &vng_command).stdin_null())
                 .context("running vng")
         })?;
-        if !output.status.success() {
-            bail!(
-                "{vng_command} failed:\n{}",
-                String::from_utf8_lossy(&output.stdout)
-            );
+        if !status.success() {
+            bail!("{vng_command} failed:\n{text}");
         }
         vng.samples.push(took);
     }

@@ -17,7 +17,7 @@ pub struct GuestBinaries {
 pub fn ensure_built(workspace: &Path, progress: &Progress) -> Result<GuestBinaries> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let step = progress.step("building the guest binaries (cargo build --release)".to_owned());
-    let output = duct::cmd!(
+    let build = duct::cmd!(
         cargo,
         "build",
         "--release",
@@ -27,17 +27,11 @@ pub fn ensure_built(workspace: &Path, progress: &Progress) -> Result<GuestBinari
         "-p",
         "struct-ops-loader"
     )
-    .dir(workspace)
-    .stderr_to_stdout()
-    .stdout_capture()
-    .unchecked()
-    .run()
-    .context("running cargo build for the guest binaries")?;
-    if !output.status.success() {
-        bail!(
-            "building the guest binaries failed:\n{}",
-            String::from_utf8_lossy(&output.stdout).trim_end()
-        );
+    .dir(workspace);
+    let (status, text) = crate::process::combined_output(build)
+        .context("running cargo build for the guest binaries")?;
+    if !status.success() {
+        bail!("building the guest binaries failed:\n{}", text.trim_end());
     }
     step.done();
     let release = target_dir(workspace).join("release");

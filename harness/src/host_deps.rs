@@ -26,15 +26,10 @@ fn run_script() -> Result<()> {
         .with_context(|| format!("creating {}", lock_path.display()))?;
     lock.lock()
         .with_context(|| format!("locking {}", lock_path.display()))?;
-    let output = duct::cmd!("bash", "-s")
-        .stdin_bytes(SCRIPT)
-        .stderr_to_stdout()
-        .stdout_capture()
-        .unchecked()
-        .run()
-        .context("running harness/install-deps.sh (is bash installed?)")?;
-    let text = String::from_utf8_lossy(&output.stdout);
-    if !output.status.success() {
+    let (status, text) =
+        crate::process::combined_output(duct::cmd!("bash", "-s").stdin_bytes(SCRIPT))
+            .context("running harness/install-deps.sh (is bash installed?)")?;
+    if !status.success() {
         bail!("harness/install-deps.sh could not install the packages the harness needs:\n{text}");
     }
     if !text.trim().is_empty() {

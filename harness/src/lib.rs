@@ -17,6 +17,7 @@ pub mod progress;
 pub mod qemu;
 pub mod qmp;
 pub mod report;
+pub mod run_dirs;
 pub mod virtiofsd;
 pub mod vm;
 pub mod wait;

@@ -31,6 +31,31 @@ pub fn processes_mentioning(needle: &str) -> Vec<(u32, String)> {
         .collect()
 }
 
+/// Runs `command` to completion; returns its status and its stdout and
+/// stderr together, as text (what a person would have seen).
+pub fn combined_output(
+    command: duct::Expression,
+) -> std::io::Result<(std::process::ExitStatus, String)> {
+    let output = command
+        .stderr_to_stdout()
+        .stdout_capture()
+        .unchecked()
+        .run()?;
+    Ok((
+        output.status,
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+    ))
+}
+
+/// The first line `program arg` prints (a tool's version), or `missing`.
+pub fn first_line_of(program: &str, arg: &str) -> String {
+    combined_output(duct::cmd!(program, arg))
+        .ok()
+        .filter(|(status, _)| status.success())
+        .and_then(|(_, text)| text.lines().next().map(str::to_owned))
+        .unwrap_or_else(|| "missing".to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

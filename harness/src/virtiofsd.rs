@@ -55,12 +55,8 @@ pub fn find() -> Result<PathBuf, String> {
 
 fn supports_readonly(path: &Path) -> bool {
     path.is_file()
-        && duct::cmd!(path, "--help")
-            .stderr_to_stdout()
-            .stdout_capture()
-            .unchecked()
-            .run()
-            .is_ok_and(|output| String::from_utf8_lossy(&output.stdout).contains("--readonly"))
+        && crate::process::combined_output(duct::cmd!(path, "--help"))
+            .is_ok_and(|(_, help)| help.contains("--readonly"))
 }
 
 /// A running virtiofsd. Dropping it kills it.

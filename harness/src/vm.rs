@@ -13,6 +13,7 @@ use crate::accel::{self, Accel, Choice};
 use crate::artifacts::Artifacts;
 use crate::qemu::{QemuProcess, RootShare, VmSpec};
 use crate::qmp::{GuestEvent, QmpClient};
+use crate::run_dirs;
 use crate::virtiofsd::Virtiofsd;
 
 /// Set to 1 for every boot message on the VM consoles.
@@ -193,26 +194,9 @@ impl Vm {
         accel: Accel,
         watchdog: bool,
     ) -> Result<Self> {
-        sweep_stale_run_dirs();
         let label = options.label.as_deref().unwrap_or(scenario);
-        let sockets = tempfile::Builder::new()
-            .prefix(&format!("{RUN_DIR_PREFIX}{label}-"))
-            .tempdir()
-            .context("creating the VM's socket directory")?;
-        std::fs::write(
-            sockets.path().join(OWNER_FILE),
-            std::process::id().to_string(),
-        )
-        .context("writing the VM's owner file")?;
-        let logs_root = logs_root();
-        std::fs::create_dir_all(&logs_root)
-            .with_context(|| format!("creating {}", logs_root.display()))?;
-        let logs = tempfile::Builder::new()
-            .prefix(&format!("{label}-"))
-            .tempdir_in(&logs_root)
-            .with_context(|| {
-                format!("creating the VM's log directory in {}", logs_root.display())
-            })?;
+        let sockets = run_dirs::create_socket_dir(label)?;
+        let logs = run_dirs::create_log_dir(label)?;
         let socket = |name: &str| sockets.path().join(name);
         let path = |name: &str| logs.path().join(name);
         let virtiofsd = match &artifacts.virtiofsd {
@@ -494,45 +478,4 @@ fn shell_line(spec: &VmSpec) -> String {
 pub fn tail(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
-}
-
-/// Socket directories are `$TMPDIR/struct-ops-vm-<scenario>-XXXXXX`, removed with their VM.
-pub const RUN_DIR_PREFIX: &str = "struct-ops-vm-";
-
-/// Where a failed VM's logs are kept: `target/vm-logs/<scenario>-XXXXXX`.
-pub fn logs_root() -> PathBuf {
-    crate::guest_binaries::target_dir(&crate::paths::workspace_root()).join("vm-logs")
-}
-
-/// Holds the pid of the process that owns a socket directory.
-const OWNER_FILE: &str = "owner.pid";
-
-/// Removes the socket directories of harness processes that died without
-/// cleaning up (killed by a signal, say), so nothing piles up in $TMPDIR.
-pub fn sweep_stale_run_dirs() {
-    for dir in run_dirs_in(&std::env::temp_dir()) {
-        let owner = std::fs::read_to_string(dir.join(OWNER_FILE))
-            .ok()
-            .and_then(|pid| pid.trim().parse::<u32>().ok());
-        let alive = owner.is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
-        // A directory without an owner file is one being created right now.
-        if owner.is_some() && !alive {
-            let _ = std::fs::remove_dir_all(&dir);
-        }
-    }
-}
-
-/// The socket directories of VMs that are still around (for leak checks).
-pub fn run_dirs_in(dir: &Path) -> Vec<PathBuf> {
-    std::fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .filter_map(|entry| entry.ok().map(|entry| entry.path()))
-                .filter(|path| {
-                    path.file_name()
-                        .is_some_and(|name| name.to_string_lossy().starts_with(RUN_DIR_PREFIX))
-                })
-                .collect()
-        })
-        .unwrap_or_default()
 }

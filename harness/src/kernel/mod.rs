@@ -2,6 +2,7 @@
 //! everything that defines it. A cache hit runs no make at all.
 
 pub mod config;
+mod make;
 pub mod source;
 
 use std::path::{Path, PathBuf};
@@ -13,6 +14,7 @@ use sha2::{Digest, Sha256};
 
 use crate::progress::{format_duration, Progress};
 use config::{dropped_options, read_fragments, requested_options, Fragment};
+pub use make::{tail_of_file, Make};
 pub use source::KernelSource;
 
 /// Bump when the way a kernel is built changes, so old entries are not reused.
@@ -103,22 +105,7 @@ fn toolchain_versions() -> Vec<String> {
         ("pahole", "--version"),
     ]
     .iter()
-    .map(|(tool, flag)| {
-        let version = duct::cmd!(*tool, *flag)
-            .stderr_null()
-            .stdout_capture()
-            .unchecked()
-            .run()
-            .map(|output| {
-                String::from_utf8_lossy(&output.stdout)
-                    .lines()
-                    .next()
-                    .unwrap_or("")
-                    .to_owned()
-            })
-            .unwrap_or_else(|_| "missing".to_owned());
-        format!("{tool}: {version}")
-    })
+    .map(|(tool, flag)| format!("{tool}: {}", crate::process::first_line_of(tool, flag)))
     .collect()
 }
 
@@ -284,139 +271,9 @@ pub fn configure(make: &Make, fragments: &[Fragment], progress: &Progress) -> Re
     Ok(())
 }
 
-/// make in a source tree with a separate output directory, logging everything.
-pub struct Make<'a> {
-    source_dir: &'a Path,
-    build_dir: &'a Path,
-    log: &'a Path,
-}
-
-impl<'a> Make<'a> {
-    pub fn new(source_dir: &'a Path, build_dir: &'a Path, log: &'a Path) -> Self {
-        Make {
-            source_dir,
-            build_dir,
-            log,
-        }
-    }
-}
-
-impl Make<'_> {
-    fn run(&self, args: &[&str], progress: &Progress) -> Result<()> {
-        let target = args.last().copied().unwrap_or("");
-        let mut make_args = vec![
-            "-C".to_owned(),
-            self.source_dir.display().to_string(),
-            format!("O={}", self.build_dir.display()),
-        ];
-        make_args.extend(args.iter().map(|arg| (*arg).to_owned()));
-        let task = progress.task(format!("make {target}"));
-        let result = self.stream(
-            &format!("make {target}"),
-            duct::cmd("make", make_args),
-            |line| {
-                if let Some(activity) = kbuild_activity(line) {
-                    task.update(activity);
-                }
-            },
-        );
-        match &result {
-            Ok(()) => task.finish("done"),
-            Err(_) => task.finish("failed"),
-        }
-        result
-    }
-
-    fn run_logged(&self, what: &str, command: duct::Expression) -> Result<()> {
-        self.stream(what, command, |_| {})
-    }
-
-    /// Runs `command`, appending its output to the log and passing each line to `on_line`.
-    fn stream(
-        &self,
-        what: &str,
-        command: duct::Expression,
-        mut on_line: impl FnMut(&str),
-    ) -> Result<()> {
-        use std::io::{BufRead, BufReader, Write};
-        let mut log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.log)
-            .with_context(|| format!("opening {}", self.log.display()))?;
-        writeln!(log, "### {what}")?;
-        let reader = command
-            .stderr_to_stdout()
-            .unchecked()
-            .reader()
-            .with_context(|| {
-                format!("starting {what} (is make installed? run harness/install-deps.sh)")
-            })?;
-        let mut lines = BufReader::new(&reader);
-        let mut line = String::new();
-        loop {
-            line.clear();
-            if lines
-                .read_line(&mut line)
-                .with_context(|| format!("reading the output of {what}"))?
-                == 0
-            {
-                break;
-            }
-            log.write_all(line.as_bytes())?;
-            on_line(line.trim_end());
-        }
-        let output = reader
-            .try_wait()?
-            .context("the command ended without a status")?;
-        if !output.status.success() {
-            bail!(KernelBuildError::Make {
-                target: what.trim_start_matches("make ").to_owned(),
-                code: output.status.code().unwrap_or(-1),
-                log: self.log.display().to_string(),
-                tail: tail_of_file(self.log, 25),
-            });
-        }
-        Ok(())
-    }
-}
-
-/// `CC      kernel/fork.o` -> `CC kernel/fork.o`; other lines are not kbuild steps.
-fn kbuild_activity(line: &str) -> Option<&str> {
-    let line = line.trim_start();
-    let (verb, _) = line.split_once(' ')?;
-    (!verb.is_empty()
-        && verb.len() <= 8
-        && verb
-            .chars()
-            .all(|c| c.is_ascii_uppercase() || c == '-' || c == '_' || c.is_ascii_digit())
-        && line.len() > verb.len() + 1)
-        .then_some(line)
-}
-
-pub fn tail_of_file(path: &Path, lines: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn kbuild_lines_are_progress_other_lines_are_not() {
-        assert_eq!(
-            kbuild_activity("  CC      kernel/fork.o"),
-            Some("CC      kernel/fork.o")
-        );
-        assert_eq!(
-            kbuild_activity("  BTF     .btf.vmlinux.bin.o"),
-            Some("BTF     .btf.vmlinux.bin.o")
-        );
-        assert_eq!(kbuild_activity("make[1]: Entering directory '/x'"), None);
-        assert_eq!(kbuild_activity("#"), None);
-    }
 
     #[test]
     fn an_entry_without_its_ready_file_is_never_used() {
