@@ -21,19 +21,27 @@ pub fn ensure_installed() -> Result<()> {
 fn run_script() -> Result<()> {
     // Another process may be installing right now; apt's own lock would make
     // this one fail instead of wait, so serialise on a lock of ours.
-    let lock_path = std::env::temp_dir().join("struct-ops-vmtest-install-deps.lock");
+    let cache = crate::paths::cache_dir()?;
+    std::fs::create_dir_all(&cache).with_context(|| format!("creating {}", cache.display()))?;
+    let lock_path = cache.join("install-deps.lock");
     let lock = std::fs::File::create(&lock_path)
         .with_context(|| format!("creating {}", lock_path.display()))?;
     lock.lock()
         .with_context(|| format!("locking {}", lock_path.display()))?;
-    let (status, text) =
-        crate::process::combined_output(duct::cmd!("bash", "-s").stdin_bytes(SCRIPT))
-            .context("running harness/install-deps.sh (is bash installed?)")?;
-    if !status.success() {
-        bail!("harness/install-deps.sh could not install the packages the harness needs:\n{text}");
-    }
-    if !text.trim().is_empty() {
-        eprintln!("{}", text.trim_end());
+    // Its output goes straight to stderr: installing takes minutes on a fresh machine.
+    let output = duct::cmd!("bash", "-s")
+        .stdin_bytes(SCRIPT)
+        .env(crate::paths::CACHE_DIR_ENV, &cache)
+        .stdout_to_stderr()
+        .unchecked()
+        .run()
+        .context("running harness/install-deps.sh (is bash installed?)")?;
+    if !output.status.success() {
+        bail!(
+            "harness/install-deps.sh could not install what the harness needs ({}); \
+             its output above says what is missing and how to install it",
+            output.status
+        );
     }
     Ok(())
 }

@@ -24,9 +24,16 @@ pub fn sweep_stale_run_dirs() {
         let owner = std::fs::read_to_string(dir.join(OWNER_FILE))
             .ok()
             .and_then(|pid| pid.trim().parse::<u32>().ok());
-        let alive = owner.is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
-        // A directory without an owner file is one being created right now.
-        if owner.is_some() && !alive {
+        let stale = match owner {
+            Some(pid) => !Path::new(&format!("/proc/{pid}")).exists(),
+            // Without an owner file it is being created right now, unless it is old.
+            None => std::fs::metadata(&dir)
+                .and_then(|metadata| metadata.modified())
+                .ok()
+                .and_then(|modified| modified.elapsed().ok())
+                .is_some_and(|age| age > std::time::Duration::from_secs(600)),
+        };
+        if stale {
             let _ = std::fs::remove_dir_all(&dir);
         }
     }
