@@ -37,6 +37,8 @@ pub fn prepare(options: &PrepareOptions, progress: &Progress) -> Result<Artifact
     })?;
     let workspace = paths::workspace_root();
     let cache = paths::cache_dir()?;
+    // A bad STRUCT_OPS_ACCEL is reported now, not once per scenario.
+    crate::accel::choose(&cache)?;
     let recipe = KernelRecipe::new(
         KernelSource::choose(options.kernel_tree.clone()),
         &workspace.join("images"),

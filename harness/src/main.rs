@@ -19,7 +19,13 @@ use harness::vm::{self, VmOptions};
 #[command(
     about = "Builds a minimal kernel with BTF, the bpf_testmod module and the BPF loader, \
              boots them in QEMU and runs the struct_ops scenarios",
-    long_about = None
+    long_about = None,
+    after_help = "Environment:\n  \
+        STRUCT_OPS_CACHE_DIR        cache for kernels, modules, the KVM verdict, tools (default ~/.cache/struct-ops-vmtest)\n  \
+        STRUCT_OPS_KERNEL_TREE      kernel tree to build instead of Debian's linux-source-6.12\n  \
+        STRUCT_OPS_ACCEL            kvm or tcg, to skip the KVM probe\n  \
+        STRUCT_OPS_VIRTIOFSD        the virtiofsd to use (needs --readonly)\n  \
+        STRUCT_OPS_VERBOSE_CONSOLE  1 for every boot message on the VM console"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -47,6 +53,7 @@ enum Command {
     CacheKey(BuildArgs),
     /// Print the virtme-ng command that runs SCENARIO by hand on the harness's kernel.
     Vng {
+        /// The scenario to run (`harness run --list` names them).
         scenario: String,
         #[command(flatten)]
         build: BuildArgs,
