@@ -52,7 +52,8 @@ fi
 # Without it the harness falls back to 9p, so a failure here is not fatal.
 has_readonly_virtiofsd() {
   local candidate
-  for candidate in "${STRUCT_OPS_VIRTIOFSD:-}" "$(command -v virtiofsd || true)" "$HOME/.cargo/bin/virtiofsd"; do
+  # The same places harness/src/virtiofsd.rs looks.
+  for candidate in "${STRUCT_OPS_VIRTIOFSD:-}" "$(command -v virtiofsd || true)" "$HOME/.cargo/bin/virtiofsd" /usr/libexec/virtiofsd; do
     [ -n "$candidate" ] && [ -x "$candidate" ] && "$candidate" --help 2>&1 | grep -q -- --readonly && return 0
   done
   return 1

@@ -2,7 +2,6 @@
 //! with the console tail and kept logs, and leaves no process or socket
 //! directory behind. These boot VMs: select them with `-E 'binary(vm_faults)'`.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use harness::artifacts::{self, Artifacts};
@@ -212,8 +211,18 @@ fn the_guest_cannot_write_the_host() {
             .unwrap_or_else(|err| panic!("{err:#}"));
         let target = artifacts().guest.loader.with_file_name("guest-write-test");
         assert!(run.result.passed, "{:?}", run.result.failures);
+        // The agent remounts / read-write first, so only the host side can refuse.
         assert!(
-            run.console_tail.contains("Read-only file system"),
+            run.console_tail
+                .contains("guest-agent: remounting / read-write"),
+            "{}",
+            run.console_tail
+        );
+        assert!(
+            run.console_tail.contains(&format!(
+                "guest-agent: writing {} failed: Read-only file system",
+                target.display()
+            )),
             "the guest's write was not refused (root {}):\n{}",
             run.root,
             run.console_tail
@@ -236,29 +245,44 @@ fn the_guest_cannot_write_the_host() {
 
 #[test]
 fn kvm_is_probed_once_and_the_verdict_is_kept() {
+    let kvm_opens = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_ok();
+    if std::env::var_os(harness::accel::ACCEL_ENV).is_some() || !kvm_opens {
+        eprintln!(
+            "skipped: the accelerator is forced, or /dev/kvm does not open: nothing to probe"
+        );
+        return;
+    }
     // A private cache directory for the verdict only; the kernel stays where it is.
     let cache = tempfile::tempdir().unwrap();
     let artifacts = Artifacts {
         cache: cache.path().to_owned(),
         ..artifacts().clone()
     };
-    if std::env::var_os(harness::accel::ACCEL_ENV).is_some() || !Path::new("/dev/kvm").exists() {
-        eprintln!("skipped: the accelerator is forced or there is no /dev/kvm");
-        return;
-    }
+    assert_eq!(
+        harness::accel::choose(cache.path()).unwrap(),
+        harness::accel::Choice::ProbeKvm
+    );
     let run = vm::run_scenario(&artifacts, "no_module", &VmOptions::default())
         .unwrap_or_else(|err| panic!("{err:#}"));
     assert!(run.result.passed, "{:?}", run.result.failures);
     let verdict = harness::accel::read_verdict(cache.path())
         .unwrap()
-        .expect("a verdict is written");
+        .expect("the probe wrote a verdict");
     let expected = if verdict.kvm_works {
         harness::accel::Accel::Kvm
     } else {
         harness::accel::Accel::Tcg
     };
     assert_eq!(run.accel, expected, "verdict {verdict:?}");
-    // The next VM trusts the verdict: no probe, the same accelerator.
+    // Probed once: from now on the verdict decides, and the next VM follows it.
+    assert!(
+        matches!(harness::accel::choose(cache.path()).unwrap(), harness::accel::Choice::Decided(accel, _) if accel == expected),
+        "the verdict is not used"
+    );
     let again = vm::run_scenario(&artifacts, "no_module", &VmOptions::default())
         .unwrap_or_else(|err| panic!("{err:#}"));
     assert_eq!(again.accel, expected);

@@ -11,7 +11,12 @@ use harness::{artifacts, report};
 fn vng_runs_a_scenario_on_the_harness_kernel() {
     let artifacts = artifacts::prepared().unwrap_or_else(|err| panic!("{err:#}"));
     let command = report::vng_command(artifacts, "trigger");
+    // Its own process group, so that a timeout kills vng's QEMU and virtiofsd too.
     let reader = duct::cmd!("bash", "-c", &command)
+        .before_spawn(|command| {
+            std::os::unix::process::CommandExt::process_group(command, 0);
+            Ok(())
+        })
         .stdin_null()
         .stderr_to_stdout()
         .unchecked()
@@ -26,7 +31,10 @@ fn vng_runs_a_scenario_on_the_harness_kernel() {
         });
         while reader.try_wait().unwrap().is_none() {
             if Instant::now() > deadline {
-                reader.kill().unwrap();
+                let group = reader.pids()[0] as i32;
+                // SAFETY: kill(2) on the process group we created.
+                unsafe { libc::kill(-group, libc::SIGKILL) };
+                let _ = reader.kill();
                 panic!("vng did not finish within 150 s: {command}");
             }
             std::thread::sleep(Duration::from_millis(100));

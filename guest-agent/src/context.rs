@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use guest_agent::protocol::{ScenarioResult, Source, Step, TimelineLine};
+use guest_agent::shell::quote_words;
 use guest_agent::splat::find_splats;
 use nix::sys::signal::Signal;
 
@@ -144,7 +145,7 @@ impl Context {
     /// Runs `struct_ops ARGS` to completion.
     pub fn struct_ops(&mut self, args: &[&str]) -> Result<StepId> {
         let finished = self.loader.run(args)?;
-        self.push_finished(format!("struct_ops {}", shell_words(args)), finished)
+        self.push_finished(format!("struct_ops {}", quote_words(args)), finished)
     }
 
     /// Starts `struct_ops hold` and returns once it is attached.
@@ -300,21 +301,4 @@ fn own_tasks(loader: &Loader) -> Vec<String> {
         .map(|exe| task_name(&exe))
         .unwrap_or_else(|_| "guest-agent".to_owned());
     vec![agent, task_name(&loader.binary)]
-}
-
-/// Arguments as a shell would need them, so a step's action can be pasted.
-fn shell_words(args: &[&str]) -> String {
-    args.iter()
-        .map(|arg| {
-            if arg
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_./=".contains(c))
-            {
-                (*arg).to_owned()
-            } else {
-                format!("'{}'", arg.replace('\'', r"'\''"))
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
 }

@@ -3,13 +3,18 @@
 
 use std::fs::OpenOptions;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use guest_agent::protocol::{ScenarioResult, RESULT_PORT_NAME};
+use nix::mount::{mount, MsFlags};
 use nix::sys::reboot::{reboot, RebootMode};
 
 use crate::{mounts, Fault, RunArgs};
+
+/// How long the virtio port may take to get its name (set asynchronously).
+const PORT_WAIT: Duration = Duration::from_secs(5);
 
 pub fn run_as_init(args: Result<RunArgs, String>) -> ! {
     let outcome = std::panic::catch_unwind(|| init_steps(args));
@@ -20,14 +25,13 @@ pub fn run_as_init(args: Result<RunArgs, String>) -> ! {
     };
     if let Some(message) = message {
         // The host finds this on the console when no result arrives.
-        eprintln!("guest-agent: error: {message}");
+        console_line(&format!("guest-agent: error: {message}"));
     }
     power_off()
 }
 
 fn init_steps(args: Result<RunArgs, String>) -> Result<()> {
     mounts::mount_filesystems(true)?;
-    quiet_console()?;
     let port = find_result_port()?;
     announce_ready();
     if let Ok(args) = &args {
@@ -54,40 +58,69 @@ fn init_steps(args: Result<RunArgs, String>) -> Result<()> {
     send_result(&port, &result)
 }
 
-/// The guest must not be able to change the host: its root is shared read-only.
-fn try_write_host(beside: &std::path::Path) {
+/// A line on the console; PID 1 must not panic if even that fails.
+fn console_line(line: &str) {
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
+/// The host measures boot time up to this line.
+fn announce_ready() {
+    console_line("guest-agent: ready");
+}
+
+/// The guest must not be able to change the host. The root is mounted `ro`,
+/// but a root guest can remount it read-write, so that is tried first: only
+/// the host side (virtiofsd --readonly, 9p readonly=on) can then refuse.
+fn try_write_host(beside: &Path) {
+    let remount = mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REMOUNT,
+        None::<&str>,
+    );
+    console_line(&format!(
+        "guest-agent: remounting / read-write {}",
+        match remount {
+            Ok(()) => "succeeded".to_owned(),
+            Err(errno) => format!("failed: {errno}"),
+        }
+    ));
     let target = beside.with_file_name("guest-write-test");
     let outcome = match std::fs::write(&target, "written from the guest") {
         Ok(()) => "succeeded".to_owned(),
         Err(err) => format!("failed: {err}"),
     };
-    eprintln!("guest-agent: writing {} {outcome}", target.display());
-}
-
-/// Keeps the serial console to warnings and worse: each console byte is slow
-/// under emulation, and the full log reaches the host in the result anyway.
-fn quiet_console() -> Result<()> {
-    std::fs::write("/proc/sys/kernel/printk", "5").context("lowering the console log level")
-}
-
-/// The host measures boot time up to this line.
-fn announce_ready() {
-    eprintln!("guest-agent: ready");
+    console_line(&format!(
+        "guest-agent: writing {} {outcome}",
+        target.display()
+    ));
 }
 
 fn find_result_port() -> Result<PathBuf> {
-    let ports = std::fs::read_dir("/sys/class/virtio-ports")
-        .context("listing virtio ports (is virtio-serial missing?)")?;
-    for port in ports.flatten() {
-        let name = std::fs::read_to_string(port.path().join("name")).unwrap_or_default();
-        if name.trim() == RESULT_PORT_NAME {
-            return Ok(PathBuf::from("/dev").join(port.file_name()));
+    let deadline = Instant::now() + PORT_WAIT;
+    loop {
+        if let Some(port) = named_port(RESULT_PORT_NAME) {
+            return Ok(port);
         }
+        if Instant::now() >= deadline {
+            anyhow::bail!(
+                "no virtio port named {RESULT_PORT_NAME} after {PORT_WAIT:?} (is virtio-serial missing?)"
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
     }
-    anyhow::bail!("no virtio port named {RESULT_PORT_NAME}")
 }
 
-fn send_result(port: &PathBuf, result: &ScenarioResult) -> Result<()> {
+fn named_port(wanted: &str) -> Option<PathBuf> {
+    let ports = std::fs::read_dir("/sys/class/virtio-ports").ok()?;
+    ports.flatten().find_map(|port| {
+        let name = std::fs::read_to_string(port.path().join("name")).ok()?;
+        (name.trim() == wanted).then(|| PathBuf::from("/dev").join(port.file_name()))
+    })
+}
+
+fn send_result(port: &Path, result: &ScenarioResult) -> Result<()> {
     let mut file = OpenOptions::new()
         .write(true)
         .open(port)

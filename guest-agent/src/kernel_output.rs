@@ -15,6 +15,11 @@ const TRACING: &str = "/sys/kernel/tracing";
 
 pub struct KernelOutput {
     kmsg: File,
+    /// Reading trace_pipe consumes exactly what was read, so no line printed
+    /// between two reads is lost (as it would be between reading and clearing `trace`).
+    trace_pipe: File,
+    /// The start of a trace line whose end has not been read yet.
+    partial_line: String,
     /// The task names (comm) of the scenario's processes: the agent and the loader.
     own_tasks: Vec<String>,
 }
@@ -29,6 +34,11 @@ impl KernelOutput {
         // A large buffer keeps long scenarios (100 cycles) from overwriting their start.
         write_tracing_file("buffer_size_kb", "8192")?;
         clear_trace()?;
+        let trace_pipe = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(format!("{TRACING}/trace_pipe"))
+            .context("opening the trace pipe")?;
         let mut kmsg = OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_NONBLOCK)
@@ -36,15 +46,37 @@ impl KernelOutput {
             .context("opening /dev/kmsg")?;
         kmsg.seek(SeekFrom::End(0))
             .context("seeking to the end of /dev/kmsg")?;
-        Ok(KernelOutput { kmsg, own_tasks })
+        Ok(KernelOutput {
+            kmsg,
+            trace_pipe,
+            partial_line: String::new(),
+            own_tasks,
+        })
     }
 
-    /// Everything printed since the last call, in order, and the trace buffer emptied.
+    /// Everything printed since the last call, in order.
     pub fn take_timeline(&mut self) -> Result<Vec<TimelineLine>> {
-        let trace = std::fs::read_to_string(format!("{TRACING}/trace"))
-            .context("reading the trace buffer")?;
-        clear_trace()?;
-        Ok(parse_trace(&trace, &self.own_tasks))
+        let mut text = std::mem::take(&mut self.partial_line);
+        let mut buffer = vec![0u8; 64 * 1024];
+        loop {
+            match self.trace_pipe.read(&mut buffer) {
+                Ok(0) => break,
+                Ok(len) => text.push_str(&String::from_utf8_lossy(&buffer[..len])),
+                Err(err) if err.kind() == ErrorKind::WouldBlock => break,
+                Err(err) => return Err(err).context("reading the trace pipe"),
+            }
+        }
+        let complete = match text.rfind('\n') {
+            Some(end) => {
+                self.partial_line = text[end + 1..].to_owned();
+                &text[..end + 1]
+            }
+            None => {
+                self.partial_line = text;
+                return Ok(Vec::new());
+            }
+        };
+        Ok(parse_trace(complete, &self.own_tasks))
     }
 
     /// The /dev/kmsg records written since the last call, as their message text.

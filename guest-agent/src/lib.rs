@@ -5,4 +5,5 @@
 pub mod catalogue;
 pub mod protocol;
 pub mod render;
+pub mod shell;
 pub mod splat;

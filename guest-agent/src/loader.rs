@@ -12,8 +12,9 @@ use anyhow::{bail, Context, Result};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-/// How long any one loader command may take before it is killed.
-pub const COMMAND_LIMIT: Duration = Duration::from_secs(120);
+/// How long any one loader command may take before it is killed: well under
+/// the harness's per-VM timeout, so a hung step is reported by name.
+pub const COMMAND_LIMIT: Duration = Duration::from_secs(45);
 
 #[derive(Clone)]
 pub struct Loader {

@@ -178,7 +178,7 @@ fn unload_while_attached(context: &mut Context) -> Result<()> {
     );
     context.expect(
         context.module_is_loaded(),
-        "the module is still loaded after the refused rmmod",
+        "the module was unloaded although rmmod was refused",
     );
     let detached = context.stop(held, Signal::SIGTERM)?;
     context.expect_outcome(detached, "exit 0");

@@ -114,13 +114,10 @@ pub fn write_verdict(cache: &Path, kvm_works: bool, reason: &str) -> Result<()> 
 
 /// Serialises probes: the first process probes, the others wait and read its verdict.
 pub fn probe_lock(cache: &Path) -> Result<std::fs::File> {
-    std::fs::create_dir_all(cache).with_context(|| format!("creating {}", cache.display()))?;
-    let path = cache.join("kvm-verdict.lock");
-    let lock =
-        std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
-    lock.lock()
-        .with_context(|| format!("locking {}", path.display()))?;
-    Ok(lock)
+    crate::paths::lock_exclusive(
+        &cache.join("kvm-verdict.lock"),
+        "another process is probing KVM",
+    )
 }
 
 #[cfg(test)]

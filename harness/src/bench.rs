@@ -1,16 +1,14 @@
 //! `harness bench`: the figures that say whether the harness is fast enough,
 //! each as min/median/max over repeated runs on this machine, against its target.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use crate::accel::{self, Accel};
 use crate::artifacts::{self, Artifacts, PrepareOptions};
 use crate::kernel::{self, KernelRecipe, KernelSource};
 use crate::progress::Progress;
-use crate::vm::{self, VmOptions};
+use crate::vm::{self, VmError, VmFailure, VmOptions};
 use crate::{guest_binaries, kmod, paths, report};
 
 pub struct BenchOptions {
@@ -85,11 +83,6 @@ pub fn run(prepare_options: &PrepareOptions, options: &BenchOptions) -> Result<(
     let workspace = paths::workspace_root();
     let runs = options.runs.max(1);
     let mut figures = Vec::new();
-    let accel = match accel::choose(&artifacts.cache)? {
-        accel::Choice::Decided(accel, _) => accel,
-        // The first VM below probes; label the figures after it.
-        accel::Choice::ProbeKvm => Accel::Kvm,
-    };
 
     let mut cold = Figure::new("kernel build, cold", None);
     if options.cold_kernel {
@@ -146,14 +139,9 @@ pub fn run(prepare_options: &PrepareOptions, options: &BenchOptions) -> Result<(
     }
     figures.extend([hit, ready, module, guest]);
 
-    let mut agent_ready = Figure::new(
-        &format!("one VM ({accel}): QEMU start to agent ready"),
-        Some(Duration::from_millis(1500)),
-    );
-    let mut result = Figure::new(
-        &format!("one VM ({accel}): QEMU start to result (trigger)"),
-        None,
-    );
+    let mut agent_ready = Vec::new();
+    let mut result = Vec::new();
+    let mut accel = None;
     for _ in 0..runs {
         let run = vm::run_scenario(&artifacts, "trigger", &VmOptions::default())?;
         if !run.result.passed {
@@ -162,10 +150,26 @@ pub fn run(prepare_options: &PrepareOptions, options: &BenchOptions) -> Result<(
                 run.result.failures
             );
         }
-        agent_ready.samples.extend(run.boot);
-        result.samples.push(run.total);
+        agent_ready.extend(run.boot);
+        result.push(run.total);
+        accel = Some(run.accel);
     }
-    figures.extend([agent_ready, result]);
+    // Named after the accelerator the VMs really used (a KVM probe may have fallen back).
+    let accel = accel.map_or_else(|| "?".to_owned(), |accel| accel.to_string());
+    figures.push(Figure {
+        samples: agent_ready,
+        ..Figure::new(
+            &format!("one VM ({accel}): QEMU start to agent ready"),
+            Some(Duration::from_millis(1500)),
+        )
+    });
+    figures.push(Figure {
+        samples: result,
+        ..Figure::new(
+            &format!("one VM ({accel}): QEMU start to result (trigger)"),
+            None,
+        )
+    });
 
     let mut suite = Figure::new(
         "whole scenario suite, warm, 2 VMs at a time",
@@ -200,28 +204,23 @@ pub fn run(prepare_options: &PrepareOptions, options: &BenchOptions) -> Result<(
     Ok(())
 }
 
-/// All scenarios, two VMs at a time as the nextest `vm` group runs them.
+/// All scenarios, as many VMs at a time as `harness run` and the nextest `vm` group.
 fn run_suite(artifacts: &Artifacts) -> Result<()> {
-    let names: Vec<&str> = guest_agent::catalogue::names().collect();
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let failures = std::sync::Mutex::new(Vec::new());
-    std::thread::scope(|scope| {
-        for _ in 0..2 {
-            scope.spawn(|| loop {
-                let index = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let Some(name) = names.get(index) else { break };
-                let outcome = vm::run_scenario(artifacts, name, &VmOptions::default());
-                if !matches!(&outcome, Ok(run) if run.result.passed) {
-                    if let Ok(mut failures) = failures.lock() {
-                        failures.push(name.to_string());
-                    }
-                }
-            });
-        }
-    });
-    let failures = failures.into_inner().unwrap_or_default();
-    if !failures.is_empty() {
-        bail!("scenarios failed during the benchmark: {failures:?}");
+    let names: Vec<String> = guest_agent::catalogue::names().map(str::to_owned).collect();
+    let rows = crate::suite::run_many(
+        artifacts,
+        &names,
+        &VmOptions::default(),
+        crate::suite::DEFAULT_JOBS,
+        |_| {},
+    );
+    let failed: Vec<&str> = rows
+        .iter()
+        .filter(|row| !row.passed())
+        .map(|row| row.scenario.as_str())
+        .collect();
+    if !failed.is_empty() {
+        bail!("scenarios failed during the benchmark: {failed:?}");
     }
     Ok(())
 }
@@ -229,6 +228,12 @@ fn run_suite(artifacts: &Artifacts) -> Result<()> {
 /// Boot to a command and power off, ours against `vng --run <kernel> --exec true`,
 /// on the same kernel, machine and accelerator.
 fn compare_with_vng(artifacts: &Artifacts, runs: usize) -> Result<(Figure, Figure)> {
+    if !artifacts.cache.join("venv/bin/vng").exists() {
+        bail!(
+            "vng is not installed in {}; run harness/install-deps.sh",
+            artifacts.cache.join("venv").display()
+        );
+    }
     let mut ours = Figure::new("ours: boot, run a command, power off", None);
     let options = VmOptions {
         extra_agent_args: vec!["--fault".to_owned(), "no-result".to_owned()],
@@ -236,9 +241,22 @@ fn compare_with_vng(artifacts: &Artifacts, runs: usize) -> Result<(Figure, Figur
     };
     for _ in 0..runs {
         let start = Instant::now();
-        // The agent powers off right after it is up; "no result" is the expected outcome.
-        let _ = vm::run_scenario(artifacts, "no_module", &options);
-        ours.samples.push(start.elapsed());
+        // The agent powers off right after it is up: "no result" is the expected outcome.
+        match vm::run_scenario(artifacts, "no_module", &options) {
+            Err(err) => match err.downcast::<VmError>() {
+                Ok(VmError {
+                    failure: VmFailure::NoResult { .. },
+                    logs,
+                    ..
+                }) => {
+                    ours.samples.push(start.elapsed());
+                    let _ = std::fs::remove_dir_all(logs);
+                }
+                Ok(other) => return Err(other.into()),
+                Err(other) => return Err(other),
+            },
+            Ok(_) => bail!("the agent sent a result although it was told not to"),
+        }
     }
     let mut vng = Figure::new("vng --run <kernel> --exec true", None);
     let command = report::vng_command(artifacts, "no_module");
@@ -248,12 +266,6 @@ fn compare_with_vng(artifacts: &Artifacts, runs: usize) -> Result<(Figure, Figur
         .unwrap_or(&command)
         .to_owned();
     let vng_command = format!("{prefix} --exec true");
-    if !Path::new(&artifacts.cache.join("venv/bin/vng")).exists() {
-        bail!(
-            "vng is not installed in {}; run harness/install-deps.sh",
-            artifacts.cache.join("venv").display()
-        );
-    }
     for _ in 0..runs {
         let (took, (status, text)) = time(|| {
             crate::process::combined_output(duct::cmd!("bash", "-c", &vng_command).stdin_null())

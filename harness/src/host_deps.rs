@@ -22,15 +22,18 @@ fn run_script() -> Result<()> {
     // Another process may be installing right now; apt's own lock would make
     // this one fail instead of wait, so serialise on a lock of ours.
     let cache = crate::paths::cache_dir()?;
-    std::fs::create_dir_all(&cache).with_context(|| format!("creating {}", cache.display()))?;
-    let lock_path = cache.join("install-deps.lock");
-    let lock = std::fs::File::create(&lock_path)
-        .with_context(|| format!("creating {}", lock_path.display()))?;
-    lock.lock()
-        .with_context(|| format!("locking {}", lock_path.display()))?;
+    let _lock = crate::paths::lock_exclusive(
+        &cache.join("install-deps.lock"),
+        "another process is running install-deps.sh",
+    )?;
+    // From a file, not stdin: the commands in it must not read the script as their input.
+    let mut script =
+        tempfile::NamedTempFile::new().context("writing install-deps.sh to a temp file")?;
+    std::io::Write::write_all(&mut script, SCRIPT.as_bytes())
+        .context("writing install-deps.sh to a temp file")?;
     // Its output goes straight to stderr: installing takes minutes on a fresh machine.
-    let output = duct::cmd!("bash", "-s")
-        .stdin_bytes(SCRIPT)
+    let output = duct::cmd!("bash", script.path())
+        .stdin_null()
         .env(crate::paths::CACHE_DIR_ENV, &cache)
         .stdout_to_stderr()
         .unchecked()

@@ -5,8 +5,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
 
-use crate::kernel::{tail_of_file, Kernel};
+use crate::kernel::Kernel;
 use crate::progress::Progress;
+use crate::text::tail_of_file;
 
 /// The module's sources, relative to the workspace's kmod/ directory.
 const SOURCES: &[&str] = &["bpf_testmod.c", "bpf_testmod.h", "Kbuild"];

@@ -18,6 +18,8 @@ pub mod qemu;
 pub mod qmp;
 pub mod report;
 pub mod run_dirs;
+pub mod suite;
+pub mod text;
 pub mod virtiofsd;
 pub mod vm;
 pub mod wait;

@@ -13,7 +13,7 @@ use harness::kernel::{KernelRecipe, KernelSource};
 use harness::paths;
 use harness::progress::Progress;
 use harness::report::{self, Row};
-use harness::vm::{self, VmOptions};
+use harness::vm::VmOptions;
 
 #[derive(Parser)]
 #[command(
@@ -81,6 +81,9 @@ struct RunArgs {
     /// Keep every VM's logs, not only those of failures.
     #[arg(long)]
     keep_logs: bool,
+    /// How many VMs run at a time.
+    #[arg(long, default_value_t = harness::suite::DEFAULT_JOBS)]
+    jobs: usize,
     /// Per-VM timeout in seconds; a VM still running then is killed.
     #[arg(long, default_value_t = 120)]
     timeout: u64,
@@ -184,23 +187,14 @@ fn run_scenarios(args: RunArgs) -> Result<ExitCode> {
         keep_logs: args.keep_logs,
         ..VmOptions::default()
     };
-    let mut rows = Vec::new();
-    for name in names {
-        let scenario_start = Instant::now();
-        let outcome =
-            vm::run_scenario(&artifacts, &name, &options).map_err(|err| format!("{err:#}"));
-        let row = Row {
-            scenario: name,
-            outcome,
-            wall: scenario_start.elapsed(),
-        };
+    let rows = harness::suite::run_many(&artifacts, &names, &options, args.jobs, |row| {
         eprintln!(
-            "[harness] {:<24} {}",
+            "[harness] {:<24} {} ({:.1}s)",
             row.scenario,
-            if row.passed() { "pass" } else { "FAIL" }
+            row.verdict(),
+            row.wall.as_secs_f64()
         );
-        rows.push(row);
-    }
+    });
     if args.json {
         println!("{}", report::render_json(&rows));
     } else {

@@ -41,6 +41,22 @@ pub fn venv_dir() -> Result<PathBuf> {
     Ok(cache_dir()?.join("venv"))
 }
 
+/// An exclusive lock on `path` (created, with its directory, if missing),
+/// held until the returned file is dropped. Says `busy` while it waits.
+pub fn lock_exclusive(path: &std::path::Path, busy: &str) -> Result<std::fs::File> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let lock =
+        std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    if lock.try_lock().is_err() {
+        eprintln!("[harness] {busy}; waiting for it");
+        lock.lock()
+            .with_context(|| format!("locking {}", path.display()))?;
+    }
+    Ok(lock)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

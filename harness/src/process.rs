@@ -1,13 +1,18 @@
 //! Keeping child processes from outliving us.
 
-/// Called in the child between fork and exec: the kernel kills it when the
-/// thread that spawned it dies, so a test killed by nextest's timeout or a
-/// Ctrl-C leaves no QEMU or virtiofsd behind.
-pub fn die_with_parent() {
-    // SAFETY: prctl is async-signal-safe and takes no pointers here.
+/// For duct's `before_spawn`: the kernel kills the child when the thread
+/// that spawned it dies, so a test killed by nextest's timeout or a Ctrl-C
+/// leaves no QEMU or virtiofsd behind.
+pub fn die_with_parent(command: &mut std::process::Command) -> std::io::Result<()> {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: prctl is async-signal-safe, which is all that may run between fork and exec.
     unsafe {
-        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+        command.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
     }
+    Ok(())
 }
 
 /// Processes whose command line mentions `needle` (a VM's socket or log

@@ -98,10 +98,6 @@ impl Task {
         }
     }
 
-    pub fn elapsed(&self) -> Duration {
-        self.start.elapsed()
-    }
-
     pub fn finish(mut self, outcome: &str) {
         self.stop_ticker();
         eprintln!(

@@ -1,7 +1,6 @@
 //! QEMU: its command line (small pure functions) and the process that owns it.
 
 use std::ffi::OsString;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -174,24 +173,11 @@ impl QemuProcess {
             .stdin_null()
             .stdout_null()
             .stderr_path(&stderr_log)
-            .before_spawn(|command| {
-                // SAFETY: only async-signal-safe calls between fork and exec.
-                unsafe {
-                    command.pre_exec(|| {
-                        crate::process::die_with_parent();
-                        Ok(())
-                    });
-                }
-                Ok(())
-            })
+            .before_spawn(crate::process::die_with_parent)
             .unchecked()
             .start()
             .context("starting QEMU")?;
         Ok(QemuProcess { handle, stderr_log })
-    }
-
-    pub fn pid(&self) -> Option<u32> {
-        self.handle.pids().first().copied()
     }
 
     /// The exit status once QEMU has exited, without waiting.
@@ -208,7 +194,7 @@ impl QemuProcess {
     }
 
     pub fn stderr_tail(&self, lines: usize) -> String {
-        crate::kernel::tail_of_file(&self.stderr_log, lines)
+        crate::text::tail_of_file(&self.stderr_log, lines)
     }
 }
 

@@ -21,7 +21,6 @@ pub struct QmpClient {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GuestEvent {
     Panicked,
-    Shutdown { reason: String },
 }
 
 impl QmpClient {
@@ -69,21 +68,9 @@ impl QmpClient {
             .events()
             .filter_map(|event| match event {
                 qmp::Event::GUEST_PANICKED { .. } => Some(GuestEvent::Panicked),
-                qmp::Event::SHUTDOWN { data, .. } => Some(GuestEvent::Shutdown {
-                    reason: format!("{:?}", data.reason),
-                }),
                 _ => None,
             })
             .collect())
-    }
-
-    /// The VM's run state as QEMU names it (`running`, `guest-panicked`, ...).
-    pub fn status(&mut self) -> Result<String> {
-        let status = self
-            .qmp
-            .execute(&qmp::query_status {})
-            .context("QMP query-status")?;
-        Ok(format!("{:?}", status.status))
     }
 
     /// Asks QEMU to exit now.

@@ -22,7 +22,7 @@ impl Row {
         matches!(&self.outcome, Ok(run) if run.result.passed)
     }
 
-    fn verdict(&self) -> &'static str {
+    pub fn verdict(&self) -> &'static str {
         match &self.outcome {
             Ok(run) if run.result.passed => "pass",
             Ok(_) => "FAIL",

@@ -4,7 +4,6 @@
 //! Debian 12's QEMU ships (/usr/lib/qemu/virtiofsd) cannot share read-only,
 //! so with only that one the harness uses 9p, which can.
 
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -79,7 +78,12 @@ impl Virtiofsd {
             "--cache",
             "always",
             "--sandbox",
-            "chroot",
+            // chroot needs CAP_SYS_CHROOT; without root the daemon can only run unsandboxed.
+            if nix::unistd::geteuid().is_root() {
+                "chroot"
+            } else {
+                "none"
+            },
             "--announce-submounts",
             "--log-level",
             "warn"
@@ -87,16 +91,7 @@ impl Virtiofsd {
         .stdin_null()
         .stdout_null()
         .stderr_path(&log)
-        .before_spawn(|command| {
-            // SAFETY: only async-signal-safe calls between fork and exec.
-            unsafe {
-                command.pre_exec(|| {
-                    crate::process::die_with_parent();
-                    Ok(())
-                });
-            }
-            Ok(())
-        })
+        .before_spawn(crate::process::die_with_parent)
         .unchecked()
         .start()
         .with_context(|| format!("starting {}", binary.display()))?;
@@ -118,17 +113,13 @@ impl Virtiofsd {
             Some(true) => Ok(daemon),
             Some(false) => bail!(
                 "virtiofsd exited before it was ready:\n{}",
-                crate::kernel::tail_of_file(&daemon.log, 20)
+                crate::text::tail_of_file(&daemon.log, 20)
             ),
             None => bail!(
                 "virtiofsd did not create {} within 10 s",
                 daemon.socket.display()
             ),
         }
-    }
-
-    pub fn pid(&self) -> Option<u32> {
-        self.handle.pids().first().copied()
     }
 
     /// Whether the daemon died (with its status) while the VM still needs it.

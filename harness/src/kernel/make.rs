@@ -98,14 +98,14 @@ impl Make<'_> {
                 target: what.trim_start_matches("make ").to_owned(),
                 code: output.status.code().unwrap_or(-1),
                 log: self.log.display().to_string(),
-                tail: tail_of_file(self.log, 25),
+                tail: crate::text::tail_of_file(self.log, 25),
             });
         }
         Ok(())
     }
 }
 
-/// `CC      kernel/fork.o` -> `CC kernel/fork.o`; other lines are not kbuild steps.
+/// The kbuild step a line of make output announces (`CC      kernel/fork.o`), or None.
 fn kbuild_activity(line: &str) -> Option<&str> {
     let line = line.trim_start();
     let (verb, _) = line.split_once(' ')?;
@@ -116,12 +116,6 @@ fn kbuild_activity(line: &str) -> Option<&str> {
             .all(|c| c.is_ascii_uppercase() || c == '-' || c == '_' || c.is_ascii_digit())
         && line.len() > verb.len() + 1)
         .then_some(line)
-}
-
-pub fn tail_of_file(path: &Path, lines: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
 }
 
 #[cfg(test)]

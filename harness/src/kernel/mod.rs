@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 
 use crate::progress::{format_duration, Progress};
 use config::{dropped_options, read_fragments, requested_options, Fragment};
-pub use make::{tail_of_file, Make};
+pub use make::Make;
 pub use source::KernelSource;
 
 /// Bump when the way a kernel is built changes, so old entries are not reused.
@@ -81,14 +81,11 @@ impl KernelRecipe {
         };
         feed("recipe", RECIPE.as_bytes());
         feed("source", self.source.identity()?.as_bytes());
-        for fragment in &self.fragments {
-            let name = fragment
-                .path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            feed("fragment", name.as_bytes());
-            feed("text", fragment.text.as_bytes());
+        // The options the fragments ask for, not their text: a comment or a
+        // move between fragments does not change the kernel.
+        for requested in requested_options(&self.fragments)? {
+            let value = requested.value.as_deref().unwrap_or("is not set");
+            feed("option", format!("{}={value}", requested.option).as_bytes());
         }
         for tool in toolchain_versions() {
             feed("tool", tool.as_bytes());
@@ -148,20 +145,15 @@ pub fn ensure_built(recipe: &KernelRecipe, cache: &Path, progress: &Progress) ->
     let kernels = cache.join("kernels");
     let entry = kernels.join(&key);
     if let Some(kernel) = read_ready(&entry)? {
-        return Ok(kernel);
+        return with_source(kernel, recipe, cache, progress);
     }
-    std::fs::create_dir_all(&kernels).with_context(|| format!("creating {}", kernels.display()))?;
     // One build per entry at a time; whoever waited here finds it ready.
-    let lock_path = kernels.join(format!("{key}.lock"));
-    let lock = std::fs::File::create(&lock_path)
-        .with_context(|| format!("creating {}", lock_path.display()))?;
-    if lock.try_lock().is_err() {
-        eprintln!("[harness] another process is building kernel {key}; waiting for it");
-        lock.lock()
-            .with_context(|| format!("locking {}", lock_path.display()))?;
-    }
+    let _lock = crate::paths::lock_exclusive(
+        &kernels.join(format!("{key}.lock")),
+        &format!("another process is building kernel {key}"),
+    )?;
     if let Some(kernel) = read_ready(&entry)? {
-        return Ok(kernel);
+        return with_source(kernel, recipe, cache, progress);
     }
     // Whatever is there is a build that was interrupted: never use it.
     if entry.exists() {
@@ -169,6 +161,37 @@ pub fn ensure_built(recipe: &KernelRecipe, cache: &Path, progress: &Progress) ->
             .with_context(|| format!("removing the unfinished {}", entry.display()))?;
     }
     build(recipe, &key, &entry, cache, progress)
+}
+
+/// Out-of-tree modules build against the source tree as well as the build
+/// directory. A CI cache may restore `kernels/` alone; extract the source
+/// again (to the same place: its path is keyed by the tarball) rather than
+/// rebuild the kernel.
+fn with_source(
+    kernel: Kernel,
+    recipe: &KernelRecipe,
+    cache: &Path,
+    progress: &Progress,
+) -> Result<Kernel> {
+    if kernel.source_dir.join("Makefile").is_file() {
+        return Ok(kernel);
+    }
+    let source_dir = recipe.source.prepare(cache, progress)?;
+    if source_dir != kernel.source_dir {
+        bail!(
+            "kernel {} was built from {}, which is gone, and the source now comes from {}; \
+             delete {} to rebuild it",
+            kernel.key,
+            kernel.source_dir.display(),
+            source_dir.display(),
+            kernel
+                .build_dir
+                .parent()
+                .unwrap_or(&kernel.build_dir)
+                .display()
+        );
+    }
+    Ok(kernel)
 }
 
 fn read_ready(entry: &Path) -> Result<Option<Kernel>> {
@@ -300,7 +323,7 @@ mod tests {
     }
 
     #[test]
-    fn the_key_changes_with_a_fragment() {
+    fn the_key_follows_the_options_not_the_comments() {
         let dir = tempfile::tempdir().unwrap();
         let tarball = dir.path().join("linux.tar.xz");
         std::fs::write(&tarball, b"not really").unwrap();
@@ -312,7 +335,8 @@ mod tests {
             }],
         };
         let a = recipe("CONFIG_BPF=y\n").key().unwrap();
-        assert_eq!(a, recipe("CONFIG_BPF=y\n").key().unwrap());
+        assert_eq!(a, recipe("# why BPF\nCONFIG_BPF=y\n").key().unwrap());
         assert_ne!(a, recipe("CONFIG_BPF=y\nCONFIG_SMP=y\n").key().unwrap());
+        assert_ne!(a, recipe("CONFIG_BPF=m\n").key().unwrap());
     }
 }

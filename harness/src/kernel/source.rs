@@ -164,6 +164,7 @@ fn extract_tarball(
     only_subdirectory(&done)?.with_context(|| format!("{} holds no kernel tree", tarball.display()))
 }
 
+/// The tree a tarball extracted into `dir` (it holds one top directory).
 fn only_subdirectory(dir: &Path) -> Result<Option<PathBuf>> {
     if !dir.is_dir() {
         return Ok(None);
