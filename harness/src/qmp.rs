@@ -73,6 +73,17 @@ impl QmpClient {
             .collect())
     }
 
+    /// The VM's run state as QEMU names it (`running`, `paused`, `guest-panicked`, ...).
+    pub fn status(&mut self) -> Result<String> {
+        let status = self
+            .qmp
+            .execute(&qmp::query_status {})
+            .context("QMP query-status")?;
+        Ok(format!("{:?}", status.status)
+            .to_lowercase()
+            .replace('_', "-"))
+    }
+
     /// Asks QEMU to exit now.
     pub fn quit(&mut self) -> Result<()> {
         self.qmp.execute(&qmp::quit {}).context("QMP quit")?;

@@ -141,3 +141,23 @@ impl Drop for Virtiofsd {
         self.kill();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_virtiofsd_that_cannot_share_read_only_is_refused_with_the_reason() {
+        // Debian 12's C daemon has no --readonly; /bin/true stands in where it is not installed.
+        let c_daemon = ["/usr/lib/qemu/virtiofsd", "/bin/true"]
+            .into_iter()
+            .find(|path| Path::new(path).is_file())
+            .unwrap();
+        std::env::set_var(VIRTIOFSD_ENV, c_daemon);
+        let reason = find().unwrap_err();
+        assert!(
+            reason.contains("is not a virtiofsd with --readonly"),
+            "{reason}"
+        );
+    }
+}

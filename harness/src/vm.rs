@@ -70,8 +70,8 @@ impl Default for VmOptions {
 pub enum VmFailure {
     #[error("the guest kernel panicked{detail}")]
     GuestPanicked { detail: String },
-    #[error("the VM did not finish within {0:?} and was killed (guest hang?)")]
-    Timeout(Duration),
+    #[error("the VM did not finish within {after:?} and was killed (guest hang?); QEMU reported the VM as {state}")]
+    Timeout { after: Duration, state: String },
     #[error("QEMU exited ({status}) without a result from the agent: did the guest panic or the agent crash?")]
     NoResult { status: String },
     #[error("virtiofsd exited mid-run ({status}); the guest lost its root filesystem")]
@@ -374,11 +374,17 @@ impl Vm {
                 return Err(self.fail(VmFailure::GuestPanicked { detail }));
             }
             if Instant::now() >= deadline {
+                // Whether the vCPUs were running, paused or panicked tells a hang from a stall.
+                let state = match self.qmp.as_mut().map(QmpClient::status) {
+                    Some(Ok(state)) => state,
+                    Some(Err(err)) => format!("unknown (QMP: {err:#})"),
+                    None => "unknown (no QMP)".to_owned(),
+                };
                 if let Some(qmp) = self.qmp.as_mut() {
                     let _ = qmp.quit();
                 }
-                let timeout = self.options.timeout;
-                return Err(self.fail(VmFailure::Timeout(timeout)));
+                let after = self.options.timeout;
+                return Err(self.fail(VmFailure::Timeout { after, state }));
             }
             std::thread::sleep(Duration::from_millis(20));
         };
