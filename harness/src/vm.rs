@@ -42,8 +42,6 @@ pub struct VmOptions {
     pub label: Option<String>,
     /// Share the root over 9p even when a read-only virtiofsd is available.
     pub force_9p: bool,
-    /// Boot the compressed bzImage through the firmware instead of vmlinux through PVH.
-    pub boot_bzimage: bool,
     /// Every boot message on the console, not only warnings and worse.
     pub verbose_console: bool,
 }
@@ -58,7 +56,6 @@ impl Default for VmOptions {
             extra_agent_args: Vec::new(),
             label: None,
             force_9p: false,
-            boot_bzimage: false,
             verbose_console: std::env::var_os(VERBOSE_CONSOLE_ENV)
                 .is_some_and(|value| value == "1"),
         }
@@ -235,11 +232,8 @@ impl Vm {
         };
         let spec = VmSpec {
             accel,
-            kernel_image: if options.boot_bzimage {
-                artifacts.kernel.bzimage.clone()
-            } else {
-                artifacts.kernel.pvh_image()?
-            },
+            // vmlinux through PVH: no firmware real-mode setup, no decompression.
+            kernel_image: artifacts.kernel.pvh_image()?,
             memory_mib: options.memory_mib,
             cpus: options.cpus,
             root,
