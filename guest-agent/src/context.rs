@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 use guest_agent::protocol::{ScenarioResult, Source, Step, TimelineLine};
 use guest_agent::shell::quote_words;
 use guest_agent::splat::find_splats;
@@ -21,6 +21,7 @@ pub struct Context {
     output: KernelOutput,
     result: ScenarioResult,
     started: Instant,
+    taint_at_start: u64,
 }
 
 /// Index of a step in the result, to check its output.
@@ -34,6 +35,7 @@ impl Context {
             loader,
             kmod,
             output,
+            taint_at_start: kernel_taint()?,
             result: ScenarioResult {
                 scenario: scenario.to_owned(),
                 ..ScenarioResult::default()
@@ -144,8 +146,12 @@ impl Context {
 
     /// Runs `struct_ops ARGS` to completion.
     pub fn struct_ops(&mut self, args: &[&str]) -> Result<StepId> {
-        let finished = self.loader.run(args)?;
-        self.push_finished(format!("struct_ops {}", quote_words(args)), finished)
+        let action = format!("struct_ops {}", quote_words(args));
+        let finished = self
+            .loader
+            .run(args)
+            .with_context(|| format!("`{action}`"))?;
+        self.push_finished(action, finished)
     }
 
     /// Starts `struct_ops hold` and returns once it is attached.
@@ -164,14 +170,12 @@ impl Context {
 
     /// Sends `signal` to a held loader and waits for it to end.
     pub fn stop(&mut self, held: Held, signal: Signal) -> Result<StepId> {
-        let finished = held.stop(signal)?;
-        self.push_finished(
-            format!(
-                "kill -{} struct_ops hold",
-                signal.as_str().trim_start_matches("SIG")
-            ),
-            finished,
-        )
+        let action = format!(
+            "kill -{} struct_ops hold",
+            signal.as_str().trim_start_matches("SIG")
+        );
+        let finished = held.stop(signal).with_context(|| format!("`{action}`"))?;
+        self.push_finished(action, finished)
     }
 
     pub fn step(&self, step: StepId) -> &Step {
@@ -242,6 +246,27 @@ impl Context {
         listed + summarised
     }
 
+    /// The distinct lines of a step's kernel output that are not in `allowed`
+    /// (at most ten, as `[source] text`).
+    pub fn lines_outside(&self, step: StepId, allowed: &[(Source, &str)]) -> Vec<String> {
+        let step = self.step(step);
+        let lines = step
+            .timeline
+            .iter()
+            .chain(step.summary.iter().map(|(line, _)| line));
+        let mut outside: Vec<String> = Vec::new();
+        for line in lines {
+            let known = allowed
+                .iter()
+                .any(|(source, text)| *source == line.source && *text == line.text);
+            let shown = format!("[{:?}] {}", line.source, line.text);
+            if !known && !outside.contains(&shown) && outside.len() < 10 {
+                outside.push(shown);
+            }
+        }
+        outside
+    }
+
     /// The step's kernel output holds `text` from `source` exactly `times` times.
     pub fn expect_lines(&mut self, step: StepId, source: Source, text: &str, times: usize) {
         let found = self.count_lines(step, source, text);
@@ -277,8 +302,30 @@ impl Context {
                 .failures
                 .push(format!("the scenario could not run: {error:#}"));
         }
-        if let Ok(kmsg) = self.output.take_kmsg() {
-            self.result.kmsg.extend(kmsg);
+        match self.output.take_kmsg() {
+            Ok(kmsg) => self.result.kmsg.extend(kmsg),
+            Err(err) => self.result.failures.push(format!(
+                "reading /dev/kmsg at the end: {err:#}; the splat check is incomplete"
+            )),
+        }
+        if self.output.kmsg_overruns > 0 {
+            self.result.failures.push(format!(
+                "the kernel log overflowed {} time(s) before it was read: the splat check is incomplete",
+                self.output.kmsg_overruns
+            ));
+        }
+        // A backstop for splats the log lost: the kernel taints itself for them.
+        match kernel_taint() {
+            Ok(now) => {
+                let new = (now & !self.taint_at_start) & !EXPECTED_TAINT;
+                if new != 0 {
+                    self.result.failures.push(format!(
+                        "the kernel became tainted during the scenario: {}",
+                        taint_names(new)
+                    ));
+                }
+            }
+            Err(err) => self.result.failures.push(format!("{err:#}")),
         }
         let splats: Vec<String> = find_splats(&self.result.kmsg, 40)
             .into_iter()
@@ -295,10 +342,67 @@ impl Context {
     }
 }
 
+/// Taints loading our own module causes: O (out-of-tree) and E (unsigned).
+const EXPECTED_TAINT: u64 = (1 << 12) | (1 << 13);
+
+fn kernel_taint() -> Result<u64> {
+    let text = std::fs::read_to_string("/proc/sys/kernel/tainted")
+        .context("reading /proc/sys/kernel/tainted")?;
+    text.trim()
+        .parse()
+        .with_context(|| format!("parsing /proc/sys/kernel/tainted: {text:?}"))
+}
+
+/// `W (warning), D (oops)` for the bits set in `taint` (Documentation/admin-guide/tainted-kernels.rst).
+pub fn taint_names(taint: u64) -> String {
+    const NAMES: [&str; 19] = [
+        "P (proprietary module)",
+        "F (forced module load)",
+        "S (unsafe SMP)",
+        "R (forced module unload)",
+        "M (machine check)",
+        "B (bad page)",
+        "U (user request)",
+        "D (oops)",
+        "A (ACPI table overridden)",
+        "W (warning)",
+        "C (staging driver)",
+        "I (firmware workaround)",
+        "O (out-of-tree module)",
+        "E (unsigned module)",
+        "L (soft lockup)",
+        "K (live patch)",
+        "X (auxiliary)",
+        "T (randstruct)",
+        "N (test module)",
+    ];
+    let names: Vec<String> = (0..64)
+        .filter(|bit| taint & (1 << bit) != 0)
+        .map(|bit| {
+            NAMES
+                .get(bit)
+                .map_or_else(|| format!("bit {bit}"), |name| (*name).to_owned())
+        })
+        .collect();
+    names.join(", ")
+}
+
 /// The scenario's processes: this agent (insmod and rmmod run in it) and the loader.
 fn own_tasks(loader: &Loader) -> Vec<String> {
     let agent = std::env::current_exe()
         .map(|exe| task_name(&exe))
         .unwrap_or_else(|_| "guest-agent".to_owned());
     vec![agent, task_name(&loader.binary)]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn taint_bits_are_named() {
+        assert_eq!(taint_names((1 << 9) | (1 << 7)), "D (oops), W (warning)");
+        assert_eq!(taint_names(1 << 40), "bit 40");
+        assert_eq!(EXPECTED_TAINT & (1 << 9), 0, "a warning is never expected");
+    }
 }

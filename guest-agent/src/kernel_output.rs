@@ -15,6 +15,8 @@ const TRACING: &str = "/sys/kernel/tracing";
 
 pub struct KernelOutput {
     kmsg: File,
+    /// Times /dev/kmsg said records were overwritten before we read them.
+    pub kmsg_overruns: usize,
     /// Reading trace_pipe consumes exactly what was read, so no line printed
     /// between two reads is lost (as it would be between reading and clearing `trace`).
     trace_pipe: File,
@@ -28,7 +30,9 @@ impl KernelOutput {
     /// Starts capturing: later reads return only what is printed from now on,
     /// and of that only what the scenario's own tasks (`own_tasks`) printed, so
     /// the kernel's background chatter (a clocksource switch, say) cannot
-    /// wander into a step. The full log, background included, is in /dev/kmsg.
+    /// wander into a step. The full log, background included, comes from
+    /// /dev/kmsg (the kernel is booted with a log buffer large enough for the
+    /// stress scenario; an overrun fails the scenario).
     pub fn start(own_tasks: Vec<String>) -> Result<Self> {
         write_tracing_file("events/printk/console/enable", "1")?;
         // A large buffer keeps long scenarios (100 cycles) from overwriting their start.
@@ -48,6 +52,7 @@ impl KernelOutput {
             .context("seeking to the end of /dev/kmsg")?;
         Ok(KernelOutput {
             kmsg,
+            kmsg_overruns: 0,
             trace_pipe,
             partial_line: String::new(),
             own_tasks,
@@ -92,8 +97,12 @@ impl KernelOutput {
                     records.push(kmsg_message(&record).to_owned());
                 }
                 Err(err) if err.kind() == ErrorKind::WouldBlock => break,
-                // EPIPE: records were overwritten before we read them; go on with the rest.
-                Err(err) if err.raw_os_error() == Some(libc::EPIPE) => continue,
+                // EPIPE: records were overwritten before we read them. Go on with the
+                // rest, but remember: a splat may have been among the lost ones.
+                Err(err) if err.raw_os_error() == Some(libc::EPIPE) => {
+                    self.kmsg_overruns += 1;
+                    continue;
+                }
                 Err(err) => return Err(err).context("reading /dev/kmsg"),
             }
         }

@@ -121,6 +121,8 @@ impl Held {
 
     /// Sends `signal` and waits for the process to end.
     pub fn stop(mut self, signal: Signal) -> Result<Finished> {
+        // The step is the signal and the exit it causes, not the whole hold.
+        self.start = Instant::now();
         if let Some(pid) = self.pid() {
             kill(pid, signal).with_context(|| format!("sending {signal} to struct_ops hold"))?;
         }
@@ -143,7 +145,7 @@ impl Drop for Held {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
-            let _ = child.wait();
+            reap_briefly(&mut child);
         }
     }
 }
@@ -165,12 +167,37 @@ fn wait_with_deadline(child: &mut Child, deadline: Instant) -> Result<ExitStatus
         }
         if Instant::now() >= deadline {
             let _ = child.kill();
-            let status = child
-                .wait()
-                .context("reaping struct_ops after killing it")?;
-            bail!("struct_ops did not finish in time and was killed ({status})");
+            bail!(
+                "did not finish in time and was killed ({}); in the kernel it was at: {}",
+                reap_briefly(child),
+                kernel_wait_point(child.id())
+            );
         }
         thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// SIGKILL does not end a task stuck in the kernel (D state): wait a
+/// little, then leave it rather than hang PID 1 with it.
+fn reap_briefly(child: &mut Child) -> String {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            return status.to_string();
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+    "still alive after SIGKILL: stuck in the kernel".to_owned()
+}
+
+/// Where a task waits in the kernel: /proc/PID/wchan, and its stack when readable.
+fn kernel_wait_point(pid: u32) -> String {
+    let wchan = std::fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default();
+    let stack = std::fs::read_to_string(format!("/proc/{pid}/stack")).unwrap_or_default();
+    match (wchan.trim(), stack.trim()) {
+        ("", "") => "unknown (the task is gone)".to_owned(),
+        (wchan, "") => wchan.to_owned(),
+        (wchan, stack) => format!("{wchan}\n{stack}"),
     }
 }
 

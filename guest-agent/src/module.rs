@@ -44,7 +44,7 @@ pub fn rmmod_within(limit: Duration) -> Result<Duration, (Errno, Duration)> {
     }
 }
 
-/// `EAGAIN (Resource temporarily unavailable)`: the name tests assert on and the words people read.
+/// `EAGAIN (Try again)`: the name tests assert on and the words people read.
 pub fn describe(errno: Errno) -> String {
     format!("{errno:?} ({})", errno.desc())
 }

@@ -27,7 +27,7 @@ pub struct TimelineLine {
 pub struct Step {
     /// What was done, e.g. `struct_ops once --message "..."` or `insmod bpf_testmod.ko`.
     pub action: String,
-    /// The outcome: `exit 0`, `exit 17`, `ok`, `EAGAIN (Resource temporarily unavailable)`, ...
+    /// The outcome: `exit 0`, `exit 17`, `ok`, `EAGAIN (Try again)`, ...
     pub outcome: String,
     pub stdout: String,
     pub stderr: String,

@@ -19,6 +19,8 @@ pub struct Artifacts {
     pub guest: GuestBinaries,
     /// The read-only virtiofsd, or why the VMs use 9p instead.
     pub virtiofsd: Result<PathBuf, String>,
+    /// The kernel tree asked for, if not Debian's (reruns must name it too).
+    pub kernel_tree: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -51,6 +53,7 @@ pub fn prepare(options: &PrepareOptions, progress: &Progress) -> Result<Artifact
         eprintln!("[harness] note: {reason}; the guest's root is shared over 9p instead (read-only as well)");
     }
     Ok(Artifacts {
+        kernel_tree: options.kernel_tree.clone(),
         cache,
         kernel,
         kmod,

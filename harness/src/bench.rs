@@ -151,7 +151,7 @@ pub fn run(prepare_options: &PrepareOptions, options: &BenchOptions) -> Result<(
             );
         }
         agent_ready.extend(run.boot);
-        result.push(run.total);
+        result.push(run.to_result);
         accel = Some(run.accel);
     }
     // Named after the accelerator the VMs really used (a KVM probe may have fallen back).

@@ -68,11 +68,12 @@ pub fn ensure_built(
     .run()
     .context("running make for the module (is make installed?)")?;
     if !output.status.success() {
-        let kept = parent.join(format!("failed-{key}.log"));
-        let _ = std::fs::copy(&log, &kept);
+        let tail = tail_of_file(&log, 25);
+        // Keep the whole build directory: the log, and the sources as make saw them.
+        let kept = work.keep().join("build.log");
         bail!(ModuleError::Build {
             log: kept.display().to_string(),
-            tail: tail_of_file(&log, 25)
+            tail
         });
     }
     check_btf(&work.path().join(MODULE_FILE))?;

@@ -33,7 +33,13 @@ impl Row {
 
 pub fn rerun_commands(artifacts: &Artifacts, scenario: &str) -> [String; 2] {
     [
-        format!("cargo run -p harness -- run --scenario {scenario}"),
+        match &artifacts.kernel_tree {
+            Some(tree) => format!(
+                "cargo run -p harness -- run --scenario {scenario} --kernel-tree {}",
+                tree.display()
+            ),
+            None => format!("cargo run -p harness -- run --scenario {scenario}"),
+        },
         vng_command(artifacts, scenario),
     ]
 }

@@ -122,12 +122,12 @@ impl Virtiofsd {
         }
     }
 
-    /// Whether the daemon died (with its status) while the VM still needs it.
-    pub fn has_exited(&self) -> Option<String> {
+    /// Whether the daemon has exited: (exited cleanly, its status in words).
+    pub fn has_exited(&self) -> Option<(bool, String)> {
         match self.handle.try_wait() {
-            Ok(Some(output)) => Some(output.status.to_string()),
+            Ok(Some(output)) => Some((output.status.success(), output.status.to_string())),
             Ok(None) => None,
-            Err(err) => Some(err.to_string()),
+            Err(err) => Some((false, err.to_string())),
         }
     }
 

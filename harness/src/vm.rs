@@ -19,8 +19,8 @@ use crate::virtiofsd::Virtiofsd;
 /// Set to 1 for every boot message on the VM consoles.
 pub const VERBOSE_CONSOLE_ENV: &str = "STRUCT_OPS_VERBOSE_CONSOLE";
 
-/// How long a guest on KVM may stay silent before KVM is judged broken.
-const KVM_WATCHDOG: Duration = Duration::from_secs(5);
+/// How long a guest on KVM may take to reach the agent before KVM is judged broken.
+const KVM_WATCHDOG: Duration = Duration::from_secs(20);
 /// How long QEMU may outlive its virtiofsd before that counts as a fault.
 const VIRTIOFSD_GRACE: Duration = Duration::from_secs(2);
 /// How long QEMU may take to exit once the agent's result is in.
@@ -85,6 +85,8 @@ pub struct ScenarioRun {
     pub root: &'static str,
     /// QEMU start to the agent's ready line.
     pub boot: Option<Duration>,
+    /// QEMU start to the agent's result arriving.
+    pub to_result: Duration,
     /// QEMU start to QEMU exit.
     pub total: Duration,
     /// Where the logs were kept (on failure, or when asked).
@@ -104,6 +106,8 @@ pub struct VmError {
     pub logs: PathBuf,
     /// The VM's socket directory, gone once the run is over (for leak checks).
     pub run_dir: PathBuf,
+    /// Whether the agent came up before things went wrong.
+    pub agent_ready: bool,
 }
 
 /// Boots a VM that runs `scenario` and returns its result.
@@ -126,7 +130,7 @@ pub fn run_scenario(
     Vm::boot(artifacts, scenario, options, accel, false)?.finish()
 }
 
-/// The first KVM boot on this host: a watchdog on the first console output
+/// The first KVM boot on this host: a watchdog on the agent's ready line
 /// decides whether KVM works, and the verdict is cached.
 fn run_probing_kvm(
     artifacts: &Artifacts,
@@ -155,11 +159,11 @@ fn run_probing_kvm(
             accel::write_verdict(&artifacts.cache, true, "a KVM guest booted")?;
             Ok(run)
         }
-        // The guest ran (it printed) but the scenario's VM failed: KVM works.
+        // The guest reached the agent but the scenario's VM failed: KVM works.
         Err(err)
             if err
                 .downcast_ref::<VmError>()
-                .is_some_and(|vm| !vm.console_tail.is_empty()) =>
+                .is_some_and(|vm| vm.agent_ready) =>
         {
             accel::write_verdict(&artifacts.cache, true, "a KVM guest booted")?;
             Err(err)
@@ -177,7 +181,7 @@ struct KvmBroken(String);
 
 fn kvm_silent() -> anyhow::Error {
     KvmBroken(format!(
-        "a KVM guest printed nothing within {}s",
+        "a KVM guest did not reach its init within {}s",
         KVM_WATCHDOG.as_secs()
     ))
     .into()
@@ -194,6 +198,8 @@ struct Vm {
     logs: tempfile::TempDir,
     spec: VmSpec,
     started: Instant,
+    /// When the agent's ready line appeared, after QEMU started.
+    ready_after: Option<Duration>,
     options: VmOptions,
     watchdog: bool,
 }
@@ -206,6 +212,7 @@ impl Vm {
         accel: Accel,
         watchdog: bool,
     ) -> Result<Self> {
+        check_cmdline_paths(artifacts)?;
         let label = options.label.as_deref().unwrap_or(scenario);
         let sockets = run_dirs::create_socket_dir(label)?;
         let logs = run_dirs::create_log_dir(label)?;
@@ -255,6 +262,7 @@ impl Vm {
             logs,
             spec,
             started,
+            ready_after: None,
             options: options.clone(),
             watchdog,
         };
@@ -287,6 +295,7 @@ impl Vm {
         let console_tail = crate::text::tail(&self.console(), 40);
         let stderr_tail = self.qemu.stderr_tail(20);
         let run_dir = self.sockets.path().to_owned();
+        let agent_ready = self.ready_after.is_some();
         self.qemu.kill();
         let logs = self.keep();
         VmError {
@@ -295,6 +304,7 @@ impl Vm {
             stderr_tail,
             logs,
             run_dir,
+            agent_ready,
         }
         .into()
     }
@@ -319,7 +329,6 @@ impl Vm {
     /// Waits for QEMU to exit and reads the result.
     fn finish(mut self) -> Result<ScenarioRun> {
         let deadline = self.started + self.options.timeout;
-        let mut boot = None;
         let mut panicked = false;
         let mut last_qmp_poll = Instant::now();
         let mut virtiofsd_gone: Option<Instant> = None;
@@ -339,18 +348,27 @@ impl Vm {
                 continue;
             }
             let console = self.console();
-            if boot.is_none() && console.contains(AGENT_READY) {
-                boot = Some(self.started.elapsed());
+            if self.ready_after.is_none() && console.contains(AGENT_READY) {
+                self.ready_after = Some(self.started.elapsed());
             }
-            if self.watchdog && console.is_empty() && self.started.elapsed() > KVM_WATCHDOG {
+            // A KVM guest that works reaches the agent in about a second; one
+            // that prints and then stalls must not earn a "KVM works" verdict.
+            if self.watchdog && self.ready_after.is_none() && self.started.elapsed() > KVM_WATCHDOG
+            {
                 self.qemu.kill();
                 return Err(kvm_silent());
             }
             // virtiofsd also exits, cleanly, when a powered-off guest disconnects,
-            // a moment before QEMU does; only a daemon gone while QEMU runs on is a fault.
-            if let Some(status) = self.virtiofsd.as_ref().and_then(Virtiofsd::has_exited) {
+            // a moment before QEMU does (QEMU 7.2 may then hang in its vhost-user
+            // teardown). A clean exit means the guest is gone: end QEMU and let the
+            // result, or its absence, speak. Only a daemon that died is a fault.
+            if let Some((clean, status)) = self.virtiofsd.as_ref().and_then(Virtiofsd::has_exited) {
                 let since = *virtiofsd_gone.get_or_insert_with(Instant::now);
                 if since.elapsed() > VIRTIOFSD_GRACE {
+                    if clean {
+                        self.qemu.kill();
+                        continue;
+                    }
                     return Err(self.fail(VmFailure::VirtiofsdDied { status }));
                 }
             }
@@ -383,7 +401,10 @@ impl Vm {
             std::thread::sleep(Duration::from_millis(20));
         };
         let total = self.started.elapsed();
-        if self.watchdog && self.console().is_empty() {
+        if self.watchdog
+            && self.console().is_empty()
+            && self.qemu.stderr_tail(5).to_lowercase().contains("kvm")
+        {
             let stderr = self.qemu.stderr_tail(3);
             return Err(KvmBroken(format!(
                 "QEMU exited ({status}) before the KVM guest printed anything: {}",
@@ -420,12 +441,15 @@ impl Vm {
             let pretty = serde_json::to_string_pretty(&result).unwrap_or_default();
             let _ = std::fs::write(self.logs.path().join("result.pretty.json"), pretty);
         }
+        let boot = self.ready_after;
+        let to_result = result_arrived.map_or(total, |at| at.duration_since(self.started));
         let kept_logs = keep.then(|| self.keep());
         Ok(ScenarioRun {
             result,
             accel,
             root,
             boot,
+            to_result,
             total,
             kept_logs,
             console_tail,
@@ -461,6 +485,25 @@ fn one_line(stderr: &str, err: &anyhow::Error) -> String {
         stderr.trim().to_owned()
     };
     text.lines().collect::<Vec<_>>().join(" / ")
+}
+
+/// The kernel splits its command line at spaces, so the paths handed to the
+/// agent there must have none.
+fn check_cmdline_paths(artifacts: &Artifacts) -> Result<()> {
+    for path in [
+        &artifacts.guest.agent,
+        &artifacts.guest.loader,
+        &artifacts.kmod,
+    ] {
+        if path.to_string_lossy().chars().any(char::is_whitespace) {
+            anyhow::bail!(
+                "{} has white space in its path, which the kernel command line cannot carry; \
+                 move the checkout or the cache (STRUCT_OPS_CACHE_DIR) to a path without spaces",
+                path.display()
+            );
+        }
+    }
+    Ok(())
 }
 
 fn agent_args(artifacts: &Artifacts, scenario: &str, extra: &[String]) -> Vec<String> {
