@@ -199,6 +199,15 @@ impl QemuProcess {
     pub fn stderr_tail(&self, lines: usize) -> String {
         crate::text::tail_of_file(&self.stderr_log, lines)
     }
+
+    /// QEMU's last words on one line, if they blame KVM: the only evidence
+    /// that counts as "KVM is broken" when QEMU dies before the guest speaks.
+    pub fn kvm_complaint(&self) -> Option<String> {
+        let tail = self.stderr_tail(5);
+        tail.to_lowercase()
+            .contains("kvm")
+            .then(|| tail.trim().lines().collect::<Vec<_>>().join(" / "))
+    }
 }
 
 impl Drop for QemuProcess {

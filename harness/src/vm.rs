@@ -273,15 +273,19 @@ impl Vm {
         ) {
             Ok(qmp) => vm.qmp = Some(qmp),
             // Only QEMU's own word that KVM failed makes KVM broken.
-            Err(err) if watchdog && vm.qemu.stderr_tail(5).to_lowercase().contains("kvm") => {
-                let stderr = vm.qemu.stderr_tail(3);
-                return Err(KvmBroken(format!(
-                    "QEMU could not start a KVM guest: {}",
-                    one_line(&stderr, &err)
-                ))
-                .into());
+            Err(err) => {
+                let complaint = if watchdog {
+                    vm.qemu.kvm_complaint()
+                } else {
+                    None
+                };
+                return Err(match complaint {
+                    Some(complaint) => {
+                        KvmBroken(format!("QEMU could not start a KVM guest: {complaint}")).into()
+                    }
+                    None => err,
+                });
             }
-            Err(err) => return Err(err),
         }
         Ok(vm)
     }
@@ -401,16 +405,13 @@ impl Vm {
             std::thread::sleep(Duration::from_millis(20));
         };
         let total = self.started.elapsed();
-        if self.watchdog
-            && self.console().is_empty()
-            && self.qemu.stderr_tail(5).to_lowercase().contains("kvm")
-        {
-            let stderr = self.qemu.stderr_tail(3);
-            return Err(KvmBroken(format!(
-                "QEMU exited ({status}) before the KVM guest printed anything: {}",
-                stderr.trim()
-            ))
-            .into());
+        if self.watchdog && self.console().is_empty() {
+            if let Some(complaint) = self.qemu.kvm_complaint() {
+                return Err(KvmBroken(format!(
+                    "QEMU exited ({status}) before the KVM guest printed anything: {complaint}"
+                ))
+                .into());
+            }
         }
         let result = match read_result(&self.spec.result_file) {
             Some(Ok(result)) => result,
@@ -476,15 +477,6 @@ fn read_result(path: &Path) -> Option<Result<ScenarioResult, String>> {
         .rev()
         .find(|line| !line.trim().is_empty())?;
     Some(serde_json::from_str(line).map_err(|err| err.to_string()))
-}
-
-fn one_line(stderr: &str, err: &anyhow::Error) -> String {
-    let text = if stderr.trim().is_empty() {
-        format!("{err:#}")
-    } else {
-        stderr.trim().to_owned()
-    };
-    text.lines().collect::<Vec<_>>().join(" / ")
 }
 
 /// The kernel splits its command line at spaces, so the paths handed to the
