@@ -228,10 +228,11 @@ fn run_suite(artifacts: &Artifacts) -> Result<()> {
 /// Boot to a command and power off, ours against `vng --run <kernel> --exec true`,
 /// on the same kernel, machine and accelerator.
 fn compare_with_vng(artifacts: &Artifacts, runs: usize) -> Result<(Figure, Figure)> {
-    if !artifacts.cache.join("venv/bin/vng").exists() {
+    let venv = crate::paths::venv_in(&artifacts.cache);
+    if !venv.join("bin/vng").exists() {
         bail!(
             "vng is not installed in {}; run harness/install-deps.sh",
-            artifacts.cache.join("venv").display()
+            venv.display()
         );
     }
     let mut ours = Figure::new("ours: boot, run a command, power off", None);
@@ -259,13 +260,7 @@ fn compare_with_vng(artifacts: &Artifacts, runs: usize) -> Result<(Figure, Figur
         }
     }
     let mut vng = Figure::new("vng --run <kernel> --exec true", None);
-    let command = report::vng_command(artifacts, "no_module");
-    let prefix = command
-        .split(" --exec ")
-        .next()
-        .unwrap_or(&command)
-        .to_owned();
-    let vng_command = format!("{prefix} --exec true");
+    let vng_command = report::vng_running(artifacts, "true");
     for _ in 0..runs {
         let (took, (status, text)) = time(|| {
             crate::process::combined_output(duct::cmd!("bash", "-c", &vng_command).stdin_null())

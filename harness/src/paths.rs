@@ -38,7 +38,12 @@ fn cache_dir_from(var: impl Fn(&str) -> Option<std::ffi::OsString>) -> Result<Pa
 
 /// The virtualenv install-deps.sh fills with virtme-ng and check-jsonschema.
 pub fn venv_dir() -> Result<PathBuf> {
-    Ok(cache_dir()?.join("venv"))
+    Ok(venv_in(&cache_dir()?))
+}
+
+/// Where install-deps.sh puts its virtualenv in the cache `cache`.
+pub fn venv_in(cache: &std::path::Path) -> PathBuf {
+    cache.join("venv")
 }
 
 /// An exclusive lock on `path` (created, with its directory, if missing),

@@ -48,18 +48,27 @@ pub fn rerun_commands(artifacts: &Artifacts, scenario: &str) -> [String; 2] {
 /// virtme-ng from the virtualenv install-deps.sh made. vng is told to avoid
 /// KVM where the harness found KVM broken, or it would hang the same way.
 pub fn vng_command(artifacts: &Artifacts, scenario: &str) -> String {
-    let venv_bin = artifacts.cache.join("venv/bin");
+    let agent = format!(
+        "{agent} run --scenario {scenario} --loader {loader} --kmod {kmod}",
+        agent = artifacts.guest.agent.display(),
+        loader = artifacts.guest.loader.display(),
+        kmod = artifacts.kmod.display()
+    );
+    vng_running(artifacts, &agent)
+}
+
+/// virtme-ng booting the harness's kernel and running `command` in it.
+pub fn vng_running(artifacts: &Artifacts, command: &str) -> String {
     let kvm = match crate::accel::choose(&artifacts.cache) {
         Ok(crate::accel::Choice::Decided(crate::accel::Accel::Tcg, _)) => " --disable-kvm",
         _ => "",
     };
     format!(
-        "PATH={bin}:$PATH vng{kvm} --run {kernel} --exec \"{agent} run --scenario {scenario} --loader {loader} --kmod {kmod}\"",
-        bin = venv_bin.display(),
+        "PATH={bin}:$PATH vng{kvm} --run {kernel} --exec \"{command}\"",
+        bin = crate::paths::venv_in(&artifacts.cache)
+            .join("bin")
+            .display(),
         kernel = artifacts.kernel.bzimage.display(),
-        agent = artifacts.guest.agent.display(),
-        loader = artifacts.guest.loader.display(),
-        kmod = artifacts.kmod.display()
     )
 }
 
