@@ -67,6 +67,22 @@ impl Context {
         Ok(StepId(self.result.steps.len() - 1))
     }
 
+    /// A step that ran no process (a syscall, a wait): no stdout or stderr.
+    fn push_quiet_step(
+        &mut self,
+        action: String,
+        outcome: String,
+        start: Instant,
+    ) -> Result<StepId> {
+        self.push_step(
+            action,
+            outcome,
+            String::new(),
+            String::new(),
+            start.elapsed(),
+        )
+    }
+
     fn push_finished(&mut self, action: String, finished: Finished) -> Result<StepId> {
         self.push_step(
             action,
@@ -83,13 +99,8 @@ impl Context {
             Ok(()) => "ok".to_owned(),
             Err(err) => err,
         };
-        let step = self.push_step(
-            format!("insmod {}.ko", module::MODULE_NAME),
-            outcome,
-            String::new(),
-            String::new(),
-            start.elapsed(),
-        )?;
+        let step =
+            self.push_quiet_step(format!("insmod {}.ko", module::MODULE_NAME), outcome, start)?;
         self.expect_outcome(step, "ok");
         Ok(step)
     }
@@ -102,13 +113,7 @@ impl Context {
             Err(errno) => module::describe(errno),
         };
         let action = format!("rmmod {}", module::MODULE_NAME);
-        self.push_step(
-            action,
-            outcome,
-            String::new(),
-            String::new(),
-            start.elapsed(),
-        )
+        self.push_quiet_step(action, outcome, start)
     }
 
     /// rmmod, retried while the module is still busy, up to `limit`.
@@ -133,13 +138,7 @@ impl Context {
             module::MODULE_NAME,
             limit.as_secs()
         );
-        let step = self.push_step(
-            action,
-            outcome,
-            String::new(),
-            String::new(),
-            start.elapsed(),
-        )?;
+        let step = self.push_quiet_step(action, outcome, start)?;
         self.expect_outcome(step, "ok");
         Ok(step)
     }
@@ -158,13 +157,8 @@ impl Context {
     pub fn hold(&mut self) -> Result<(Held, StepId)> {
         let start = Instant::now();
         let held = self.loader.hold()?;
-        let step = self.push_step(
-            "struct_ops hold &".to_owned(),
-            "attached".to_owned(),
-            String::new(),
-            String::new(),
-            start.elapsed(),
-        )?;
+        let step =
+            self.push_quiet_step("struct_ops hold &".to_owned(), "attached".to_owned(), start)?;
         Ok((held, step))
     }
 
