@@ -49,12 +49,18 @@ static int bpf_testmod_ops_init(struct btf *btf)
 	return 0;
 }
 
+/*
+ * Context access as the kernel's own struct_ops types check it: a program
+ * may read the arguments its member is called with, at the offsets and with
+ * the types BTF gives them, and may never write them. (The tutorial returned
+ * true here, which let a program write its context at any offset.)
+ */
 static bool bpf_testmod_ops_is_valid_access(int off, int size,
 					    enum bpf_access_type type,
 					    const struct bpf_prog *prog,
 					    struct bpf_insn_access_aux *info)
 {
-	return true;
+	return bpf_tracing_btf_ctx_access(off, size, type, prog, info);
 }
 
 /*
@@ -116,20 +122,26 @@ static struct bpf_struct_ops bpf_testmod_ops_struct_ops = {
 	.owner = THIS_MODULE,
 };
 
+/*
+ * One write(2) is one call of each op, whatever its length: the message is
+ * cut to the buffer and the whole write is consumed. (The tutorial returned
+ * the cut length, so a caller that writes until everything is taken, as
+ * Rust's write_all does, wrote the rest again and called the ops twice.)
+ */
 static ssize_t trigger_write(struct file *file, const char __user *buf,
 			     size_t count, loff_t *pos)
 {
 	struct bpf_testmod_ops *ops;
 	char kbuf[64];
+	size_t len = min(count, sizeof(kbuf) - 1);
 	int ret = 0;
 
-	if (count >= sizeof(kbuf))
-		count = sizeof(kbuf) - 1;
-
-	if (copy_from_user(kbuf, buf, count))
+	if (copy_from_user(kbuf, buf, len))
 		return -EFAULT;
 
-	kbuf[count] = '\0';
+	kbuf[len] = '\0';
+	if (len < count)
+		pr_info("trigger: message of %zu bytes cut to %zu\n", count, len);
 
 	/* RCU keeps the ops alive while a concurrent detach swaps them out. */
 	rcu_read_lock();
@@ -148,7 +160,7 @@ static ssize_t trigger_write(struct file *file, const char __user *buf,
 		}
 
 		if (ops->test_3) {
-			ops->test_3(kbuf, count);
+			ops->test_3(kbuf, len);
 			pr_info("test_3() called with buffer\n");
 		}
 	} else {

@@ -5,23 +5,37 @@
 use guest_agent::catalogue;
 use harness::{artifacts, normalise, vm};
 
-/// Boots a VM for `scenario`, snapshots the kernel's output, then insists
-/// the scenario's own expectations held.
+/// Boots a VM for `scenario` and checks it: a failed scenario prints its
+/// failed expectations first (they say what went wrong), then the snapshot
+/// is compared (its diff shows where), then the test fails.
 fn check(scenario: &str) {
     let artifacts = artifacts::prepared().unwrap_or_else(|err| panic!("{err:#}"));
     let run = vm::run_scenario(artifacts, scenario, &vm::VmOptions::default())
         .unwrap_or_else(|err| panic!("scenario {scenario} produced no result:\n{err:#}"));
+    let failures = failure_report(scenario, &run);
+    if let Some(failures) = &failures {
+        // stdout, where insta prints its diff, so the two come in this order.
+        println!("{failures}");
+    }
     insta::assert_snapshot!(scenario, normalise::snapshot_text(&run.result));
+    if let Some(failures) = failures {
+        panic!("{failures}");
+    }
+}
+
+fn failure_report(scenario: &str, run: &vm::ScenarioRun) -> Option<String> {
+    if run.result.passed {
+        return None;
+    }
     let normalised = normalise::normalise(&run.result);
-    assert!(
-        run.result.passed,
+    Some(format!(
         "scenario {scenario} failed:\n- {}\nlogs kept in {}\nconsole tail:\n{}",
         normalised.failures.join("\n- "),
         run.kept_logs
             .as_ref()
             .map_or("(not kept)".to_owned(), |path| path.display().to_string()),
         run.console_tail
-    );
+    ))
 }
 
 macro_rules! scenario_tests {
@@ -53,5 +67,10 @@ scenario_tests!(
     sigkill_loader,
     verifier_reject,
     no_module,
+    ctx_write_rejected,
+    long_message,
+    concurrent_attach,
+    release_race,
+    tutorial_loader,
     stress,
 );

@@ -21,7 +21,7 @@ use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{Link, OpenObject};
 
 pub use libbpf_log::verifier_reason;
-pub use paths::{module_btf_path, TRIGGER_PATH};
+pub use paths::{module_btf_path, MODULE_NAME, TRIGGER_PATH};
 pub use skel::struct_ops::StructOpsSkel;
 
 /// Why the BPF object could not be opened or loaded into the kernel.
@@ -85,16 +85,35 @@ pub fn open_and_load(
     open.load().map_err(|err| capture.load_error(&err))
 }
 
-/// Opens and loads `rejected.bpf.c`, which the verifier must refuse. Returns
+/// The implementations the verifier must refuse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// `rejected.bpf.c`: calls a helper bpf_testmod_ops does not hand out.
+    ForeignHelper,
+    /// `ctx_write.bpf.c`: writes its own context (the kernel's arguments).
+    CtxWrite,
+}
+
+/// Opens and loads an implementation the verifier must refuse. Returns
 /// `Ok(())` only if the kernel wrongly accepts it.
-pub fn load_rejected_program() -> Result<(), LoadError> {
+pub fn load_refused(which: Refused) -> Result<(), LoadError> {
     ensure_module_btf()?;
     let mut storage = MaybeUninit::uninit();
     let capture = libbpf_log::Capture::start();
-    let open = skel::rejected::RejectedSkelBuilder::default()
-        .open(&mut storage)
-        .map_err(|err| capture.load_error(&err))?;
-    open.load().map_err(|err| capture.load_error(&err))?;
+    match which {
+        Refused::ForeignHelper => {
+            let open = skel::rejected::RejectedSkelBuilder::default()
+                .open(&mut storage)
+                .map_err(|err| capture.load_error(&err))?;
+            open.load().map_err(|err| capture.load_error(&err))?;
+        }
+        Refused::CtxWrite => {
+            let open = skel::ctx_write::CtxWriteSkelBuilder::default()
+                .open(&mut storage)
+                .map_err(|err| capture.load_error(&err))?;
+            open.load().map_err(|err| capture.load_error(&err))?;
+        }
+    }
     Ok(())
 }
 

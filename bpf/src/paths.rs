@@ -1,5 +1,8 @@
 use std::path::PathBuf;
 
+/// The module's name, as rmmod and /sys/module know it.
+pub const MODULE_NAME: &str = "bpf_testmod";
+
 /// The module's proc file; a write calls the attached ops.
 pub const TRIGGER_PATH: &str = "/proc/bpf_testmod_trigger";
 

@@ -7,3 +7,7 @@ pub mod struct_ops {
 pub mod rejected {
     include!(concat!(env!("OUT_DIR"), "/rejected.skel.rs"));
 }
+
+pub mod ctx_write {
+    include!(concat!(env!("OUT_DIR"), "/ctx_write.skel.rs"));
+}

@@ -47,13 +47,38 @@ pub const SCENARIOS: &[ScenarioInfo] = &[
     },
     ScenarioInfo {
         name: "verifier_reject",
-        summary: "a program using a helper the ops do not allow fails to load, with the verifier's reason",
+        summary: "a program calling a helper the ops do not hand out fails to load, with the verifier's reason",
         needs_module: true,
     },
     ScenarioInfo {
         name: "no_module",
         summary: "trigger and attach with no module loaded: the loader says so and how to fix it",
         needs_module: false,
+    },
+    ScenarioInfo {
+        name: "ctx_write_rejected",
+        summary: "a program that writes its context (the kernel's arguments) fails to load, with the verifier's reason",
+        needs_module: true,
+    },
+    ScenarioInfo {
+        name: "long_message",
+        summary: "a 100-byte write: one call of each op, the message cut to the module's 63 bytes",
+        needs_module: true,
+    },
+    ScenarioInfo {
+        name: "concurrent_attach",
+        summary: "4 loader processes attach at once, 20 rounds: each round exactly one registers, the rest get EEXIST",
+        needs_module: true,
+    },
+    ScenarioInfo {
+        name: "release_race",
+        summary: "triggers race fresh skeletons loaded, attached, detached and freed; rmmod attempts race them and are refused",
+        needs_module: true,
+    },
+    ScenarioInfo {
+        name: "tutorial_loader",
+        summary: "the tutorial's loader: attach, a trigger, two periodic triggers, Ctrl-C, a clean detach",
+        needs_module: true,
     },
     ScenarioInfo {
         name: "stress",

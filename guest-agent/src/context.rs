@@ -8,12 +8,12 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result};
 use guest_agent::protocol::{ScenarioResult, Source, Step, TimelineLine};
 use guest_agent::shell::quote_words;
-use guest_agent::splat::find_splats;
 use nix::sys::signal::Signal;
 
-use crate::kernel_output::{task_name, KernelOutput};
+use crate::kernel_output::{KernelLog, KernelOutput};
 use crate::loader::{Finished, Held, Loader};
 use crate::module;
+use guest_agent::loader_contract::HOLD_ATTACHED;
 
 pub struct Context {
     loader: Loader,
@@ -30,7 +30,7 @@ pub struct StepId(usize);
 
 impl Context {
     pub fn new(scenario: &str, loader: Loader, kmod: PathBuf) -> Result<Self> {
-        let output = KernelOutput::start(own_tasks(&loader))?;
+        let output = KernelOutput::start()?;
         Ok(Context {
             loader,
             kmod,
@@ -53,8 +53,6 @@ impl Context {
         duration: Duration,
     ) -> Result<StepId> {
         let timeline = self.output.take_timeline()?;
-        let kmsg = self.output.take_kmsg()?;
-        self.result.kmsg.extend(kmsg);
         self.result.steps.push(Step {
             action,
             outcome,
@@ -156,17 +154,32 @@ impl Context {
     /// Starts `struct_ops hold` and returns once it is attached.
     pub fn hold(&mut self) -> Result<(Held, StepId)> {
         let start = Instant::now();
-        let held = self.loader.hold()?;
+        let held = self.loader.start_until(&["hold"], HOLD_ATTACHED, 1)?;
         let step =
             self.push_quiet_step("struct_ops hold &".to_owned(), "attached".to_owned(), start)?;
         Ok((held, step))
     }
 
-    /// Sends `signal` to a held loader and waits for it to end.
+    /// Starts `struct_ops ARGS` and returns once it printed `until` `times` times.
+    pub fn start_until(
+        &mut self,
+        args: &[&str],
+        until: &str,
+        times: usize,
+    ) -> Result<(Held, StepId)> {
+        let start = Instant::now();
+        let held = self.loader.start_until(args, until, times)?;
+        let action = format!("{} & (until it printed {until:?} {times} times)", held.what);
+        let step = self.push_quiet_step(action, "running".to_owned(), start)?;
+        Ok((held, step))
+    }
+
+    /// Sends `signal` to a running loader and waits for it to end.
     pub fn stop(&mut self, held: Held, signal: Signal) -> Result<StepId> {
         let action = format!(
-            "kill -{} struct_ops hold",
-            signal.as_str().trim_start_matches("SIG")
+            "kill -{} {}",
+            signal.as_str().trim_start_matches("SIG"),
+            held.what
         );
         let finished = held.stop(signal).with_context(|| format!("`{action}`"))?;
         self.push_finished(action, finished)
@@ -289,6 +302,34 @@ impl Context {
         module::is_loaded()
     }
 
+    /// Fails the scenario on every splat in the log, and on any record or
+    /// event the kernel overwrote before the agent read it.
+    fn check_log(&mut self, log: KernelLog) {
+        let stats = &log.stats;
+        if stats.kmsg_lost > 0 {
+            self.result.failures.push(format!(
+                "the kernel log overwrote {} record(s) before the agent read them \
+                 ({} read): the splat check is incomplete",
+                stats.kmsg_lost, stats.kmsg_records
+            ));
+        }
+        if stats.trace_lost > 0 {
+            self.result.failures.push(format!(
+                "the trace buffer overwrote {} event(s) before the agent read them \
+                 ({} read): the timeline is incomplete",
+                stats.trace_lost, stats.trace_lines
+            ));
+        }
+        for splat in &log.splats {
+            self.result.failures.push(format!(
+                "the kernel log holds a splat:\n{}",
+                splat.join("\n")
+            ));
+        }
+        self.result.log = log.stats;
+        self.result.kmsg_tail = log.tail;
+    }
+
     /// Collects what is left, checks the whole log for splats and closes the result.
     pub fn finish(mut self, error: Option<anyhow::Error>) -> ScenarioResult {
         if let Some(error) = error {
@@ -296,17 +337,11 @@ impl Context {
                 .failures
                 .push(format!("the scenario could not run: {error:#}"));
         }
-        match self.output.take_kmsg() {
-            Ok(kmsg) => self.result.kmsg.extend(kmsg),
+        match self.output.finish() {
+            Ok((log, _after_the_last_step)) => self.check_log(log),
             Err(err) => self.result.failures.push(format!(
-                "reading /dev/kmsg at the end: {err:#}; the splat check is incomplete"
+                "reading the kernel's output at the end: {err:#}; the splat check is incomplete"
             )),
-        }
-        if self.output.kmsg_overruns > 0 {
-            self.result.failures.push(format!(
-                "the kernel log overflowed {} time(s) before it was read: the splat check is incomplete",
-                self.output.kmsg_overruns
-            ));
         }
         // A backstop for splats the log lost: the kernel taints itself for them.
         match kernel_taint() {
@@ -320,15 +355,6 @@ impl Context {
                 }
             }
             Err(err) => self.result.failures.push(format!("{err:#}")),
-        }
-        let splats: Vec<String> = find_splats(&self.result.kmsg, 40)
-            .into_iter()
-            .map(|lines| lines.join("\n"))
-            .collect();
-        for splat in splats {
-            self.result
-                .failures
-                .push(format!("the kernel log holds a splat:\n{splat}"));
         }
         self.result.passed = self.result.failures.is_empty();
         self.result.duration_ms = self.started.elapsed().as_millis() as u64;
@@ -379,14 +405,6 @@ pub fn taint_names(taint: u64) -> String {
         })
         .collect();
     names.join(", ")
-}
-
-/// The scenario's processes: this agent (insmod and rmmod run in it) and the loader.
-fn own_tasks(loader: &Loader) -> Vec<String> {
-    let agent = std::env::current_exe()
-        .map(|exe| task_name(&exe))
-        .unwrap_or_else(|_| "guest-agent".to_owned());
-    vec![agent, task_name(&loader.binary)]
 }
 
 #[cfg(test)]

@@ -3,111 +3,350 @@
 //! enabled, every printk line lands in the trace buffer too, beside the BPF
 //! program's bpf_printk lines and stamped by the same clock, so the buffer
 //! holds both streams in the order they happened.
+//!
+//! Both are drained continuously by a thread of their own, at real-time
+//! priority, from before the module loads: a fast guest can print more than
+//! any buffer holds before a scenario ends, and a record overwritten before
+//! it was read could have been a splat. What is lost anyway is counted.
 
 use std::fs::{File, OpenOptions};
-use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
+use std::io::{ErrorKind, Read, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
 
-use anyhow::{Context, Result};
-use guest_agent::protocol::{Source, TimelineLine};
+use anyhow::{anyhow, Context, Result};
+use guest_agent::protocol::{LogStats, Source, TimelineLine};
+use guest_agent::splat::SplatScanner;
 
 const TRACING: &str = "/sys/kernel/tracing";
+/// How many of the last kernel log records a result carries.
+const KMSG_TAIL: usize = 200;
+/// How long the drain thread sleeps when both streams are quiet.
+const POLL_MS: i32 = 5;
+/// Above every normal task, below the kernel's own real-time threads.
+const DRAIN_PRIORITY: i32 = 10;
 
 pub struct KernelOutput {
-    kmsg: File,
-    /// Times /dev/kmsg said records were overwritten before we read them.
-    pub kmsg_overruns: usize,
-    /// Reading trace_pipe consumes exactly what was read, so no line printed
-    /// between two reads is lost (as it would be between reading and clearing `trace`).
-    trace_pipe: File,
-    /// The start of a trace line whose end has not been read yet.
-    partial_line: String,
-    /// The task names (comm) of the scenario's processes: the agent and the loader.
-    own_tasks: Vec<String>,
+    readers: Arc<Readers>,
+    stop: Arc<AtomicBool>,
+    drainers: Vec<JoinHandle<()>>,
+}
+
+struct Readers {
+    kmsg: Mutex<KmsgReader>,
+    trace: Mutex<TraceReader>,
+}
+
+/// What /dev/kmsg said during the scenario.
+pub struct KernelLog {
+    pub stats: LogStats,
+    /// The last records, for a person reading a failure.
+    pub tail: Vec<String>,
+    /// Each splat with the records that followed it.
+    pub splats: Vec<Vec<String>>,
 }
 
 impl KernelOutput {
     /// Starts capturing: later reads return only what is printed from now on,
-    /// and of that only what the scenario's own tasks (`own_tasks`) printed, so
-    /// the kernel's background chatter (a clocksource switch, say) cannot
-    /// wander into a step. The full log, background included, comes from
-    /// /dev/kmsg (the kernel is booted with a log buffer large enough for the
-    /// stress scenario; an overrun fails the scenario).
-    pub fn start(own_tasks: Vec<String>) -> Result<Self> {
+    /// and of that only what this process and its descendants (the loaders,
+    /// their threads) printed, so the kernel's background chatter (a
+    /// clocksource switch in a kworker, say) cannot wander into a step. The
+    /// full log, background included, is scanned for splats as it is read
+    /// from /dev/kmsg.
+    pub fn start() -> Result<Self> {
         write_tracing_file("events/printk/console/enable", "1")?;
-        // A large buffer keeps long scenarios (100 cycles) from overwriting their start.
-        write_tracing_file("buffer_size_kb", "8192")?;
+        // Trace events only from our pid, and from every task it forks or clones.
+        write_tracing_file("options/event-fork", "1")?;
+        write_tracing_file("set_event_pid", &std::process::id().to_string())?;
+        // Room for bursts the drain thread has not reached yet.
+        write_tracing_file("buffer_size_kb", "2048")?;
         clear_trace()?;
-        let trace_pipe = OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NONBLOCK)
-            .open(format!("{TRACING}/trace_pipe"))
-            .context("opening the trace pipe")?;
-        let mut kmsg = OpenOptions::new()
+        let readers = Arc::new(Readers {
+            kmsg: Mutex::new(KmsgReader::open()?),
+            trace: Mutex::new(TraceReader::open()?),
+        });
+        let stop = Arc::new(AtomicBool::new(false));
+        // One thread per stream, so each can have a CPU to itself.
+        let drainers = [Stream::Kmsg, Stream::Trace]
+            .into_iter()
+            .map(|stream| {
+                let readers = Arc::clone(&readers);
+                let stop = Arc::clone(&stop);
+                std::thread::Builder::new()
+                    .name(format!("drain-{stream:?}"))
+                    .spawn(move || drain_until_stopped(&readers, stream, &stop))
+                    .context("starting a kernel output drain thread")
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(KernelOutput {
+            readers,
+            stop,
+            drainers,
+        })
+    }
+
+    /// Everything our tasks printed since the last call, in order.
+    pub fn take_timeline(&self) -> Result<Vec<TimelineLine>> {
+        let mut trace = lock(&self.readers.trace);
+        trace.drain()?;
+        Ok(std::mem::take(&mut trace.lines))
+    }
+
+    /// Stops the drain thread, reads what is left and says what the log held.
+    pub fn finish(&mut self) -> Result<(KernelLog, Vec<TimelineLine>)> {
+        self.stop_drainer();
+        let mut kmsg = lock(&self.readers.kmsg);
+        kmsg.drain()?;
+        let mut trace = lock(&self.readers.trace);
+        trace.drain()?;
+        let mut stats = kmsg.stats.clone();
+        stats.trace_lines = trace.stats.trace_lines;
+        // trace_pipe's LOST lines and the buffers' overrun counts see the same loss.
+        stats.trace_lost = trace.stats.trace_lost.max(trace.overruns_since_start());
+        let log = KernelLog {
+            stats,
+            tail: kmsg.tail.iter().cloned().collect(),
+            splats: kmsg.splats.splats().to_vec(),
+        };
+        Ok((log, std::mem::take(&mut trace.lines)))
+    }
+
+    fn stop_drainer(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for drainer in self.drainers.drain(..) {
+            let _ = drainer.join();
+        }
+    }
+}
+
+impl Drop for KernelOutput {
+    fn drop(&mut self) {
+        self.stop_drainer();
+    }
+}
+
+/// A poisoned lock only means a drain panicked mid-read; the data is still ours.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Stream {
+    Kmsg,
+    Trace,
+}
+
+fn drain_until_stopped(readers: &Readers, stream: Stream, stop: &AtomicBool) {
+    raise_priority();
+    let fd = match stream {
+        Stream::Kmsg => lock(&readers.kmsg).file.as_raw_fd(),
+        Stream::Trace => lock(&readers.trace).file.as_raw_fd(),
+    };
+    while !stop.load(Ordering::Relaxed) {
+        // Errors are kept by each reader and reported by the next take.
+        let _ = match stream {
+            Stream::Kmsg => lock(&readers.kmsg).drain(),
+            Stream::Trace => lock(&readers.trace).drain(),
+        };
+        wait_for_input(fd);
+    }
+}
+
+/// SCHED_FIFO, so that tasks flooding the log cannot starve the one reading
+/// it: the reader then sets the pace. Best effort (not root under vng, say).
+fn raise_priority() {
+    let param = libc::sched_param {
+        sched_priority: DRAIN_PRIORITY,
+    };
+    // SAFETY: sched_setscheduler on the calling thread (0) with a valid param.
+    unsafe {
+        libc::sched_setscheduler(0, libc::SCHED_FIFO, &param);
+    }
+}
+
+fn wait_for_input(fd: i32) {
+    let mut poll = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: poll on one valid pollfd we own.
+    unsafe {
+        libc::poll(&mut poll, 1, POLL_MS);
+    }
+}
+
+/// /dev/kmsg, read record by record: every record is scanned for splats, the
+/// last ones are kept, and gaps in the sequence numbers count lost records.
+struct KmsgReader {
+    file: File,
+    stats: LogStats,
+    next_seq: Option<u64>,
+    tail: std::collections::VecDeque<String>,
+    splats: SplatScanner,
+    error: Option<String>,
+}
+
+impl KmsgReader {
+    fn open() -> Result<Self> {
+        use std::io::{Seek, SeekFrom};
+        let mut file = OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_NONBLOCK)
             .open("/dev/kmsg")
             .context("opening /dev/kmsg")?;
-        kmsg.seek(SeekFrom::End(0))
+        file.seek(SeekFrom::End(0))
             .context("seeking to the end of /dev/kmsg")?;
-        Ok(KernelOutput {
-            kmsg,
-            kmsg_overruns: 0,
-            trace_pipe,
-            partial_line: String::new(),
-            own_tasks,
+        Ok(KmsgReader {
+            file,
+            stats: LogStats::default(),
+            next_seq: None,
+            tail: std::collections::VecDeque::with_capacity(KMSG_TAIL),
+            splats: SplatScanner::new(40),
+            error: None,
         })
     }
 
-    /// Everything printed since the last call, in order.
-    pub fn take_timeline(&mut self) -> Result<Vec<TimelineLine>> {
-        let mut text = std::mem::take(&mut self.partial_line);
-        let mut buffer = vec![0u8; 64 * 1024];
+    /// Reads every record there is now.
+    fn drain(&mut self) -> Result<()> {
+        if let Some(error) = &self.error {
+            return Err(anyhow!("{error}"));
+        }
+        // One read returns one record; EAGAIN means we are caught up.
+        let mut buffer = [0u8; 8192];
         loop {
-            match self.trace_pipe.read(&mut buffer) {
-                Ok(0) => break,
-                Ok(len) => text.push_str(&String::from_utf8_lossy(&buffer[..len])),
-                Err(err) if err.kind() == ErrorKind::WouldBlock => break,
-                Err(err) => return Err(err).context("reading the trace pipe"),
+            match self.file.read(&mut buffer) {
+                Ok(0) => return Ok(()),
+                Ok(len) => self.record(&String::from_utf8_lossy(&buffer[..len])),
+                Err(err) if err.kind() == ErrorKind::WouldBlock => return Ok(()),
+                // EPIPE: records were overwritten before we read them; the
+                // gap in sequence numbers on the next record says how many.
+                Err(err) if err.raw_os_error() == Some(libc::EPIPE) => continue,
+                Err(err) => {
+                    let message = format!("reading /dev/kmsg: {err}");
+                    self.error = Some(message.clone());
+                    return Err(anyhow!(message));
+                }
             }
         }
-        let complete = match text.rfind('\n') {
-            Some(end) => {
-                self.partial_line = text[end + 1..].to_owned();
-                &text[..end + 1]
-            }
-            None => {
-                self.partial_line = text;
-                return Ok(Vec::new());
-            }
-        };
-        Ok(parse_trace(complete, &self.own_tasks))
     }
 
-    /// The /dev/kmsg records written since the last call, as their message text.
-    pub fn take_kmsg(&mut self) -> Result<Vec<String>> {
-        let mut records = Vec::new();
-        // One read returns one record; EAGAIN means we are caught up.
-        let mut buffer = vec![0u8; 8192];
+    fn record(&mut self, record: &str) {
+        if let Some(seq) = kmsg_seq(record) {
+            if let Some(expected) = self.next_seq {
+                self.stats.kmsg_lost += seq.saturating_sub(expected);
+            }
+            self.next_seq = Some(seq + 1);
+        }
+        self.stats.kmsg_records += 1;
+        let message = kmsg_message(record);
+        self.splats.push(message);
+        if self.tail.len() == KMSG_TAIL {
+            self.tail.pop_front();
+        }
+        self.tail.push_back(message.to_owned());
+    }
+}
+
+/// trace_pipe, which consumes what it returns, so no line printed between
+/// two reads is lost (as it would be between reading and clearing `trace`).
+struct TraceReader {
+    file: File,
+    /// The start of a line whose end has not been read yet.
+    partial_line: String,
+    lines: Vec<TimelineLine>,
+    stats: LogStats,
+    /// Each CPU buffer's overrun count when capture started.
+    overruns_at_start: u64,
+    error: Option<String>,
+}
+
+impl TraceReader {
+    fn open() -> Result<Self> {
+        let file = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(format!("{TRACING}/trace_pipe"))
+            .context("opening the trace pipe")?;
+        Ok(TraceReader {
+            file,
+            partial_line: String::new(),
+            lines: Vec::new(),
+            stats: LogStats::default(),
+            overruns_at_start: trace_overruns(),
+            error: None,
+        })
+    }
+
+    fn drain(&mut self) -> Result<()> {
+        if let Some(error) = &self.error {
+            return Err(anyhow!("{error}"));
+        }
+        let mut buffer = vec![0u8; 64 * 1024];
         loop {
-            match self.kmsg.read(&mut buffer) {
-                Ok(0) => break,
-                Ok(len) => {
-                    let record = String::from_utf8_lossy(&buffer[..len]);
-                    records.push(kmsg_message(&record).to_owned());
+            match self.file.read(&mut buffer) {
+                Ok(0) => return Ok(()),
+                Ok(len) => self.text(&String::from_utf8_lossy(&buffer[..len])),
+                Err(err) if err.kind() == ErrorKind::WouldBlock => return Ok(()),
+                Err(err) => {
+                    let message = format!("reading the trace pipe: {err}");
+                    self.error = Some(message.clone());
+                    return Err(anyhow!(message));
                 }
-                Err(err) if err.kind() == ErrorKind::WouldBlock => break,
-                // EPIPE: records were overwritten before we read them. Go on with the
-                // rest, but remember: a splat may have been among the lost ones.
-                Err(err) if err.raw_os_error() == Some(libc::EPIPE) => {
-                    self.kmsg_overruns += 1;
-                    continue;
-                }
-                Err(err) => return Err(err).context("reading /dev/kmsg"),
             }
         }
-        Ok(records)
     }
+
+    fn text(&mut self, text: &str) {
+        let mut text = std::mem::take(&mut self.partial_line) + text;
+        let Some(end) = text.rfind('\n') else {
+            self.partial_line = text;
+            return;
+        };
+        self.partial_line = text.split_off(end + 1);
+        for line in text.lines() {
+            if let Some(lost) = lost_events(line) {
+                self.stats.trace_lost += lost;
+                continue;
+            }
+            self.stats.trace_lines += 1;
+            if let Some(line) = parse_trace_line(line) {
+                self.lines.push(line);
+            }
+        }
+    }
+
+    /// Events the ring buffer overwrote since capture started (a backstop for
+    /// the LOST lines trace_pipe prints).
+    fn overruns_since_start(&self) -> u64 {
+        trace_overruns().saturating_sub(self.overruns_at_start)
+    }
+}
+
+/// The sum of every CPU buffer's `overrun:` count.
+fn trace_overruns() -> u64 {
+    let Ok(cpus) = std::fs::read_dir(format!("{TRACING}/per_cpu")) else {
+        return 0;
+    };
+    cpus.flatten()
+        .filter_map(|cpu| std::fs::read_to_string(cpu.path().join("stats")).ok())
+        .map(|stats| stat_value(&stats, "overrun"))
+        .sum()
+}
+
+fn stat_value(stats: &str, name: &str) -> u64 {
+    stats
+        .lines()
+        .find_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            (key.trim() == name).then(|| value.trim().parse().ok())?
+        })
+        .unwrap_or(0)
 }
 
 fn write_tracing_file(name: &str, value: &str) -> Result<()> {
@@ -133,39 +372,27 @@ pub fn kmsg_message(record: &str) -> &str {
         .map_or(first_line, |(_, message)| message)
 }
 
-/// The task name (comm) the kernel shows for a process running `binary`.
-pub fn task_name(binary: &std::path::Path) -> String {
-    let name = binary
-        .file_name()
-        .map(|name| name.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    // TASK_COMM_LEN is 16, with the terminating NUL.
-    name.chars().take(15).collect()
+/// The sequence number of a /dev/kmsg record.
+fn kmsg_seq(record: &str) -> Option<u64> {
+    record.split(',').nth(1)?.parse().ok()
 }
 
-/// Turns the text of /sys/kernel/tracing/trace into timeline lines, keeping
-/// the console (printk) and bpf_trace_printk events of `own_tasks` and
-/// dropping the rest. A line whose task the trace could not name (`<...>`)
-/// is kept: better an extra line in a snapshot than a lost one.
-pub fn parse_trace(trace: &str, own_tasks: &[String]) -> Vec<TimelineLine> {
-    trace
-        .lines()
-        .filter(|line| !line.starts_with('#'))
-        .filter(|line| match trace_task(line) {
-            Some("<...>") | None => true,
-            Some(task) => own_tasks.iter().any(|own| own == task),
-        })
-        .filter_map(parse_trace_line)
-        .collect()
+/// `CPU:1 [LOST 1234 EVENTS]`, which trace_pipe prints where the ring buffer
+/// overwrote events before they were read. An unknown count counts as one.
+fn lost_events(line: &str) -> Option<u64> {
+    let rest = line.strip_prefix("CPU:")?;
+    let (_, lost) = rest.split_once(" [LOST ")?;
+    let count = lost.strip_suffix(" EVENTS]").unwrap_or("1");
+    Some(count.parse().unwrap_or(1))
 }
 
-/// `struct_ops` from `      struct_ops-63      [000] ...`.
-fn trace_task(line: &str) -> Option<&str> {
-    let (task_and_pid, _) = line.trim_start().split_once(" [")?;
-    let (task, _pid) = task_and_pid.trim_end().rsplit_once('-')?;
-    Some(task)
+/// Turns trace text into timeline lines.
+#[cfg(test)]
+fn parse_trace(trace: &str) -> Vec<TimelineLine> {
+    trace.lines().filter_map(parse_trace_line).collect()
 }
 
+/// A console (printk) or bpf_trace_printk event as a timeline line.
 fn parse_trace_line(line: &str) -> Option<TimelineLine> {
     // "  task-pid  [cpu] flags  12.345678: event: message": the event name
     // follows the timestamp's ": ".
@@ -192,7 +419,6 @@ mod tests {
 #           TASK-PID     CPU#  |||||  TIMESTAMP  FUNCTION
 #              | |         |   |||||     |         |
       struct_ops-63      [000] d..1.     2.902107: console: bpf_testmod_ops registered
-     kworker/0:1-23      [000] d..1.     2.905000: console: clocksource: Switched to clocksource tsc
       struct_ops-63      [000] ...1.     2.910931: console: Calling struct_ops callbacks:
       struct_ops-63      [000] ...11     2.911002: bpf_trace_printk: BPF test_1 called!
       struct_ops-63      [000] ...1.     2.911250: console: test_1() returned: 42
@@ -200,8 +426,8 @@ mod tests {
 ";
 
     #[test]
-    fn trace_keeps_both_sources_of_our_tasks_in_order() {
-        let timeline = parse_trace(TRACE, &["struct_ops".to_owned(), "guest-agent".to_owned()]);
+    fn trace_keeps_both_sources_in_order() {
+        let timeline = parse_trace(TRACE);
         let rendered: Vec<_> = timeline
             .iter()
             .map(|line| format!("{:?} {}", line.source, line.text))
@@ -219,27 +445,7 @@ mod tests {
     }
 
     #[test]
-    fn the_task_is_read_from_the_trace_line() {
-        assert_eq!(
-            trace_task("      struct_ops-63      [000] d..1.     2.902107: console: x"),
-            Some("struct_ops")
-        );
-        assert_eq!(
-            trace_task("     kworker/0:1-23      [000] d..1.  2.9: console: x"),
-            Some("kworker/0:1")
-        );
-        assert_eq!(
-            trace_task("           <...>-57      [001] .....  2.9: console: x"),
-            Some("<...>")
-        );
-        assert_eq!(
-            task_name(std::path::Path::new("/x/a-very-long-binary-name")),
-            "a-very-long-bin"
-        );
-    }
-
-    #[test]
-    fn kmsg_record_yields_its_message() {
+    fn kmsg_record_yields_its_message_and_sequence_number() {
         assert_eq!(
             kmsg_message("6,345,2902107,-;bpf_testmod_ops registered\n"),
             "bpf_testmod_ops registered"
@@ -248,5 +454,27 @@ mod tests {
             kmsg_message("4,12,5,-,caller=T1;WARNING: CPU: 0 PID: 1\n SUBSYSTEM=x\n"),
             "WARNING: CPU: 0 PID: 1"
         );
+        assert_eq!(kmsg_seq("6,345,2902107,-;x\n"), Some(345));
+        assert_eq!(kmsg_seq("garbage"), None);
+    }
+
+    #[test]
+    fn lost_trace_events_are_counted() {
+        assert_eq!(lost_events("CPU:1 [LOST 1234 EVENTS]"), Some(1234));
+        assert_eq!(lost_events("CPU:0 [LOST EVENTS]"), Some(1));
+        assert_eq!(
+            lost_events(
+                "      struct_ops-63      [000] d..1.  2.9: console: CPU:1 [LOST 3 EVENTS]"
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn overrun_is_read_from_the_cpu_stats() {
+        let stats = "entries: 10\noverrun: 42\ncommit overrun: 0\nbytes: 1000\n";
+        assert_eq!(stat_value(stats, "overrun"), 42);
+        assert_eq!(stat_value(stats, "commit overrun"), 0);
+        assert_eq!(stat_value("", "overrun"), 0);
     }
 }

@@ -56,13 +56,18 @@ impl Loader {
         Ok(finished(status, stdout, stderr, start))
     }
 
-    /// Starts `struct_ops hold` and returns once it says it is attached.
-    pub fn hold(&self) -> Result<Held> {
+    /// Starts `struct_ops ARGS` and returns once it has printed the line
+    /// `until` `times` times (`hold` prints `attached` once attached).
+    pub fn start_until(&self, args: &[&str], until: &str, times: usize) -> Result<Held> {
         let start = Instant::now();
+        let what = std::iter::once("struct_ops")
+            .chain(args.iter().copied())
+            .collect::<Vec<_>>();
+        let what = guest_agent::shell::quote_words(&what);
         let mut child = self
-            .command(&["hold"])
+            .command(args)
             .spawn()
-            .with_context(|| format!("starting {} hold", self.binary.display()))?;
+            .with_context(|| format!("starting {what}"))?;
         let stderr = read_to_string_in_background(child.stderr.take());
         let (lines_tx, lines_rx) = mpsc::channel();
         let stdout = child.stdout.take();
@@ -78,25 +83,34 @@ impl Loader {
             all
         });
         let mut held = Held {
+            what: what.clone(),
             child: Some(child),
             stdout: Some(stdout),
             stderr: Some(stderr),
             start,
         };
+        let mut seen = 0;
         loop {
             match lines_rx.recv_timeout(Duration::from_millis(100)) {
-                Ok(line) if line == "attached" => return Ok(held),
+                Ok(line) if line == until => {
+                    seen += 1;
+                    if seen == times {
+                        return Ok(held);
+                    }
+                }
                 Ok(_) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
                     let ended = held.wait_for_exit()?;
                     bail!(
-                        "struct_ops hold ended before attaching ({}): {}",
+                        "{what} ended before printing {until:?} {times} time(s) ({}): {}",
                         ended.outcome,
                         ended.stderr.trim()
                     );
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) if start.elapsed() > COMMAND_LIMIT => {
-                    bail!("struct_ops hold did not attach within {COMMAND_LIMIT:?}");
+                    bail!(
+                        "{what} did not print {until:?} {times} time(s) within {COMMAND_LIMIT:?}"
+                    );
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
             }
@@ -104,8 +118,10 @@ impl Loader {
     }
 }
 
-/// A `struct_ops hold` process that is attached. Dropping it kills it.
+/// A loader process still running. Dropping it kills it.
 pub struct Held {
+    /// The command, as a person would type it.
+    pub what: String,
     child: Option<Child>,
     stdout: Option<JoinHandle<String>>,
     stderr: Option<JoinHandle<String>>,
@@ -124,7 +140,7 @@ impl Held {
         // The step is the signal and the exit it causes, not the whole hold.
         self.start = Instant::now();
         if let Some(pid) = self.pid() {
-            kill(pid, signal).with_context(|| format!("sending {signal} to struct_ops hold"))?;
+            kill(pid, signal).with_context(|| format!("sending {signal} to {}", self.what))?;
         }
         self.wait_for_exit()
     }
@@ -133,7 +149,7 @@ impl Held {
         let mut child = self
             .child
             .take()
-            .context("struct_ops hold was already reaped")?;
+            .with_context(|| format!("{} was already reaped", self.what))?;
         let status = wait_with_deadline(&mut child, Instant::now() + COMMAND_LIMIT)?;
         let stdout = self.stdout.take().context("stdout reader already joined")?;
         let stderr = self.stderr.take().context("stderr reader already joined")?;

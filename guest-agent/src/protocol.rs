@@ -38,6 +38,16 @@ pub struct Step {
     pub duration_ms: u64,
 }
 
+/// How much kernel output the agent read, and how much the kernel
+/// overwrote before it could be read (which makes the checks incomplete).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogStats {
+    pub kmsg_records: u64,
+    pub kmsg_lost: u64,
+    pub trace_lines: u64,
+    pub trace_lost: u64,
+}
+
 /// The whole report for one scenario.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ScenarioResult {
@@ -46,8 +56,11 @@ pub struct ScenarioResult {
     /// Every expectation that did not hold, in words.
     pub failures: Vec<String>,
     pub steps: Vec<Step>,
-    /// Every /dev/kmsg record written while the scenario ran (the full log, for splat checks).
-    pub kmsg: Vec<String>,
+    /// The last /dev/kmsg records written while the scenario ran (every one
+    /// of them was checked for splats in the guest).
+    pub kmsg_tail: Vec<String>,
+    /// How much the kernel printed, and how much of it was lost unread.
+    pub log: LogStats,
     /// Measurements that vary between runs and so stay out of snapshots.
     pub measurements: Vec<String>,
     pub duration_ms: u64,

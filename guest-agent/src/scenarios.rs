@@ -7,13 +7,16 @@ use std::time::Duration;
 
 use anyhow::{bail, Result};
 use guest_agent::catalogue;
+use guest_agent::loader_contract::{
+    self as contract, exit, ConcurrentAttachReport, ReleaseRaceReport, Report, StressReport,
+};
 use guest_agent::protocol::{ScenarioResult, Source, Source::Bpf, Source::Kernel};
 use nix::sys::signal::Signal;
 
 use crate::context::{Context, StepId};
 use crate::loader::Loader;
 
-const MESSAGE: &str = "Hello from userspace!";
+const MESSAGE: &str = contract::DEFAULT_MESSAGE;
 /// Bound on the wait for the module's last reference after a detach.
 const UNLOAD_LIMIT: Duration = Duration::from_secs(10);
 const CYCLES: usize = 100;
@@ -72,6 +75,11 @@ fn run_in(context: &mut Context, name: &str, needs_module: bool) -> Result<()> {
         "verifier_reject" => verifier_reject(context)?,
         "no_module" => no_module(context)?,
         "stress" => stress(context)?,
+        "ctx_write_rejected" => ctx_write_rejected(context)?,
+        "long_message" => long_message(context)?,
+        "concurrent_attach" => concurrent_attach(context)?,
+        "release_race" => release_race(context)?,
+        "tutorial_loader" => tutorial_loader(context)?,
         other => bail!("scenario {other} is in the catalogue but has no implementation"),
     }
     if context.module_is_loaded() {
@@ -100,14 +108,14 @@ fn attach(context: &mut Context) -> Result<()> {
     let (held, attached) = context.hold()?;
     context.expect_line(attached, Kernel, "bpf_testmod_ops registered");
     let detached = context.stop(held, Signal::SIGTERM)?;
-    context.expect_outcome(detached, "exit 0");
+    context.expect_outcome(detached, &exit_code(exit::SUCCESS));
     context.expect_line(detached, Kernel, "bpf_testmod_ops unregistered");
     Ok(())
 }
 
 fn trigger(context: &mut Context) -> Result<()> {
     let once = context.struct_ops(&["once", "--message", MESSAGE])?;
-    context.expect_outcome(once, "exit 0");
+    context.expect_outcome(once, &exit_code(exit::SUCCESS));
     context.expect_line(once, Kernel, "bpf_testmod_ops registered");
     expect_one_trigger(context, once, MESSAGE);
     context.expect_line(once, Kernel, "bpf_testmod_ops unregistered");
@@ -118,13 +126,13 @@ fn detach(context: &mut Context) -> Result<()> {
     let (held, attached) = context.hold()?;
     context.expect_line(attached, Kernel, "bpf_testmod_ops registered");
     let triggered = context.struct_ops(&["trigger", "--message", MESSAGE])?;
-    context.expect_outcome(triggered, "exit 0");
+    context.expect_outcome(triggered, &exit_code(exit::SUCCESS));
     expect_one_trigger(context, triggered, MESSAGE);
     let detached = context.stop(held, Signal::SIGTERM)?;
-    context.expect_outcome(detached, "exit 0");
+    context.expect_outcome(detached, &exit_code(exit::SUCCESS));
     context.expect_line(detached, Kernel, "bpf_testmod_ops unregistered");
     let after = context.struct_ops(&["trigger", "--message", MESSAGE])?;
-    context.expect_outcome(after, "exit 0");
+    context.expect_outcome(after, &exit_code(exit::SUCCESS));
     context.expect_line(after, Kernel, "No struct_ops registered");
     context.expect_lines(after, Bpf, "BPF test_1 called!", 0);
     Ok(())
@@ -134,14 +142,14 @@ fn second_attach(context: &mut Context) -> Result<()> {
     let (held, attached) = context.hold()?;
     context.expect_line(attached, Kernel, "bpf_testmod_ops registered");
     let second = context.struct_ops(&["once", "--message", MESSAGE])?;
-    context.expect_outcome(second, "exit 17");
+    context.expect_outcome(second, &exit_code(exit::ALREADY_ATTACHED));
     context.expect_stderr_contains(second, "EEXIST");
     context.expect_lines(second, Kernel, "bpf_testmod_ops registered", 0);
     let triggered = context.struct_ops(&["trigger", "--message", MESSAGE])?;
-    context.expect_outcome(triggered, "exit 0");
+    context.expect_outcome(triggered, &exit_code(exit::SUCCESS));
     expect_one_trigger(context, triggered, MESSAGE);
     let detached = context.stop(held, Signal::SIGTERM)?;
-    context.expect_outcome(detached, "exit 0");
+    context.expect_outcome(detached, &exit_code(exit::SUCCESS));
     context.expect_line(detached, Kernel, "bpf_testmod_ops unregistered");
     Ok(())
 }
@@ -149,7 +157,7 @@ fn second_attach(context: &mut Context) -> Result<()> {
 fn cycles(context: &mut Context) -> Result<()> {
     let count = CYCLES.to_string();
     let cycles = context.struct_ops(&["cycles", "--count", &count, "--message", "cycle"])?;
-    context.expect_outcome(cycles, "exit 0");
+    context.expect_outcome(cycles, &exit_code(exit::SUCCESS));
     context.summarise(cycles);
     for (source, line) in [
         (Kernel, "bpf_testmod_ops registered"),
@@ -181,7 +189,7 @@ fn unload_while_attached(context: &mut Context) -> Result<()> {
         "the module was unloaded although rmmod was refused",
     );
     let detached = context.stop(held, Signal::SIGTERM)?;
-    context.expect_outcome(detached, "exit 0");
+    context.expect_outcome(detached, &exit_code(exit::SUCCESS));
     context.expect_line(detached, Kernel, "bpf_testmod_ops unregistered");
     let unloaded = context.rmmod_within(UNLOAD_LIMIT, "detach")?;
     context.expect_line(unloaded, Kernel, "bpf_testmod unloaded");
@@ -201,27 +209,57 @@ fn sigkill_loader(context: &mut Context) -> Result<()> {
 }
 
 fn verifier_reject(context: &mut Context) -> Result<()> {
-    let rejected = context.struct_ops(&["load-rejected"])?;
-    context.expect_outcome(rejected, "exit 4");
+    let rejected = context.struct_ops(&["load-rejected", "--program", "foreign-helper"])?;
+    context.expect_outcome(rejected, &exit_code(exit::REJECTED_BY_VERIFIER));
     context.expect_stderr_contains(
         rejected,
-        "program of this type cannot use helper bpf_get_current_comm#16",
+        "program of this type cannot use helper bpf_skb_load_bytes#26",
     );
     context.expect_lines(rejected, Kernel, "bpf_testmod_ops registered", 0);
     // A rejected load leaves nothing attached: the real program still attaches.
     let once = context.struct_ops(&["once", "--message", MESSAGE])?;
-    context.expect_outcome(once, "exit 0");
+    context.expect_outcome(once, &exit_code(exit::SUCCESS));
     expect_one_trigger(context, once, MESSAGE);
+    Ok(())
+}
+
+fn ctx_write_rejected(context: &mut Context) -> Result<()> {
+    let rejected = context.struct_ops(&["load-rejected", "--program", "ctx-write"])?;
+    context.expect_outcome(rejected, &exit_code(exit::REJECTED_BY_VERIFIER));
+    context.expect_stderr_contains(rejected, "invalid bpf_context access off=0 size=8");
+    context.expect_lines(rejected, Kernel, "bpf_testmod_ops registered", 0);
+    Ok(())
+}
+
+/// 100 bytes, more than the module's 64-byte buffer takes.
+fn long_text() -> String {
+    (0..100)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect()
+}
+
+fn long_message(context: &mut Context) -> Result<()> {
+    let message = long_text();
+    let once = context.struct_ops(&["once", "--message", &message])?;
+    context.expect_outcome(once, &exit_code(exit::SUCCESS));
+    // One write, one call of each op: the message is cut, not sent twice.
+    context.expect_line(once, Kernel, "trigger: message of 100 bytes cut to 63");
+    context.expect_line(once, Kernel, "Calling struct_ops callbacks:");
+    context.expect_line(once, Kernel, "test_1() returned: 42");
+    context.expect_line(once, Kernel, "test_2(10, 20) returned: 30");
+    context.expect_line(once, Bpf, "BPF test_3 called with buffer length 63");
+    context.expect_line(once, Bpf, &format!("Full buffer: {}", &message[..63]));
+    context.expect_line(once, Kernel, "test_3() called with buffer");
     Ok(())
 }
 
 fn no_module(context: &mut Context) -> Result<()> {
     let triggered = context.struct_ops(&["trigger", "--message", MESSAGE])?;
-    context.expect_outcome(triggered, "exit 3");
+    context.expect_outcome(triggered, &exit_code(exit::MODULE_NOT_LOADED));
     context.expect_stderr_contains(triggered, "the bpf_testmod module is not loaded");
     context.expect_stderr_contains(triggered, "Load it with: insmod ");
     let attached = context.struct_ops(&["once", "--message", MESSAGE])?;
-    context.expect_outcome(attached, "exit 3");
+    context.expect_outcome(attached, &exit_code(exit::MODULE_NOT_LOADED));
     context.expect_stderr_contains(attached, "the bpf_testmod module is not loaded");
     context.expect_stderr_contains(attached, "Load it with: insmod ");
     Ok(())
@@ -229,33 +267,80 @@ fn no_module(context: &mut Context) -> Result<()> {
 
 fn stress(context: &mut Context) -> Result<()> {
     let stress = context.struct_ops(&["stress", "--threads", "4", "--seconds", "3"])?;
-    context.expect_outcome(stress, "exit 0");
-    // The trace buffer may overrun under this load, so counts are only
-    // required to be non-zero; but every line that did arrive must be one a
-    // correct trigger, attach or detach prints. Splats are checked on the
-    // full kernel log and the taint flags.
-    let registered = context.count_lines(stress, Kernel, "bpf_testmod_ops registered");
-    let calls = context.count_lines(stress, Kernel, "test_1() returned: 42");
-    context.expect(registered > 0, "stress: no attach reached the module");
-    context.expect(calls > 0, "stress: no trigger reached the BPF ops");
-    let unexpected = context.lines_outside(stress, &STRESS_LINES);
-    context.expect(
-        unexpected.is_empty(),
-        format!("stress: unexpected kernel output: {unexpected:?}"),
-    );
-    context.measure(format!(
-        "stress: {registered} registrations and {calls} calls into the ops seen in the trace buffer"
-    ));
+    context.expect_outcome(stress, &exit_code(exit::SUCCESS));
+    let report = StressReport::find_in(&context.step(stress).stdout);
+    context.expect(report.is_some(), "stress: the loader printed no report");
+    if let Some(report) = report {
+        expect_every_call_complete(context, stress, report.cycles, report.triggers);
+    }
     context.keep_out_of_snapshot(stress);
     Ok(())
 }
 
-/// Every line a correct kernel prints while the stress scenario runs.
-const STRESS_LINES: [(Source, &str); 12] = [
-    (Kernel, "bpf_testmod_ops registered"),
-    (Kernel, "bpf_testmod_ops unregistered"),
+fn release_race(context: &mut Context) -> Result<()> {
+    let args = ["release-race", "--threads", "2", "--seconds", "3"];
+    let race = context.struct_ops(&args)?;
+    context.expect_outcome(race, &exit_code(exit::SUCCESS));
+    let report = ReleaseRaceReport::find_in(&context.step(race).stdout);
+    context.expect(
+        report.is_some(),
+        "release_race: the loader printed no report",
+    );
+    if let Some(report) = report {
+        context.expect(
+            report.rmmod_refused > 0,
+            "release_race: no rmmod attempt raced a live map",
+        );
+        expect_every_call_complete(context, race, report.cycles, report.triggers);
+    }
+    context.keep_out_of_snapshot(race);
+    Ok(())
+}
+
+/// After triggers raced attaches and detaches, with nothing lost: every
+/// attach registered and was unregistered, every trigger either found no ops
+/// or ran all three (the module's RCU section keeps a detached implementation
+/// alive until its calls return), and nothing else was printed.
+fn expect_every_call_complete(context: &mut Context, step: StepId, cycles: u64, triggers: u64) {
+    context.expect(cycles > 0, "no attach reached the module");
+    let count = |context: &Context, source, text| context.count_lines(step, source, text) as u64;
+    let calls = count(context, Kernel, "Calling struct_ops callbacks:");
+    context.expect(calls > 0, "no trigger reached the BPF ops");
+    for (source, text) in [
+        (Kernel, "bpf_testmod_ops registered"),
+        (Kernel, "bpf_testmod_ops unregistered"),
+    ] {
+        let found = count(context, source, text);
+        context.expect(
+            found == cycles,
+            format!("{cycles} attaches, but {found} [{source:?}] \"{text}\""),
+        );
+    }
+    for (source, text) in &TRIGGER_LINES[1..] {
+        let found = count(context, *source, text);
+        context.expect(
+            found == calls,
+            format!("{calls} calls into the ops, but {found} [{source:?}] \"{text}\""),
+        );
+    }
+    let no_ops = count(context, Kernel, "No struct_ops registered");
+    context.expect(
+        calls + no_ops == triggers,
+        format!("{triggers} triggers, but {calls} calls into the ops and {no_ops} without ops"),
+    );
+    let unexpected = context.lines_outside(step, &RACE_LINES);
+    context.expect(
+        unexpected.is_empty(),
+        format!("unexpected kernel output: {unexpected:?}"),
+    );
+    context.measure(format!(
+        "{cycles} attaches, {triggers} triggers: {calls} calls into the ops, {no_ops} without ops"
+    ));
+}
+
+/// What one trigger of the `stress` message prints when ops are attached.
+const TRIGGER_LINES: [(Source, &str); 9] = [
     (Kernel, "Calling struct_ops callbacks:"),
-    (Kernel, "No struct_ops registered"),
     (Bpf, "BPF test_1 called!"),
     (Kernel, "test_1() returned: 42"),
     (Bpf, "BPF test_2 called: 10 + 20 = 30"),
@@ -265,3 +350,86 @@ const STRESS_LINES: [(Source, &str); 12] = [
     (Bpf, "Full buffer: stress"),
     (Kernel, "test_3() called with buffer"),
 ];
+
+/// Every line a correct kernel prints while triggers race attaches.
+const RACE_LINES: [(Source, &str); 12] = [
+    TRIGGER_LINES[0],
+    TRIGGER_LINES[1],
+    TRIGGER_LINES[2],
+    TRIGGER_LINES[3],
+    TRIGGER_LINES[4],
+    TRIGGER_LINES[5],
+    TRIGGER_LINES[6],
+    TRIGGER_LINES[7],
+    TRIGGER_LINES[8],
+    (Kernel, "bpf_testmod_ops registered"),
+    (Kernel, "bpf_testmod_ops unregistered"),
+    (Kernel, "No struct_ops registered"),
+];
+
+const RACE_PROCESSES: u64 = 4;
+const RACE_ROUNDS: u64 = 20;
+
+fn concurrent_attach(context: &mut Context) -> Result<()> {
+    let (processes, rounds) = (RACE_PROCESSES.to_string(), RACE_ROUNDS.to_string());
+    let args = [
+        "concurrent-attach",
+        "--processes",
+        &processes,
+        "--rounds",
+        &rounds,
+    ];
+    let race = context.struct_ops(&args)?;
+    context.expect_outcome(race, &exit_code(exit::SUCCESS));
+    context.summarise(race);
+    let expected = ConcurrentAttachReport {
+        rounds: RACE_ROUNDS,
+        processes: RACE_PROCESSES,
+        attached: RACE_ROUNDS,
+        refused: RACE_ROUNDS * (RACE_PROCESSES - 1),
+    };
+    let report = ConcurrentAttachReport::find_in(&context.step(race).stdout);
+    context.expect(
+        report == Some(expected),
+        format!(
+            "expected the report \"{}\", got {report:?}",
+            expected.render()
+        ),
+    );
+    let rounds = RACE_ROUNDS as usize;
+    context.expect_lines(race, Kernel, "bpf_testmod_ops registered", rounds);
+    context.expect_lines(race, Kernel, "bpf_testmod_ops unregistered", rounds);
+    let unexpected = context.lines_outside(race, &RACE_LINES[9..11]);
+    context.expect(
+        unexpected.is_empty(),
+        format!("unexpected kernel output: {unexpected:?}"),
+    );
+    Ok(())
+}
+
+/// The tutorial's own loader, run as its readers would: attach, a first
+/// trigger, periodic triggers every 2 s, Ctrl-C, a clean detach.
+fn tutorial_loader(context: &mut Context) -> Result<()> {
+    let (running, started) = context.start_until(&[], contract::TUTORIAL_PERIODIC, 2)?;
+    context.expect_line(started, Kernel, "bpf_testmod_ops registered");
+    // The first trigger, then two periodic ones: three calls of each op.
+    for (source, text) in &TRIGGER_LINES {
+        if !text.contains("buffer") && !text.contains("Buffer") {
+            context.expect_lines(started, *source, text, 3);
+        }
+    }
+    context.expect_lines(started, Kernel, "test_3() called with buffer", 3);
+    context.expect_line(started, Bpf, &format!("Full buffer: {MESSAGE}"));
+    let periodic = format!("Full buffer: {}", contract::TUTORIAL_PERIODIC_MESSAGE);
+    context.expect_lines(started, Bpf, &periodic, 2);
+    let stopped = context.stop(running, Signal::SIGINT)?;
+    context.expect_outcome(stopped, &exit_code(exit::SUCCESS));
+    context.expect_line(stopped, Kernel, "bpf_testmod_ops unregistered");
+    context.expect_lines(stopped, Kernel, "Calling struct_ops callbacks:", 0);
+    Ok(())
+}
+
+/// `exit N`, as a loader step's outcome reads.
+fn exit_code(code: u8) -> String {
+    format!("exit {code}")
+}

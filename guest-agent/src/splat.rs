@@ -23,21 +23,53 @@ const MARKERS: &[&str] = &[
     "Call Trace:",
 ];
 
-/// Lines of `log` that hold a splat, each with the lines that follow it (up to
-/// `context`), so that the failure shows what happened and where.
-pub fn find_splats(log: &[String], context: usize) -> Vec<&[String]> {
-    let mut splats = Vec::new();
-    let mut index = 0;
-    while index < log.len() {
-        if is_splat(&log[index]) {
-            let end = (index + 1 + context).min(log.len());
-            splats.push(&log[index..end]);
-            index = end;
-        } else {
-            index += 1;
+/// At most this many splats are kept: the first ones explain the rest.
+const MAX_SPLATS: usize = 20;
+
+/// Finds splats in a log read one line at a time, each with the lines that
+/// follow it (up to `context`), so that a failure shows what happened and where.
+#[derive(Debug, Clone)]
+pub struct SplatScanner {
+    context: usize,
+    splats: Vec<Vec<String>>,
+    /// Lines still to add to the last splat.
+    remaining: usize,
+}
+
+impl SplatScanner {
+    pub fn new(context: usize) -> Self {
+        SplatScanner {
+            context,
+            splats: Vec::new(),
+            remaining: 0,
         }
     }
-    splats
+
+    pub fn push(&mut self, line: &str) {
+        if self.remaining > 0 {
+            self.remaining -= 1;
+            if let Some(splat) = self.splats.last_mut() {
+                splat.push(line.to_owned());
+            }
+        } else if is_splat(line) && self.splats.len() < MAX_SPLATS {
+            self.splats.push(vec![line.to_owned()]);
+            self.remaining = self.context;
+        }
+    }
+
+    pub fn splats(&self) -> &[Vec<String>] {
+        &self.splats
+    }
+}
+
+/// Lines of `log` that hold a splat, each with the lines that follow it (up
+/// to `context`).
+pub fn find_splats(log: &[String], context: usize) -> Vec<Vec<String>> {
+    let mut scanner = SplatScanner::new(context);
+    for line in log {
+        scanner.push(line);
+    }
+    scanner.splats
 }
 
 pub fn is_splat(line: &str) -> bool {
@@ -81,7 +113,7 @@ mod tests {
             lines("ok\nBUG: unable to handle page fault\nRIP: trigger_write\nCall Trace:\nok");
         let splats = find_splats(&log, 2);
         assert_eq!(splats.len(), 1);
-        assert_eq!(splats[0], &log[1..4]);
+        assert_eq!(splats[0], log[1..4]);
     }
 
     #[test]

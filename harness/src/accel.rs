@@ -45,7 +45,16 @@ pub struct Verdict {
 }
 
 pub fn choose(cache: &Path) -> Result<Choice> {
-    if let Some(forced) = std::env::var_os(ACCEL_ENV) {
+    choose_with(cache, std::env::var_os(ACCEL_ENV), Path::new("/dev/kvm"))
+}
+
+/// `choose`, with the environment's word and the KVM device as arguments.
+fn choose_with(
+    cache: &Path,
+    forced: Option<std::ffi::OsString>,
+    kvm_device: &Path,
+) -> Result<Choice> {
+    if let Some(forced) = forced {
         return match forced.to_str() {
             Some("kvm") => Ok(Choice::Decided(Accel::Kvm, "forced by STRUCT_OPS_ACCEL")),
             Some("tcg") => Ok(Choice::Decided(Accel::Tcg, "forced by STRUCT_OPS_ACCEL")),
@@ -55,7 +64,7 @@ pub fn choose(cache: &Path) -> Result<Choice> {
     if std::fs::OpenOptions::new()
         .read(true)
         .write(true)
-        .open("/dev/kvm")
+        .open(kvm_device)
         .is_err()
     {
         return Ok(Choice::Decided(
@@ -148,6 +157,34 @@ mod tests {
         )
         .unwrap();
         assert_eq!(read_verdict(cache.path()).unwrap(), None);
+    }
+
+    #[test]
+    fn without_a_kvm_device_tcg_is_chosen_and_nothing_is_probed() {
+        let cache = tempfile::tempdir().unwrap();
+        let choice = choose_with(cache.path(), None, Path::new("/nonexistent/kvm")).unwrap();
+        assert_eq!(
+            choice,
+            Choice::Decided(Accel::Tcg, "/dev/kvm is missing or not accessible")
+        );
+        assert_eq!(read_verdict(cache.path()).unwrap(), None);
+    }
+
+    #[test]
+    fn the_environment_forces_the_accelerator_or_is_refused() {
+        let cache = tempfile::tempdir().unwrap();
+        let device = Path::new("/nonexistent/kvm");
+        let forced = |word: &str| choose_with(cache.path(), Some(word.into()), device);
+        assert!(matches!(
+            forced("kvm").unwrap(),
+            Choice::Decided(Accel::Kvm, _)
+        ));
+        assert!(matches!(
+            forced("tcg").unwrap(),
+            Choice::Decided(Accel::Tcg, _)
+        ));
+        let err = forced("hvf").unwrap_err().to_string();
+        assert!(err.contains("must be `kvm` or `tcg`"), "{err}");
     }
 
     #[test]

@@ -133,7 +133,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 KernelSource::choose(build.kernel_tree),
                 &paths::workspace_root().join("images"),
             )?;
-            println!("{}", recipe.key()?);
+            println!("{}", recipe.key(&paths::cache_dir()?)?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Vng { scenario, build } => {

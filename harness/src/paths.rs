@@ -46,6 +46,23 @@ pub fn venv_in(cache: &std::path::Path) -> PathBuf {
     cache.join("venv")
 }
 
+/// Writes `contents` to `path` so that a reader sees the old file or the
+/// new one, never a part: a temporary file beside it, then a rename.
+pub fn write_atomically(path: &std::path::Path, contents: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let dir = path
+        .parent()
+        .with_context(|| format!("{} has no parent directory", path.display()))?;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut file = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
+    file.write_all(contents)
+        .with_context(|| format!("writing {}", file.path().display()))?;
+    file.persist(path)
+        .with_context(|| format!("moving the new {} into place", path.display()))?;
+    Ok(())
+}
+
 /// An exclusive lock on `path` (created, with its directory, if missing),
 /// held until the returned file is dropped. Says `busy` while it waits.
 pub fn lock_exclusive(path: &std::path::Path, busy: &str) -> Result<std::fs::File> {

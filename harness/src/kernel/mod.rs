@@ -71,8 +71,9 @@ impl KernelRecipe {
         Ok(KernelRecipe { source, fragments })
     }
 
-    /// The hash of everything that defines the kernel.
-    pub fn key(&self) -> Result<String> {
+    /// The hash of everything that defines the kernel (`cache` remembers
+    /// what identifies a tarball's content).
+    pub fn key(&self, cache: &Path) -> Result<String> {
         let mut hasher = Sha256::new();
         let mut feed = |label: &str, value: &[u8]| {
             hasher.update(label.as_bytes());
@@ -80,7 +81,7 @@ impl KernelRecipe {
             hasher.update(value);
         };
         feed("recipe", RECIPE.as_bytes());
-        feed("source", self.source.identity()?.as_bytes());
+        feed("source", self.source.identity(cache)?.as_bytes());
         // The options the fragments ask for, not their text: a comment or a
         // move between fragments does not change the kernel.
         for requested in requested_options(&self.fragments)? {
@@ -141,7 +142,7 @@ impl Kernel {
 
 /// Returns the cached kernel for `recipe`, building it first on a miss.
 pub fn ensure_built(recipe: &KernelRecipe, cache: &Path, progress: &Progress) -> Result<Kernel> {
-    let key = recipe.key()?;
+    let key = recipe.key(cache)?;
     let kernels = cache.join("kernels");
     let entry = kernels.join(&key);
     if let Some(kernel) = read_ready(&entry)? {
@@ -334,9 +335,11 @@ mod tests {
                 text: text.to_owned(),
             }],
         };
-        let a = recipe("CONFIG_BPF=y\n").key().unwrap();
-        assert_eq!(a, recipe("# why BPF\nCONFIG_BPF=y\n").key().unwrap());
-        assert_ne!(a, recipe("CONFIG_BPF=y\nCONFIG_SMP=y\n").key().unwrap());
-        assert_ne!(a, recipe("CONFIG_BPF=m\n").key().unwrap());
+        let cache = dir.path().join("cache");
+        let key = |text: &str| recipe(text).key(&cache).unwrap();
+        let a = key("CONFIG_BPF=y\n");
+        assert_eq!(a, key("# why BPF\nCONFIG_BPF=y\n"));
+        assert_ne!(a, key("CONFIG_BPF=y\nCONFIG_SMP=y\n"));
+        assert_ne!(a, key("CONFIG_BPF=m\n"));
     }
 }

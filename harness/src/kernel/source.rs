@@ -51,25 +51,17 @@ impl KernelSource {
         }
     }
 
-    /// What identifies this source's content, for the cache key. Cheap: a
-    /// cache hit must cost well under a second.
-    pub fn identity(&self) -> Result<String> {
+    /// What identifies this source's content, for the cache key. Cheap
+    /// after the first time: a cache hit must cost well under a second.
+    pub fn identity(&self, cache: &Path) -> Result<String> {
         match self {
             KernelSource::Tarball(path) => {
                 let metadata =
                     std::fs::metadata(path).map_err(|_| SourceError::TarballMissing {
                         path: path.display().to_string(),
                     })?;
-                let modified = metadata
-                    .modified()
-                    .ok()
-                    .and_then(|time| time.duration_since(std::time::UNIX_EPOCH).ok())
-                    .map_or(0, |age| age.as_secs());
-                Ok(format!(
-                    "tarball {} {} bytes mtime {modified}",
-                    path.display(),
-                    metadata.len()
-                ))
+                let digest = tarball_digest(path, &metadata, cache)?;
+                Ok(format!("tarball sha256 {digest}"))
             }
             KernelSource::Tree(path) => tree_identity(path),
         }
@@ -80,11 +72,61 @@ impl KernelSource {
         let dir = match self {
             KernelSource::Tree(path) => path.clone(),
             KernelSource::Tarball(tarball) => {
-                extract_tarball(tarball, &self.identity()?, cache, progress)?
+                extract_tarball(tarball, &self.identity(cache)?, cache, progress)?
             }
         };
         check_new_enough(&dir)?;
         Ok(dir)
+    }
+}
+
+/// The SHA-256 of a tarball's content, remembered in the cache per path,
+/// size and modification time: reinstalling the same package (a new mtime,
+/// the same bytes) costs one hash, never a kernel build.
+fn tarball_digest(path: &Path, metadata: &std::fs::Metadata, cache: &Path) -> Result<String> {
+    let stamp = DigestStamp {
+        path: path.to_owned(),
+        size: metadata.len(),
+        modified: metadata
+            .modified()
+            .ok()
+            .and_then(|time| time.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |age| age.as_nanos()),
+        sha256: String::new(),
+    };
+    let memo = cache.join("sources").join(format!(
+        "{:x}.digest.json",
+        Sha256::digest(path.as_os_str().as_encoded_bytes())
+    ));
+    let remembered: Option<DigestStamp> = std::fs::read_to_string(&memo)
+        .ok()
+        .and_then(|text| serde_json::from_str(&text).ok());
+    if let Some(known) = remembered.filter(|known| known.same_file(&stamp)) {
+        return Ok(known.sha256);
+    }
+    let mut file =
+        std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut file, &mut hasher).with_context(|| format!("hashing {}", path.display()))?;
+    let stamp = DigestStamp {
+        sha256: format!("{:x}", hasher.finalize()),
+        ..stamp
+    };
+    crate::paths::write_atomically(&memo, serde_json::to_string_pretty(&stamp)?.as_bytes())?;
+    Ok(stamp.sha256)
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct DigestStamp {
+    path: PathBuf,
+    size: u64,
+    modified: u128,
+    sha256: String,
+}
+
+impl DigestStamp {
+    fn same_file(&self, other: &DigestStamp) -> bool {
+        (&self.path, self.size, self.modified) == (&other.path, other.size, other.modified)
     }
 }
 
@@ -256,7 +298,10 @@ mod tests {
     #[test]
     fn a_missing_tarball_says_how_to_get_one() {
         let source = KernelSource::Tarball(PathBuf::from("/nonexistent/linux-source-6.12.tar.xz"));
-        let message = source.identity().unwrap_err().to_string();
+        let message = source
+            .identity(Path::new("/nonexistent"))
+            .unwrap_err()
+            .to_string();
         assert!(
             message.contains("apt-get install linux-source-6.12"),
             "{message}"
@@ -268,9 +313,30 @@ mod tests {
     fn a_directory_without_a_makefile_is_not_a_kernel_tree() {
         let dir = tempfile::tempdir().unwrap();
         let message = KernelSource::Tree(dir.path().to_owned())
-            .identity()
+            .identity(dir.path())
             .unwrap_err()
             .to_string();
         assert!(message.contains("is not a kernel tree"), "{message}");
+    }
+}
+
+#[cfg(test)]
+mod digest_tests {
+    use super::*;
+
+    #[test]
+    fn the_same_bytes_under_a_new_mtime_keep_their_identity() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path().join("cache");
+        let tarball = dir.path().join("linux.tar.xz");
+        std::fs::write(&tarball, b"kernel source").unwrap();
+        let source = KernelSource::Tarball(tarball.clone());
+        let first = source.identity(&cache).unwrap();
+        // What `apt-get install --reinstall` does: the same content, written anew.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(&tarball, b"kernel source").unwrap();
+        assert_eq!(source.identity(&cache).unwrap(), first);
+        std::fs::write(&tarball, b"kernel source, patched").unwrap();
+        assert_ne!(source.identity(&cache).unwrap(), first);
     }
 }

@@ -3,7 +3,10 @@
 //!
 //! Without a subcommand it behaves as the tutorial's loader: attach, trigger
 //! once, trigger every 2 s, detach cleanly on SIGINT or SIGTERM. The
-//! subcommands are the building blocks the guest agent's scenarios use.
+//! subcommands are the building blocks the guest agent's scenarios use; what
+//! they print and how they exit is `guest_agent::loader_contract`.
+
+mod races;
 
 use std::mem::MaybeUninit;
 use std::process::ExitCode;
@@ -12,8 +15,9 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use clap::{Parser, Subcommand};
-use struct_ops_loader::{AttachError, LoadError, TriggerError};
+use clap::{Parser, Subcommand, ValueEnum};
+use guest_agent::loader_contract::{self as contract, exit};
+use struct_ops_loader::{AttachError, LoadError, Refused, TriggerError};
 
 #[derive(Parser)]
 #[command(about = "Attach, trigger and detach the BPF implementation of bpf_testmod_ops")]
@@ -26,7 +30,7 @@ struct Cli {
 enum Command {
     /// Attach, trigger once, detach.
     Once {
-        #[arg(long, default_value = DEFAULT_MESSAGE)]
+        #[arg(long, default_value = contract::DEFAULT_MESSAGE)]
         message: String,
     },
     /// Attach and stay attached until SIGINT or SIGTERM; prints "attached" once attached.
@@ -40,11 +44,14 @@ enum Command {
     },
     /// Only write MESSAGE to the trigger file, attaching nothing.
     Trigger {
-        #[arg(long, default_value = DEFAULT_MESSAGE)]
+        #[arg(long, default_value = contract::DEFAULT_MESSAGE)]
         message: String,
     },
-    /// Load the implementation the verifier must reject, and report why it did.
-    LoadRejected,
+    /// Load an implementation the verifier must refuse, and report why it did.
+    LoadRejected {
+        #[arg(long, value_enum)]
+        program: RefusedProgram,
+    },
     /// Trigger from THREADS threads while another thread attaches and detaches, for SECONDS.
     Stress {
         #[arg(long, default_value_t = 4)]
@@ -52,22 +59,48 @@ enum Command {
         #[arg(long, default_value_t = 3)]
         seconds: u64,
     },
+    /// Trigger from THREADS threads while another thread loads, attaches,
+    /// detaches and frees fresh skeletons and a third attempts rmmod, for SECONDS.
+    ReleaseRace {
+        #[arg(long, default_value_t = 3)]
+        threads: u32,
+        #[arg(long, default_value_t = 3)]
+        seconds: u64,
+    },
+    /// PROCESSES loader processes attach at the same moment, ROUNDS times:
+    /// each round exactly one must register and every other get EEXIST.
+    ConcurrentAttach {
+        #[arg(long, default_value_t = 4)]
+        processes: u32,
+        #[arg(long, default_value_t = 20)]
+        rounds: u32,
+    },
+    /// One process of concurrent-attach, driven line by line on stdin.
+    #[command(hide = true)]
+    RaceMember,
 }
 
-const DEFAULT_MESSAGE: &str = "Hello from userspace!";
-
-/// Exit codes the guest agent tells apart.
-mod exit {
-    pub const FAILURE: u8 = 1;
-    pub const MODULE_NOT_LOADED: u8 = 3;
-    pub const REJECTED_BY_VERIFIER: u8 = 4;
-    pub const ALREADY_ATTACHED: u8 = 17;
+#[derive(Clone, Copy, ValueEnum)]
+enum RefusedProgram {
+    /// Calls bpf_skb_load_bytes, a helper bpf_testmod_ops does not hand out.
+    ForeignHelper,
+    /// Writes its own context.
+    CtxWrite,
 }
 
 /// An error that knows which exit code it deserves.
 struct Failure {
     code: u8,
     message: String,
+}
+
+impl Failure {
+    fn new(message: String) -> Self {
+        Failure {
+            code: exit::FAILURE,
+            message,
+        }
+    }
 }
 
 impl From<LoadError> for Failure {
@@ -111,22 +144,28 @@ impl From<TriggerError> for Failure {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let outcome = match cli.command {
-        None => run_interactive(),
+    let outcome = match Cli::parse().command {
+        None => run_tutorial(),
         Some(Command::Once { message }) => run_once(&message),
         Some(Command::Hold) => run_hold(),
         Some(Command::Cycles { count, message }) => run_cycles(count, &message),
         Some(Command::Trigger { message }) => struct_ops_loader::trigger(&message)
             .map(|()| println!("Triggered struct_ops"))
             .map_err(Failure::from),
-        Some(Command::LoadRejected) => run_load_rejected(),
+        Some(Command::LoadRejected { program }) => run_load_rejected(program),
         Some(Command::Stress { threads, seconds }) => {
-            run_stress(threads, Duration::from_secs(seconds))
+            races::stress(threads, Duration::from_secs(seconds))
         }
+        Some(Command::ReleaseRace { threads, seconds }) => {
+            races::release_race(threads, Duration::from_secs(seconds))
+        }
+        Some(Command::ConcurrentAttach { processes, rounds }) => {
+            races::concurrent_attach(processes, rounds)
+        }
+        Some(Command::RaceMember) => races::race_member(),
     };
     match outcome {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => ExitCode::from(exit::SUCCESS),
         Err(failure) => {
             eprintln!("{}", failure.message);
             ExitCode::from(failure.code)
@@ -137,9 +176,8 @@ fn main() -> ExitCode {
 fn stop_requested() -> Result<Arc<AtomicBool>, Failure> {
     let flag = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(signal, Arc::clone(&flag)).map_err(|err| Failure {
-            code: exit::FAILURE,
-            message: format!("installing the handler for signal {signal}: {err}"),
+        signal_hook::flag::register(signal, Arc::clone(&flag)).map_err(|err| {
+            Failure::new(format!("installing the handler for signal {signal}: {err}"))
         })?;
     }
     Ok(flag)
@@ -157,21 +195,23 @@ fn sleep_unless_stopped(stop: &AtomicBool, total: Duration) -> bool {
     stop.load(Ordering::Relaxed)
 }
 
-fn run_interactive() -> Result<(), Failure> {
+/// The tutorial's loader, line for line: attach, trigger, trigger every 2 s
+/// until SIGINT or SIGTERM, detach.
+fn run_tutorial() -> Result<(), Failure> {
     let stop = stop_requested()?;
     let mut storage = MaybeUninit::uninit();
     let mut skel = struct_ops_loader::open_and_load(&mut storage)?;
     let attachment = struct_ops_loader::attach(&mut skel)?;
     println!("Successfully loaded and attached BPF struct_ops!");
     println!("Triggering struct_ops callbacks...");
-    match struct_ops_loader::trigger(DEFAULT_MESSAGE) {
+    match struct_ops_loader::trigger(contract::DEFAULT_MESSAGE) {
         Ok(()) => println!("Triggered struct_ops successfully! Check dmesg for output."),
         Err(err) => println!("Failed to trigger struct_ops: {err}"),
     }
     println!("\nPress Ctrl-C to exit...");
     while !sleep_unless_stopped(&stop, Duration::from_secs(2)) {
-        if struct_ops_loader::trigger("Periodic trigger").is_ok() {
-            println!("Triggered struct_ops again...");
+        if struct_ops_loader::trigger(contract::TUTORIAL_PERIODIC_MESSAGE).is_ok() {
+            println!("{}", contract::TUTORIAL_PERIODIC);
         }
     }
     println!("\nDetaching struct_ops...");
@@ -196,7 +236,7 @@ fn run_hold() -> Result<(), Failure> {
     let mut storage = MaybeUninit::uninit();
     let mut skel = struct_ops_loader::open_and_load(&mut storage)?;
     let attachment = struct_ops_loader::attach(&mut skel)?;
-    println!("attached");
+    println!("{}", contract::HOLD_ATTACHED);
     while !sleep_unless_stopped(&stop, Duration::from_secs(3600)) {}
     drop(attachment);
     println!("Detached struct_ops");
@@ -206,81 +246,27 @@ fn run_hold() -> Result<(), Failure> {
 fn run_cycles(count: u32, message: &str) -> Result<(), Failure> {
     let mut storage = MaybeUninit::uninit();
     let mut skel = struct_ops_loader::open_and_load(&mut storage)?;
+    let in_cycle =
+        |cycle: u32, failure: Failure| Failure::new(format!("cycle {cycle}: {}", failure.message));
     for cycle in 1..=count {
-        let attachment = struct_ops_loader::attach(&mut skel).map_err(|err| Failure {
-            message: format!("cycle {cycle}: {}", Failure::from(err).message),
-            code: exit::FAILURE,
-        })?;
-        struct_ops_loader::trigger(message).map_err(|err| Failure {
-            message: format!("cycle {cycle}: {}", Failure::from(err).message),
-            code: exit::FAILURE,
-        })?;
+        let attachment = struct_ops_loader::attach(&mut skel)
+            .map_err(|err| in_cycle(cycle, Failure::from(err)))?;
+        struct_ops_loader::trigger(message).map_err(|err| in_cycle(cycle, Failure::from(err)))?;
         drop(attachment);
     }
     println!("{count} cycles of attach, trigger, detach");
     Ok(())
 }
 
-fn run_load_rejected() -> Result<(), Failure> {
-    match struct_ops_loader::load_rejected_program() {
-        Ok(()) => Err(Failure {
-            code: exit::FAILURE,
-            message: "the verifier accepted a program it must reject".to_owned(),
-        }),
+fn run_load_rejected(program: RefusedProgram) -> Result<(), Failure> {
+    let which = match program {
+        RefusedProgram::ForeignHelper => Refused::ForeignHelper,
+        RefusedProgram::CtxWrite => Refused::CtxWrite,
+    };
+    match struct_ops_loader::load_refused(which) {
+        Ok(()) => Err(Failure::new(
+            "the verifier accepted a program it must reject".to_owned(),
+        )),
         Err(err) => Err(err.into()),
     }
-}
-
-fn run_stress(threads: u32, duration: Duration) -> Result<(), Failure> {
-    let mut storage = MaybeUninit::uninit();
-    let mut skel = struct_ops_loader::open_and_load(&mut storage)?;
-    let stop = Arc::new(AtomicBool::new(false));
-    let triggers: Vec<_> = (0..threads)
-        .map(|_| {
-            let stop = Arc::clone(&stop);
-            thread::spawn(move || {
-                let mut count = 0u64;
-                while !stop.load(Ordering::Relaxed) {
-                    struct_ops_loader::trigger("stress")?;
-                    count += 1;
-                }
-                Ok::<u64, TriggerError>(count)
-            })
-        })
-        .collect();
-    let deadline = Instant::now() + duration;
-    let mut cycles = 0u64;
-    let mut attach_failure = None;
-    while Instant::now() < deadline {
-        match struct_ops_loader::attach(&mut skel) {
-            Ok(attachment) => {
-                thread::sleep(Duration::from_millis(5));
-                drop(attachment);
-                cycles += 1;
-            }
-            Err(err) => {
-                attach_failure = Some(Failure::from(err));
-                break;
-            }
-        }
-    }
-    stop.store(true, Ordering::Relaxed);
-    let mut triggered = 0u64;
-    for handle in triggers {
-        match handle.join() {
-            Ok(Ok(count)) => triggered += count,
-            Ok(Err(err)) => return Err(err.into()),
-            Err(_) => {
-                return Err(Failure {
-                    code: exit::FAILURE,
-                    message: "a trigger thread panicked".to_owned(),
-                })
-            }
-        }
-    }
-    if let Some(failure) = attach_failure {
-        return Err(failure);
-    }
-    println!("{cycles} attach/detach cycles while {threads} threads triggered {triggered} times");
-    Ok(())
 }
