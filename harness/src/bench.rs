@@ -173,7 +173,7 @@ pub fn run(prepare_options: &PrepareOptions, options: &BenchOptions) -> Result<(
 
     let mut suite = Figure::new(
         "whole scenario suite, warm, 2 VMs at a time",
-        Some(Duration::from_secs(60)),
+        Some(Duration::from_secs(30)),
     );
     for _ in 0..runs.min(3) {
         suite.samples.push(time(|| run_suite(&artifacts))?.0);
