@@ -6,13 +6,14 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
-use guest_agent::protocol::{ScenarioResult, Source, Step, TimelineLine};
+use guest_agent::protocol::{ScenarioResult, Source, Step};
 use guest_agent::shell::quote_words;
 use nix::sys::signal::Signal;
 
 use crate::kernel_output::{KernelLog, KernelOutput};
 use crate::loader::{Finished, Held, Loader};
 use crate::module;
+use crate::taint::{kernel_taint, taint_names, EXPECTED_TAINT};
 use guest_agent::loader_contract::HOLD_ATTACHED;
 
 pub struct Context {
@@ -191,15 +192,7 @@ impl Context {
 
     /// Replaces a step's timeline with each distinct line and its count.
     pub fn summarise(&mut self, step: StepId) {
-        let step = &mut self.result.steps[step.0];
-        let mut summary: Vec<(TimelineLine, usize)> = Vec::new();
-        for line in std::mem::take(&mut step.timeline) {
-            match summary.iter_mut().find(|(seen, _)| *seen == line) {
-                Some((_, count)) => *count += 1,
-                None => summary.push((line, 1)),
-            }
-        }
-        step.summary = summary;
+        self.result.steps[step.0].summarise();
     }
 
     /// For output that differs on every run: moves the step's stdout into the
@@ -238,40 +231,12 @@ impl Context {
     }
 
     pub fn count_lines(&self, step: StepId, source: Source, text: &str) -> usize {
-        let step = self.step(step);
-        let listed = step
-            .timeline
-            .iter()
-            .filter(|line| line.source == source && line.text == text)
-            .count();
-        let summarised: usize = step
-            .summary
-            .iter()
-            .filter(|(line, _)| line.source == source && line.text == text)
-            .map(|(_, count)| count)
-            .sum();
-        listed + summarised
+        self.step(step).count(source, text)
     }
 
-    /// The distinct lines of a step's kernel output that are not in `allowed`
-    /// (at most ten, as `[source] text`).
+    /// The distinct lines of a step's kernel output that are not in `allowed`.
     pub fn lines_outside(&self, step: StepId, allowed: &[(Source, &str)]) -> Vec<String> {
-        let step = self.step(step);
-        let lines = step
-            .timeline
-            .iter()
-            .chain(step.summary.iter().map(|(line, _)| line));
-        let mut outside: Vec<String> = Vec::new();
-        for line in lines {
-            let known = allowed
-                .iter()
-                .any(|(source, text)| *source == line.source && *text == line.text);
-            let shown = format!("[{:?}] {}", line.source, line.text);
-            if !known && !outside.contains(&shown) && outside.len() < 10 {
-                outside.push(shown);
-            }
-        }
-        outside
+        self.step(step).lines_outside(allowed)
     }
 
     /// The step's kernel output holds `text` from `source` exactly `times` times.
@@ -359,62 +324,5 @@ impl Context {
         self.result.passed = self.result.failures.is_empty();
         self.result.duration_ms = self.started.elapsed().as_millis() as u64;
         self.result
-    }
-}
-
-/// Taints loading our own module causes: O (out-of-tree) and E (unsigned).
-const EXPECTED_TAINT: u64 = (1 << 12) | (1 << 13);
-
-fn kernel_taint() -> Result<u64> {
-    let text = std::fs::read_to_string("/proc/sys/kernel/tainted")
-        .context("reading /proc/sys/kernel/tainted")?;
-    text.trim()
-        .parse()
-        .with_context(|| format!("parsing /proc/sys/kernel/tainted: {text:?}"))
-}
-
-/// `W (warning), D (oops)` for the bits set in `taint` (Documentation/admin-guide/tainted-kernels.rst).
-pub fn taint_names(taint: u64) -> String {
-    const NAMES: [&str; 19] = [
-        "P (proprietary module)",
-        "F (forced module load)",
-        "S (unsafe SMP)",
-        "R (forced module unload)",
-        "M (machine check)",
-        "B (bad page)",
-        "U (user request)",
-        "D (oops)",
-        "A (ACPI table overridden)",
-        "W (warning)",
-        "C (staging driver)",
-        "I (firmware workaround)",
-        "O (out-of-tree module)",
-        "E (unsigned module)",
-        "L (soft lockup)",
-        "K (live patch)",
-        "X (auxiliary)",
-        "T (randstruct)",
-        "N (test module)",
-    ];
-    let names: Vec<String> = (0..64)
-        .filter(|bit| taint & (1 << bit) != 0)
-        .map(|bit| {
-            NAMES
-                .get(bit)
-                .map_or_else(|| format!("bit {bit}"), |name| (*name).to_owned())
-        })
-        .collect();
-    names.join(", ")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn taint_bits_are_named() {
-        assert_eq!(taint_names((1 << 9) | (1 << 7)), "D (oops), W (warning)");
-        assert_eq!(taint_names(1 << 40), "bit 40");
-        assert_eq!(EXPECTED_TAINT & (1 << 9), 0, "a warning is never expected");
     }
 }

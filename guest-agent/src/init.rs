@@ -11,7 +11,9 @@ use guest_agent::protocol::{ScenarioResult, RESULT_PORT_NAME};
 use nix::mount::{mount, MsFlags};
 use nix::sys::reboot::{reboot, RebootMode};
 
-use crate::{mounts, Fault, RunArgs};
+use guest_agent::cli::{Fault, RunArgs};
+
+use crate::mounts;
 
 /// How long the virtio port may take to get its name (set asynchronously).
 const PORT_WAIT: Duration = Duration::from_secs(5);

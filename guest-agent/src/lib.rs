@@ -3,6 +3,7 @@
 //! the host so that both sides agree on it.
 
 pub mod catalogue;
+pub mod cli;
 pub mod loader_contract;
 pub mod protocol;
 pub mod render;

@@ -48,6 +48,58 @@ pub struct LogStats {
     pub trace_lost: u64,
 }
 
+impl Step {
+    /// How many times `text` from `source` is in the step's kernel output
+    /// (listed one by one or summarised).
+    pub fn count(&self, source: Source, text: &str) -> usize {
+        let listed = self
+            .timeline
+            .iter()
+            .filter(|line| line.source == source && line.text == text)
+            .count();
+        let summarised: usize = self
+            .summary
+            .iter()
+            .filter(|(line, _)| line.source == source && line.text == text)
+            .map(|(_, count)| count)
+            .sum();
+        listed + summarised
+    }
+
+    /// The distinct lines of the step's kernel output that are not in
+    /// `allowed` (at most ten, as `[source] text`).
+    pub fn lines_outside(&self, allowed: &[(Source, &str)]) -> Vec<String> {
+        let lines = self
+            .timeline
+            .iter()
+            .chain(self.summary.iter().map(|(line, _)| line));
+        let mut outside: Vec<String> = Vec::new();
+        for line in lines {
+            let known = allowed
+                .iter()
+                .any(|(source, text)| *source == line.source && *text == line.text);
+            let shown = format!("[{:?}] {}", line.source, line.text);
+            if !known && !outside.contains(&shown) && outside.len() < 10 {
+                outside.push(shown);
+            }
+        }
+        outside
+    }
+
+    /// Replaces the timeline with each distinct line and its count, in the
+    /// order each first appeared.
+    pub fn summarise(&mut self) {
+        let mut summary: Vec<(TimelineLine, usize)> = Vec::new();
+        for line in std::mem::take(&mut self.timeline) {
+            match summary.iter_mut().find(|(seen, _)| *seen == line) {
+                Some((_, count)) => *count += 1,
+                None => summary.push((line, 1)),
+            }
+        }
+        self.summary = summary;
+    }
+}
+
 /// The whole report for one scenario.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ScenarioResult {
@@ -71,5 +123,53 @@ impl ScenarioResult {
         serde_json::to_string(self).unwrap_or_else(|err| {
             format!("{{\"scenario\":{:?},\"passed\":false,\"failures\":[\"serialising the result: {err}\"]}}", self.scenario)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(source: Source, text: &str) -> TimelineLine {
+        TimelineLine {
+            source,
+            text: text.to_owned(),
+        }
+    }
+
+    #[test]
+    fn a_step_counts_its_lines_before_and_after_summarising() {
+        let mut step = Step {
+            timeline: vec![
+                line(Source::Kernel, "registered"),
+                line(Source::Bpf, "called"),
+                line(Source::Bpf, "called"),
+                line(Source::Kernel, "called"),
+            ],
+            ..Step::default()
+        };
+        assert_eq!(step.count(Source::Bpf, "called"), 2);
+        step.summarise();
+        assert!(step.timeline.is_empty());
+        assert_eq!(step.count(Source::Bpf, "called"), 2);
+        assert_eq!(step.count(Source::Kernel, "called"), 1);
+        assert_eq!(step.summary[0], (line(Source::Kernel, "registered"), 1));
+    }
+
+    #[test]
+    fn lines_outside_the_allowed_ones_are_named_once() {
+        let step = Step {
+            timeline: vec![
+                line(Source::Kernel, "registered"),
+                line(Source::Kernel, "odd"),
+                line(Source::Kernel, "odd"),
+                line(Source::Bpf, "registered"),
+            ],
+            ..Step::default()
+        };
+        assert_eq!(
+            step.lines_outside(&[(Source::Kernel, "registered")]),
+            ["[Kernel] odd", "[Bpf] registered"]
+        );
     }
 }
