@@ -1,11 +1,13 @@
-//! Progress for long work: on a terminal, one line that updates in place;
-//! elsewhere (CI, a pipe), a plain line now and then. Always on stderr.
+//! Progress for long work: on a terminal, one line that updates in place
+//! (indicatif); elsewhere (CI, a pipe), a plain line every 20 s. Always on stderr.
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressStyle};
 
 #[derive(Clone, Copy)]
 pub struct Progress {
@@ -41,22 +43,34 @@ impl Progress {
         let stop = Arc::new(AtomicBool::new(false));
         let start = Instant::now();
         eprintln!("[harness] {what} ...");
-        let ticker = {
+        let bar = self.live.then(|| live_bar(&what));
+        let ticker = (!self.live).then(|| {
             let state = Arc::clone(&state);
             let stop = Arc::clone(&stop);
-            let live = self.live;
             let what = what.clone();
-            std::thread::spawn(move || tick(&what, live, start, &state, &stop))
-        };
+            std::thread::spawn(move || tick(&what, start, &state, &stop))
+        });
         Task {
             what,
             start,
             state,
             stop,
-            ticker: Some(ticker),
-            live: self.live,
+            ticker,
+            bar,
         }
     }
+}
+
+/// A spinner with the elapsed time, the step count and the current step.
+fn live_bar(what: &str) -> ProgressBar {
+    let bar = ProgressBar::new_spinner();
+    let style =
+        ProgressStyle::with_template("[harness] {prefix}: {elapsed}, {pos} steps, now: {wide_msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner());
+    bar.set_style(style);
+    bar.set_prefix(what.to_owned());
+    bar.enable_steady_tick(Duration::from_millis(500));
+    bar
 }
 
 pub struct Step {
@@ -85,14 +99,19 @@ pub struct Task {
     start: Instant,
     state: Arc<Mutex<TaskState>>,
     stop: Arc<AtomicBool>,
+    /// The plain line every 20 s, when not on a terminal.
     ticker: Option<JoinHandle<()>>,
-    live: bool,
+    /// The live line, on a terminal.
+    bar: Option<ProgressBar>,
 }
 
 impl Task {
     /// Records what the task is doing now (e.g. `CC kernel/fork.o`).
     pub fn update(&self, current: &str) {
-        if let Ok(mut state) = self.state.lock() {
+        if let Some(bar) = &self.bar {
+            bar.inc(1);
+            bar.set_message(current.to_owned());
+        } else if let Ok(mut state) = self.state.lock() {
             state.current = current.to_owned();
             state.count += 1;
         }
@@ -112,8 +131,8 @@ impl Task {
         if let Some(ticker) = self.ticker.take() {
             let _ = ticker.join();
         }
-        if self.live {
-            eprint!("\r\x1b[2K");
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
         }
     }
 }
@@ -124,12 +143,9 @@ impl Drop for Task {
     }
 }
 
-fn tick(what: &str, live: bool, start: Instant, state: &Mutex<TaskState>, stop: &AtomicBool) {
-    let interval = if live {
-        Duration::from_millis(500)
-    } else {
-        Duration::from_secs(20)
-    };
+/// Without a terminal: a plain line every 20 s, until `stop`.
+fn tick(what: &str, start: Instant, state: &Mutex<TaskState>, stop: &AtomicBool) {
+    let interval = Duration::from_secs(20);
     let mut last = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(100));
@@ -137,22 +153,13 @@ fn tick(what: &str, live: bool, start: Instant, state: &Mutex<TaskState>, stop: 
             continue;
         }
         last = Instant::now();
-        let (current, count) = match state.lock() {
-            Ok(state) => (state.current.clone(), state.count),
-            Err(_) => continue,
-        };
-        let line = format!(
-            "[harness] {what}: {} elapsed, {count} steps, now: {current}",
-            format_duration(start.elapsed())
+        let Ok(state) = state.lock() else { continue };
+        eprintln!(
+            "[harness] {what}: {} elapsed, {} steps, now: {}",
+            format_duration(start.elapsed()),
+            state.count,
+            state.current
         );
-        if live {
-            let width = 120;
-            let shown: String = line.chars().take(width).collect();
-            eprint!("\r\x1b[2K{shown}");
-            let _ = std::io::stderr().flush();
-        } else {
-            eprintln!("{line}");
-        }
     }
 }
 
