@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use harness::kernel::config::Fragment;
-use harness::kernel::{self, KernelRecipe, KernelSource, Make};
+use harness::kernel::{self, Flavour, KernelRecipe, KernelSource, Make};
 use harness::process::combined_output;
 use harness::progress::Progress;
 use harness::{artifacts, host_deps, kmod, paths};
@@ -26,9 +26,13 @@ fn a_fragment_with_a_syntax_error_stops_before_any_build() {
         "CONFIG_BPF=y\nCONFIG BPF_JIT=y\n",
     )
     .unwrap();
-    let err = KernelRecipe::new(KernelSource::Tree("/nonexistent".into()), images.path())
-        .err()
-        .unwrap();
+    let err = KernelRecipe::new(
+        KernelSource::Tree("/nonexistent".into()),
+        Flavour::Default,
+        images.path(),
+    )
+    .err()
+    .unwrap();
     assert_eq!(
         err.to_string(),
         "images/zz-typo.config:2: not a kernel config line: `CONFIG BPF_JIT=y` \
@@ -40,7 +44,9 @@ fn a_fragment_with_a_syntax_error_stops_before_any_build() {
 fn options_that_olddefconfig_drops_are_named_with_their_fragment() {
     let artifacts = artifacts::prepared().unwrap_or_else(|err| panic!("{err:#}"));
     let scratch = tempfile::tempdir().unwrap();
-    let mut fragments = kernel::config::read_fragments(&images_dir()).unwrap();
+    let all = kernel::config::read_fragments(&images_dir()).unwrap();
+    let series = kernel::Series::parse(&artifacts.kernel.version).unwrap();
+    let mut fragments = kernel::config::select_fragments(&all, Flavour::Default, series).unwrap();
     // Without the BPF syscall there is no BTF, no BPF_EVENTS: the build must not go on.
     let extra = scratch.path().join("zz-no-bpf.config");
     std::fs::write(

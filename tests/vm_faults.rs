@@ -4,9 +4,12 @@
 
 use std::time::{Duration, Instant};
 
+use guest_agent::cli::Fault;
 use harness::artifacts::{self, Artifacts};
 use harness::process::processes_mentioning;
-use harness::vm::{self, ScenarioRun, VmError, VmFailure, VmOptions};
+use harness::suite::run_scenario;
+use harness::wait::{wait_until, Poll};
+use harness::vm::{RunError, ScenarioRun, VmError, VmFailure, VmOptions};
 
 fn artifacts() -> &'static Artifacts {
     artifacts::prepared().unwrap_or_else(|err| panic!("{err:#}"))
@@ -17,24 +20,22 @@ fn label(name: &str) -> String {
     format!("{name}-{}", std::process::id())
 }
 
-fn options(label: &str, fault: &str) -> VmOptions {
+fn options(label: &str, fault: Fault) -> VmOptions {
     VmOptions {
         label: Some(label.to_owned()),
-        extra_agent_args: vec!["--fault".to_owned(), fault.to_owned()],
+        fault: Some(fault),
         ..VmOptions::default()
     }
 }
 
-fn expect_vm_error(outcome: anyhow::Result<ScenarioRun>) -> VmError {
+fn expect_vm_error(outcome: Result<ScenarioRun, RunError>) -> VmError {
     match outcome {
         Ok(run) => panic!(
             "expected the VM to fail, but it produced a result: {:?}",
             run.result
         ),
-        Err(err) => match err.downcast::<VmError>() {
-            Ok(vm_error) => vm_error,
-            Err(other) => panic!("expected a VmError, got: {other:#}"),
-        },
+        Err(RunError::Vm(error)) => *error,
+        Err(other) => panic!("expected the VM to fail, got: {other:#}"),
     }
 }
 
@@ -66,19 +67,21 @@ fn kill_when_running(
     after: Duration,
 ) -> std::thread::JoinHandle<bool> {
     std::thread::spawn(move || {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline {
-            let found = processes_mentioning(&needle)
+        let found = wait_until(
+            Instant::now() + Duration::from_secs(60),
+            Duration::from_millis(50),
+            || match processes_mentioning(&needle)
                 .into_iter()
-                .find(|(_, cmdline)| cmdline.contains(program));
-            if let Some((pid, _)) = found {
-                std::thread::sleep(after);
-                // SAFETY: kill(2) on a pid we just found; at worst it is already gone.
-                return unsafe { libc::kill(pid as i32, libc::SIGKILL) } == 0;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        false
+                .find(|(_, cmdline)| cmdline.contains(program))
+            {
+                Some((pid, _)) => Poll::Ready(pid),
+                None => Poll::Pending,
+            },
+        );
+        let Some(pid) = found else { return false };
+        std::thread::sleep(after);
+        // SAFETY: kill(2) on a pid we just found; at worst it is already gone.
+        unsafe { libc::kill(pid as i32, libc::SIGKILL) == 0 }
     })
 }
 
@@ -86,10 +89,10 @@ fn kill_when_running(
 fn guest_panic_is_reported_within_seconds() {
     let label = label("panic");
     let start = Instant::now();
-    let error = expect_vm_error(vm::run_scenario(
+    let error = expect_vm_error(run_scenario(
         artifacts(),
         "no_module",
-        &options(&label, "exit-init"),
+        &options(&label, Fault::ExitInit),
     ));
     let took = start.elapsed();
     assert!(
@@ -112,10 +115,10 @@ fn guest_hang_is_ended_by_the_timeout() {
     let label = label("hang");
     let options = VmOptions {
         timeout: Duration::from_secs(15),
-        ..options(&label, "hang")
+        ..options(&label, Fault::Hang)
     };
     let start = Instant::now();
-    let error = expect_vm_error(vm::run_scenario(artifacts(), "no_module", &options));
+    let error = expect_vm_error(run_scenario(artifacts(), "no_module", &options));
     let took = start.elapsed();
     assert!(
         matches!(error.failure, VmFailure::Timeout { .. }),
@@ -138,10 +141,10 @@ fn guest_hang_is_ended_by_the_timeout() {
 #[test]
 fn agent_exiting_without_a_result_is_reported() {
     let label = label("noresult");
-    let error = expect_vm_error(vm::run_scenario(
+    let error = expect_vm_error(run_scenario(
         artifacts(),
         "no_module",
-        &options(&label, "no-result"),
+        &options(&label, Fault::NoResult),
     ));
     assert!(
         matches!(error.failure, VmFailure::NoResult { .. }),
@@ -162,10 +165,10 @@ fn kill_from_outside(name: &str, program: &'static str, after: Duration) -> (VmE
     let label = label(name);
     let killer = kill_when_running(label.clone(), program, after);
     let start = Instant::now();
-    let error = expect_vm_error(vm::run_scenario(
+    let error = expect_vm_error(run_scenario(
         artifacts(),
         "no_module",
-        &options(&label, "hang"),
+        &options(&label, Fault::Hang),
     ));
     assert!(killer.join().unwrap(), "never found {program} to kill");
     (error, start.elapsed())
@@ -216,9 +219,9 @@ fn the_guest_cannot_write_the_host() {
         let label = label(if force_9p { "ro9p" } else { "rovfs" });
         let options = VmOptions {
             force_9p,
-            ..options(&label, "write-host")
+            ..options(&label, Fault::WriteHost)
         };
-        let run = vm::run_scenario(artifacts(), "no_module", &options)
+        let run = run_scenario(artifacts(), "no_module", &options)
             .unwrap_or_else(|err| panic!("{err:#}"));
         let target = artifacts().guest.loader.with_file_name("guest-write-test");
         assert!(run.result.passed, "{:?}", run.result.failures);
@@ -275,7 +278,7 @@ fn kvm_is_probed_once_and_the_verdict_is_kept() {
         harness::accel::choose(cache.path()).unwrap(),
         harness::accel::Choice::ProbeKvm
     );
-    let run = vm::run_scenario(&artifacts, "no_module", &VmOptions::default())
+    let run = run_scenario(&artifacts, "no_module", &VmOptions::default())
         .unwrap_or_else(|err| panic!("{err:#}"));
     assert!(run.result.passed, "{:?}", run.result.failures);
     let verdict = harness::accel::read_verdict(cache.path())
@@ -292,7 +295,7 @@ fn kvm_is_probed_once_and_the_verdict_is_kept() {
         matches!(harness::accel::choose(cache.path()).unwrap(), harness::accel::Choice::Decided(accel, _) if accel == expected),
         "the verdict is not used"
     );
-    let again = vm::run_scenario(&artifacts, "no_module", &VmOptions::default())
+    let again = run_scenario(&artifacts, "no_module", &VmOptions::default())
         .unwrap_or_else(|err| panic!("{err:#}"));
     assert_eq!(again.accel, expected);
 }
@@ -306,7 +309,7 @@ fn helper_boots_a_hanging_vm() {
     let label = std::env::var(HELPER_LABEL_ENV).unwrap_or_else(|_| {
         panic!("a helper of an_interrupted_test_process_takes_its_vm_along: it needs {HELPER_LABEL_ENV}")
     });
-    let _ = vm::run_scenario(artifacts(), "no_module", &options(&label, "hang"));
+    let _ = run_scenario(artifacts(), "no_module", &options(&label, Fault::Hang));
 }
 
 #[test]
@@ -319,34 +322,38 @@ fn an_interrupted_test_process_takes_its_vm_along() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !processes_mentioning(&label)
-        .iter()
-        .any(|(_, cmdline)| cmdline.contains("qemu-system"))
-    {
-        assert!(Instant::now() < deadline, "the helper never started its VM");
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "the helper exited before its VM started"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let started = wait_until(
+        Instant::now() + Duration::from_secs(60),
+        Duration::from_millis(50),
+        || {
+            let vm_up = processes_mentioning(&label)
+                .iter()
+                .any(|(_, cmdline)| cmdline.contains("qemu-system"));
+            match (vm_up, child.try_wait().unwrap()) {
+                (true, _) => Poll::Ready(true),
+                (false, Some(_)) => Poll::Ready(false),
+                (false, None) => Poll::Pending,
+            }
+        },
+    );
+    assert_eq!(started, Some(true), "the helper never started its VM");
     // What nextest does to a test at its timeout, and a terminal's Ctrl-C does.
     // SAFETY: kill(2) on our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     child.wait().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let leftovers = processes_mentioning(&label);
-        if leftovers.is_empty() {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "left behind after SIGTERM: {leftovers:#?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let gone = wait_until(
+        Instant::now() + Duration::from_secs(5),
+        Duration::from_millis(50),
+        || match processes_mentioning(&label).is_empty() {
+            true => Poll::Ready(()),
+            false => Poll::Pending,
+        },
+    );
+    assert!(
+        gone.is_some(),
+        "left behind after SIGTERM: {:#?}",
+        processes_mentioning(&label)
+    );
     // The dead helper's socket directory is swept by the next VM, or here.
     harness::run_dirs::sweep_stale_run_dirs();
     let stale: Vec<_> = harness::run_dirs::run_dirs_in(&std::env::temp_dir())

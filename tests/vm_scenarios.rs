@@ -3,14 +3,14 @@
 //! select them with `cargo nextest run -E 'binary(vm_scenarios)'`.
 
 use guest_agent::catalogue;
-use harness::{artifacts, normalise, vm};
+use harness::{artifacts, normalise, suite, vm};
 
 /// Boots a VM for `scenario` and checks it: a failed scenario prints its
 /// failed expectations first (they say what went wrong), then the snapshot
 /// is compared (its diff shows where), then the test fails.
 fn check(scenario: &str) {
     let artifacts = artifacts::prepared().unwrap_or_else(|err| panic!("{err:#}"));
-    let run = vm::run_scenario(artifacts, scenario, &vm::VmOptions::default())
+    let run = suite::run_scenario(artifacts, scenario, &vm::VmOptions::default())
         .unwrap_or_else(|err| panic!("scenario {scenario} produced no result:\n{err:#}"));
     let failures = failure_report(scenario, &run);
     if let Some(failures) = &failures {

@@ -5,12 +5,12 @@
 use std::io::Read;
 use std::time::{Duration, Instant};
 
-use harness::{artifacts, report};
+use harness::{artifacts, vng};
 
 #[test]
 fn vng_runs_a_scenario_on_the_harness_kernel() {
     let artifacts = artifacts::prepared().unwrap_or_else(|err| panic!("{err:#}"));
-    let command = report::vng_command(artifacts, "trigger");
+    let command = vng::vng_command(artifacts, "trigger");
     // Its own process group, so that a timeout kills vng's QEMU and virtiofsd too.
     let reader = duct::cmd!("bash", "-c", &command)
         .before_spawn(|command| {

@@ -5,24 +5,11 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Accel {
-    Kvm,
-    Tcg,
-}
-
-impl std::fmt::Display for Accel {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Accel::Kvm => "kvm",
-            Accel::Tcg => "tcg",
-        })
-    }
-}
+pub use crate::qemu::Accel;
+use crate::vm::{RunError, ScenarioRun, VmFailure};
 
 /// Forces the accelerator: `kvm` or `tcg`.
 pub const ACCEL_ENV: &str = "STRUCT_OPS_ACCEL";
@@ -113,12 +100,69 @@ pub fn write_verdict(cache: &Path, kvm_works: bool, reason: &str) -> Result<()> 
         reason: reason.to_owned(),
         host: host_identity(),
     };
-    std::fs::create_dir_all(cache).with_context(|| format!("creating {}", cache.display()))?;
-    let path = verdict_path(cache);
-    let partial = path.with_extension(format!("json.{}", std::process::id()));
-    std::fs::write(&partial, serde_json::to_string_pretty(&verdict)?)
-        .with_context(|| format!("writing {}", partial.display()))?;
-    std::fs::rename(&partial, &path).with_context(|| format!("writing {}", path.display()))
+    crate::paths::write_atomically(
+        &verdict_path(cache),
+        serde_json::to_string_pretty(&verdict)?.as_bytes(),
+    )
+}
+
+/// What one KVM boot under the watchdog says about KVM on this host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KvmProbe {
+    /// The guest reached the agent (whatever the scenario then did).
+    Works,
+    /// The guest stayed silent, or QEMU blamed KVM: fall back to TCG.
+    Broken { reason: String },
+    /// The boot failed before any guest ran (no socket directory, say):
+    /// nothing was learnt about KVM.
+    Inconclusive,
+}
+
+impl KvmProbe {
+    pub fn of(outcome: &Result<ScenarioRun, RunError>) -> Self {
+        match outcome {
+            Ok(_) => KvmProbe::Works,
+            Err(RunError::Vm(error)) => match &error.failure {
+                VmFailure::KvmBroken(reason) => KvmProbe::Broken {
+                    reason: reason.clone(),
+                },
+                _ if error.agent_ready => KvmProbe::Works,
+                _ => KvmProbe::Inconclusive,
+            },
+            Err(RunError::Harness(_)) => KvmProbe::Inconclusive,
+        }
+    }
+}
+
+/// The first KVM boot on this host: `boot(accel, probing)` runs on KVM
+/// under the watchdog, the verdict is cached, and a broken KVM is warned
+/// about once and replaced by TCG for this run and every later one.
+pub fn run_probing(
+    cache: &Path,
+    boot: impl Fn(Accel, bool) -> Result<ScenarioRun, RunError>,
+) -> Result<ScenarioRun, RunError> {
+    let outcome = boot(Accel::Kvm, true);
+    match KvmProbe::of(&outcome) {
+        KvmProbe::Works => {
+            write_verdict(cache, true, "a KVM guest booted").map_err(RunError::Harness)?;
+            outcome
+        }
+        KvmProbe::Broken { reason } => {
+            write_verdict(cache, false, &reason).map_err(RunError::Harness)?;
+            if let Err(RunError::Vm(error)) = outcome {
+                // The logs of a probe that failed as expected need no reading.
+                let _ = std::fs::remove_dir_all(&error.logs);
+            }
+            eprintln!(
+                "warning: /dev/kvm is present but {reason} (nested virtualisation not working?); \
+                 falling back to TCG, which is slower. This verdict is cached in {}; delete it, \
+                 or set {ACCEL_ENV}=kvm, to try KVM again.",
+                verdict_path(cache).display(),
+            );
+            boot(Accel::Tcg, false)
+        }
+        KvmProbe::Inconclusive => outcome,
+    }
 }
 
 /// Serialises probes: the first process probes, the others wait and read its verdict.

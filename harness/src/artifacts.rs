@@ -4,10 +4,10 @@
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use crate::guest_binaries::{self, GuestBinaries};
-use crate::kernel::{self, Kernel, KernelRecipe, KernelSource};
+use crate::kernel::{self, Flavour, Kernel, KernelRecipe, KernelSource};
 use crate::progress::Progress;
 use crate::{host_deps, kmod, paths, qemu, virtiofsd};
 
@@ -27,24 +27,36 @@ pub struct Artifacts {
 pub struct PrepareOptions {
     /// Build this kernel tree instead of Debian's linux-source-6.12.
     pub kernel_tree: Option<PathBuf>,
+    /// The default kernel, or the debug one (sanitizers, lockdep).
+    pub flavour: Flavour,
+}
+
+impl PrepareOptions {
+    /// What the environment asks for (the VM tests' way to choose).
+    pub fn from_env() -> Self {
+        PrepareOptions {
+            kernel_tree: None,
+            flavour: Flavour::choose(false),
+        }
+    }
+
+    pub fn recipe(&self) -> Result<KernelRecipe> {
+        KernelRecipe::new(
+            KernelSource::choose(self.kernel_tree.clone()),
+            self.flavour,
+            &paths::workspace_root().join("images"),
+        )
+    }
 }
 
 pub fn prepare(options: &PrepareOptions, progress: &Progress) -> Result<Artifacts> {
     host_deps::ensure_installed()?;
-    qemu::which(qemu::QEMU_BINARY).with_context(|| {
-        format!(
-            "{} not found in PATH: install qemu-system-x86 (harness/install-deps.sh does)",
-            qemu::QEMU_BINARY
-        )
-    })?;
+    qemu::find_qemu(std::env::var_os("PATH"))?;
     let workspace = paths::workspace_root();
     let cache = paths::cache_dir()?;
     // A bad STRUCT_OPS_ACCEL is reported now, not once per scenario.
     crate::accel::choose(&cache)?;
-    let recipe = KernelRecipe::new(
-        KernelSource::choose(options.kernel_tree.clone()),
-        &workspace.join("images"),
-    )?;
+    let recipe = options.recipe()?;
     let kernel = kernel::ensure_built(&recipe, &cache, progress)?;
     let kmod = kmod::ensure_built(&workspace.join("kmod"), &kernel, &cache, progress)?;
     let guest = guest_binaries::ensure_built(&workspace, progress)?;
@@ -68,7 +80,7 @@ pub fn prepared() -> Result<&'static Artifacts> {
     static ARTIFACTS: OnceLock<Result<Artifacts, String>> = OnceLock::new();
     ARTIFACTS
         .get_or_init(|| {
-            prepare(&PrepareOptions::default(), &Progress::new()).map_err(|err| format!("{err:#}"))
+            prepare(&PrepareOptions::from_env(), &Progress::new()).map_err(|err| format!("{err:#}"))
         })
         .as_ref()
         .map_err(|err| {

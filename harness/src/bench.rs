@@ -6,10 +6,10 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 use crate::artifacts::{self, Artifacts, PrepareOptions};
-use crate::kernel::{self, KernelRecipe, KernelSource};
+use crate::kernel;
 use crate::progress::Progress;
-use crate::vm::{self, VmOptions};
-use crate::{guest_binaries, kmod, paths, report};
+use crate::vm::VmOptions;
+use crate::{guest_binaries, kmod, paths};
 
 pub struct BenchOptions {
     /// Repetitions of each cheap figure.
@@ -80,17 +80,57 @@ fn time<T>(work: impl FnOnce() -> Result<T>) -> Result<(Duration, T)> {
 pub fn run(prepare_options: &PrepareOptions, options: &BenchOptions) -> Result<()> {
     let quiet = Progress::new();
     let artifacts = artifacts::prepare(prepare_options, &quiet)?;
-    let workspace = paths::workspace_root();
     let runs = options.runs.max(1);
-    let mut figures = Vec::new();
+    let mut figures = vec![cold_build(prepare_options, options, &artifacts)?];
+    figures.extend(warm_builds(prepare_options, &artifacts, runs)?);
+    figures.extend(one_vm(&artifacts, runs)?);
+    let mut suite = Figure::new(
+        "whole scenario suite, warm, 2 VMs at a time",
+        Some(Duration::from_secs(30)),
+    );
+    for _ in 0..runs.min(3) {
+        suite.samples.push(time(|| run_suite(&artifacts))?.0);
+    }
+    figures.push(suite);
+    let (ours, vng) = compare_with_vng(&artifacts, runs.min(3))?;
+    let ratio = match (ours.median(), vng.median()) {
+        (Some(ours), Some(vng)) => Some(ours.as_secs_f64() / vng.as_secs_f64()),
+        _ => None,
+    };
+    figures.extend([ours, vng]);
+    print_figures(&figures);
+    if let Some(ratio) = ratio {
+        let verdict = if ratio <= 0.6 { "ok" } else { "MISSED" };
+        println!(
+            "{:<54} {ratio:>8.2}  target 0.60 {verdict}",
+            "trigger end to end, ours / vng"
+        );
+    }
+    Ok(())
+}
 
+fn print_figures(figures: &[Figure]) {
+    println!(
+        "{:<54} {:>8} {:>8} {:>8} {:>3}",
+        "figure", "min", "median", "max", "n"
+    );
+    for figure in figures {
+        println!("{}", figure.row());
+    }
+}
+
+/// The kernel built from scratch in a scratch cache (`--cold-kernel`), or
+/// the time the cache entry took when it was built.
+fn cold_build(
+    prepare_options: &PrepareOptions,
+    options: &BenchOptions,
+    artifacts: &Artifacts,
+) -> Result<Figure> {
     let mut cold = Figure::new("kernel build, cold", None);
     if options.cold_kernel {
         let scratch = tempfile::tempdir().context("creating a scratch cache")?;
-        let recipe = KernelRecipe::new(
-            KernelSource::choose(prepare_options.kernel_tree.clone()),
-            &workspace.join("images"),
-        )?;
+        let recipe = prepare_options.recipe()?;
+        let quiet = Progress::new();
         cold.samples
             .push(time(|| kernel::ensure_built(&recipe, scratch.path(), &quiet))?.0);
         cold.name.push_str(" (measured now)");
@@ -99,51 +139,48 @@ pub fn run(prepare_options: &PrepareOptions, options: &BenchOptions) -> Result<(
             .push(Duration::from_secs_f64(artifacts.kernel.build_seconds));
         cold.name.push_str(" (when the cache entry was built)");
     }
-    figures.push(cold);
+    Ok(cold)
+}
 
-    let mut hit = Figure::new(
-        "kernel build, warm (cache hit)",
-        Some(Duration::from_secs(1)),
-    );
-    let mut ready = Figure::new(
-        "everything before the first VM, warm",
-        Some(Duration::from_secs(1)),
-    );
+/// Everything before the first VM when it is all cached, and the module.
+fn warm_builds(
+    prepare_options: &PrepareOptions,
+    artifacts: &Artifacts,
+    runs: usize,
+) -> Result<Vec<Figure>> {
+    let quiet = Progress::new();
+    let workspace = paths::workspace_root();
+    let second = Some(Duration::from_secs(1));
+    let mut hit = Figure::new("kernel build, warm (cache hit)", second);
+    let mut ready = Figure::new("everything before the first VM, warm", second);
     let mut module = Figure::new("module build", None);
     let mut guest = Figure::new("guest binaries build, warm (cargo no-op)", None);
     for _ in 0..runs {
-        let recipe = KernelRecipe::new(
-            KernelSource::choose(prepare_options.kernel_tree.clone()),
-            &workspace.join("images"),
-        )?;
+        let recipe = prepare_options.recipe()?;
+        let cache = &artifacts.cache;
         hit.samples
-            .push(time(|| kernel::ensure_built(&recipe, &artifacts.cache, &quiet))?.0);
+            .push(time(|| kernel::ensure_built(&recipe, cache, &quiet))?.0);
         ready
             .samples
             .push(time(|| artifacts::prepare(prepare_options, &quiet))?.0);
         let scratch = tempfile::tempdir().context("creating a scratch module cache")?;
-        module.samples.push(
-            time(|| {
-                kmod::ensure_built(
-                    &workspace.join("kmod"),
-                    &artifacts.kernel,
-                    scratch.path(),
-                    &quiet,
-                )
-            })?
-            .0,
-        );
+        let kmod_dir = workspace.join("kmod");
+        let build = || kmod::ensure_built(&kmod_dir, &artifacts.kernel, scratch.path(), &quiet);
+        module.samples.push(time(build)?.0);
         guest
             .samples
             .push(time(|| guest_binaries::ensure_built(&workspace, &quiet))?.0);
     }
-    figures.extend([hit, ready, module, guest]);
+    Ok(vec![hit, ready, module, guest])
+}
 
+/// One VM running `trigger`: to the agent's ready line, and to its result.
+fn one_vm(artifacts: &Artifacts, runs: usize) -> Result<Vec<Figure>> {
     let mut agent_ready = Vec::new();
     let mut result = Vec::new();
     let mut accel = None;
     for _ in 0..runs {
-        let run = vm::run_scenario(&artifacts, "trigger", &VmOptions::default())?;
+        let run = crate::suite::run_scenario(artifacts, "trigger", &VmOptions::default())?;
         if !run.result.passed {
             bail!(
                 "the trigger scenario failed during the benchmark: {:?}",
@@ -156,52 +193,21 @@ pub fn run(prepare_options: &PrepareOptions, options: &BenchOptions) -> Result<(
     }
     // Named after the accelerator the VMs really used (a KVM probe may have fallen back).
     let accel = accel.map_or_else(|| "?".to_owned(), |accel| accel.to_string());
-    figures.push(Figure {
+    let ready = Figure {
         samples: agent_ready,
         ..Figure::new(
             &format!("one VM ({accel}): QEMU start to agent ready"),
             Some(Duration::from_millis(1500)),
         )
-    });
-    figures.push(Figure {
+    };
+    let result = Figure {
         samples: result,
         ..Figure::new(
             &format!("one VM ({accel}): QEMU start to result (trigger)"),
             None,
         )
-    });
-
-    let mut suite = Figure::new(
-        "whole scenario suite, warm, 2 VMs at a time",
-        Some(Duration::from_secs(30)),
-    );
-    for _ in 0..runs.min(3) {
-        suite.samples.push(time(|| run_suite(&artifacts))?.0);
-    }
-    figures.push(suite);
-
-    let (ours, vng) = compare_with_vng(&artifacts, runs.min(3))?;
-    let ratio = match (ours.median(), vng.median()) {
-        (Some(ours), Some(vng)) => Some(ours.as_secs_f64() / vng.as_secs_f64()),
-        _ => None,
     };
-    figures.extend([ours, vng]);
-
-    println!(
-        "{:<54} {:>8} {:>8} {:>8} {:>3}",
-        "figure", "min", "median", "max", "n"
-    );
-    for figure in &figures {
-        println!("{}", figure.row());
-    }
-    if let Some(ratio) = ratio {
-        let verdict = if ratio <= 0.6 { "ok" } else { "MISSED" };
-        println!(
-            "{:<54} {ratio:>8.2}  target 0.60 {verdict}",
-            "trigger end to end, ours / vng"
-        );
-    }
-    Ok(())
+    Ok(vec![ready, result])
 }
 
 /// All scenarios, as many VMs at a time as `harness run` and the nextest `vm` group.
@@ -238,7 +244,13 @@ fn compare_with_vng(artifacts: &Artifacts, runs: usize) -> Result<(Figure, Figur
     }
     let mut ours = Figure::new("trigger end to end, ours", None);
     for _ in 0..runs {
-        let (took, run) = time(|| vm::run_scenario(artifacts, "trigger", &VmOptions::default()))?;
+        let (took, run) = time(|| {
+            Ok(crate::suite::run_scenario(
+                artifacts,
+                "trigger",
+                &VmOptions::default(),
+            )?)
+        })?;
         if !run.result.passed {
             bail!(
                 "trigger failed during the benchmark: {:?}",
@@ -248,7 +260,7 @@ fn compare_with_vng(artifacts: &Artifacts, runs: usize) -> Result<(Figure, Figur
         ours.samples.push(took);
     }
     let mut vng = Figure::new("trigger end to end, vng --exec", None);
-    let vng_command = report::vng_command(artifacts, "trigger");
+    let vng_command = crate::vng::vng_command(artifacts, "trigger");
     for _ in 0..runs {
         let (took, (status, text)) = time(|| {
             crate::process::combined_output(duct::cmd!("bash", "-c", &vng_command).stdin_null())

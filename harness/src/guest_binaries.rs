@@ -34,7 +34,7 @@ pub fn ensure_built(workspace: &Path, progress: &Progress) -> Result<GuestBinari
         bail!("building the guest binaries failed:\n{}", text.trim_end());
     }
     step.done();
-    let release = target_dir(workspace).join("release");
+    let release = crate::paths::target_dir(workspace).join("release");
     let binaries = GuestBinaries {
         agent: release.join("guest-agent"),
         loader: release.join("struct_ops"),
@@ -45,17 +45,4 @@ pub fn ensure_built(workspace: &Path, progress: &Progress) -> Result<GuestBinari
         }
     }
     Ok(binaries)
-}
-
-pub fn target_dir(workspace: &Path) -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .map(|dir| {
-            if dir.is_absolute() {
-                dir
-            } else {
-                workspace.join(dir)
-            }
-        })
-        .unwrap_or_else(|| workspace.join("target"))
 }

@@ -22,4 +22,5 @@ pub mod suite;
 pub mod text;
 pub mod virtiofsd;
 pub mod vm;
+pub mod vng;
 pub mod wait;

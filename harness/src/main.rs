@@ -9,10 +9,11 @@ use anyhow::{bail, Result};
 use clap::{Parser, Subcommand};
 use guest_agent::catalogue::{self, SCENARIOS};
 use harness::artifacts::{prepare, PrepareOptions};
-use harness::kernel::{KernelRecipe, KernelSource};
+use harness::kernel::Flavour;
 use harness::paths;
 use harness::progress::Progress;
-use harness::report::{self, Row};
+use harness::report;
+use harness::suite::Row;
 use harness::vm::VmOptions;
 
 #[derive(Parser)]
@@ -23,6 +24,7 @@ use harness::vm::VmOptions;
     after_help = "Environment:\n  \
         STRUCT_OPS_CACHE_DIR        cache for kernels, modules, the KVM verdict, tools (default ~/.cache/struct-ops-vmtest)\n  \
         STRUCT_OPS_KERNEL_TREE      kernel tree to build instead of Debian's linux-source-6.12\n  \
+        STRUCT_OPS_DEBUG_KERNEL     1 for the debug kernel (as --debug-kernel)\n  \
         STRUCT_OPS_ACCEL            kvm or tcg, to skip the KVM probe\n  \
         STRUCT_OPS_VIRTIOFSD        the virtiofsd to use (needs --readonly)\n  \
         STRUCT_OPS_VERBOSE_CONSOLE  1 for every boot message on the VM console"
@@ -65,6 +67,10 @@ struct BuildArgs {
     /// Build this kernel tree instead of Debian's linux-source-6.12 (also: STRUCT_OPS_KERNEL_TREE).
     #[arg(long, value_name = "DIR")]
     kernel_tree: Option<PathBuf>,
+    /// The debug kernel: the default one plus images/debug.config (KASAN, KFENCE,
+    /// lockdep, RCU and sleep checks); also STRUCT_OPS_DEBUG_KERNEL=1.
+    #[arg(long)]
+    debug_kernel: bool,
 }
 
 #[derive(clap::Args)]
@@ -129,17 +135,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::CacheKey(build) => {
-            let recipe = KernelRecipe::new(
-                KernelSource::choose(build.kernel_tree),
-                &paths::workspace_root().join("images"),
-            )?;
+            let recipe = prepare_options(&build).recipe()?;
             println!("{}", recipe.key(&paths::cache_dir()?)?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Vng { scenario, build } => {
             check_scenario_names(std::slice::from_ref(&scenario))?;
             let artifacts = prepare(&prepare_options(&build), &Progress::new())?;
-            println!("{}", report::vng_command(&artifacts, &scenario));
+            println!("{}", harness::vng::vng_command(&artifacts, &scenario));
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -148,6 +151,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
 fn prepare_options(build: &BuildArgs) -> PrepareOptions {
     PrepareOptions {
         kernel_tree: build.kernel_tree.clone(),
+        flavour: Flavour::choose(build.debug_kernel),
     }
 }
 

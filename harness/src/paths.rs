@@ -16,6 +16,20 @@ pub fn workspace_root() -> PathBuf {
         .unwrap_or(manifest_dir)
 }
 
+/// Cargo's target directory for `workspace` (`$CARGO_TARGET_DIR` when set).
+pub fn target_dir(workspace: &std::path::Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .map(|dir| {
+            if dir.is_absolute() {
+                dir
+            } else {
+                workspace.join(dir)
+            }
+        })
+        .unwrap_or_else(|| workspace.join("target"))
+}
+
 /// `$STRUCT_OPS_CACHE_DIR`, else `$XDG_CACHE_HOME/struct-ops-vmtest`, else
 /// `~/.cache/struct-ops-vmtest`: always outside the work tree, so a fresh
 /// clone reuses a kernel built by another.

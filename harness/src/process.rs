@@ -15,6 +15,18 @@ pub fn die_with_parent(command: &mut std::process::Command) -> std::io::Result<(
     Ok(())
 }
 
+/// The first `name` on PATH.
+pub fn which(name: &str) -> Option<std::path::PathBuf> {
+    which_in(name, std::env::var_os("PATH"))
+}
+
+/// The first `name` in the directories of `path` (a PATH value).
+pub fn which_in(name: &str, path: Option<std::ffi::OsString>) -> Option<std::path::PathBuf> {
+    std::env::split_paths(&path?)
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
+}
+
 /// Processes whose command line mentions `needle` (a VM's socket or log
 /// directory), as (pid, command line): what a leak check looks for.
 pub fn processes_mentioning(needle: &str) -> Vec<(u32, String)> {
@@ -75,12 +87,15 @@ mod tests {
             .spawn()
             .unwrap();
         // The child's command line is readable once it has exec'd; allow it a moment.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        let mut found = processes_mentioning(&marker);
-        while found.is_empty() && std::time::Instant::now() < deadline {
-            std::thread::sleep(std::time::Duration::from_millis(10));
-            found = processes_mentioning(&marker);
-        }
+        let found = crate::wait::wait_until(
+            std::time::Instant::now() + std::time::Duration::from_secs(5),
+            std::time::Duration::from_millis(10),
+            || match processes_mentioning(&marker) {
+                found if found.is_empty() => crate::wait::Poll::Pending,
+                found => crate::wait::Poll::Ready(found),
+            },
+        )
+        .unwrap_or_default();
         child.kill().unwrap();
         child.wait().unwrap();
         assert_eq!(found.len(), 1, "{found:?}");

@@ -1,11 +1,27 @@
-//! QEMU: its command line (small pure functions) and the process that owns it.
+//! QEMU: what a VM is made of (the accelerator, the root share, the spec),
+//! its command line (small pure functions) and the process that owns it.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
 
-use crate::accel::Accel;
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Accel {
+    Kvm,
+    Tcg,
+}
+
+impl std::fmt::Display for Accel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Accel::Kvm => "kvm",
+            Accel::Tcg => "tcg",
+        })
+    }
+}
 
 /// How the host's filesystem becomes the guest's root, read-only.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -217,9 +233,10 @@ impl Drop for QemuProcess {
     }
 }
 
-/// QEMU on `path` (a PATH value), or an error that says how to get it.
+/// QEMU on `path` (a PATH value), or an error that says how to get it: the
+/// one place that decides whether QEMU is there.
 pub fn find_qemu(path: Option<std::ffi::OsString>) -> Result<PathBuf> {
-    which_in(QEMU_BINARY, path).with_context(|| {
+    crate::process::which_in(QEMU_BINARY, path).with_context(|| {
         format!(
             "{QEMU_BINARY} not found in PATH. Install Debian's qemu-system-x86 \
              (`apt-get install qemu-system-x86`; harness/install-deps.sh does)"
@@ -227,15 +244,15 @@ pub fn find_qemu(path: Option<std::ffi::OsString>) -> Result<PathBuf> {
     })
 }
 
-/// The first `name` on PATH.
-pub fn which(name: &str) -> Option<PathBuf> {
-    which_in(name, std::env::var_os("PATH"))
-}
-
-fn which_in(name: &str, path: Option<std::ffi::OsString>) -> Option<PathBuf> {
-    std::env::split_paths(&path?)
-        .map(|dir| dir.join(name))
-        .find(|candidate| candidate.is_file())
+/// The QEMU command line of `spec`, as a shell would take it (kept with the logs).
+pub fn shell_line(spec: &VmSpec) -> String {
+    let mut words = vec![QEMU_BINARY.to_owned()];
+    words.extend(
+        qemu_args(spec)
+            .iter()
+            .map(|arg| arg.to_string_lossy().into_owned()),
+    );
+    format!("{}\n", guest_agent::shell::quote_words(&words))
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ use anyhow::{bail, Context, Result};
 use qapi::{qmp, Qmp, Stream};
 
 use crate::qemu::QemuProcess;
+use crate::wait::{wait_until, Poll};
 
 type QmpStream = Stream<BufReader<UnixStream>, UnixStream>;
 
@@ -26,24 +27,22 @@ pub enum GuestEvent {
 impl QmpClient {
     /// Connects once QEMU has created its socket; fails early if QEMU exits first.
     pub fn connect(socket: &Path, qemu: &QemuProcess, deadline: Instant) -> Result<Self> {
-        let stream = loop {
-            match UnixStream::connect(socket) {
-                Ok(stream) => break stream,
-                Err(err) => {
-                    if let Some(status) = qemu.try_wait()? {
-                        bail!(
-                            "QEMU exited ({status}) before its QMP socket was up:\n{}",
-                            qemu.stderr_tail(20)
-                        );
-                    }
-                    if Instant::now() >= deadline {
-                        return Err(err)
-                            .with_context(|| format!("connecting to QMP at {}", socket.display()));
-                    }
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-            }
-        };
+        let stream = wait_until(
+            deadline,
+            Duration::from_millis(10),
+            || match UnixStream::connect(socket) {
+                Ok(stream) => Poll::Ready(Ok(stream)),
+                Err(_) => match qemu.try_wait() {
+                    Ok(Some(status)) => Poll::Ready(Err(anyhow::anyhow!(
+                        "QEMU exited ({status}) before its QMP socket was up:\n{}",
+                        qemu.stderr_tail(20)
+                    ))),
+                    Err(err) => Poll::Ready(Err(err)),
+                    Ok(None) => Poll::Pending,
+                },
+            },
+        )
+        .with_context(|| format!("QMP at {} did not come up in time", socket.display()))??;
         // A QEMU that stops answering must not hang the harness.
         stream.set_read_timeout(Some(Duration::from_secs(5)))?;
         stream.set_write_timeout(Some(Duration::from_secs(5)))?;

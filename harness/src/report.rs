@@ -2,34 +2,12 @@
 //! went wrong, where the logs are and how to rerun it alone.
 
 use std::fmt::Write as _;
-use std::time::Duration;
 
 use serde::Serialize;
 
 use crate::artifacts::Artifacts;
 use crate::normalise::normalise;
-use crate::vm::ScenarioRun;
-
-/// One scenario's outcome: a result from the guest, or an error from the VM.
-pub struct Row {
-    pub scenario: String,
-    pub outcome: Result<ScenarioRun, String>,
-    pub wall: Duration,
-}
-
-impl Row {
-    pub fn passed(&self) -> bool {
-        matches!(&self.outcome, Ok(run) if run.result.passed)
-    }
-
-    pub fn verdict(&self) -> &'static str {
-        match &self.outcome {
-            Ok(run) if run.result.passed => "pass",
-            Ok(_) => "FAIL",
-            Err(_) => "ERROR",
-        }
-    }
-}
+use crate::suite::Row;
 
 pub fn rerun_commands(artifacts: &Artifacts, scenario: &str) -> [String; 2] {
     [
@@ -40,36 +18,8 @@ pub fn rerun_commands(artifacts: &Artifacts, scenario: &str) -> [String; 2] {
             ),
             None => format!("cargo run -p harness -- run --scenario {scenario}"),
         },
-        vng_command(artifacts, scenario),
+        crate::vng::vng_command(artifacts, scenario),
     ]
-}
-
-/// The manual-debugging command: the same kernel and agent, booted by
-/// virtme-ng from the virtualenv install-deps.sh made. vng is told to avoid
-/// KVM where the harness found KVM broken, or it would hang the same way.
-pub fn vng_command(artifacts: &Artifacts, scenario: &str) -> String {
-    let agent = format!(
-        "{agent} run --scenario {scenario} --loader {loader} --kmod {kmod}",
-        agent = artifacts.guest.agent.display(),
-        loader = artifacts.guest.loader.display(),
-        kmod = artifacts.kmod.display()
-    );
-    vng_running(artifacts, &agent)
-}
-
-/// virtme-ng booting the harness's kernel and running `command` in it.
-pub fn vng_running(artifacts: &Artifacts, command: &str) -> String {
-    let kvm = match crate::accel::choose(&artifacts.cache) {
-        Ok(crate::accel::Choice::Decided(crate::accel::Accel::Tcg, _)) => " --disable-kvm",
-        _ => "",
-    };
-    format!(
-        "PATH={bin}:$PATH vng{kvm} --run {kernel} --exec \"{command}\"",
-        bin = crate::paths::venv_in(&artifacts.cache)
-            .join("bin")
-            .display(),
-        kernel = artifacts.kernel.bzimage.display(),
-    )
 }
 
 pub fn render_table(rows: &[Row]) -> String {
@@ -145,7 +95,7 @@ struct JsonRow<'a> {
     accel: Option<String>,
     root: Option<&'a str>,
     logs: Option<String>,
-    error: Option<&'a str>,
+    error: Option<String>,
     result: Option<&'a guest_agent::protocol::ScenarioResult>,
 }
 
@@ -164,7 +114,7 @@ pub fn render_json(rows: &[Row]) -> String {
                 logs: run
                     .and_then(|run| run.kept_logs.as_ref())
                     .map(|path| path.display().to_string()),
-                error: row.outcome.as_ref().err().map(String::as_str),
+                error: row.outcome.as_ref().err().map(|err| format!("{err:#}")),
                 result: run.map(|run| &run.result),
             }
         })

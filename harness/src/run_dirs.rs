@@ -11,7 +11,7 @@ pub const RUN_DIR_PREFIX: &str = "struct-ops-vm-";
 
 /// Where a failed VM's logs are kept: `target/vm-logs/<scenario>-XXXXXX`.
 pub fn logs_root() -> PathBuf {
-    crate::guest_binaries::target_dir(&crate::paths::workspace_root()).join("vm-logs")
+    crate::paths::target_dir(&crate::paths::workspace_root()).join("vm-logs")
 }
 
 /// Holds the pid of the process that owns a socket directory.

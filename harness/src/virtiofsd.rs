@@ -14,7 +14,7 @@ use crate::wait::{wait_until, Poll};
 /// Where to look, in order, after `$STRUCT_OPS_VIRTIOFSD`.
 fn candidates() -> Vec<PathBuf> {
     let mut candidates = Vec::new();
-    if let Some(path) = crate::qemu::which("virtiofsd") {
+    if let Some(path) = crate::process::which("virtiofsd") {
         candidates.push(path);
     }
     if let Some(home) = std::env::var_os("HOME") {

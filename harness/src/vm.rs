@@ -1,20 +1,23 @@
-//! One VM running one scenario: it owns QEMU, virtiofsd, QMP and the run
-//! directory; its Drop kills everything it started. Every wait checks first
-//! whether QEMU has exited, so "QEMU exited: did the guest panic?" is
-//! reported at once instead of after a timeout.
+//! One VM running the agent: it owns QEMU, virtiofsd, QMP and the run
+//! directories, and its Drop kills everything it started. Its life is a few
+//! phases: boot (start the daemons and QEMU), watch (one short question after
+//! another until one of them says how the VM ended), finish (turn that ending
+//! into a run or a failure with everything needed to debug it).
 
 use std::path::{Path, PathBuf};
+use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use guest_agent::cli::{AgentCommand, Fault, RunArgs};
 use guest_agent::protocol::ScenarioResult;
 
-use crate::accel::{self, Accel, Choice};
 use crate::artifacts::Artifacts;
-use crate::qemu::{QemuProcess, RootShare, VmSpec};
+use crate::qemu::{Accel, QemuProcess, RootShare, VmSpec};
 use crate::qmp::{GuestEvent, QmpClient};
 use crate::run_dirs;
 use crate::virtiofsd::Virtiofsd;
+use crate::wait::{wait_until, Poll};
 
 /// Set to 1 for every boot message on the VM consoles.
 pub const VERBOSE_CONSOLE_ENV: &str = "STRUCT_OPS_VERBOSE_CONSOLE";
@@ -25,8 +28,15 @@ const KVM_WATCHDOG: Duration = Duration::from_secs(20);
 const VIRTIOFSD_GRACE: Duration = Duration::from_secs(2);
 /// How long QEMU may take to exit once the agent's result is in.
 const POWER_OFF_GRACE: Duration = Duration::from_secs(2);
+/// How long QEMU may take to open its QMP socket.
+const QMP_WAIT: Duration = Duration::from_secs(10);
+/// How often the watch asks its questions.
+const WATCH_INTERVAL: Duration = Duration::from_millis(20);
+/// How often QMP is asked for events (each ask is a round trip).
+const QMP_INTERVAL: Duration = Duration::from_millis(250);
 /// The line the agent prints once it is up; boot time is measured to it.
 const AGENT_READY: &str = "guest-agent: ready";
+const PANIC_LINE: &str = "Kernel panic - not syncing";
 
 #[derive(Debug, Clone)]
 pub struct VmOptions {
@@ -36,8 +46,8 @@ pub struct VmOptions {
     pub timeout: Duration,
     /// Keep the logs even when the scenario passed.
     pub keep_logs: bool,
-    /// Extra words for the agent (the harness's own fault tests use `--fault`).
-    pub extra_agent_args: Vec<String>,
+    /// A fault for the agent to inject (the harness's own fault tests).
+    pub fault: Option<Fault>,
     /// Names the VM's directories (default: the scenario), so a test can find its processes.
     pub label: Option<String>,
     /// Share the root over 9p even when a read-only virtiofsd is available.
@@ -53,7 +63,7 @@ impl Default for VmOptions {
             cpus: 2,
             timeout: Duration::from_secs(120),
             keep_logs: false,
-            extra_agent_args: Vec::new(),
+            fault: None,
             label: None,
             force_9p: false,
             verbose_console: std::env::var_os(VERBOSE_CONSOLE_ENV)
@@ -75,6 +85,9 @@ pub enum VmFailure {
     VirtiofsdDied { status: String },
     #[error("the agent's result could not be read: {0}")]
     BadResult(String),
+    /// Only on a KVM probe: the guest stayed silent, or QEMU blamed KVM.
+    #[error("{0}")]
+    KvmBroken(String),
 }
 
 /// A finished scenario run, passed or not.
@@ -110,81 +123,53 @@ pub struct VmError {
     pub agent_ready: bool,
 }
 
-/// Boots a VM that runs `scenario` and returns its result.
-pub fn run_scenario(
-    artifacts: &Artifacts,
-    scenario: &str,
-    options: &VmOptions,
-) -> Result<ScenarioRun> {
-    let accel = match accel::choose(&artifacts.cache)? {
-        Choice::Decided(accel, _) => accel,
-        Choice::ProbeKvm => {
-            let _lock = accel::probe_lock(&artifacts.cache)?;
-            match accel::choose(&artifacts.cache)? {
-                // Another process probed while we waited for the lock.
-                Choice::Decided(accel, _) => accel,
-                Choice::ProbeKvm => return run_probing_kvm(artifacts, scenario, options),
-            }
-        }
-    };
-    Vm::boot(artifacts, scenario, options, accel, false)?.finish()
+/// Why a scenario has no result: the harness could not run the VM, or the VM failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The harness could not start or watch the VM (no socket directory,
+    /// QEMU would not start, ...): nothing about the guest.
+    #[error("the harness could not run the VM: {0:#}")]
+    Harness(anyhow::Error),
+    #[error(transparent)]
+    Vm(#[from] Box<VmError>),
 }
 
-/// The first KVM boot on this host: a watchdog on the agent's ready line
-/// decides whether KVM works, and the verdict is cached.
-fn run_probing_kvm(
-    artifacts: &Artifacts,
-    scenario: &str,
-    options: &VmOptions,
-) -> Result<ScenarioRun> {
-    // Every boot message on the console, so a working KVM guest speaks within a second.
-    let probing = VmOptions {
-        verbose_console: true,
-        ..options.clone()
-    };
-    match Vm::boot(artifacts, scenario, &probing, Accel::Kvm, true).and_then(Vm::finish) {
-        Err(err) if err.downcast_ref::<KvmBroken>().is_some() => {
-            let reason = err.to_string();
-            accel::write_verdict(&artifacts.cache, false, &reason)?;
-            eprintln!(
-                "warning: /dev/kvm is present but {reason} (nested virtualisation not working?); \
-                 falling back to TCG, which is slower. This verdict is cached in {}; delete it, \
-                 or set {}=kvm, to try KVM again.",
-                artifacts.cache.join("kvm-verdict.json").display(),
-                accel::ACCEL_ENV
-            );
-            Vm::boot(artifacts, scenario, options, Accel::Tcg, false)?.finish()
-        }
-        Ok(run) => {
-            accel::write_verdict(&artifacts.cache, true, "a KVM guest booted")?;
-            Ok(run)
-        }
-        // The guest reached the agent but the scenario's VM failed: KVM works.
-        Err(err)
-            if err
-                .downcast_ref::<VmError>()
-                .is_some_and(|vm| vm.agent_ready) =>
-        {
-            accel::write_verdict(&artifacts.cache, true, "a KVM guest booted")?;
-            Err(err)
-        }
-        // Failed before any guest ran (no virtiofsd, say): this says nothing about KVM.
-        Err(err) => Err(err),
+impl From<VmError> for RunError {
+    fn from(error: VmError) -> Self {
+        RunError::Vm(Box::new(error))
     }
 }
 
-/// KVM failed the probe: the guest printed nothing in time, or QEMU could
-/// not even start it (`-cpu host` aborts on some nested setups).
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-struct KvmBroken(String);
+/// How a VM's run ended, as the watch saw it.
+#[derive(Debug)]
+enum Ending {
+    /// QEMU is gone (it may have been ended by the watch once nothing was left to wait for).
+    QemuExited(ExitStatus),
+    VirtiofsdDied(String),
+    Panicked,
+    DeadlinePassed,
+    KvmSilent,
+}
 
-fn kvm_silent() -> anyhow::Error {
-    KvmBroken(format!(
-        "a KVM guest did not reach its init within {}s",
-        KVM_WATCHDOG.as_secs()
-    ))
-    .into()
+/// Boots a VM on `accel` that runs `scenario`, and returns its result.
+/// `probing` puts the KVM watchdog on (the first KVM boot on a host).
+pub fn run_scenario_on(
+    artifacts: &Artifacts,
+    scenario: &str,
+    options: &VmOptions,
+    accel: Accel,
+    probing: bool,
+) -> Result<ScenarioRun, RunError> {
+    let agent = AgentCommand::Run(RunArgs {
+        scenario: scenario.to_owned(),
+        loader: artifacts.guest.loader.clone(),
+        kmod: artifacts.kmod.clone(),
+        json: false,
+        fault: options.fault,
+    });
+    let label = options.label.as_deref().unwrap_or(scenario);
+    let vm = Vm::boot(artifacts, &agent, label, options, accel, probing)?;
+    vm.finish()
 }
 
 struct Vm {
@@ -198,63 +183,47 @@ struct Vm {
     logs: tempfile::TempDir,
     spec: VmSpec,
     started: Instant,
+    options: VmOptions,
+    probing: bool,
+    watch: Watch,
+}
+
+/// What the watch has seen so far.
+#[derive(Default)]
+struct Watch {
     /// When the agent's ready line appeared, after QEMU started.
     ready_after: Option<Duration>,
-    options: VmOptions,
-    watchdog: bool,
+    result_at: Option<Instant>,
+    virtiofsd_gone_at: Option<Instant>,
+    last_qmp_poll: Option<Instant>,
+    panicked: bool,
 }
 
 impl Vm {
     fn boot(
         artifacts: &Artifacts,
-        scenario: &str,
+        agent: &AgentCommand,
+        label: &str,
         options: &VmOptions,
         accel: Accel,
-        watchdog: bool,
-    ) -> Result<Self> {
-        check_cmdline_paths(artifacts)?;
-        let label = options.label.as_deref().unwrap_or(scenario);
-        let sockets = run_dirs::create_socket_dir(label)?;
-        let logs = run_dirs::create_log_dir(label)?;
-        let socket = |name: &str| sockets.path().join(name);
-        let path = |name: &str| logs.path().join(name);
-        let virtiofsd = match &artifacts.virtiofsd {
-            Ok(_) if options.force_9p => None,
-            Ok(binary) => {
-                match Virtiofsd::spawn(binary, socket("virtiofsd.sock"), path("virtiofsd.log")) {
-                    Ok(daemon) => Some(daemon),
-                    Err(err) => {
-                        eprintln!("[harness] note: {err:#}; sharing the root over 9p instead");
-                        None
-                    }
-                }
-            }
-            Err(_) => None,
-        };
-        let root = match &virtiofsd {
-            Some(daemon) => RootShare::Virtiofs {
-                socket: daemon.socket.clone(),
-            },
-            None => RootShare::NineP,
-        };
-        let spec = VmSpec {
-            accel,
-            // vmlinux through PVH: no firmware real-mode setup, no decompression.
-            kernel_image: artifacts.kernel.pvh_image()?,
-            memory_mib: options.memory_mib,
-            cpus: options.cpus,
-            root,
-            init: artifacts.guest.agent.clone(),
-            init_args: agent_args(artifacts, scenario, &options.extra_agent_args),
-            console_log: path("console.log"),
-            result_file: path("result.json"),
-            qmp_socket: socket("qmp.sock"),
-            verbose_console: options.verbose_console,
-        };
-        std::fs::write(path("qemu.cmdline"), shell_line(&spec)).context("writing qemu.cmdline")?;
+        probing: bool,
+    ) -> Result<Self, RunError> {
+        check_cmdline_paths(artifacts).map_err(RunError::Harness)?;
+        let sockets = run_dirs::create_socket_dir(label).map_err(RunError::Harness)?;
+        let logs = run_dirs::create_log_dir(label).map_err(RunError::Harness)?;
+        let virtiofsd = start_virtiofsd(artifacts, options, sockets.path(), logs.path());
+        let spec = vm_spec(
+            artifacts, agent, options, accel, &virtiofsd, &sockets, &logs,
+        )
+        .map_err(RunError::Harness)?;
+        let cmdline = logs.path().join("qemu.cmdline");
+        std::fs::write(&cmdline, crate::qemu::shell_line(&spec))
+            .with_context(|| format!("writing {}", cmdline.display()))
+            .map_err(RunError::Harness)?;
         let started = Instant::now();
-        let qemu = QemuProcess::spawn(&spec, path("qemu.stderr"))?;
-        let mut vm = Vm {
+        let qemu = QemuProcess::spawn(&spec, logs.path().join("qemu.stderr"))
+            .map_err(RunError::Harness)?;
+        let vm = Vm {
             qmp: None,
             qemu,
             virtiofsd,
@@ -262,32 +231,28 @@ impl Vm {
             logs,
             spec,
             started,
-            ready_after: None,
             options: options.clone(),
-            watchdog,
+            probing,
+            watch: Watch::default(),
         };
-        match QmpClient::connect(
-            &vm.spec.qmp_socket,
-            &vm.qemu,
-            started + Duration::from_secs(10),
-        ) {
-            Ok(qmp) => vm.qmp = Some(qmp),
-            // Only QEMU's own word that KVM failed makes KVM broken.
-            Err(err) => {
-                let complaint = if watchdog {
-                    vm.qemu.kvm_complaint()
-                } else {
-                    None
-                };
-                return Err(match complaint {
-                    Some(complaint) => {
-                        KvmBroken(format!("QEMU could not start a KVM guest: {complaint}")).into()
-                    }
-                    None => err,
-                });
+        vm.connect_qmp()
+    }
+
+    /// QMP, or why not: QEMU blaming KVM (while probing) makes KVM broken.
+    fn connect_qmp(mut self) -> Result<Self, RunError> {
+        match QmpClient::connect(&self.spec.qmp_socket, &self.qemu, self.started + QMP_WAIT) {
+            Ok(qmp) => {
+                self.qmp = Some(qmp);
+                Ok(self)
             }
+            Err(err) => match self.qemu.kvm_complaint().filter(|_| self.probing) {
+                Some(complaint) => {
+                    let reason = format!("QEMU could not start a KVM guest: {complaint}");
+                    Err(self.fail(VmFailure::KvmBroken(reason)).into())
+                }
+                None => Err(RunError::Harness(err)),
+            },
         }
-        Ok(vm)
     }
 
     fn console(&self) -> String {
@@ -295,11 +260,198 @@ impl Vm {
             .into_owned()
     }
 
-    fn fail(self, failure: VmFailure) -> anyhow::Error {
+    /// Asks the watch's questions until one of them says how the VM ended,
+    /// or the VM's time is up.
+    fn watch(&mut self) -> Result<Ending, RunError> {
+        let deadline = self.started + self.options.timeout;
+        let ending = wait_until(deadline, WATCH_INTERVAL, || match self.poll_once() {
+            Ok(Some(ending)) => Poll::Ready(Ok(ending)),
+            Ok(None) => Poll::Pending,
+            Err(err) => Poll::Ready(Err(err)),
+        });
+        ending
+            .unwrap_or(Ok(Ending::DeadlinePassed))
+            .map_err(RunError::Harness)
+    }
+
+    /// One round of questions; the first that has an answer ends the watch.
+    fn poll_once(&mut self) -> Result<Option<Ending>> {
+        // QEMU's exit is checked first: it explains more than any timeout.
+        if let Some(status) = self.qemu.try_wait()? {
+            return Ok(Some(Ending::QemuExited(status)));
+        }
+        self.note_agent_ready();
+        let ending = self
+            .result_is_in()
+            .or_else(|| self.kvm_stayed_silent())
+            .or_else(|| self.virtiofsd_is_gone())
+            .or_else(|| self.guest_panicked());
+        Ok(ending)
+    }
+
+    fn note_agent_ready(&mut self) {
+        if self.watch.ready_after.is_none() && self.console().contains(AGENT_READY) {
+            self.watch.ready_after = Some(self.started.elapsed());
+        }
+    }
+
+    /// QEMU 7.2 can hang in its vhost-user teardown after the guest powers
+    /// off; once the result is in and QEMU had its grace, it is ended.
+    fn result_is_in(&mut self) -> Option<Ending> {
+        if self.watch.result_at.is_none() && read_result(&self.spec.result_file).is_some() {
+            self.watch.result_at = Some(Instant::now());
+        }
+        if self
+            .watch
+            .result_at
+            .is_some_and(|at| at.elapsed() > POWER_OFF_GRACE)
+        {
+            self.qemu.kill();
+        }
+        None
+    }
+
+    /// A KVM guest that works reaches the agent in about a second; one that
+    /// prints and then stalls must not earn a "KVM works" verdict.
+    fn kvm_stayed_silent(&mut self) -> Option<Ending> {
+        let silent = self.probing
+            && self.watch.ready_after.is_none()
+            && self.started.elapsed() > KVM_WATCHDOG;
+        silent.then_some(Ending::KvmSilent)
+    }
+
+    /// virtiofsd also exits, cleanly, when a powered-off guest disconnects, a
+    /// moment before QEMU does; a clean exit means the guest is gone, so QEMU
+    /// is ended and the result, or its absence, speaks. Only a daemon that
+    /// died is a fault.
+    fn virtiofsd_is_gone(&mut self) -> Option<Ending> {
+        let (clean, status) = self.virtiofsd.as_ref()?.has_exited()?;
+        let since = *self
+            .watch
+            .virtiofsd_gone_at
+            .get_or_insert_with(Instant::now);
+        if since.elapsed() <= VIRTIOFSD_GRACE {
+            return None;
+        }
+        if clean {
+            self.qemu.kill();
+            return None;
+        }
+        Some(Ending::VirtiofsdDied(status))
+    }
+
+    fn guest_panicked(&mut self) -> Option<Ending> {
+        let due = self
+            .watch
+            .last_qmp_poll
+            .is_none_or(|at| at.elapsed() > QMP_INTERVAL);
+        if due {
+            self.watch.last_qmp_poll = Some(Instant::now());
+            if let Some(Ok(events)) = self.qmp.as_mut().map(QmpClient::events) {
+                self.watch.panicked |= events.contains(&GuestEvent::Panicked);
+            }
+        }
+        (self.watch.panicked || self.console().contains(PANIC_LINE)).then_some(Ending::Panicked)
+    }
+
+    /// Waits for the VM to end and turns the ending into a run or a failure.
+    fn finish(mut self) -> Result<ScenarioRun, RunError> {
+        let ending = self.watch()?;
+        let failure = match ending {
+            Ending::QemuExited(status) => return self.read_run(status),
+            Ending::VirtiofsdDied(status) => VmFailure::VirtiofsdDied { status },
+            Ending::Panicked => {
+                // Let the console finish the panic message before reporting it.
+                std::thread::sleep(Duration::from_millis(300));
+                VmFailure::GuestPanicked {
+                    detail: panic_detail(&self.console()),
+                }
+            }
+            Ending::DeadlinePassed => self.timeout(),
+            Ending::KvmSilent => VmFailure::KvmBroken(format!(
+                "a KVM guest did not reach its init within {}s",
+                KVM_WATCHDOG.as_secs()
+            )),
+        };
+        Err(self.fail(failure).into())
+    }
+
+    /// Whether the vCPUs were running, paused or panicked tells a hang from a stall.
+    fn timeout(&mut self) -> VmFailure {
+        let state = match self.qmp.as_mut().map(QmpClient::status) {
+            Some(Ok(state)) => state,
+            Some(Err(err)) => format!("unknown (QMP: {err:#})"),
+            None => "unknown (no QMP)".to_owned(),
+        };
+        if let Some(qmp) = self.qmp.as_mut() {
+            let _ = qmp.quit();
+        }
+        VmFailure::Timeout {
+            after: self.options.timeout,
+            state,
+        }
+    }
+
+    /// QEMU has exited: the agent's result, or why there is none.
+    fn read_run(self, status: ExitStatus) -> Result<ScenarioRun, RunError> {
+        let total = self.started.elapsed();
+        let console = self.console();
+        if self.probing && console.is_empty() {
+            if let Some(complaint) = self.qemu.kvm_complaint() {
+                let reason = format!(
+                    "QEMU exited ({status}) before the KVM guest printed anything: {complaint}"
+                );
+                return Err(self.fail(VmFailure::KvmBroken(reason)).into());
+            }
+        }
+        let result = match read_result(&self.spec.result_file) {
+            Some(Ok(result)) => result,
+            Some(Err(err)) => return Err(self.fail(VmFailure::BadResult(err)).into()),
+            None if console.contains("Kernel panic") => {
+                let detail = panic_detail(&console);
+                return Err(self.fail(VmFailure::GuestPanicked { detail }).into());
+            }
+            None => {
+                let status = status.to_string();
+                return Err(self.fail(VmFailure::NoResult { status }).into());
+            }
+        };
+        Ok(self.into_run(result, total))
+    }
+
+    fn into_run(self, result: ScenarioResult, total: Duration) -> ScenarioRun {
+        let console_tail = crate::text::tail(&self.console(), 40);
+        let root = match self.spec.root {
+            RootShare::Virtiofs { .. } => "virtiofs",
+            RootShare::NineP => "9p",
+        };
+        let keep = self.options.keep_logs || !result.passed;
+        if keep {
+            let pretty = serde_json::to_string_pretty(&result).unwrap_or_default();
+            let _ = std::fs::write(self.logs.path().join("result.pretty.json"), pretty);
+        }
+        let to_result = self
+            .watch
+            .result_at
+            .map_or(total, |at| at.duration_since(self.started));
+        ScenarioRun {
+            accel: self.spec.accel,
+            root,
+            boot: self.watch.ready_after,
+            to_result,
+            total,
+            console_tail,
+            run_dir: self.sockets.path().to_owned(),
+            kept_logs: keep.then(|| self.keep()),
+            result,
+        }
+    }
+
+    fn fail(self, failure: VmFailure) -> VmError {
         let console_tail = crate::text::tail(&self.console(), 40);
         let stderr_tail = self.qemu.stderr_tail(20);
         let run_dir = self.sockets.path().to_owned();
-        let agent_ready = self.ready_after.is_some();
+        let agent_ready = self.watch.ready_after.is_some();
         self.qemu.kill();
         let logs = self.keep();
         VmError {
@@ -310,7 +462,6 @@ impl Vm {
             run_dir,
             agent_ready,
         }
-        .into()
     }
 
     /// Stops everything, keeps the log directory and says where it is.
@@ -329,134 +480,59 @@ impl Vm {
         drop(sockets);
         logs.keep()
     }
+}
 
-    /// Waits for QEMU to exit and reads the result.
-    fn finish(mut self) -> Result<ScenarioRun> {
-        let deadline = self.started + self.options.timeout;
-        let mut panicked = false;
-        let mut last_qmp_poll = Instant::now();
-        let mut virtiofsd_gone: Option<Instant> = None;
-        let mut result_arrived: Option<Instant> = None;
-        let status = loop {
-            // QEMU's exit is checked first: it explains more than any timeout.
-            if let Some(status) = self.qemu.try_wait()? {
-                break status;
-            }
-            // QEMU 7.2 can hang in its vhost-user teardown after the guest powers
-            // off; once the result is in, there is nothing left to wait for.
-            if result_arrived.is_none() && read_result(&self.spec.result_file).is_some() {
-                result_arrived = Some(Instant::now());
-            }
-            if result_arrived.is_some_and(|at| at.elapsed() > POWER_OFF_GRACE) {
-                self.qemu.kill();
-                continue;
-            }
-            let console = self.console();
-            if self.ready_after.is_none() && console.contains(AGENT_READY) {
-                self.ready_after = Some(self.started.elapsed());
-            }
-            // A KVM guest that works reaches the agent in about a second; one
-            // that prints and then stalls must not earn a "KVM works" verdict.
-            if self.watchdog && self.ready_after.is_none() && self.started.elapsed() > KVM_WATCHDOG
-            {
-                self.qemu.kill();
-                return Err(kvm_silent());
-            }
-            // virtiofsd also exits, cleanly, when a powered-off guest disconnects,
-            // a moment before QEMU does (QEMU 7.2 may then hang in its vhost-user
-            // teardown). A clean exit means the guest is gone: end QEMU and let the
-            // result, or its absence, speak. Only a daemon that died is a fault.
-            if let Some((clean, status)) = self.virtiofsd.as_ref().and_then(Virtiofsd::has_exited) {
-                let since = *virtiofsd_gone.get_or_insert_with(Instant::now);
-                if since.elapsed() > VIRTIOFSD_GRACE {
-                    if clean {
-                        self.qemu.kill();
-                        continue;
-                    }
-                    return Err(self.fail(VmFailure::VirtiofsdDied { status }));
-                }
-            }
-            if last_qmp_poll.elapsed() > Duration::from_millis(250) {
-                last_qmp_poll = Instant::now();
-                let events = self.qmp.as_mut().map(QmpClient::events);
-                if let Some(Ok(events)) = events {
-                    panicked |= events.contains(&GuestEvent::Panicked);
-                }
-            }
-            if panicked || console.contains("Kernel panic - not syncing") {
-                // Let the console finish the panic message before reporting it.
-                std::thread::sleep(Duration::from_millis(300));
-                let detail = panic_detail(&self.console());
-                return Err(self.fail(VmFailure::GuestPanicked { detail }));
-            }
-            if Instant::now() >= deadline {
-                // Whether the vCPUs were running, paused or panicked tells a hang from a stall.
-                let state = match self.qmp.as_mut().map(QmpClient::status) {
-                    Some(Ok(state)) => state,
-                    Some(Err(err)) => format!("unknown (QMP: {err:#})"),
-                    None => "unknown (no QMP)".to_owned(),
-                };
-                if let Some(qmp) = self.qmp.as_mut() {
-                    let _ = qmp.quit();
-                }
-                let after = self.options.timeout;
-                return Err(self.fail(VmFailure::Timeout { after, state }));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        let total = self.started.elapsed();
-        if self.watchdog && self.console().is_empty() {
-            if let Some(complaint) = self.qemu.kvm_complaint() {
-                return Err(KvmBroken(format!(
-                    "QEMU exited ({status}) before the KVM guest printed anything: {complaint}"
-                ))
-                .into());
-            }
-        }
-        let result = match read_result(&self.spec.result_file) {
-            Some(Ok(result)) => result,
-            Some(Err(err)) => return Err(self.fail(VmFailure::BadResult(err))),
-            None => {
-                let console = self.console();
-                let failure = if console.contains("Kernel panic") {
-                    VmFailure::GuestPanicked {
-                        detail: panic_detail(&console),
-                    }
-                } else {
-                    VmFailure::NoResult {
-                        status: status.to_string(),
-                    }
-                };
-                return Err(self.fail(failure));
-            }
-        };
-        let console_tail = crate::text::tail(&self.console(), 40);
-        let accel = self.spec.accel;
-        let root = match self.spec.root {
-            RootShare::Virtiofs { .. } => "virtiofs",
-            RootShare::NineP => "9p",
-        };
-        let run_dir = self.sockets.path().to_owned();
-        let keep = self.options.keep_logs || !result.passed;
-        if keep {
-            let pretty = serde_json::to_string_pretty(&result).unwrap_or_default();
-            let _ = std::fs::write(self.logs.path().join("result.pretty.json"), pretty);
-        }
-        let boot = self.ready_after;
-        let to_result = result_arrived.map_or(total, |at| at.duration_since(self.started));
-        let kept_logs = keep.then(|| self.keep());
-        Ok(ScenarioRun {
-            result,
-            accel,
-            root,
-            boot,
-            to_result,
-            total,
-            kept_logs,
-            console_tail,
-            run_dir,
-        })
+/// The read-only virtiofsd, unless 9p is asked for or the daemon cannot start.
+fn start_virtiofsd(
+    artifacts: &Artifacts,
+    options: &VmOptions,
+    sockets: &Path,
+    logs: &Path,
+) -> Option<Virtiofsd> {
+    let binary = artifacts.virtiofsd.as_ref().ok()?;
+    if options.force_9p {
+        return None;
     }
+    let socket = sockets.join("virtiofsd.sock");
+    match Virtiofsd::spawn(binary, socket, logs.join("virtiofsd.log")) {
+        Ok(daemon) => Some(daemon),
+        Err(err) => {
+            eprintln!("[harness] note: {err:#}; sharing the root over 9p instead");
+            None
+        }
+    }
+}
+
+fn vm_spec(
+    artifacts: &Artifacts,
+    agent: &AgentCommand,
+    options: &VmOptions,
+    accel: Accel,
+    virtiofsd: &Option<Virtiofsd>,
+    sockets: &tempfile::TempDir,
+    logs: &tempfile::TempDir,
+) -> Result<VmSpec> {
+    let root = match virtiofsd {
+        Some(daemon) => RootShare::Virtiofs {
+            socket: daemon.socket.clone(),
+        },
+        None => RootShare::NineP,
+    };
+    Ok(VmSpec {
+        accel,
+        // vmlinux through PVH: no firmware real-mode setup, no decompression.
+        kernel_image: artifacts.kernel.pvh_image()?,
+        memory_mib: options.memory_mib,
+        cpus: options.cpus,
+        root,
+        init: artifacts.guest.agent.clone(),
+        init_args: agent.argv(),
+        console_log: logs.path().join("console.log"),
+        result_file: logs.path().join("result.json"),
+        qmp_socket: sockets.path().join("qmp.sock"),
+        // A probe needs every boot message: a working KVM guest speaks within a second.
+        verbose_console: options.verbose_console,
+    })
 }
 
 /// `: <the panic line>` from the console, when there is one.
@@ -470,7 +546,11 @@ fn panic_detail(console: &str) -> String {
 
 /// The agent's result, once its line is complete.
 fn read_result(path: &Path) -> Option<Result<ScenarioResult, String>> {
-    let text = std::fs::read_to_string(path).ok()?;
+    parse_result(&std::fs::read_to_string(path).ok()?)
+}
+
+/// The last complete line of what the agent wrote to its port, as a result.
+fn parse_result(text: &str) -> Option<Result<ScenarioResult, String>> {
     let (complete, _partial) = text.rsplit_once('\n')?;
     let line = complete
         .lines()
@@ -498,26 +578,36 @@ fn check_cmdline_paths(artifacts: &Artifacts) -> Result<()> {
     Ok(())
 }
 
-fn agent_args(artifacts: &Artifacts, scenario: &str, extra: &[String]) -> Vec<String> {
-    let mut args = vec![
-        "run".to_owned(),
-        "--scenario".to_owned(),
-        scenario.to_owned(),
-        "--loader".to_owned(),
-        artifacts.guest.loader.display().to_string(),
-        "--kmod".to_owned(),
-        artifacts.kmod.display().to_string(),
-    ];
-    args.extend(extra.iter().cloned());
-    args
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-fn shell_line(spec: &VmSpec) -> String {
-    let mut words = vec![crate::qemu::QEMU_BINARY.to_owned()];
-    words.extend(
-        crate::qemu::qemu_args(spec)
-            .iter()
-            .map(|arg| arg.to_string_lossy().into_owned()),
-    );
-    format!("{}\n", guest_agent::shell::quote_words(&words))
+    #[test]
+    fn a_result_counts_once_its_line_is_complete() {
+        let result = ScenarioResult {
+            scenario: "trigger".into(),
+            passed: true,
+            ..ScenarioResult::default()
+        };
+        let line = result.to_json();
+        assert_eq!(parse_result(&line[..line.len() / 2]), None);
+        assert_eq!(parse_result(&line), None, "no newline yet");
+        assert_eq!(parse_result(&format!("{line}\n")), Some(Ok(result.clone())));
+        // Noise before it (a partial earlier write) does not matter.
+        assert_eq!(
+            parse_result(&format!("garbage\n{line}\n\n")),
+            Some(Ok(result))
+        );
+        assert!(matches!(parse_result("{not json\n"), Some(Err(_))));
+    }
+
+    #[test]
+    fn the_panic_detail_is_the_panic_line() {
+        let console = "[ 1.0] ok\n[ 1.2] Kernel panic - not syncing: Attempted to kill init!\n";
+        assert_eq!(
+            panic_detail(console),
+            ": [ 1.2] Kernel panic - not syncing: Attempted to kill init!"
+        );
+        assert_eq!(panic_detail("all quiet\n"), "");
+    }
 }

@@ -1,6 +1,11 @@
-//! Kernel config fragments: parsing them, and checking that every option
-//! they ask for survived `olddefconfig` (which silently drops an option whose
-//! dependencies are missing).
+//! Kernel config fragments: which apply to a kernel, parsing them, and
+//! checking that every option they ask for survived `olddefconfig` (which
+//! silently drops an option whose dependencies are missing).
+//!
+//! Every `images/*.config` applies to every kernel, except that a fragment
+//! named after a flavour (`debug.config`) applies only to that flavour, and
+//! one whose text holds a `# kernel: < 7.0` (or `>=`) line applies only to
+//! the kernel series it names.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -24,10 +29,75 @@ pub struct Fragment {
     pub text: String,
 }
 
+/// A kernel built with extra checking on top of the default fragments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Flavour {
+    #[default]
+    Default,
+    /// `images/debug.config` on top: KASAN, KFENCE, lockdep, RCU and sleep checks.
+    Debug,
+}
+
+impl Flavour {
+    /// `STRUCT_OPS_DEBUG_KERNEL=1` asks for the debug flavour.
+    pub const DEBUG_ENV: &'static str = "STRUCT_OPS_DEBUG_KERNEL";
+
+    /// The debug flavour if `asked`, or if the environment asks for it.
+    pub fn choose(asked: bool) -> Self {
+        let from_env = std::env::var_os(Self::DEBUG_ENV).is_some_and(|value| value == "1");
+        if asked || from_env {
+            Flavour::Debug
+        } else {
+            Flavour::Default
+        }
+    }
+
+    /// The fragment only this flavour applies.
+    fn fragment(self) -> Option<&'static str> {
+        match self {
+            Flavour::Default => None,
+            Flavour::Debug => Some("debug.config"),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Flavour::Default => "default",
+            Flavour::Debug => "debug",
+        }
+    }
+}
+
+/// A kernel series, `6.12`: what fragments are conditioned on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Series {
+    pub major: u32,
+    pub minor: u32,
+}
+
+impl Series {
+    /// `6.12` from `6.12`, `6.12.117` or `7.3.4-rc1`.
+    pub fn parse(version: &str) -> Option<Self> {
+        let mut parts = version.split(|c: char| !c.is_ascii_digit());
+        let major = parts.next()?.parse().ok()?;
+        let minor = parts.next()?.parse().ok()?;
+        Some(Series { major, minor })
+    }
+}
+
+impl std::fmt::Display for Series {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.major, self.minor)
+    }
+}
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum FragmentError {
     #[error("{origin}: not a kernel config line: `{line}` (expected CONFIG_NAME=value or `# CONFIG_NAME is not set`)")]
     Syntax { origin: String, line: String },
+    #[error("{origin}: `{line}` is not a kernel condition (expected `# kernel: < 7.0` or `# kernel: >= 7.0`)")]
+    Condition { origin: String, line: String },
     #[error("no config fragments (*.config) in {0}")]
     NoFragments(String),
 }
@@ -53,16 +123,69 @@ pub fn read_fragments(dir: &Path) -> Result<Vec<Fragment>> {
         .collect()
 }
 
+/// The fragments that apply to `flavour` on a kernel of `series`.
+pub fn select_fragments(
+    all: &[Fragment],
+    flavour: Flavour,
+    series: Series,
+) -> Result<Vec<Fragment>, FragmentError> {
+    let flavour_fragments = [Flavour::Debug].map(|other| other.fragment());
+    let mut selected = Vec::new();
+    for fragment in all {
+        let name = fragment.path.file_name().and_then(|name| name.to_str());
+        if flavour_fragments.contains(&name) && name != flavour.fragment() {
+            continue;
+        }
+        if fragment.applies_to(series)? {
+            selected.push(fragment.clone());
+        }
+    }
+    Ok(selected)
+}
+
+impl Fragment {
+    /// Whether this fragment's `# kernel:` condition, if any, holds for `series`.
+    pub fn applies_to(&self, series: Series) -> Result<bool, FragmentError> {
+        for (index, line) in self.text.lines().enumerate() {
+            let Some(condition) = line.trim().strip_prefix("# kernel:") else {
+                continue;
+            };
+            let bad = || FragmentError::Condition {
+                origin: format!("{}:{}", self.origin_name(), index + 1),
+                line: line.trim().to_owned(),
+            };
+            let condition = condition.trim();
+            let (holds, bound): (fn(Series, Series) -> bool, &str) =
+                if let Some(bound) = condition.strip_prefix(">=") {
+                    (|series, bound| series >= bound, bound)
+                } else if let Some(bound) = condition.strip_prefix('<') {
+                    (|series, bound| series < bound, bound)
+                } else {
+                    return Err(bad());
+                };
+            let bound = Series::parse(bound.trim()).ok_or_else(bad)?;
+            return Ok(holds(series, bound));
+        }
+        Ok(true)
+    }
+
+    /// `images/name.config`, as messages name a fragment.
+    fn origin_name(&self) -> String {
+        let name = self.path.file_name().map_or_else(
+            || self.path.display().to_string(),
+            |name| name.to_string_lossy().into_owned(),
+        );
+        format!("images/{name}")
+    }
+}
+
 /// Every option the fragments ask for. A later fragment overrides an earlier one.
 pub fn requested_options(fragments: &[Fragment]) -> Result<Vec<Requested>, FragmentError> {
     let mut by_option: BTreeMap<String, Requested> = BTreeMap::new();
     for fragment in fragments {
-        let name = fragment.path.file_name().map_or_else(
-            || fragment.path.display().to_string(),
-            |name| name.to_string_lossy().into_owned(),
-        );
+        let name = fragment.origin_name();
         for (index, line) in fragment.text.lines().enumerate() {
-            let origin = format!("images/{name}:{}", index + 1);
+            let origin = format!("{name}:{}", index + 1);
             if let Some(requested) = parse_line(line, &origin)? {
                 by_option.insert(requested.option.clone(), requested);
             }
@@ -82,6 +205,10 @@ fn parse_line(line: &str, origin: &str) -> Result<Option<Requested>, FragmentErr
     }
     if let Some(comment) = trimmed.strip_prefix('#') {
         let comment = comment.trim();
+        if comment.starts_with("kernel:") {
+            // A condition on the kernel series, read by `Fragment::applies_to`.
+            return Ok(None);
+        }
         if let Some(option) = comment.strip_suffix(" is not set") {
             if is_option_name(option) {
                 return Ok(Some(Requested {
@@ -209,6 +336,57 @@ mod tests {
         );
         assert!(requested_options(&[fragment("e.config", "CONFIG_BPF=\n")]).is_err());
         assert!(requested_options(&[fragment("l.config", "CONFIG_bpf=y\n")]).is_err());
+    }
+
+    #[test]
+    fn flavour_and_series_fragments_apply_where_they_say() {
+        let all = [
+            fragment("bpf.config", "CONFIG_BPF=y\n"),
+            fragment("debug.config", "CONFIG_KASAN=y\n"),
+            fragment("sysctl.config", "# kernel: < 7.0\nCONFIG_PROC_SYSCTL=y\n"),
+            fragment(
+                "new.config",
+                "# only new ones\n# kernel: >= 7.0\nCONFIG_X=y\n",
+            ),
+        ];
+        let names = |flavour, series: &str| {
+            select_fragments(&all, flavour, Series::parse(series).unwrap())
+                .unwrap()
+                .iter()
+                .map(|f| f.path.file_name().unwrap().to_string_lossy().into_owned())
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        assert_eq!(names(Flavour::Default, "6.12"), "bpf.config sysctl.config");
+        assert_eq!(
+            names(Flavour::Debug, "6.12.117"),
+            "bpf.config debug.config sysctl.config"
+        );
+        assert_eq!(names(Flavour::Default, "7.3"), "bpf.config new.config");
+        let bad = [fragment("odd.config", "# kernel: about 7\n")];
+        let err = select_fragments(&bad, Flavour::Default, Series::parse("7.3").unwrap());
+        assert!(
+            matches!(err, Err(FragmentError::Condition { .. })),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn series_are_read_from_versions_and_ordered() {
+        assert_eq!(
+            Series::parse("6.12.117"),
+            Some(Series {
+                major: 6,
+                minor: 12
+            })
+        );
+        assert_eq!(
+            Series::parse("7.3-rc1"),
+            Some(Series { major: 7, minor: 3 })
+        );
+        assert_eq!(Series::parse("7"), None);
+        assert!(Series::parse("6.12").unwrap() < Series::parse("7.0").unwrap());
+        assert!(Series::parse("6.9").unwrap() < Series::parse("6.12").unwrap());
     }
 
     #[test]

@@ -13,7 +13,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::progress::{format_duration, Progress};
-use config::{dropped_options, read_fragments, requested_options, Fragment};
+use config::{dropped_options, read_fragments, requested_options, select_fragments, Fragment};
+pub use config::{Flavour, Series};
 pub use make::Make;
 pub use source::KernelSource;
 
@@ -32,6 +33,9 @@ pub struct Kernel {
     pub bzimage: PathBuf,
     pub vmlinux: PathBuf,
     pub build_seconds: f64,
+    /// Entries written before flavours existed are the default one.
+    #[serde(default)]
+    pub flavour: Flavour,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -60,15 +64,23 @@ pub enum KernelBuildError {
 /// What to build: a source, fragments, and the tools that turn them into a kernel.
 pub struct KernelRecipe {
     pub source: KernelSource,
+    pub flavour: Flavour,
+    /// The fragments that apply to this source's series and this flavour.
     pub fragments: Vec<Fragment>,
 }
 
 impl KernelRecipe {
-    pub fn new(source: KernelSource, images_dir: &Path) -> Result<Self> {
-        let fragments = read_fragments(images_dir)?;
-        // A syntax error should stop us before any long work.
-        requested_options(&fragments)?;
-        Ok(KernelRecipe { source, fragments })
+    pub fn new(source: KernelSource, flavour: Flavour, images_dir: &Path) -> Result<Self> {
+        let all = read_fragments(images_dir)?;
+        // A syntax error should stop us before any long work, whichever
+        // kernel the faulty fragment is for.
+        requested_options(&all)?;
+        let fragments = select_fragments(&all, flavour, source.series()?)?;
+        Ok(KernelRecipe {
+            source,
+            flavour,
+            fragments,
+        })
     }
 
     /// The hash of everything that defines the kernel (`cache` remembers
@@ -123,18 +135,23 @@ impl Kernel {
         if image.is_file() {
             return Ok(image);
         }
-        let partial = entry.join(format!("{PVH_IMAGE}.{}", std::process::id()));
-        duct::cmd!("objcopy", "--strip-debug", &self.vmlinux, &partial)
+        // objcopy writes a temporary file beside the image, which is then renamed.
+        let partial = tempfile::Builder::new()
+            .prefix(".vmlinux.pvh-")
+            .tempfile_in(entry)
+            .with_context(|| format!("creating a temporary file in {}", entry.display()))?;
+        duct::cmd!("objcopy", "--strip-debug", &self.vmlinux, partial.path())
             .stdout_null()
             .run()
             .with_context(|| {
                 format!(
                     "stripping {} into {} (objcopy is in binutils)",
                     self.vmlinux.display(),
-                    partial.display()
+                    partial.path().display()
                 )
             })?;
-        std::fs::rename(&partial, &image)
+        partial
+            .persist(&image)
             .with_context(|| format!("moving {} into place", image.display()))?;
         Ok(image)
     }
@@ -220,7 +237,8 @@ fn build(
         .with_context(|| format!("creating {}", build_dir.display()))?;
     let log = entry.join("build.log");
     eprintln!(
-        "[harness] building kernel {version} ({key}) from {} in {}; log: {}",
+        "[harness] building the {} kernel {version} ({key}) from {} in {}; log: {}",
+        recipe.flavour.name(),
         source_dir.display(),
         build_dir.display(),
         log.display()
@@ -249,14 +267,14 @@ fn build(
         vmlinux,
         build_dir,
         build_seconds: start.elapsed().as_secs_f64(),
+        flavour: recipe.flavour,
     };
     kernel.pvh_image()?;
     // Written last: its presence is what makes the entry usable.
-    let ready = entry.join(READY);
-    let partial = entry.join(format!("{READY}.partial"));
-    std::fs::write(&partial, serde_json::to_string_pretty(&kernel)?)
-        .with_context(|| format!("writing {}", partial.display()))?;
-    std::fs::rename(&partial, &ready).with_context(|| format!("writing {}", ready.display()))?;
+    crate::paths::write_atomically(
+        &entry.join(READY),
+        serde_json::to_string_pretty(&kernel)?.as_bytes(),
+    )?;
     eprintln!(
         "[harness] kernel {} built in {}",
         kernel.version,
@@ -314,6 +332,7 @@ mod tests {
             bzimage: "/b".into(),
             vmlinux: "/v".into(),
             build_seconds: 1.0,
+            flavour: Flavour::Default,
         };
         std::fs::write(
             entry.path().join(READY),
@@ -330,6 +349,7 @@ mod tests {
         std::fs::write(&tarball, b"not really").unwrap();
         let recipe = |text: &str| KernelRecipe {
             source: KernelSource::Tarball(tarball.clone()),
+            flavour: Flavour::Default,
             fragments: vec![Fragment {
                 path: "images/a.config".into(),
                 text: text.to_owned(),

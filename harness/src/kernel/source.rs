@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
 
+use super::config::Series;
 use crate::progress::Progress;
 
 /// Debian's `linux-source-6.12` package installs this.
@@ -64,6 +65,30 @@ impl KernelSource {
                 Ok(format!("tarball sha256 {digest}"))
             }
             KernelSource::Tree(path) => tree_identity(path),
+        }
+    }
+
+    /// The kernel series, for choosing fragments: from a Debian tarball's
+    /// name (`linux-source-6.12.tar.xz`), or a tree's top Makefile.
+    pub fn series(&self) -> Result<Series> {
+        match self {
+            KernelSource::Tarball(path) => path
+                .file_name()
+                .and_then(|name| name.to_str())
+                .and_then(|name| name.strip_prefix("linux-source-"))
+                .and_then(Series::parse)
+                .with_context(|| {
+                    format!(
+                        "cannot tell the kernel series of {} from its name \
+                         (expected linux-source-MAJOR.MINOR.tar.xz)",
+                        path.display()
+                    )
+                }),
+            KernelSource::Tree(path) => {
+                let version = kernel_version(path)?;
+                Series::parse(&version)
+                    .with_context(|| format!("{} has no MAJOR.MINOR version", path.display()))
+            }
         }
     }
 

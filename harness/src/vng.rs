@@ -1,0 +1,40 @@
+//! virtme-ng, the alternative way into the harness's kernel: the same
+//! kernel, module and agent, booted by vng from the virtualenv that
+//! install-deps.sh made, with the agent as a plain command.
+
+use guest_agent::cli::{AgentCommand, RunArgs};
+use guest_agent::shell::quote_words;
+
+use crate::accel::{self, Accel, Choice};
+use crate::artifacts::Artifacts;
+
+/// The vng command that runs `scenario` by hand.
+pub fn vng_command(artifacts: &Artifacts, scenario: &str) -> String {
+    let agent = AgentCommand::Run(RunArgs {
+        scenario: scenario.to_owned(),
+        loader: artifacts.guest.loader.clone(),
+        kmod: artifacts.kmod.clone(),
+        json: false,
+        fault: None,
+    });
+    let mut words = vec![artifacts.guest.agent.display().to_string()];
+    words.extend(agent.argv());
+    vng_running(artifacts, &quote_words(&words))
+}
+
+/// virtme-ng booting the harness's kernel and running `command` in it. vng is
+/// told to avoid KVM where the harness found KVM broken, or it would hang
+/// the same way.
+pub fn vng_running(artifacts: &Artifacts, command: &str) -> String {
+    let kvm = match accel::choose(&artifacts.cache) {
+        Ok(Choice::Decided(Accel::Tcg, _)) => " --disable-kvm",
+        _ => "",
+    };
+    format!(
+        "PATH={bin}:$PATH vng{kvm} --run {kernel} --exec \"{command}\"",
+        bin = crate::paths::venv_in(&artifacts.cache)
+            .join("bin")
+            .display(),
+        kernel = artifacts.kernel.bzimage.display(),
+    )
+}
