@@ -11,12 +11,70 @@
 #include <linux/btf_ids.h>
 #include <linux/proc_fs.h>
 #include <linux/bpf_verifier.h>
+#include <linux/mutex.h>
+#include <linux/slab.h>
 
 #include "bpf_testmod.h"
 
 static struct bpf_testmod_ops __rcu *testmod_ops;
 
 static struct proc_dir_entry *trigger_file;
+
+/*
+ * Bugs planted on purpose, each in a test-only build of its own
+ * (-DPLANT_...), to prove that the debug kernel reports them
+ * (tests/vm_debug_kernel.rs). The normal build has none of them.
+ */
+#ifdef PLANT_MISSING_RCU_READ_LOCK
+/* The ops are read and called outside an RCU read section. */
+#define trigger_read_lock() do { } while (0)
+#define trigger_read_unlock() do { } while (0)
+#else
+#define trigger_read_lock() rcu_read_lock()
+#define trigger_read_unlock() rcu_read_unlock()
+#endif
+
+#ifdef PLANT_LOCK_ORDER
+static DEFINE_MUTEX(planted_attach_lock);
+static DEFINE_MUTEX(planted_trigger_lock);
+
+/* Attach takes the two locks in one order, a trigger in the other. */
+static void planted_take_locks(bool on_trigger)
+{
+	struct mutex *first = on_trigger ? &planted_trigger_lock : &planted_attach_lock;
+	struct mutex *second = on_trigger ? &planted_attach_lock : &planted_trigger_lock;
+
+	mutex_lock(first);
+	mutex_lock(second);
+	mutex_unlock(second);
+	mutex_unlock(first);
+}
+#else
+static void planted_take_locks(bool on_trigger)
+{
+}
+#endif
+
+#ifdef PLANT_USE_AFTER_FREE
+static char planted_sink;
+
+/* Reads a copy of the message after freeing it. */
+static void planted_use_after_free(const char *message, size_t len)
+{
+	char *copy = kmemdup(message, len + 1, GFP_KERNEL);
+
+	if (!copy)
+		return;
+	kfree(copy);
+	/* Hide the pointer from the compiler, which would warn. */
+	OPTIMIZER_HIDE_VAR(copy);
+	WRITE_ONCE(planted_sink, READ_ONCE(copy[0]));
+}
+#else
+static void planted_use_after_free(const char *message, size_t len)
+{
+}
+#endif
 
 /*
  * CFI stubs: with kCFI the kernel calls a BPF trampoline through a pointer
@@ -91,6 +149,7 @@ static int bpf_testmod_ops_reg(void *kdata, struct bpf_link *link)
 {
 	struct bpf_testmod_ops *ops = kdata;
 
+	planted_take_locks(false);
 	/* One implementation at a time: a second attach is refused. */
 	if (cmpxchg(&testmod_ops, NULL, ops) != NULL)
 		return -EEXIST;
@@ -142,9 +201,11 @@ static ssize_t trigger_write(struct file *file, const char __user *buf,
 	kbuf[len] = '\0';
 	if (len < count)
 		pr_info("trigger: message of %zu bytes cut to %zu\n", count, len);
+	planted_use_after_free(kbuf, len);
+	planted_take_locks(true);
 
 	/* RCU keeps the ops alive while a concurrent detach swaps them out. */
-	rcu_read_lock();
+	trigger_read_lock();
 	ops = rcu_dereference(testmod_ops);
 	if (ops) {
 		pr_info("Calling struct_ops callbacks:\n");
@@ -166,7 +227,7 @@ static ssize_t trigger_write(struct file *file, const char __user *buf,
 	} else {
 		pr_info("No struct_ops registered\n");
 	}
-	rcu_read_unlock();
+	trigger_read_unlock();
 
 	return count;
 }

@@ -287,8 +287,9 @@ impl Context {
         }
         for splat in &log.splats {
             self.result.failures.push(format!(
-                "the kernel log holds a splat:\n{}",
-                splat.join("\n")
+                "the kernel log holds a splat ({}):\n{}",
+                splat.class,
+                splat.lines.join("\n")
             ));
         }
         self.result.log = log.stats;

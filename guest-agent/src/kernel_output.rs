@@ -19,7 +19,7 @@ use std::thread::JoinHandle;
 
 use anyhow::{anyhow, Context, Result};
 use guest_agent::protocol::{LogStats, Source, TimelineLine};
-use guest_agent::splat::SplatScanner;
+use guest_agent::splat::{Splat, SplatScanner};
 
 const TRACING: &str = "/sys/kernel/tracing";
 /// How many of the last kernel log records a result carries.
@@ -46,7 +46,7 @@ pub struct KernelLog {
     /// The last records, for a person reading a failure.
     pub tail: Vec<String>,
     /// Each splat with the records that followed it.
-    pub splats: Vec<Vec<String>>,
+    pub splats: Vec<Splat>,
 }
 
 impl KernelOutput {

@@ -1,37 +1,173 @@
-//! Kernel log lines that mean the kernel itself went wrong.
+//! Kernel log lines that mean the kernel itself went wrong: one list of
+//! splat classes, each with the markers the kernel prints for it and the
+//! config option without which the kernel cannot print them at all (so a
+//! report can say which classes a kernel could not have seen), and an
+//! allowlist of known-benign lines that carry a marker.
 
-/// Markers of oopses, warnings, sanitizer reports, lockdep reports, stalls
-/// and lockups, as the kernel prints them.
-const MARKERS: &[&str] = &[
-    "BUG:",
-    "WARNING:",
-    "Oops",
-    "KASAN",
-    "UBSAN",
-    "possible circular locking dependency",
-    "possible recursive locking",
-    "inconsistent lock state",
-    "suspicious RCU usage",
-    "rcu_sched detected stalls",
-    "rcu: INFO:",
-    "detected stall",
-    "soft lockup",
-    "hard LOCKUP",
-    "blocked for more than",
-    "Kernel panic",
-    "general protection fault",
-    "Call Trace:",
+/// One kind of kernel report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SplatClass {
+    pub name: &'static str,
+    /// Substrings that identify a line of this class, checked in order of the classes.
+    pub markers: &'static [&'static str],
+    /// The options the kernel needs to report this class at all.
+    pub needs: &'static [&'static str],
+}
+
+/// Specific classes first: a KASAN report also starts with `BUG:`.
+pub const CLASSES: &[SplatClass] = &[
+    SplatClass {
+        name: "KASAN memory error",
+        markers: &["BUG: KASAN:"],
+        needs: &["CONFIG_KASAN"],
+    },
+    SplatClass {
+        name: "KFENCE memory error",
+        markers: &["BUG: KFENCE:"],
+        needs: &["CONFIG_KFENCE"],
+    },
+    SplatClass {
+        name: "lockdep lock order or state",
+        markers: &[
+            "possible circular locking dependency",
+            "possible recursive locking",
+            "inconsistent lock state",
+            "possible irq lock inversion",
+            "bad unlock balance",
+            "held lock freed",
+            "lock held when returning to user space",
+            "DEBUG_LOCKS_WARN_ON",
+        ],
+        needs: &["CONFIG_PROVE_LOCKING"],
+    },
+    SplatClass {
+        name: "RCU usage",
+        markers: &[
+            "suspicious RCU usage",
+            "Voluntary context switch within RCU read-side critical section",
+        ],
+        needs: &["CONFIG_PROVE_RCU"],
+    },
+    SplatClass {
+        name: "sleep in atomic context",
+        markers: &[
+            "sleeping function called from invalid context",
+            "scheduling while atomic",
+        ],
+        needs: &["CONFIG_DEBUG_ATOMIC_SLEEP"],
+    },
+    SplatClass {
+        name: "list corruption",
+        markers: &["list_add corruption", "list_del corruption"],
+        // The report is a WARN(), silent without CONFIG_BUG.
+        needs: &["CONFIG_DEBUG_LIST", "CONFIG_BUG"],
+    },
+    SplatClass {
+        name: "undefined behaviour (UBSAN)",
+        markers: &["UBSAN:"],
+        needs: &["CONFIG_UBSAN"],
+    },
+    SplatClass {
+        name: "hung task",
+        markers: &["blocked for more than"],
+        needs: &["CONFIG_DETECT_HUNG_TASK"],
+    },
+    SplatClass {
+        name: "soft lockup",
+        markers: &["soft lockup"],
+        needs: &["CONFIG_SOFTLOCKUP_DETECTOR"],
+    },
+    SplatClass {
+        name: "hard lockup",
+        markers: &["hard LOCKUP"],
+        needs: &["CONFIG_HARDLOCKUP_DETECTOR"],
+    },
+    SplatClass {
+        name: "RCU stall",
+        markers: &["detected stalls on CPUs/tasks", "self-detected stall", "rcu: INFO:"],
+        needs: &[],
+    },
+    SplatClass {
+        name: "BUG_ON",
+        markers: &["kernel BUG at"],
+        // Without CONFIG_BUG a BUG() is an endless loop: a hang, not a report.
+        needs: &["CONFIG_BUG"],
+    },
+    SplatClass {
+        name: "oops",
+        markers: &[
+            "BUG:",
+            "Oops",
+            "general protection fault",
+            "Unable to handle kernel",
+            "Kernel panic",
+            "stack-protector:",
+        ],
+        needs: &[],
+    },
+    SplatClass {
+        name: "warning",
+        markers: &["WARNING:", "refcount_t:"],
+        // tinyconfig's default: every WARN_ON() compiles to nothing.
+        needs: &["CONFIG_BUG"],
+    },
+    SplatClass {
+        name: "stack dump",
+        markers: &["Call Trace:"],
+        needs: &[],
+    },
 ];
+
+/// Lines that carry a marker but report nothing wrong, with why.
+pub const ALLOWED: &[(&str, &str)] = &[(
+    "KFENCE: initialized",
+    "KFENCE's boot banner, not a report (reports start with `BUG: KFENCE:`)",
+)];
+
+/// The class of a splat line, or None for a line that reports nothing wrong.
+pub fn classify(line: &str) -> Option<&'static SplatClass> {
+    if ALLOWED.iter().any(|(allowed, _)| line.contains(allowed)) {
+        return None;
+    }
+    CLASSES
+        .iter()
+        .find(|class| class.markers.iter().any(|marker| line.contains(marker)))
+}
+
+/// The classes a kernel with this `.config` text cannot report.
+pub fn unchecked_classes(config: &str) -> Vec<&'static SplatClass> {
+    let set = |option: &str| {
+        config
+            .lines()
+            .any(|line| line.strip_prefix(option) == Some("=y"))
+    };
+    CLASSES
+        .iter()
+        .filter(|class| !class.needs.iter().all(|option| set(option)))
+        .collect()
+}
+
+/// `CONFIG_A and CONFIG_B`, what a class needs.
+pub fn needs_text(class: &SplatClass) -> String {
+    class.needs.join(" and ")
+}
 
 /// At most this many splats are kept: the first ones explain the rest.
 const MAX_SPLATS: usize = 20;
+
+/// A report in the kernel log: its class and its lines.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Splat {
+    pub class: &'static str,
+    pub lines: Vec<String>,
+}
 
 /// Finds splats in a log read one line at a time, each with the lines that
 /// follow it (up to `context`), so that a failure shows what happened and where.
 #[derive(Debug, Clone)]
 pub struct SplatScanner {
     context: usize,
-    splats: Vec<Vec<String>>,
+    splats: Vec<Splat>,
     /// Lines still to add to the last splat.
     remaining: usize,
 }
@@ -49,22 +185,27 @@ impl SplatScanner {
         if self.remaining > 0 {
             self.remaining -= 1;
             if let Some(splat) = self.splats.last_mut() {
-                splat.push(line.to_owned());
+                splat.lines.push(line.to_owned());
             }
-        } else if is_splat(line) && self.splats.len() < MAX_SPLATS {
-            self.splats.push(vec![line.to_owned()]);
-            self.remaining = self.context;
+        } else if let Some(class) = classify(line) {
+            if self.splats.len() < MAX_SPLATS {
+                self.splats.push(Splat {
+                    class: class.name,
+                    lines: vec![line.to_owned()],
+                });
+                self.remaining = self.context;
+            }
         }
     }
 
-    pub fn splats(&self) -> &[Vec<String>] {
+    pub fn splats(&self) -> &[Splat] {
         &self.splats
     }
 }
 
 /// Lines of `log` that hold a splat, each with the lines that follow it (up
 /// to `context`).
-pub fn find_splats(log: &[String], context: usize) -> Vec<Vec<String>> {
+pub fn find_splats(log: &[String], context: usize) -> Vec<Splat> {
     let mut scanner = SplatScanner::new(context);
     for line in log {
         scanner.push(line);
@@ -73,7 +214,7 @@ pub fn find_splats(log: &[String], context: usize) -> Vec<Vec<String>> {
 }
 
 pub fn is_splat(line: &str) -> bool {
-    MARKERS.iter().any(|marker| line.contains(marker))
+    classify(line).is_some()
 }
 
 #[cfg(test)]
@@ -113,7 +254,49 @@ mod tests {
             lines("ok\nBUG: unable to handle page fault\nRIP: trigger_write\nCall Trace:\nok");
         let splats = find_splats(&log, 2);
         assert_eq!(splats.len(), 1);
-        assert_eq!(splats[0], log[1..4]);
+        assert_eq!(splats[0].lines, log[1..4]);
+        assert_eq!(splats[0].class, "oops");
+    }
+
+    #[test]
+    fn each_report_is_named_by_its_most_specific_class() {
+        for (line, class) in [
+            ("BUG: KASAN: slab-use-after-free in trigger_write+0x1/0x2", "KASAN memory error"),
+            ("WARNING: possible circular locking dependency detected", "lockdep lock order or state"),
+            ("WARNING: suspicious RCU usage", "RCU usage"),
+            ("BUG: sleeping function called from invalid context at x.c:1", "sleep in atomic context"),
+            ("list_del corruption. prev->next should be ...", "list corruption"),
+            ("BUG: kernel NULL pointer dereference, address: 8", "oops"),
+            ("kernel BUG at kernel/bpf/bpf_struct_ops.c:99!", "BUG_ON"),
+            ("WARNING: CPU: 0 PID: 1 at kernel/x.c:2 f+0x1/0x2", "warning"),
+        ] {
+            assert_eq!(classify(line).map(|class| class.name), Some(class), "{line}");
+        }
+        assert_eq!(classify("KFENCE: initialized - using 2097152 bytes"), None);
+    }
+
+    #[test]
+    fn a_kernel_without_the_options_cannot_report_their_classes() {
+        let debug = "CONFIG_BUG=y\nCONFIG_KASAN=y\nCONFIG_KFENCE=y\nCONFIG_PROVE_LOCKING=y\nCONFIG_PROVE_RCU=y\n\
+                     CONFIG_DEBUG_ATOMIC_SLEEP=y\nCONFIG_DEBUG_LIST=y\nCONFIG_DETECT_HUNG_TASK=y\n\
+                     CONFIG_SOFTLOCKUP_DETECTOR=y\n";
+        let names = |config| {
+            unchecked_classes(config)
+                .iter()
+                .map(|class| class.name)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            names(debug),
+            ["undefined behaviour (UBSAN)", "hard lockup"]
+        );
+        let default = "CONFIG_DETECT_HUNG_TASK=y\nCONFIG_SOFTLOCKUP_DETECTOR=y\n# CONFIG_KASAN is not set\n";
+        assert!(names(default).contains(&"KASAN memory error"));
+        assert!(names(default).contains(&"lockdep lock order or state"));
+        assert!(!names(default).contains(&"hung task"));
+        // tinyconfig's CONFIG_BUG=n silences every WARN_ON.
+        assert!(names(default).contains(&"warning"));
+        assert!(names(default).contains(&"BUG_ON"));
     }
 
     #[test]

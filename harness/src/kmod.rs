@@ -26,6 +26,28 @@ pub enum ModuleError {
     Build { log: String, tail: String },
 }
 
+/// A bug compiled into a test-only build of the module (the `PLANT_*`
+/// switches in kmod/bpf_testmod.c), to prove the debug kernel reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlantedBug {
+    /// A read of freed memory on the trigger path.
+    UseAfterFree,
+    /// The ops read and called without rcu_read_lock().
+    MissingRcuReadLock,
+    /// Two locks taken in one order on attach and the other on trigger.
+    LockOrder,
+}
+
+impl PlantedBug {
+    fn define(self) -> &'static str {
+        match self {
+            PlantedBug::UseAfterFree => "PLANT_USE_AFTER_FREE",
+            PlantedBug::MissingRcuReadLock => "PLANT_MISSING_RCU_READ_LOCK",
+            PlantedBug::LockOrder => "PLANT_LOCK_ORDER",
+        }
+    }
+}
+
 /// Builds kmod/ against `kernel` unless the same sources were built against it before.
 pub fn ensure_built(
     kmod_dir: &Path,
@@ -33,7 +55,28 @@ pub fn ensure_built(
     cache: &Path,
     progress: &Progress,
 ) -> Result<PathBuf> {
-    let key = module_key(kmod_dir, kernel)?;
+    ensure_built_with(kmod_dir, kernel, cache, progress, None)
+}
+
+/// A test-only build of kmod/ with `bug` planted in it.
+pub fn ensure_planted(
+    kmod_dir: &Path,
+    kernel: &Kernel,
+    cache: &Path,
+    progress: &Progress,
+    bug: PlantedBug,
+) -> Result<PathBuf> {
+    ensure_built_with(kmod_dir, kernel, cache, progress, Some(bug))
+}
+
+fn ensure_built_with(
+    kmod_dir: &Path,
+    kernel: &Kernel,
+    cache: &Path,
+    progress: &Progress,
+    bug: Option<PlantedBug>,
+) -> Result<PathBuf> {
+    let key = module_key(kmod_dir, kernel, bug)?;
     let entry = cache.join("kmod").join(&key);
     let ko = entry.join(MODULE_FILE);
     if ko.is_file() {
@@ -49,17 +92,20 @@ pub fn ensure_built(
         std::fs::copy(kmod_dir.join(name), work.path().join(name))
             .with_context(|| format!("copying kmod/{name}"))?;
     }
+    let planted = bug.map_or_else(String::new, |bug| format!(" with {bug:?} planted"));
     let step = progress.step(format!(
-        "building {MODULE_FILE} against kernel {}",
+        "building {MODULE_FILE}{planted} against kernel {}",
         kernel.key
     ));
     let log = work.path().join("build.log");
+    let defines = bug.map_or_else(String::new, |bug| format!("-D{}", bug.define()));
     let output = duct::cmd!(
         "make",
         "-C",
         &kernel.source_dir,
         format!("O={}", kernel.build_dir.display()),
         format!("M={}", work.path().display()),
+        format!("KCFLAGS={defines}"),
         "modules"
     )
     .stderr_to_stdout()
@@ -99,9 +145,12 @@ pub fn check_btf(ko: &Path) -> Result<()> {
     Ok(())
 }
 
-fn module_key(kmod_dir: &Path, kernel: &Kernel) -> Result<String> {
+fn module_key(kmod_dir: &Path, kernel: &Kernel, bug: Option<PlantedBug>) -> Result<String> {
     let mut hasher = Sha256::new();
     hasher.update(kernel.key.as_bytes());
+    if let Some(bug) = bug {
+        hasher.update(bug.define().as_bytes());
+    }
     for name in SOURCES {
         let path = kmod_dir.join(name);
         let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;

@@ -200,8 +200,9 @@ fn run_scenarios(args: RunArgs) -> Result<ExitCode> {
         );
     });
     if args.json {
-        println!("{}", report::render_json(&rows));
+        println!("{}", report::render_json(&rows, &report::KernelInfo::of(&artifacts)));
     } else {
+        print!("{}", report::render_header(&report::KernelInfo::of(&artifacts)));
         print!("{}", report::render_table(&rows));
         print!("{}", report::render_failures(&rows, &artifacts));
         println!("total {:.1}s", start.elapsed().as_secs_f64());

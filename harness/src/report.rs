@@ -9,15 +9,76 @@ use crate::artifacts::Artifacts;
 use crate::normalise::normalise;
 use crate::suite::Row;
 
+/// The kernel a report is about: its version and flavour, and the splat
+/// classes it cannot report, so that no row implies they were checked.
+#[derive(Debug, Clone, Serialize)]
+pub struct KernelInfo {
+    pub version: String,
+    pub flavour: &'static str,
+    pub key: String,
+    /// `KASAN memory error (needs CONFIG_KASAN)`, ...
+    pub unchecked_splat_classes: Vec<String>,
+}
+
+impl KernelInfo {
+    pub fn of(artifacts: &Artifacts) -> Self {
+        let config = artifacts.kernel.build_dir.join(".config");
+        let config = std::fs::read_to_string(config).unwrap_or_default();
+        let unchecked = guest_agent::splat::unchecked_classes(&config)
+            .iter()
+            .map(|class| {
+                let needs = guest_agent::splat::needs_text(class);
+                format!("{} (needs {needs})", class.name)
+            })
+            .collect();
+        KernelInfo {
+            version: artifacts.kernel.version.clone(),
+            flavour: artifacts.kernel.flavour.name(),
+            key: artifacts.kernel.key.clone(),
+            unchecked_splat_classes: unchecked,
+        }
+    }
+}
+
+/// What the run was on, and what that kernel could not have seen.
+pub fn render_header(info: &KernelInfo) -> String {
+    let mut text = format!(
+        "kernel {} ({} flavour, {})\n",
+        info.version, info.flavour, info.key
+    );
+    if !info.unchecked_splat_classes.is_empty() {
+        let _ = writeln!(
+            text,
+            "not checked, this kernel cannot report them{}: {}",
+            if info.flavour == "debug" {
+                ""
+            } else {
+                " (--debug-kernel can)"
+            },
+            info.unchecked_splat_classes.join(", ")
+        );
+    }
+    text
+}
+
+/// The kernel options a rerun needs to reach the same kernel.
+fn kernel_options(artifacts: &Artifacts) -> String {
+    let mut options = String::new();
+    if let Some(tree) = &artifacts.kernel_tree {
+        let _ = write!(options, " --kernel-tree {}", tree.display());
+    }
+    if artifacts.kernel.flavour == crate::kernel::Flavour::Debug {
+        options.push_str(" --debug-kernel");
+    }
+    options
+}
+
 pub fn rerun_commands(artifacts: &Artifacts, scenario: &str) -> [String; 2] {
     [
-        match &artifacts.kernel_tree {
-            Some(tree) => format!(
-                "cargo run -p harness -- run --scenario {scenario} --kernel-tree {}",
-                tree.display()
-            ),
-            None => format!("cargo run -p harness -- run --scenario {scenario}"),
-        },
+        format!(
+            "cargo run -p harness -- run --scenario {scenario}{}",
+            kernel_options(artifacts)
+        ),
         crate::vng::vng_command(artifacts, scenario),
     ]
 }
@@ -89,6 +150,7 @@ pub fn render_failures(rows: &[Row], artifacts: &Artifacts) -> String {
 #[derive(Serialize)]
 struct JsonRow<'a> {
     scenario: &'a str,
+    kernel: &'a KernelInfo,
     passed: bool,
     wall_ms: u128,
     boot_ms: Option<u128>,
@@ -99,13 +161,14 @@ struct JsonRow<'a> {
     result: Option<&'a guest_agent::protocol::ScenarioResult>,
 }
 
-pub fn render_json(rows: &[Row]) -> String {
+pub fn render_json(rows: &[Row], kernel: &KernelInfo) -> String {
     let rows: Vec<JsonRow> = rows
         .iter()
         .map(|row| {
             let run = row.outcome.as_ref().ok();
             JsonRow {
                 scenario: &row.scenario,
+                kernel,
                 passed: row.passed(),
                 wall_ms: row.wall.as_millis(),
                 boot_ms: run.and_then(|run| run.boot).map(|boot| boot.as_millis()),

@@ -520,8 +520,7 @@ fn vm_spec(
     };
     Ok(VmSpec {
         accel,
-        // vmlinux through PVH: no firmware real-mode setup, no decompression.
-        kernel_image: artifacts.kernel.pvh_image()?,
+        kernel_image: artifacts.kernel.boot_image()?,
         memory_mib: options.memory_mib,
         cpus: options.cpus,
         root,

@@ -2,6 +2,7 @@
 //! everything that defines it. A cache hit runs no make at all.
 
 pub mod config;
+pub mod debian;
 mod make;
 pub mod source;
 
@@ -125,6 +126,18 @@ const READY: &str = "kernel.json";
 const PVH_IMAGE: &str = "vmlinux.pvh";
 
 impl Kernel {
+    /// The image QEMU boots: the stripped vmlinux through its PVH entry point
+    /// (no firmware real-mode setup, no decompression), except on the debug
+    /// flavour, where KASAN's early shadow is not set up on the PVH path and
+    /// the guest triple-faults before printing anything: that one boots the
+    /// bzImage.
+    pub fn boot_image(&self) -> Result<PathBuf> {
+        match self.flavour {
+            Flavour::Default => self.pvh_image(),
+            Flavour::Debug => Ok(self.bzimage.clone()),
+        }
+    }
+
     /// The image to boot directly (PVH), made from vmlinux the first time it is asked for.
     pub fn pvh_image(&self) -> Result<PathBuf> {
         let entry = self

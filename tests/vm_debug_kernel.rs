@@ -1,0 +1,101 @@
+//! The debug kernel (`--debug-kernel`) sees what the default kernel cannot:
+//! each test builds the module with one bug planted in it (the `PLANT_*`
+//! switches in kmod/bpf_testmod.c, never built for the normal scenarios),
+//! runs the `trigger` scenario on the debug kernel, and insists that the
+//! scenario fails naming the kernel's report. The nextest setup script
+//! `debug-kernel` builds that kernel first (about 10 minutes, once).
+
+use std::sync::OnceLock;
+
+use guest_agent::protocol::ScenarioResult;
+use harness::artifacts::{self, Artifacts, PrepareOptions};
+use harness::kernel::Flavour;
+use harness::kmod::{self, PlantedBug};
+use harness::progress::Progress;
+use harness::suite::run_scenario;
+use harness::vm::VmOptions;
+
+fn debug_artifacts() -> &'static Artifacts {
+    static ARTIFACTS: OnceLock<Artifacts> = OnceLock::new();
+    ARTIFACTS.get_or_init(|| {
+        let options = PrepareOptions {
+            flavour: Flavour::Debug,
+            ..PrepareOptions::from_env()
+        };
+        artifacts::prepare(&options, &Progress::new()).unwrap_or_else(|err| panic!("{err:#}"))
+    })
+}
+
+/// The `trigger` scenario on the debug kernel, with `bug` planted in the module.
+fn trigger_with(bug: PlantedBug) -> ScenarioResult {
+    let base = debug_artifacts();
+    let kmod_dir = harness::paths::workspace_root().join("kmod");
+    let progress = Progress::new();
+    let planted = kmod::ensure_planted(&kmod_dir, &base.kernel, &base.cache, &progress, bug)
+        .unwrap_or_else(|err| panic!("{err:#}"));
+    let artifacts = Artifacts {
+        kmod: planted,
+        ..base.clone()
+    };
+    let options = VmOptions {
+        label: Some(format!("planted-{bug:?}-{}", std::process::id())),
+        ..VmOptions::default()
+    };
+    let run = run_scenario(&artifacts, "trigger", &options).unwrap_or_else(|err| panic!("{err:#}"));
+    // The failure is the expected one; its logs need no reading.
+    if let Some(logs) = &run.kept_logs {
+        let _ = std::fs::remove_dir_all(logs);
+    }
+    run.result
+}
+
+/// The scenario failed, and one failure is a splat of `class` holding `text`.
+fn assert_caught(result: &ScenarioResult, class: &str, text: &str) {
+    assert!(
+        !result.passed,
+        "the planted bug went unnoticed: {:#?}",
+        result.steps
+    );
+    let splat = format!("the kernel log holds a splat ({class})");
+    let found = result
+        .failures
+        .iter()
+        .find(|failure| failure.starts_with(&splat));
+    let Some(found) = found else {
+        panic!("no {class} splat among the failures: {:#?}", result.failures);
+    };
+    assert!(found.contains(text), "expected {text:?} in:\n{found}");
+}
+
+/// A read of freed memory on the trigger path. On the default kernel the
+/// same module passes `trigger`: the freed byte is read without complaint.
+#[test]
+fn debug_kernel_catches_use_after_free() {
+    let result = trigger_with(PlantedBug::UseAfterFree);
+    assert_caught(
+        &result,
+        "KASAN memory error",
+        "BUG: KASAN: slab-use-after-free in",
+    );
+}
+
+/// The ops read and called without rcu_read_lock(). On the default kernel
+/// the same module passes `trigger`: nothing checks the RCU read section.
+#[test]
+fn debug_kernel_catches_missing_rcu_read_lock() {
+    let result = trigger_with(PlantedBug::MissingRcuReadLock);
+    assert_caught(&result, "RCU usage", "suspicious RCU usage");
+}
+
+/// Two locks taken in one order on attach and in the other on trigger. On
+/// the default kernel the same module passes `trigger`: without two tasks
+/// racing there is no deadlock to see, and nothing records lock order.
+#[test]
+fn debug_kernel_catches_lock_order_inversion() {
+    let result = trigger_with(PlantedBug::LockOrder);
+    assert_caught(
+        &result,
+        "lockdep lock order or state",
+        "possible circular locking dependency detected",
+    );
+}
