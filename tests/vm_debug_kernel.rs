@@ -20,7 +20,7 @@ fn debug_artifacts() -> &'static Artifacts {
     ARTIFACTS.get_or_init(|| {
         let options = PrepareOptions {
             flavour: Flavour::Debug,
-            ..PrepareOptions::from_env()
+            ..PrepareOptions::from_env().unwrap_or_else(|err| panic!("{err:#}"))
         };
         artifacts::prepare(&options, &Progress::new()).unwrap_or_else(|err| panic!("{err:#}"))
     })
@@ -62,7 +62,10 @@ fn assert_caught(result: &ScenarioResult, class: &str, text: &str) {
         .iter()
         .find(|failure| failure.starts_with(&splat));
     let Some(found) = found else {
-        panic!("no {class} splat among the failures: {:#?}", result.failures);
+        panic!(
+            "no {class} splat among the failures: {:#?}",
+            result.failures
+        );
     };
     assert!(found.contains(text), "expected {text:?} in:\n{found}");
 }

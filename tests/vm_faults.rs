@@ -8,8 +8,8 @@ use guest_agent::cli::Fault;
 use harness::artifacts::{self, Artifacts};
 use harness::process::processes_mentioning;
 use harness::suite::run_scenario;
-use harness::wait::{wait_until, Poll};
 use harness::vm::{RunError, ScenarioRun, VmError, VmFailure, VmOptions};
+use harness::wait::{wait_until, Poll};
 
 fn artifacts() -> &'static Artifacts {
     artifacts::prepared().unwrap_or_else(|err| panic!("{err:#}"))

@@ -84,7 +84,11 @@ pub const CLASSES: &[SplatClass] = &[
     },
     SplatClass {
         name: "RCU stall",
-        markers: &["detected stalls on CPUs/tasks", "self-detected stall", "rcu: INFO:"],
+        markers: &[
+            "detected stalls on CPUs/tasks",
+            "self-detected stall",
+            "rcu: INFO:",
+        ],
         needs: &[],
     },
     SplatClass {
@@ -261,16 +265,35 @@ mod tests {
     #[test]
     fn each_report_is_named_by_its_most_specific_class() {
         for (line, class) in [
-            ("BUG: KASAN: slab-use-after-free in trigger_write+0x1/0x2", "KASAN memory error"),
-            ("WARNING: possible circular locking dependency detected", "lockdep lock order or state"),
+            (
+                "BUG: KASAN: slab-use-after-free in trigger_write+0x1/0x2",
+                "KASAN memory error",
+            ),
+            (
+                "WARNING: possible circular locking dependency detected",
+                "lockdep lock order or state",
+            ),
             ("WARNING: suspicious RCU usage", "RCU usage"),
-            ("BUG: sleeping function called from invalid context at x.c:1", "sleep in atomic context"),
-            ("list_del corruption. prev->next should be ...", "list corruption"),
+            (
+                "BUG: sleeping function called from invalid context at x.c:1",
+                "sleep in atomic context",
+            ),
+            (
+                "list_del corruption. prev->next should be ...",
+                "list corruption",
+            ),
             ("BUG: kernel NULL pointer dereference, address: 8", "oops"),
             ("kernel BUG at kernel/bpf/bpf_struct_ops.c:99!", "BUG_ON"),
-            ("WARNING: CPU: 0 PID: 1 at kernel/x.c:2 f+0x1/0x2", "warning"),
+            (
+                "WARNING: CPU: 0 PID: 1 at kernel/x.c:2 f+0x1/0x2",
+                "warning",
+            ),
         ] {
-            assert_eq!(classify(line).map(|class| class.name), Some(class), "{line}");
+            assert_eq!(
+                classify(line).map(|class| class.name),
+                Some(class),
+                "{line}"
+            );
         }
         assert_eq!(classify("KFENCE: initialized - using 2097152 bytes"), None);
     }
@@ -286,11 +309,9 @@ mod tests {
                 .map(|class| class.name)
                 .collect::<Vec<_>>()
         };
-        assert_eq!(
-            names(debug),
-            ["undefined behaviour (UBSAN)", "hard lockup"]
-        );
-        let default = "CONFIG_DETECT_HUNG_TASK=y\nCONFIG_SOFTLOCKUP_DETECTOR=y\n# CONFIG_KASAN is not set\n";
+        assert_eq!(names(debug), ["undefined behaviour (UBSAN)", "hard lockup"]);
+        let default =
+            "CONFIG_DETECT_HUNG_TASK=y\nCONFIG_SOFTLOCKUP_DETECTOR=y\n# CONFIG_KASAN is not set\n";
         assert!(names(default).contains(&"KASAN memory error"));
         assert!(names(default).contains(&"lockdep lock order or state"));
         assert!(!names(default).contains(&"hung task"));

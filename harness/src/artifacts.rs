@@ -2,12 +2,13 @@
 //! the boot, each skipped when its output is already there.
 
 use std::path::PathBuf;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use anyhow::Result;
 
 use crate::guest_binaries::{self, GuestBinaries};
-use crate::kernel::{self, Flavour, Kernel, KernelRecipe, KernelSource};
+use crate::kernel::source::KernelSpec;
+use crate::kernel::{self, Flavour, Kernel, KernelRecipe};
 use crate::progress::Progress;
 use crate::{host_deps, kmod, paths, qemu, virtiofsd};
 
@@ -19,30 +20,34 @@ pub struct Artifacts {
     pub guest: GuestBinaries,
     /// The read-only virtiofsd, or why the VMs use 9p instead.
     pub virtiofsd: Result<PathBuf, String>,
-    /// The kernel tree asked for, if not Debian's (reruns must name it too).
-    pub kernel_tree: Option<PathBuf>,
+    /// How the kernel was named (reruns must name it the same way).
+    pub spec: KernelSpec,
+    /// Held while this process uses the kernel's cache entry, so that
+    /// `harness cache prune` in another process leaves it alone.
+    pub lease: Arc<crate::cache::Lease>,
 }
 
 #[derive(Debug, Clone, Default)]
 pub struct PrepareOptions {
-    /// Build this kernel tree instead of Debian's linux-source-6.12.
-    pub kernel_tree: Option<PathBuf>,
+    /// Debian's 6.12 (the default), another Debian series, or a kernel tree.
+    pub kernel: KernelSpec,
     /// The default kernel, or the debug one (sanitizers, lockdep).
     pub flavour: Flavour,
 }
 
 impl PrepareOptions {
-    /// What the environment asks for (the VM tests' way to choose).
-    pub fn from_env() -> Self {
-        PrepareOptions {
-            kernel_tree: None,
+    /// What the environment asks for (the VM tests' way to choose):
+    /// STRUCT_OPS_KERNEL and STRUCT_OPS_DEBUG_KERNEL.
+    pub fn from_env() -> Result<Self> {
+        Ok(PrepareOptions {
+            kernel: KernelSpec::from_env()?,
             flavour: Flavour::choose(false),
-        }
+        })
     }
 
-    pub fn recipe(&self) -> Result<KernelRecipe> {
+    pub fn recipe(&self, cache: &std::path::Path) -> Result<KernelRecipe> {
         KernelRecipe::new(
-            KernelSource::choose(self.kernel_tree.clone()),
+            self.kernel.resolve(cache)?,
             self.flavour,
             &paths::workspace_root().join("images"),
         )
@@ -56,7 +61,9 @@ pub fn prepare(options: &PrepareOptions, progress: &Progress) -> Result<Artifact
     let cache = paths::cache_dir()?;
     // A bad STRUCT_OPS_ACCEL is reported now, not once per scenario.
     crate::accel::choose(&cache)?;
-    let recipe = options.recipe()?;
+    let recipe = options.recipe(&cache)?;
+    // Leased before it is looked at, so a prune elsewhere cannot take it away.
+    let lease = crate::cache::lease(&cache, &recipe.key(&cache)?)?;
     let kernel = kernel::ensure_built(&recipe, &cache, progress)?;
     let kmod = kmod::ensure_built(&workspace.join("kmod"), &kernel, &cache, progress)?;
     let guest = guest_binaries::ensure_built(&workspace, progress)?;
@@ -65,12 +72,13 @@ pub fn prepare(options: &PrepareOptions, progress: &Progress) -> Result<Artifact
         eprintln!("[harness] note: {reason}; the guest's root is shared over 9p instead (read-only as well)");
     }
     Ok(Artifacts {
-        kernel_tree: options.kernel_tree.clone(),
+        spec: options.kernel.clone(),
         cache,
         kernel,
         kmod,
         guest,
         virtiofsd,
+        lease: Arc::new(lease),
     })
 }
 
@@ -80,7 +88,9 @@ pub fn prepared() -> Result<&'static Artifacts> {
     static ARTIFACTS: OnceLock<Result<Artifacts, String>> = OnceLock::new();
     ARTIFACTS
         .get_or_init(|| {
-            prepare(&PrepareOptions::from_env(), &Progress::new()).map_err(|err| format!("{err:#}"))
+            PrepareOptions::from_env()
+                .and_then(|options| prepare(&options, &Progress::new()))
+                .map_err(|err| format!("{err:#}"))
         })
         .as_ref()
         .map_err(|err| {

@@ -129,7 +129,7 @@ fn cold_build(
     let mut cold = Figure::new("kernel build, cold", None);
     if options.cold_kernel {
         let scratch = tempfile::tempdir().context("creating a scratch cache")?;
-        let recipe = prepare_options.recipe()?;
+        let recipe = prepare_options.recipe(&artifacts.cache)?;
         let quiet = Progress::new();
         cold.samples
             .push(time(|| kernel::ensure_built(&recipe, scratch.path(), &quiet))?.0);
@@ -156,8 +156,8 @@ fn warm_builds(
     let mut module = Figure::new("module build", None);
     let mut guest = Figure::new("guest binaries build, warm (cargo no-op)", None);
     for _ in 0..runs {
-        let recipe = prepare_options.recipe()?;
         let cache = &artifacts.cache;
+        let recipe = prepare_options.recipe(cache)?;
         hit.samples
             .push(time(|| kernel::ensure_built(&recipe, cache, &quiet))?.0);
         ready

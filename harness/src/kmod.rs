@@ -148,6 +148,8 @@ pub fn check_btf(ko: &Path) -> Result<()> {
 fn module_key(kmod_dir: &Path, kernel: &Kernel, bug: Option<PlantedBug>) -> Result<String> {
     let mut hasher = Sha256::new();
     hasher.update(kernel.key.as_bytes());
+    // A tree rebuilt in place keeps its key; its stamp says vmlinux changed.
+    hasher.update(kernel.stamp.as_bytes());
     if let Some(bug) = bug {
         hasher.update(bug.define().as_bytes());
     }

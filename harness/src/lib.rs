@@ -5,6 +5,7 @@
 pub mod accel;
 pub mod artifacts;
 pub mod bench;
+pub mod cache;
 pub mod elf;
 pub mod guest_binaries;
 pub mod host_deps;

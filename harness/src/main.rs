@@ -8,13 +8,15 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Result};
 use clap::{Parser, Subcommand};
 use guest_agent::catalogue::{self, SCENARIOS};
-use harness::artifacts::{prepare, PrepareOptions};
+use harness::artifacts::{prepare, Artifacts, PrepareOptions};
+use harness::cache::{self, Target};
+use harness::kernel::source::KernelSpec;
 use harness::kernel::Flavour;
-use harness::paths;
 use harness::progress::Progress;
-use harness::report;
+use harness::report::{self, KernelInfo};
 use harness::suite::Row;
 use harness::vm::VmOptions;
+use harness::{paths, vng};
 
 #[derive(Parser)]
 #[command(
@@ -23,7 +25,9 @@ use harness::vm::VmOptions;
     long_about = None,
     after_help = "Environment:\n  \
         STRUCT_OPS_CACHE_DIR        cache for kernels, modules, the KVM verdict, tools (default ~/.cache/struct-ops-vmtest)\n  \
-        STRUCT_OPS_KERNEL_TREE      kernel tree to build instead of Debian's linux-source-6.12\n  \
+        STRUCT_OPS_CACHE_LIMIT      cap on the kernel cache, e.g. 30G (the default); least recently used entries go first\n  \
+        STRUCT_OPS_KERNEL           the kernel, as --kernel (a Debian series such as 7.3, or a kernel tree)\n  \
+        STRUCT_OPS_KERNEL_TREE      a kernel tree, as --kernel-tree\n  \
         STRUCT_OPS_DEBUG_KERNEL     1 for the debug kernel (as --debug-kernel)\n  \
         STRUCT_OPS_ACCEL            kvm or tcg, to skip the KVM probe\n  \
         STRUCT_OPS_VIRTIOFSD        the virtiofsd to use (needs --readonly)\n  \
@@ -36,10 +40,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Build what is missing, boot a VM per scenario, run every scenario (or those named) and report.
+    /// Build what is missing, boot a VM per scenario, run every scenario (or
+    /// those named) and report; with several --kernel, on each of them.
     Run(RunArgs),
     /// Build what is missing and print where the kernel, module and guest binaries are.
-    Build(BuildArgs),
+    Build(KernelArgs),
     /// Measure build, boot and suite times (min/median/max) against their targets, and vng.
     Bench {
         /// Repetitions of each figure.
@@ -49,28 +54,78 @@ enum Command {
         #[arg(long)]
         cold_kernel: bool,
         #[command(flatten)]
-        build: BuildArgs,
+        kernel: KernelArgs,
     },
     /// Print the kernel's cache key (the hash of everything that defines it) without building.
-    CacheKey(BuildArgs),
+    CacheKey(KernelArgs),
+    /// The kernel cache: list its entries, or prune them.
+    Cache {
+        #[command(subcommand)]
+        command: CacheCommand,
+    },
     /// Print the virtme-ng command that runs SCENARIO by hand on the harness's kernel.
     Vng {
         /// The scenario to run (`harness run --list` names them).
         scenario: String,
         #[command(flatten)]
-        build: BuildArgs,
+        kernel: KernelArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum CacheCommand {
+    /// Every kernel entry: key, kernel, size, last use, whether a process holds it.
+    List,
+    /// Remove the least recently used kernel entries, never one another process holds.
+    Prune {
+        /// Keep the N most recently used entries.
+        #[arg(long, value_name = "N", required_unless_present = "max_size")]
+        keep: Option<usize>,
+        /// Remove entries until the kernels take at most SIZE (e.g. 20G).
+        #[arg(long, value_name = "SIZE", conflicts_with = "keep")]
+        max_size: Option<String>,
     },
 }
 
 #[derive(clap::Args)]
-struct BuildArgs {
-    /// Build this kernel tree instead of Debian's linux-source-6.12 (also: STRUCT_OPS_KERNEL_TREE).
+struct KernelArgs {
+    /// The kernel: a Debian series (6.12, the default; 7.3; ...), fetched from
+    /// Debian when not installed, or the path of a kernel tree, built in place
+    /// (also: STRUCT_OPS_KERNEL). `run` takes it several times for a matrix.
+    #[arg(long = "kernel", value_name = "SPEC")]
+    kernels: Vec<KernelSpec>,
+    /// A kernel tree, the same as --kernel DIR (also: STRUCT_OPS_KERNEL_TREE).
     #[arg(long, value_name = "DIR")]
     kernel_tree: Option<PathBuf>,
     /// The debug kernel: the default one plus images/debug.config (KASAN, KFENCE,
     /// lockdep, RCU and sleep checks); also STRUCT_OPS_DEBUG_KERNEL=1.
     #[arg(long)]
     debug_kernel: bool,
+}
+
+impl KernelArgs {
+    /// Every kernel asked for, or the environment's.
+    fn options(&self) -> Result<Vec<PrepareOptions>> {
+        let mut specs = self.kernels.clone();
+        specs.extend(self.kernel_tree.clone().map(KernelSpec::Tree));
+        if specs.is_empty() {
+            specs.push(KernelSpec::from_env()?);
+        }
+        let flavour = Flavour::choose(self.debug_kernel);
+        Ok(specs
+            .into_iter()
+            .map(|kernel| PrepareOptions { kernel, flavour })
+            .collect())
+    }
+
+    /// The one kernel a command that takes one is about.
+    fn one(&self, command: &str) -> Result<PrepareOptions> {
+        let mut options = self.options()?;
+        if options.len() > 1 {
+            bail!("`{command}` takes one kernel; `run` takes several --kernel for a matrix");
+        }
+        Ok(options.remove(0))
+    }
 }
 
 #[derive(clap::Args)]
@@ -94,7 +149,7 @@ struct RunArgs {
     #[arg(long, default_value_t = 120)]
     timeout: u64,
     #[command(flatten)]
-    build: BuildArgs,
+    kernel: KernelArgs,
 }
 
 fn main() -> ExitCode {
@@ -110,49 +165,72 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Run(args) => run_scenarios(args),
-        Command::Build(build) => {
-            let artifacts = prepare(&prepare_options(&build), &Progress::new())?;
-            println!(
-                "kernel {} ({})",
-                artifacts.kernel.version, artifacts.kernel.key
-            );
-            println!("  bzImage  {}", artifacts.kernel.bzimage.display());
-            println!("  vmlinux  {}", artifacts.kernel.vmlinux.display());
-            println!("module     {}", artifacts.kmod.display());
-            println!("agent      {}", artifacts.guest.agent.display());
-            println!("loader     {}", artifacts.guest.loader.display());
+        Command::Build(kernel) => {
+            for options in kernel.options()? {
+                print_built(&prepare(&options, &Progress::new())?);
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench {
             runs,
             cold_kernel,
-            build,
+            kernel,
         } => {
-            harness::bench::run(
-                &prepare_options(&build),
-                &harness::bench::BenchOptions { runs, cold_kernel },
-            )?;
+            let options = harness::bench::BenchOptions { runs, cold_kernel };
+            harness::bench::run(&kernel.one("bench")?, &options)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::CacheKey(build) => {
-            let recipe = prepare_options(&build).recipe()?;
-            println!("{}", recipe.key(&paths::cache_dir()?)?);
+        Command::CacheKey(kernel) => {
+            let cache = paths::cache_dir()?;
+            let recipe = kernel.one("cache-key")?.recipe(&cache)?;
+            println!("{}", recipe.key(&cache)?);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Vng { scenario, build } => {
+        Command::Cache { command } => run_cache(command),
+        Command::Vng { scenario, kernel } => {
             check_scenario_names(std::slice::from_ref(&scenario))?;
-            let artifacts = prepare(&prepare_options(&build), &Progress::new())?;
-            println!("{}", harness::vng::vng_command(&artifacts, &scenario));
+            let artifacts = prepare(&kernel.one("vng")?, &Progress::new())?;
+            println!("{}", vng::vng_command(&artifacts, &scenario));
             Ok(ExitCode::SUCCESS)
         }
     }
 }
 
-fn prepare_options(build: &BuildArgs) -> PrepareOptions {
-    PrepareOptions {
-        kernel_tree: build.kernel_tree.clone(),
-        flavour: Flavour::choose(build.debug_kernel),
+fn print_built(artifacts: &Artifacts) {
+    let kernel = &artifacts.kernel;
+    println!(
+        "kernel {} ({} flavour, {})",
+        kernel.version,
+        kernel.flavour.name(),
+        kernel.key
+    );
+    println!("  bzImage  {}", kernel.bzimage.display());
+    println!("  vmlinux  {}", kernel.vmlinux.display());
+    println!("module     {}", artifacts.kmod.display());
+    println!("agent      {}", artifacts.guest.agent.display());
+    println!("loader     {}", artifacts.guest.loader.display());
+}
+
+fn run_cache(command: CacheCommand) -> Result<ExitCode> {
+    let cache = paths::cache_dir()?;
+    match command {
+        CacheCommand::List => print!("{}", report::render_cache(&cache::entries(&cache)?, &cache)),
+        CacheCommand::Prune { keep, max_size } => {
+            let target = match (keep, max_size) {
+                (Some(keep), _) => Target::Newest(keep),
+                (None, Some(size)) => Target::Bytes(cache::parse_size(&size)?),
+                (None, None) => bail!("say what to keep: --keep N or --max-size SIZE"),
+            };
+            let said = cache::prune(&cache, target, None)?;
+            if said.is_empty() {
+                println!("nothing to remove");
+            }
+            for line in said {
+                println!("{line}");
+            }
+        }
     }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn check_scenario_names(names: &[String]) -> Result<()> {
@@ -165,6 +243,13 @@ fn check_scenario_names(names: &[String]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// One kernel's share of a run.
+struct KernelRun {
+    artifacts: Artifacts,
+    info: KernelInfo,
+    rows: Vec<Row>,
 }
 
 fn run_scenarios(args: RunArgs) -> Result<ExitCode> {
@@ -181,35 +266,67 @@ fn run_scenarios(args: RunArgs) -> Result<ExitCode> {
         args.scenarios.clone()
     };
     let start = Instant::now();
-    let artifacts = prepare(&prepare_options(&args.build), &Progress::new())?;
+    let mut runs = Vec::new();
+    for options in args.kernel.options()? {
+        runs.push(run_on_kernel(&args, &options, &names)?);
+    }
+    if args.json {
+        let rows: Vec<_> = runs.iter().map(|run| (&run.info, &run.rows[..])).collect();
+        println!("{}", report::render_json(&rows));
+    } else {
+        print_report(&runs);
+        println!("total {:.1}s", start.elapsed().as_secs_f64());
+    }
+    let passed = runs.iter().all(|run| run.rows.iter().all(Row::passed));
+    Ok(if passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn run_on_kernel(args: &RunArgs, options: &PrepareOptions, names: &[String]) -> Result<KernelRun> {
+    let start = Instant::now();
+    let artifacts = prepare(options, &Progress::new())?;
+    let info = KernelInfo::of(&artifacts);
     eprintln!(
-        "[harness] ready to boot after {:.1}s",
+        "[harness] kernel {} ({} flavour) ready to boot after {:.1}s",
+        info.version,
+        info.flavour,
         start.elapsed().as_secs_f64()
     );
-    let options = VmOptions {
+    let vm_options = VmOptions {
         timeout: Duration::from_secs(args.timeout),
         keep_logs: args.keep_logs,
         ..VmOptions::default()
     };
-    let rows = harness::suite::run_many(&artifacts, &names, &options, args.jobs, |row| {
+    let rows = harness::suite::run_many(&artifacts, names, &vm_options, args.jobs, |row| {
         eprintln!(
-            "[harness] {:<24} {} ({:.1}s)",
+            "[harness] {} {:<24} {} ({:.1}s)",
+            info.version,
             row.scenario,
             row.verdict(),
             row.wall.as_secs_f64()
         );
     });
-    if args.json {
-        println!("{}", report::render_json(&rows, &report::KernelInfo::of(&artifacts)));
-    } else {
-        print!("{}", report::render_header(&report::KernelInfo::of(&artifacts)));
-        print!("{}", report::render_table(&rows));
-        print!("{}", report::render_failures(&rows, &artifacts));
-        println!("total {:.1}s", start.elapsed().as_secs_f64());
-    }
-    Ok(if rows.iter().all(Row::passed) {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
+    Ok(KernelRun {
+        artifacts,
+        info,
+        rows,
     })
+}
+
+fn print_report(runs: &[KernelRun]) {
+    for run in runs {
+        print!("{}", report::render_header(&run.info));
+    }
+    if let [run] = runs {
+        print!("{}", report::render_table(&run.rows));
+    } else {
+        let columns: Vec<_> = runs.iter().map(|run| (&run.info, &run.rows[..])).collect();
+        print!("{}", report::render_matrix(&columns));
+    }
+    for run in runs {
+        print!("{}", report::render_failures(&run.rows, &run.artifacts));
+    }
 }

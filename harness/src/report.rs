@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::artifacts::Artifacts;
+use crate::kernel::source::KernelSpec;
 use crate::normalise::normalise;
 use crate::suite::Row;
 
@@ -64,8 +65,8 @@ pub fn render_header(info: &KernelInfo) -> String {
 /// The kernel options a rerun needs to reach the same kernel.
 fn kernel_options(artifacts: &Artifacts) -> String {
     let mut options = String::new();
-    if let Some(tree) = &artifacts.kernel_tree {
-        let _ = write!(options, " --kernel-tree {}", tree.display());
+    if artifacts.spec != KernelSpec::default() {
+        let _ = write!(options, " --kernel {}", artifacts.spec);
     }
     if artifacts.kernel.flavour == crate::kernel::Flavour::Debug {
         options.push_str(" --debug-kernel");
@@ -161,26 +162,97 @@ struct JsonRow<'a> {
     result: Option<&'a guest_agent::protocol::ScenarioResult>,
 }
 
-pub fn render_json(rows: &[Row], kernel: &KernelInfo) -> String {
-    let rows: Vec<JsonRow> = rows
+/// Every row of every kernel, each naming its kernel.
+pub fn render_json(kernels: &[(&KernelInfo, &[Row])]) -> String {
+    let rows: Vec<JsonRow> = kernels
         .iter()
-        .map(|row| {
-            let run = row.outcome.as_ref().ok();
-            JsonRow {
-                scenario: &row.scenario,
-                kernel,
-                passed: row.passed(),
-                wall_ms: row.wall.as_millis(),
-                boot_ms: run.and_then(|run| run.boot).map(|boot| boot.as_millis()),
-                accel: run.map(|run| run.accel.to_string()),
-                root: run.map(|run| run.root),
-                logs: run
-                    .and_then(|run| run.kept_logs.as_ref())
-                    .map(|path| path.display().to_string()),
-                error: row.outcome.as_ref().err().map(|err| format!("{err:#}")),
-                result: run.map(|run| &run.result),
-            }
-        })
+        .flat_map(|(kernel, rows)| rows.iter().map(move |row| json_row(kernel, row)))
         .collect();
     serde_json::to_string_pretty(&rows).unwrap_or_else(|err| format!("{{\"error\": \"{err}\"}}"))
+}
+
+fn json_row<'a>(kernel: &'a KernelInfo, row: &'a Row) -> JsonRow<'a> {
+    let run = row.outcome.as_ref().ok();
+    JsonRow {
+        scenario: &row.scenario,
+        kernel,
+        passed: row.passed(),
+        wall_ms: row.wall.as_millis(),
+        boot_ms: run.and_then(|run| run.boot).map(|boot| boot.as_millis()),
+        accel: run.map(|run| run.accel.to_string()),
+        root: run.map(|run| run.root),
+        logs: run
+            .and_then(|run| run.kept_logs.as_ref())
+            .map(|path| path.display().to_string()),
+        error: row.outcome.as_ref().err().map(|err| format!("{err:#}")),
+        result: run.map(|run| &run.result),
+    }
+}
+
+/// Scenario by kernel: one line per scenario, one column per kernel.
+pub fn render_matrix(kernels: &[(&KernelInfo, &[Row])]) -> String {
+    let mut text = format!("{:<24}", "scenario");
+    for (kernel, _) in kernels {
+        let _ = write!(text, " {:>18}", column_name(kernel));
+    }
+    text.push('\n');
+    let scenarios = kernels.first().map_or(&[][..], |(_, rows)| rows);
+    for (index, row) in scenarios.iter().enumerate() {
+        let _ = write!(text, "{:<24}", row.scenario);
+        for (_, rows) in kernels {
+            let cell = rows.get(index).map_or("-".to_owned(), |row| {
+                format!("{} {:.1}s", row.verdict(), row.wall.as_secs_f64())
+            });
+            let _ = write!(text, " {cell:>18}");
+        }
+        text.push('\n');
+    }
+    for (kernel, rows) in kernels {
+        let passed = rows.iter().filter(|row| row.passed()).count();
+        let failed = rows.len() - passed;
+        let _ = writeln!(
+            text,
+            "{}: {passed} passed, {failed} failed",
+            column_name(kernel)
+        );
+    }
+    text
+}
+
+fn column_name(kernel: &KernelInfo) -> String {
+    match kernel.flavour {
+        "default" => kernel.version.clone(),
+        flavour => format!("{} {flavour}", kernel.version),
+    }
+}
+
+/// `harness cache list`: every kernel entry, least recently used first.
+pub fn render_cache(entries: &[crate::cache::Entry], cache: &std::path::Path) -> String {
+    let mut text = format!("{:<18} {:>8} {:>12}  kernel\n", "key", "size", "last used");
+    let now = std::time::SystemTime::now();
+    for entry in entries {
+        let age = entry
+            .last_used
+            .and_then(|used| now.duration_since(used).ok())
+            .map_or("never".to_owned(), |age| {
+                format!("{} ago", crate::progress::format_duration(age))
+            });
+        let _ = writeln!(
+            text,
+            "{:<18} {:>8} {:>12}  {}",
+            entry.key,
+            crate::cache::human(entry.bytes),
+            age,
+            entry.describe()
+        );
+    }
+    let total: u64 = entries.iter().map(|entry| entry.bytes).sum();
+    let _ = writeln!(
+        text,
+        "{} entries, {} in {}",
+        entries.len(),
+        crate::cache::human(total),
+        cache.join("kernels").display()
+    );
+    text
 }

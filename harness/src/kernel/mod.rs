@@ -37,6 +37,13 @@ pub struct Kernel {
     /// Entries written before flavours existed are the default one.
     #[serde(default)]
     pub flavour: Flavour,
+    /// What the module cache keys on: the key for a packaged kernel (which
+    /// never changes), vmlinux's size and mtime for a tree built in place.
+    #[serde(default)]
+    pub stamp: String,
+    /// A tree's fingerprint when it was last built (see `tree_fingerprint`).
+    #[serde(default)]
+    pub tree_fingerprint: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -145,7 +152,9 @@ impl Kernel {
             .parent()
             .context("a kernel's build dir has a parent")?;
         let image = entry.join(PVH_IMAGE);
-        if image.is_file() {
+        let modified = |path: &Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
+        // A tree rebuilt in place has a newer vmlinux than its old image.
+        if image.is_file() && modified(&image) >= modified(&self.vmlinux) {
             return Ok(image);
         }
         // objcopy writes a temporary file beside the image, which is then renamed.
@@ -170,28 +179,71 @@ impl Kernel {
     }
 }
 
-/// Returns the cached kernel for `recipe`, building it first on a miss.
+/// The kernel for `recipe`: from the immutable cache for a packaged source
+/// (a hit runs no make), built in place for a tree (make decides what is
+/// stale; nothing runs when the tree has not changed since the last build).
 pub fn ensure_built(recipe: &KernelRecipe, cache: &Path, progress: &Progress) -> Result<Kernel> {
     let key = recipe.key(cache)?;
-    let kernels = cache.join("kernels");
-    let entry = kernels.join(&key);
-    if let Some(kernel) = read_ready(&entry)? {
+    let entry = cache.join("kernels").join(&key);
+    match &recipe.source {
+        KernelSource::Tree(tree) => build_in_place(recipe, tree, &key, &entry, cache, progress),
+        KernelSource::Tarball(_) => ensure_cached(recipe, &key, &entry, cache, progress),
+    }
+}
+
+/// One build per entry at a time; whoever waited finds the work done.
+fn build_lock(entry: &Path, key: &str) -> Result<std::fs::File> {
+    crate::paths::lock_exclusive(
+        &entry.with_extension("lock"),
+        &format!("another process is building kernel {key}"),
+    )
+}
+
+fn ensure_cached(
+    recipe: &KernelRecipe,
+    key: &str,
+    entry: &Path,
+    cache: &Path,
+    progress: &Progress,
+) -> Result<Kernel> {
+    if let Some(kernel) = read_ready(entry)? {
         return with_source(kernel, recipe, cache, progress);
     }
-    // One build per entry at a time; whoever waited here finds it ready.
-    let _lock = crate::paths::lock_exclusive(
-        &kernels.join(format!("{key}.lock")),
-        &format!("another process is building kernel {key}"),
-    )?;
-    if let Some(kernel) = read_ready(&entry)? {
+    let _lock = build_lock(entry, key)?;
+    if let Some(kernel) = read_ready(entry)? {
         return with_source(kernel, recipe, cache, progress);
     }
     // Whatever is there is a build that was interrupted: never use it.
     if entry.exists() {
-        std::fs::remove_dir_all(&entry)
+        std::fs::remove_dir_all(entry)
             .with_context(|| format!("removing the unfinished {}", entry.display()))?;
     }
-    build(recipe, &key, &entry, cache, progress)
+    let source_dir = recipe.source.prepare(cache, progress)?;
+    let kernel = build(recipe, key, entry, source_dir, None, progress)?;
+    crate::cache::enforce_limit(cache, key);
+    Ok(kernel)
+}
+
+/// A tree's own build directory, reused from edit to edit: make runs only
+/// when the tree changed since the last build, and then rebuilds only what
+/// the change made stale.
+fn build_in_place(
+    recipe: &KernelRecipe,
+    tree: &Path,
+    key: &str,
+    entry: &Path,
+    cache: &Path,
+    progress: &Progress,
+) -> Result<Kernel> {
+    let _lock = build_lock(entry, key)?;
+    let fingerprint = source::tree_fingerprint(tree)?;
+    if let Some(kernel) = read_ready(entry)? {
+        if kernel.tree_fingerprint.as_deref() == Some(fingerprint.as_str()) {
+            return Ok(kernel);
+        }
+    }
+    let source_dir = recipe.source.prepare(cache, progress)?;
+    build(recipe, key, entry, source_dir, Some(fingerprint), progress)
 }
 
 /// Out-of-tree modules build against the source tree as well as the build
@@ -235,15 +287,17 @@ fn read_ready(entry: &Path) -> Result<Option<Kernel>> {
     }
 }
 
+/// make in `entry/build`: configured first if it has no .config yet (a new
+/// entry), then `make all`, which does only what is stale.
 fn build(
     recipe: &KernelRecipe,
     key: &str,
     entry: &Path,
-    cache: &Path,
+    source_dir: PathBuf,
+    tree_fingerprint: Option<String>,
     progress: &Progress,
 ) -> Result<Kernel> {
     let start = Instant::now();
-    let source_dir = recipe.source.prepare(cache, progress)?;
     let version = source::kernel_version(&source_dir)?;
     let build_dir = entry.join("build");
     std::fs::create_dir_all(&build_dir)
@@ -257,15 +311,15 @@ fn build(
         log.display()
     );
     let make = Make::new(&source_dir, &build_dir, &log);
-    configure(&make, &recipe.fragments, progress)?;
-
+    if !build_dir.join(".config").is_file() {
+        configure(&make, &recipe.fragments, progress)?;
+    }
     // `all` also makes Module.symvers, without which out-of-tree modules do not link.
     let jobs = format!(
         "-j{}",
         std::thread::available_parallelism().map_or(2, |n| n.get())
     );
     make.run(&[&jobs, "all"], progress)?;
-
     let vmlinux = build_dir.join("vmlinux");
     if !crate::elf::has_section(&vmlinux, ".BTF")? {
         bail!(KernelBuildError::NoBtf {
@@ -277,10 +331,15 @@ fn build(
         version,
         source_dir,
         bzimage: build_dir.join("arch/x86/boot/bzImage"),
+        stamp: match &tree_fingerprint {
+            Some(_) => file_stamp(&vmlinux)?,
+            None => key.to_owned(),
+        },
         vmlinux,
         build_dir,
         build_seconds: start.elapsed().as_secs_f64(),
         flavour: recipe.flavour,
+        tree_fingerprint,
     };
     kernel.pvh_image()?;
     // Written last: its presence is what makes the entry usable.
@@ -294,6 +353,18 @@ fn build(
         format_duration(start.elapsed())
     );
     Ok(kernel)
+}
+
+/// A file's size and modification time: what changes when make relinks it.
+fn file_stamp(path: &Path) -> Result<String> {
+    let metadata =
+        std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
+    let modified = metadata
+        .modified()
+        .ok()
+        .and_then(|time| time.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |age| age.as_nanos());
+    Ok(format!("{} bytes, modified {modified}", metadata.len()))
 }
 
 /// tinyconfig, the fragments merged on top, olddefconfig, and the check that
@@ -346,6 +417,8 @@ mod tests {
             vmlinux: "/v".into(),
             build_seconds: 1.0,
             flavour: Flavour::Default,
+            stamp: "k".into(),
+            tree_fingerprint: None,
         };
         std::fs::write(
             entry.path().join(READY),

@@ -1,5 +1,7 @@
-//! Where the kernel source comes from (Debian's tarball or a tree the user
-//! names), what identifies it for the cache, and whether it is new enough.
+//! Where the kernel source comes from: how a user names a kernel (a Debian
+//! series such as `6.12` or `7.3`, or a kernel tree), the tarball or tree
+//! that resolves to, what identifies it for the cache, and whether it is
+//! new enough.
 
 use std::path::{Path, PathBuf};
 
@@ -9,10 +11,94 @@ use sha2::{Digest, Sha256};
 use super::config::Series;
 use crate::progress::Progress;
 
-/// Debian's `linux-source-6.12` package installs this.
-pub const DEFAULT_TARBALL: &str = "/usr/src/linux-source-6.12.tar.xz";
-/// Names a kernel tree to build instead of the default tarball.
+/// Names the kernel (as `--kernel` does) for commands and the VM tests.
+pub const KERNEL_ENV: &str = "STRUCT_OPS_KERNEL";
+/// Names a kernel tree (as `--kernel-tree` does), kept as a synonym.
 pub const KERNEL_TREE_ENV: &str = "STRUCT_OPS_KERNEL_TREE";
+/// Bookworm's own kernel source, installed by harness/install-deps.sh.
+pub const DEFAULT_SERIES: Series = Series {
+    major: 6,
+    minor: 12,
+};
+
+/// How a user names a kernel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KernelSpec {
+    /// Debian's `linux-source-X.Y` package: installed, or fetched into the cache.
+    Packaged(Series),
+    /// A kernel tree, built in place.
+    Tree(PathBuf),
+}
+
+impl std::fmt::Display for KernelSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KernelSpec::Packaged(series) => write!(f, "{series}"),
+            KernelSpec::Tree(path) => write!(f, "{}", path.display()),
+        }
+    }
+}
+
+impl std::str::FromStr for KernelSpec {
+    type Err = String;
+
+    /// `6.12` and `7.3` are Debian series; anything with a `/`, or a
+    /// directory that exists, is a tree.
+    fn from_str(text: &str) -> Result<Self, String> {
+        let path = Path::new(text);
+        if text.contains('/') || path.is_dir() {
+            return Ok(KernelSpec::Tree(path.to_owned()));
+        }
+        match Series::parse(text) {
+            Some(series) if text.split('.').count() == 2 => Ok(KernelSpec::Packaged(series)),
+            _ => Err(format!(
+                "`{text}` names no kernel: give a Debian series such as 6.12 or 7.3, \
+                 or the path of a kernel tree"
+            )),
+        }
+    }
+}
+
+impl Default for KernelSpec {
+    fn default() -> Self {
+        KernelSpec::Packaged(DEFAULT_SERIES)
+    }
+}
+
+impl KernelSpec {
+    /// What the environment names: `STRUCT_OPS_KERNEL`, else
+    /// `STRUCT_OPS_KERNEL_TREE`, else Debian's 6.12.
+    pub fn from_env() -> Result<Self> {
+        let var = |name| std::env::var(name).ok().filter(|value| !value.is_empty());
+        if let Some(spec) = var(KERNEL_ENV) {
+            return spec
+                .parse()
+                .map_err(|err: String| anyhow::anyhow!("{KERNEL_ENV}: {err}"));
+        }
+        Ok(
+            var(KERNEL_TREE_ENV).map_or_else(KernelSpec::default, |tree| {
+                KernelSpec::Tree(PathBuf::from(tree))
+            }),
+        )
+    }
+
+    /// The source this names: an installed Debian tarball, one fetched into
+    /// the cache, or the tree.
+    pub fn resolve(&self, cache: &Path) -> Result<KernelSource> {
+        match self {
+            KernelSpec::Tree(path) => Ok(KernelSource::Tree(path.clone())),
+            KernelSpec::Packaged(series) => {
+                let installed = PathBuf::from(format!("/usr/src/linux-source-{series}.tar.xz"));
+                if installed.is_file() {
+                    return Ok(KernelSource::Tarball(installed));
+                }
+                // DEBIAN_FETCH_PENDING: wired to super::debian::fetch once it lands.
+                let _ = cache;
+                bail!("{} is not installed", installed.display())
+            }
+        }
+    }
+}
 
 #[derive(Debug, Clone)]
 pub enum KernelSource {
@@ -25,7 +111,7 @@ pub enum SourceError {
     #[error(
         "no kernel source: {path} does not exist.\n\
          Install Debian's package with `apt-get install linux-source-6.12` (harness/install-deps.sh does), \
-         or name a kernel tree with --kernel-tree or {KERNEL_TREE_ENV}"
+         or name another kernel with --kernel (a Debian series such as 7.3, or a kernel tree)"
     )]
     TarballMissing { path: String },
     #[error("{path} is not a kernel tree (it has no Makefile with VERSION and PATCHLEVEL, or no include/linux/bpf.h)")]
@@ -39,19 +125,6 @@ pub enum SourceError {
 }
 
 impl KernelSource {
-    /// `--kernel-tree`, else `$STRUCT_OPS_KERNEL_TREE`, else Debian's tarball.
-    pub fn choose(tree: Option<PathBuf>) -> Self {
-        let tree = tree.or_else(|| {
-            std::env::var_os(KERNEL_TREE_ENV)
-                .filter(|tree| !tree.is_empty())
-                .map(PathBuf::from)
-        });
-        match tree {
-            Some(tree) => KernelSource::Tree(tree),
-            None => KernelSource::Tarball(PathBuf::from(DEFAULT_TARBALL)),
-        }
-    }
-
     /// What identifies this source's content, for the cache key. Cheap
     /// after the first time: a cache hit must cost well under a second.
     pub fn identity(&self, cache: &Path) -> Result<String> {
@@ -155,44 +228,52 @@ impl DigestStamp {
     }
 }
 
-/// For a git tree: HEAD plus a hash of uncommitted changes. Otherwise the
-/// path and version, with a warning that edits will not be noticed.
+/// A tree is built in place, one build directory per tree (with its
+/// fragments and toolchain), and make decides what an edit made stale: its
+/// identity is where it is, not what it holds.
 fn tree_identity(path: &Path) -> Result<String> {
     if !path.join("Makefile").is_file() {
         bail!(SourceError::NotAKernelTree {
             path: path.display().to_string()
         });
     }
-    let git = |args: &[&str]| {
-        duct::cmd("git", args)
-            .dir(path)
-            .stderr_null()
-            .stdout_capture()
-            .unchecked()
-            .run()
-            .ok()
-            .filter(|output| output.status.success())
-            .map(|output| output.stdout)
-    };
-    if let Some(head) = git(&["rev-parse", "HEAD"]) {
-        let diff = git(&["diff", "HEAD"]).unwrap_or_default();
-        return Ok(format!(
-            "tree {} head {} diff {:x}",
-            path.display(),
-            String::from_utf8_lossy(&head).trim(),
-            Sha256::digest(&diff)
-        ));
+    let canonical = path
+        .canonicalize()
+        .with_context(|| format!("resolving {}", path.display()))?;
+    Ok(format!("tree {}", canonical.display()))
+}
+
+/// What changes when anything in a tree is edited, added or removed: the
+/// number of files, their total size and the newest modification time
+/// (`.git` left out). Far cheaper than a make that finds nothing to do.
+pub fn tree_fingerprint(tree: &Path) -> Result<String> {
+    let (mut files, mut bytes, mut newest) = (0u64, 0u64, 0u128);
+    let mut pending = vec![tree.to_owned()];
+    while let Some(dir) = pending.pop() {
+        let entries =
+            std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))?;
+        for entry in entries.flatten() {
+            if entry.file_name() == ".git" {
+                continue;
+            }
+            let Ok(metadata) = entry.metadata() else {
+                continue;
+            };
+            if metadata.is_dir() {
+                pending.push(entry.path());
+                continue;
+            }
+            files += 1;
+            bytes += metadata.len();
+            let modified = metadata
+                .modified()
+                .ok()
+                .and_then(|time| time.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |age| age.as_nanos());
+            newest = newest.max(modified);
+        }
     }
-    eprintln!(
-        "warning: {} is not a git checkout; the cache key uses only its path and version, \
-         so edits to it will not trigger a rebuild (delete the cache entry to force one)",
-        path.display()
-    );
-    Ok(format!(
-        "tree {} version {}",
-        path.display(),
-        kernel_version(path)?
-    ))
+    Ok(format!("{files} files, {bytes} bytes, newest {newest}"))
 }
 
 fn extract_tarball(
@@ -331,7 +412,7 @@ mod tests {
             message.contains("apt-get install linux-source-6.12"),
             "{message}"
         );
-        assert!(message.contains("--kernel-tree"), "{message}");
+        assert!(message.contains("--kernel"), "{message}");
     }
 
     #[test]
@@ -363,5 +444,57 @@ mod digest_tests {
         assert_eq!(source.identity(&cache).unwrap(), first);
         std::fs::write(&tarball, b"kernel source, patched").unwrap();
         assert_ne!(source.identity(&cache).unwrap(), first);
+    }
+}
+
+#[cfg(test)]
+mod spec_tests {
+    use super::*;
+
+    #[test]
+    fn a_kernel_is_named_by_its_series_or_its_tree() {
+        let series = |text: &str| text.parse::<KernelSpec>();
+        assert_eq!(
+            series("7.3"),
+            Ok(KernelSpec::Packaged(Series { major: 7, minor: 3 }))
+        );
+        assert_eq!(series("6.12"), Ok(KernelSpec::default()));
+        assert_eq!(
+            series("/src/linux"),
+            Ok(KernelSpec::Tree(PathBuf::from("/src/linux")))
+        );
+        assert_eq!(
+            series("./linux"),
+            Ok(KernelSpec::Tree(PathBuf::from("./linux")))
+        );
+        let err = series("7.3.4").unwrap_err();
+        assert!(
+            err.contains("give a Debian series such as 6.12 or 7.3"),
+            "{err}"
+        );
+        assert!(series("latest").is_err());
+        assert_eq!(
+            KernelSpec::Packaged(Series { major: 7, minor: 3 }).to_string(),
+            "7.3"
+        );
+    }
+
+    #[test]
+    fn an_edit_an_addition_or_a_removal_changes_a_trees_fingerprint() {
+        let tree = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(tree.path().join("kernel/bpf")).unwrap();
+        let file = tree.path().join("kernel/bpf/x.c");
+        std::fs::write(&file, "int x;\n").unwrap();
+        let first = tree_fingerprint(tree.path()).unwrap();
+        assert_eq!(tree_fingerprint(tree.path()).unwrap(), first);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(&file, "int y;\n").unwrap();
+        let edited = tree_fingerprint(tree.path()).unwrap();
+        assert_ne!(edited, first);
+        std::fs::write(tree.path().join("new.c"), "").unwrap();
+        let added = tree_fingerprint(tree.path()).unwrap();
+        assert_ne!(added, edited);
+        std::fs::remove_file(tree.path().join("new.c")).unwrap();
+        assert_ne!(tree_fingerprint(tree.path()).unwrap(), added);
     }
 }
