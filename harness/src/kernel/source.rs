@@ -92,9 +92,8 @@ impl KernelSpec {
                 if installed.is_file() {
                     return Ok(KernelSource::Tarball(installed));
                 }
-                // DEBIAN_FETCH_PENDING: wired to super::debian::fetch once it lands.
-                let _ = cache;
-                bail!("{} is not installed", installed.display())
+                let fetched = super::debian::fetch(*series, cache)?;
+                Ok(KernelSource::Tarball(fetched))
             }
         }
     }
