@@ -6,17 +6,30 @@ use std::path::PathBuf;
 
 use libbpf_cargo::SkeletonBuilder;
 
-const PROGRAMS: &[&str] = &["struct_ops", "rejected", "ctx_write"];
+const PROGRAMS: &[&str] = &[
+    "struct_ops",
+    "rejected",
+    "ctx_write",
+    "tcp_ca",
+    "tcp_ca_rejected",
+];
+
+/// Headers next to the programs that some of them include.
+const HEADERS: &[&str] = &["tcp_ca.h"];
 
 fn main() {
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     let manifest_dir =
         PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
-    let kmod_dir = manifest_dir.join("../kmod");
+    let kmod_dir = manifest_dir.join("../kmod/bpf_testmod");
     println!(
         "cargo:rerun-if-changed={}",
         kmod_dir.join("bpf_testmod.h").display()
     );
+    for header in HEADERS {
+        let path = manifest_dir.join("src/bpf").join(header);
+        println!("cargo:rerun-if-changed={}", path.display());
+    }
 
     for name in PROGRAMS {
         let source = manifest_dir.join(format!("src/bpf/{name}.bpf.c"));

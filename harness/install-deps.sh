@@ -21,6 +21,9 @@ packages=(
   python3-venv udev
   # Building the Rust virtiofsd (below).
   libcap-ng-dev libseccomp-dev
+  # Stepping into the VM: bpftool to run there (harness exec), gdb for
+  # --gdb, and tmux, which the shell's test types into.
+  bpftool gdb tmux
 )
 
 installed() {

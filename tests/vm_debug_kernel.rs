@@ -1,6 +1,6 @@
 //! The debug kernel (`--debug-kernel`) sees what the default kernel cannot:
 //! each test builds the module with one bug planted in it (the `PLANT_*`
-//! switches in kmod/bpf_testmod.c, never built for the normal scenarios),
+//! switches in kmod/bpf_testmod/bpf_testmod.c, never built for the normal scenarios),
 //! runs the `trigger` scenario on the debug kernel, and insists that the
 //! scenario fails naming the kernel's report. The nextest setup script
 //! `debug-kernel` builds that kernel first (about 10 minutes, once).
@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 use guest_agent::protocol::ScenarioResult;
 use harness::artifacts::{self, Artifacts, PrepareOptions};
 use harness::kernel::Flavour;
-use harness::kmod::{self, PlantedBug};
+use harness::kmod;
 use harness::progress::Progress;
 use harness::suite::run_scenario;
 use harness::vm::VmOptions;
@@ -26,19 +26,18 @@ fn debug_artifacts() -> &'static Artifacts {
     })
 }
 
-/// The `trigger` scenario on the debug kernel, with `bug` planted in the module.
-fn trigger_with(bug: PlantedBug) -> ScenarioResult {
+/// The `trigger` scenario on the debug kernel, with the bug that the
+/// module's switch `plant` compiles in.
+fn trigger_with(plant: &str) -> ScenarioResult {
     let base = debug_artifacts();
-    let kmod_dir = harness::paths::workspace_root().join("kmod");
+    let module = guest_agent::subjects::testmod::MODULE;
     let progress = Progress::new();
-    let planted = kmod::ensure_planted(&kmod_dir, &base.kernel, &base.cache, &progress, bug)
+    let planted = kmod::ensure_built(&module, &base.kernel, &base.cache, &progress, &[plant])
         .unwrap_or_else(|err| panic!("{err:#}"));
-    let artifacts = Artifacts {
-        kmod: planted,
-        ..base.clone()
-    };
+    let mut artifacts = base.clone();
+    artifacts.modules.insert(module.name, planted);
     let options = VmOptions {
-        label: Some(format!("planted-{bug:?}-{}", std::process::id())),
+        label: Some(format!("{}-{}", plant.to_lowercase(), std::process::id())),
         ..VmOptions::default()
     };
     let run = run_scenario(&artifacts, "trigger", &options).unwrap_or_else(|err| panic!("{err:#}"));
@@ -74,7 +73,7 @@ fn assert_caught(result: &ScenarioResult, class: &str, text: &str) {
 /// same module passes `trigger`: the freed byte is read without complaint.
 #[test]
 fn debug_kernel_catches_use_after_free() {
-    let result = trigger_with(PlantedBug::UseAfterFree);
+    let result = trigger_with("PLANT_USE_AFTER_FREE");
     assert_caught(
         &result,
         "KASAN memory error",
@@ -86,7 +85,7 @@ fn debug_kernel_catches_use_after_free() {
 /// the same module passes `trigger`: nothing checks the RCU read section.
 #[test]
 fn debug_kernel_catches_missing_rcu_read_lock() {
-    let result = trigger_with(PlantedBug::MissingRcuReadLock);
+    let result = trigger_with("PLANT_MISSING_RCU_READ_LOCK");
     assert_caught(&result, "RCU usage", "suspicious RCU usage");
 }
 
@@ -95,7 +94,7 @@ fn debug_kernel_catches_missing_rcu_read_lock() {
 /// racing there is no deadlock to see, and nothing records lock order.
 #[test]
 fn debug_kernel_catches_lock_order_inversion() {
-    let result = trigger_with(PlantedBug::LockOrder);
+    let result = trigger_with("PLANT_LOCK_ORDER");
     assert_caught(
         &result,
         "lockdep lock order or state",

@@ -223,7 +223,7 @@ fn the_guest_cannot_write_the_host() {
         };
         let run = run_scenario(artifacts(), "no_module", &options)
             .unwrap_or_else(|err| panic!("{err:#}"));
-        let target = artifacts().guest.loader.with_file_name("guest-write-test");
+        let target = artifacts().guest.bin_dir.join("guest-write-test");
         assert!(run.result.passed, "{:?}", run.result.failures);
         // The agent remounts / read-write first, so only the host side can refuse.
         assert!(

@@ -1,25 +1,39 @@
-//! Every scenario of the catalogue, each in its own VM, with an insta
-//! snapshot of what the kernel printed (normalised). These tests boot VMs:
-//! select them with `cargo nextest run -E 'binary(vm_scenarios)'`.
+//! Every scenario every subject declares, each in its own VM, with an insta
+//! snapshot of what the kernel printed (normalised). The tests are made from
+//! the declarations (`guest_agent::scenario::all()`), so a scenario declared
+//! is a scenario tested, and one without a snapshot fails. These tests boot
+//! VMs: select them with `cargo nextest run -E 'binary(vm_scenarios)'`.
 
-use guest_agent::catalogue;
 use harness::{artifacts, normalise, suite, vm};
+use libtest_mimic::{Arguments, Failed, Trial};
+
+fn main() {
+    // Named by the scenario alone (names are unique across subjects), so
+    // `-E 'test(=trigger)'` selects one.
+    let trials = guest_agent::scenario::all()
+        .map(|(_, scenario)| Trial::test(scenario.name, move || check(scenario.name)))
+        .collect();
+    libtest_mimic::run(&Arguments::from_args(), trials).exit();
+}
 
 /// Boots a VM for `scenario` and checks it: a failed scenario prints its
 /// failed expectations first (they say what went wrong), then the snapshot
 /// is compared (its diff shows where), then the test fails.
-fn check(scenario: &str) {
-    let artifacts = artifacts::prepared().unwrap_or_else(|err| panic!("{err:#}"));
+fn check(scenario: &str) -> Result<(), Failed> {
+    let artifacts = artifacts::prepared().map_err(|err| format!("{err:#}"))?;
     let run = suite::run_scenario(artifacts, scenario, &vm::VmOptions::default())
-        .unwrap_or_else(|err| panic!("scenario {scenario} produced no result:\n{err:#}"));
+        .map_err(|err| format!("scenario {scenario} produced no result:\n{err:#}"))?;
     let failures = failure_report(scenario, &run);
     if let Some(failures) = &failures {
         // stdout, where insta prints its diff, so the two come in this order.
         println!("{failures}");
     }
-    insta::assert_snapshot!(scenario, normalise::snapshot_text(&run.result));
-    if let Some(failures) = failures {
-        panic!("{failures}");
+    let snapshot = normalise::snapshot_text(&run.result);
+    // Named after this binary and the scenario: vm_scenarios__<scenario>.snap.
+    insta::assert_snapshot!(scenario, snapshot);
+    match failures {
+        Some(failures) => Err(failures.into()),
+        None => Ok(()),
     }
 }
 
@@ -37,40 +51,3 @@ fn failure_report(scenario: &str, run: &vm::ScenarioRun) -> Option<String> {
         run.console_tail
     ))
 }
-
-macro_rules! scenario_tests {
-    ($($name:ident),* $(,)?) => {
-        $(
-            #[test]
-            fn $name() {
-                check(stringify!($name));
-            }
-        )*
-
-        /// A scenario added to the catalogue without a test here fails this.
-        #[test]
-        fn every_scenario_in_the_catalogue_has_a_test() {
-            let tested = [$(stringify!($name)),*];
-            let catalogue: Vec<&str> = catalogue::names().collect();
-            assert_eq!(catalogue, tested);
-        }
-    };
-}
-
-scenario_tests!(
-    attach,
-    trigger,
-    detach,
-    second_attach,
-    cycles,
-    unload_while_attached,
-    sigkill_loader,
-    verifier_reject,
-    no_module,
-    ctx_write_rejected,
-    long_message,
-    concurrent_attach,
-    release_race,
-    tutorial_loader,
-    stress,
-);

@@ -14,6 +14,7 @@
 mod libbpf_log;
 mod paths;
 mod skel;
+pub mod tcp_ca;
 
 use std::mem::MaybeUninit;
 

@@ -11,3 +11,11 @@ pub mod rejected {
 pub mod ctx_write {
     include!(concat!(env!("OUT_DIR"), "/ctx_write.skel.rs"));
 }
+
+pub mod tcp_ca {
+    include!(concat!(env!("OUT_DIR"), "/tcp_ca.skel.rs"));
+}
+
+pub mod tcp_ca_rejected {
+    include!(concat!(env!("OUT_DIR"), "/tcp_ca_rejected.skel.rs"));
+}

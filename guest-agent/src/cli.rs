@@ -17,8 +17,82 @@ pub struct AgentCli {
 pub enum AgentCommand {
     /// Run one scenario.
     Run(RunArgs),
+    /// Run a command (as PID 1: its output streamed to the host, its exit code reported).
+    Exec(ExecArgs),
+    /// An interactive root shell on the console.
+    Shell(ShellArgs),
     /// List the scenarios.
     List,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+pub struct ExecArgs {
+    /// Load this module first (repeat for several).
+    #[arg(long)]
+    pub module: Vec<PathBuf>,
+    /// Run the command in this directory (the host's, as the guest sees it).
+    #[arg(long)]
+    pub cwd: Option<PathBuf>,
+    /// Once the module is loaded, report where it is and wait for the host's go
+    /// (the host's --gdb: QEMU is paused for the debugger meanwhile).
+    #[arg(long)]
+    pub wait_for_debugger: bool,
+    /// The command's words, hex-encoded and NUL-separated: the kernel
+    /// command line can carry no quotes, so no word could hold a space.
+    #[arg(long = "argv-hex", value_parser = Argv::from_hex)]
+    pub command: Argv,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+pub struct ShellArgs {
+    /// Load this module first (repeat for several; with --scenario, the
+    /// scenario loads its own).
+    #[arg(long)]
+    pub module: Vec<PathBuf>,
+    /// Start the shell in this directory.
+    #[arg(long)]
+    pub cwd: Option<PathBuf>,
+    /// Run this scenario first; the shell opens while its loader is still
+    /// attached (at its first detach), or after its steps.
+    #[arg(long, requires = "bin_dir")]
+    pub scenario: Option<String>,
+    /// Where the subjects' loaders are (with --scenario).
+    #[arg(long)]
+    pub bin_dir: Option<PathBuf>,
+    /// As for exec.
+    #[arg(long)]
+    pub wait_for_debugger: bool,
+    /// The host terminal's size and type, given to the shell's terminal.
+    #[arg(long)]
+    pub rows: Option<u16>,
+    #[arg(long)]
+    pub cols: Option<u16>,
+    #[arg(long)]
+    pub term: Option<String>,
+}
+
+/// A command's words.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Argv(pub Vec<String>);
+
+impl Argv {
+    pub fn to_hex(&self) -> String {
+        let joined = self.0.join("\0");
+        joined.bytes().map(|byte| format!("{byte:02x}")).collect()
+    }
+
+    pub fn from_hex(hex: &str) -> Result<Argv, String> {
+        let bytes = (0..hex.len())
+            .step_by(2)
+            .map(|at| u8::from_str_radix(hex.get(at..at + 2).unwrap_or("x"), 16))
+            .collect::<Result<Vec<u8>, _>>()
+            .map_err(|_| format!("not an even string of hex digits: {hex}"))?;
+        let text = String::from_utf8(bytes).map_err(|_| "the words are not UTF-8".to_owned())?;
+        if text.is_empty() {
+            return Err("no command".to_owned());
+        }
+        Ok(Argv(text.split('\0').map(str::to_owned).collect()))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
@@ -26,12 +100,12 @@ pub struct RunArgs {
     /// The scenario to run (see `list`).
     #[arg(long)]
     pub scenario: String,
-    /// The `struct_ops` loader binary.
+    /// Where the subjects' loader binaries are (cargo's target/release).
     #[arg(long)]
-    pub loader: PathBuf,
-    /// The bpf_testmod.ko module.
+    pub bin_dir: PathBuf,
+    /// The scenario's subject's module (`.ko`), if the subject has one.
     #[arg(long)]
-    pub kmod: PathBuf,
+    pub module: Option<PathBuf>,
     /// Print the result as JSON instead of text.
     #[arg(long)]
     pub json: bool,
@@ -57,23 +131,82 @@ impl AgentCommand {
     pub fn argv(&self) -> Vec<String> {
         match self {
             AgentCommand::Run(args) => args.argv(),
+            AgentCommand::Exec(args) => args.argv(),
+            AgentCommand::Shell(args) => args.argv(),
             AgentCommand::List => vec!["list".to_owned()],
         }
     }
 }
 
+/// `--module PATH` for each module.
+fn modules(words: &mut Vec<String>, modules: &[PathBuf]) {
+    for module in modules {
+        words.push("--module".to_owned());
+        words.push(module.display().to_string());
+    }
+}
+
+/// `--name value` for each option that is set.
+fn options(words: &mut Vec<String>, pairs: &[(&str, Option<String>)]) {
+    for (name, value) in pairs {
+        if let Some(value) = value {
+            words.push(format!("--{name}"));
+            words.push(value.clone());
+        }
+    }
+}
+
+impl ExecArgs {
+    pub fn argv(&self) -> Vec<String> {
+        let mut words = vec!["exec".to_owned()];
+        modules(&mut words, &self.module);
+        let cwd = self.cwd.as_ref().map(|path| path.display().to_string());
+        options(&mut words, &[("cwd", cwd)]);
+        if self.wait_for_debugger {
+            words.push("--wait-for-debugger".to_owned());
+        }
+        options(&mut words, &[("argv-hex", Some(self.command.to_hex()))]);
+        words
+    }
+}
+
+impl ShellArgs {
+    pub fn argv(&self) -> Vec<String> {
+        let mut words = vec!["shell".to_owned()];
+        modules(&mut words, &self.module);
+        let path = |path: &Option<PathBuf>| path.as_ref().map(|path| path.display().to_string());
+        options(
+            &mut words,
+            &[
+                ("cwd", path(&self.cwd)),
+                ("scenario", self.scenario.clone()),
+                ("bin-dir", path(&self.bin_dir)),
+                ("rows", self.rows.map(|rows| rows.to_string())),
+                ("cols", self.cols.map(|cols| cols.to_string())),
+                ("term", self.term.clone()),
+            ],
+        );
+        if self.wait_for_debugger {
+            words.push("--wait-for-debugger".to_owned());
+        }
+        words
+    }
+}
+
 impl RunArgs {
-    /// `run --scenario NAME --loader PATH --kmod PATH [--json] [--fault F]`.
+    /// `run --scenario NAME --bin-dir DIR [--module PATH] [--json] [--fault F]`.
     pub fn argv(&self) -> Vec<String> {
         let mut words = vec![
             "run".to_owned(),
             "--scenario".to_owned(),
             self.scenario.clone(),
-            "--loader".to_owned(),
-            self.loader.display().to_string(),
-            "--kmod".to_owned(),
-            self.kmod.display().to_string(),
+            "--bin-dir".to_owned(),
+            self.bin_dir.display().to_string(),
         ];
+        if let Some(module) = &self.module {
+            words.push("--module".to_owned());
+            words.push(module.display().to_string());
+        }
         if self.json {
             words.push("--json".to_owned());
         }
@@ -112,8 +245,8 @@ mod tests {
             for json in [false, true] {
                 let command = AgentCommand::Run(RunArgs {
                     scenario: "trigger".to_owned(),
-                    loader: "/w/target/release/struct_ops".into(),
-                    kmod: "/c/kmod/0123/bpf_testmod.ko".into(),
+                    bin_dir: "/w/target/release".into(),
+                    module: json.then(|| "/c/kmod/0123/bpf_testmod.ko".into()),
                     json,
                     fault,
                 });
@@ -121,6 +254,35 @@ mod tests {
             }
         }
         assert_eq!(parse(&AgentCommand::List.argv()), AgentCommand::List);
+    }
+
+    #[test]
+    fn exec_and_shell_round_trip_whatever_the_words_hold() {
+        let exec = AgentCommand::Exec(ExecArgs {
+            module: vec!["/c/kmod/1/bpf_testmod.ko".into()],
+            cwd: Some("/work/main".into()),
+            wait_for_debugger: true,
+            command: Argv(vec![
+                "sh".into(),
+                "-c".into(),
+                "echo 'a b'; exit \"3\"".into(),
+            ]),
+        });
+        assert_eq!(parse(&exec.argv()), exec);
+        assert!(exec.argv().iter().all(|word| !word.contains(' ')));
+        let shell = AgentCommand::Shell(ShellArgs {
+            module: Vec::new(),
+            cwd: None,
+            scenario: Some("attach".into()),
+            bin_dir: Some("/w/target/release".into()),
+            wait_for_debugger: false,
+            rows: Some(40),
+            cols: Some(120),
+            term: Some("xterm-256color".into()),
+        });
+        assert_eq!(parse(&shell.argv()), shell);
+        assert!(Argv::from_hex("").is_err());
+        assert!(Argv::from_hex("4").is_err());
     }
 
     #[test]

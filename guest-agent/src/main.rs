@@ -3,60 +3,48 @@
 //! over a virtio port and powers off. As a plain command (under `vng --run
 //! ... --exec`) it runs the same scenario and prints the result.
 
-mod context;
-mod init;
-mod kernel_output;
-mod loader;
-mod module;
-mod mounts;
-mod scenarios;
-mod taint;
-
 use std::process::ExitCode;
 
 use clap::Parser;
-use guest_agent::catalogue::SCENARIOS;
 use guest_agent::cli::{AgentCli, AgentCommand, RunArgs};
-use guest_agent::protocol::ScenarioResult;
 use guest_agent::render::render_report;
-
-pub fn run_scenario(args: &RunArgs) -> ScenarioResult {
-    let loader = loader::Loader {
-        binary: args.loader.clone(),
-        kmod: args.kmod.clone(),
-    };
-    scenarios::run(&args.scenario, loader, args.kmod.clone())
-}
+use guest_agent::runtime::{init, mounts, net, run};
+use guest_agent::scenario;
 
 fn main() -> ExitCode {
     if std::process::id() == 1 {
         // The kernel hands init the words after `--` on its command line.
-        let args = AgentCli::try_parse()
-            .map_err(|err| err.to_string())
-            .and_then(|cli| match cli.command {
-                AgentCommand::Run(args) => Ok(args),
-                AgentCommand::List => Err("as PID 1 the agent only runs a scenario".to_owned()),
-            });
-        init::run_as_init(args);
+        let command = AgentCli::try_parse()
+            .map(|cli| cli.command)
+            .map_err(|err| err.to_string());
+        init::run_as_init(command);
     }
     match AgentCli::parse().command {
         AgentCommand::List => {
-            for scenario in SCENARIOS {
-                println!("{:<24} {}", scenario.name, scenario.summary);
+            for (subject, scenario) in scenario::all() {
+                println!(
+                    "{:<12} {:<24} {}",
+                    subject.name, scenario.name, scenario.summary
+                );
             }
             ExitCode::SUCCESS
         }
         AgentCommand::Run(args) => run_as_command(&args),
+        AgentCommand::Exec(_) | AgentCommand::Shell(_) => {
+            eprintln!("guest-agent: exec and shell run as PID 1 (harness exec, harness shell)");
+            ExitCode::FAILURE
+        }
     }
 }
 
 /// Under vng: the filesystems are mostly there, the result goes to stdout.
 fn run_as_command(args: &RunArgs) -> ExitCode {
-    if let Err(err) = mounts::mount_filesystems(false) {
+    let ready = mounts::mount_filesystems(false).and_then(|()| net::bring_up_loopback());
+    if let Err(err) = ready {
         eprintln!("guest-agent: {err:#}");
         return ExitCode::FAILURE;
     }
-    let result = run_scenario(args);
+    let result = run::run_scenario(args);
     if args.json {
         println!("{}", result.to_json());
     } else {

@@ -1,9 +1,56 @@
-//! What the agent reports to the host: one JSON document per scenario.
+//! What the agent and the host say to each other: the virtio-serial ports,
+//! and the messages (one JSON line each) the agent writes to the result port.
 
 use serde::{Deserialize, Serialize};
 
-/// Name of the virtio-serial port the agent writes its result to when it runs as PID 1.
+/// The port the agent writes its messages to when it runs as PID 1.
 pub const RESULT_PORT_NAME: &str = "agent-result";
+/// The ports an exec'd command's stdout and stderr go to, streamed to the host.
+pub const STDOUT_PORT_NAME: &str = "agent-stdout";
+pub const STDERR_PORT_NAME: &str = "agent-stderr";
+/// The port the host answers on (only with a debugger: `GO` once it may attach).
+pub const CONTROL_PORT_NAME: &str = "agent-control";
+/// The line that lets an agent waiting for a debugger go on.
+pub const GO: &str = "go";
+
+/// One line on the result port.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "message", rename_all = "snake_case")]
+pub enum Message {
+    /// The modules are loaded (where their sections are, for a debugger's
+    /// `add-symbol-file`), and the agent waits for `GO` on the control port.
+    WaitingForDebugger { modules: Vec<ModuleSections> },
+    /// A scenario's result.
+    Scenario(ScenarioResult),
+    /// How an exec'd command, or a shell, ended.
+    Exited(ExitReport),
+}
+
+impl Message {
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|err| {
+            format!("{{\"message\":\"exited\",\"error\":\"serialising a message: {err}\"}}")
+        })
+    }
+}
+
+/// A loaded module's file and section addresses (`/sys/module/*/sections`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModuleSections {
+    pub name: String,
+    pub path: String,
+    /// (`.text`, address), (`.data`, address), ...
+    pub sections: Vec<(String, u64)>,
+}
+
+/// How a command ended: its exit code, or the signal that killed it, or
+/// why it could not run.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExitReport {
+    pub code: Option<i32>,
+    pub signal: Option<i32>,
+    pub error: Option<String>,
+}
 
 /// Where a line of the kernel's output came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -171,5 +218,35 @@ mod tests {
             step.lines_outside(&[(Source::Kernel, "registered")]),
             ["[Kernel] odd", "[Bpf] registered"]
         );
+    }
+}
+
+#[cfg(test)]
+mod message_tests {
+    use super::*;
+
+    #[test]
+    fn every_message_survives_its_line() {
+        for message in [
+            Message::WaitingForDebugger {
+                modules: vec![ModuleSections {
+                    name: "m".into(),
+                    path: "/m.ko".into(),
+                    sections: vec![(".text".into(), 0xffff_ffff_c000_0000)],
+                }],
+            },
+            Message::Scenario(ScenarioResult::default()),
+            Message::Exited(ExitReport {
+                code: Some(3),
+                ..ExitReport::default()
+            }),
+        ] {
+            let line = message.to_json();
+            assert_eq!(
+                serde_json::from_str::<Message>(&line).unwrap(),
+                message,
+                "{line}"
+            );
+        }
     }
 }

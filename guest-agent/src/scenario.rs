@@ -1,96 +1,106 @@
-//! The scenarios, by name. The agent implements them; the host lists and runs them.
+//! What a scenario is, and the catalogue of them: every subject (one
+//! struct_ops user: its module if it has one, its loader, its scenarios)
+//! declares its scenarios once, in its own file under `subjects/`, and the
+//! scenario list, `run --list`, the VM tests and the report all derive from
+//! those declarations.
 
-/// A scenario's name and what it proves.
+use anyhow::Result;
+
+use crate::runtime::context::Context;
+
+/// A kernel module a subject defines its struct_ops type in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ScenarioInfo {
+pub struct ModuleSpec {
+    /// As rmmod and /sys/module know it; the file is `<name>.ko`.
     pub name: &'static str,
-    pub summary: &'static str,
-    /// Whether the module is loaded before the scenario starts.
-    pub needs_module: bool,
+    /// Its sources, relative to the workspace (Kbuild and all).
+    pub dir: &'static str,
+    /// The variable the subject's loader reads the module's path from, for
+    /// the fix it prints when the module is not loaded.
+    pub path_env: Option<&'static str>,
+    /// What the module prints once loaded, and once unloaded.
+    pub loaded_line: &'static str,
+    pub unloaded_line: &'static str,
 }
 
-pub const SCENARIOS: &[ScenarioInfo] = &[
-    ScenarioInfo {
-        name: "attach",
-        summary: "load and attach the BPF implementation; the module logs its registration",
-        needs_module: true,
-    },
-    ScenarioInfo {
-        name: "trigger",
-        summary: "write to the proc file: test_1 returns 42, test_2(10, 20) returns 30, test_3 sees the buffer",
-        needs_module: true,
-    },
-    ScenarioInfo {
-        name: "detach",
-        summary: "attach, trigger, detach; the module logs unregistration and a later trigger finds no ops",
-        needs_module: true,
-    },
-    ScenarioInfo {
-        name: "second_attach",
-        summary: "a second attach while one is attached is refused with EEXIST; the first keeps working",
-        needs_module: true,
-    },
-    ScenarioInfo {
-        name: "cycles",
-        summary: "100 attach/trigger/detach cycles, every one checked",
-        needs_module: true,
-    },
-    ScenarioInfo {
-        name: "unload_while_attached",
-        summary: "unloading the module while attached is refused; after detach it unloads",
-        needs_module: true,
-    },
-    ScenarioInfo {
-        name: "sigkill_loader",
-        summary: "the loader killed with SIGKILL while attached: the link goes and the module unloads",
-        needs_module: true,
-    },
-    ScenarioInfo {
-        name: "verifier_reject",
-        summary: "a program calling a helper the ops do not hand out fails to load, with the verifier's reason",
-        needs_module: true,
-    },
-    ScenarioInfo {
-        name: "no_module",
-        summary: "trigger and attach with no module loaded: the loader says so and how to fix it",
-        needs_module: false,
-    },
-    ScenarioInfo {
-        name: "ctx_write_rejected",
-        summary: "a program that writes its context (the kernel's arguments) fails to load, with the verifier's reason",
-        needs_module: true,
-    },
-    ScenarioInfo {
-        name: "long_message",
-        summary: "a 100-byte write: one call of each op, the message cut to the module's 63 bytes",
-        needs_module: true,
-    },
-    ScenarioInfo {
-        name: "concurrent_attach",
-        summary: "4 loader processes attach at once, 20 rounds: each round exactly one registers, the rest get EEXIST",
-        needs_module: true,
-    },
-    ScenarioInfo {
-        name: "release_race",
-        summary: "triggers race fresh skeletons loaded, attached, detached and freed; rmmod attempts race them and are refused",
-        needs_module: true,
-    },
-    ScenarioInfo {
-        name: "tutorial_loader",
-        summary: "the tutorial's loader: attach, a trigger, two periodic triggers, Ctrl-C, a clean detach",
-        needs_module: true,
-    },
-    ScenarioInfo {
-        name: "stress",
-        summary: "triggers from many threads while attach/detach loops run: no oops, no splat",
-        needs_module: true,
-    },
-];
+impl ModuleSpec {
+    pub fn file_name(&self) -> String {
+        format!("{}.ko", self.name)
+    }
+}
 
-pub fn find(name: &str) -> Option<&'static ScenarioInfo> {
-    SCENARIOS.iter().find(|info| info.name == name)
+/// One struct_ops user.
+#[derive(Debug)]
+pub struct Subject {
+    pub name: &'static str,
+    pub summary: &'static str,
+    /// The module that defines the struct_ops type, unless the kernel does.
+    pub module: Option<ModuleSpec>,
+    /// The loader binary (built from bpf/) the scenarios run.
+    pub loader: &'static str,
+    pub scenarios: &'static [Scenario],
+}
+
+/// One scenario: its name, what it proves, what it needs, and its steps and
+/// expectations (`run`).
+#[derive(Debug)]
+pub struct Scenario {
+    pub name: &'static str,
+    pub summary: &'static str,
+    /// Whether the subject's module is loaded before `run` starts (and its
+    /// unloading checked at the end).
+    pub needs_module: bool,
+    pub run: fn(&mut Context) -> Result<()>,
+}
+
+/// Every scenario with its subject, in declaration order.
+pub fn all() -> impl Iterator<Item = (&'static Subject, &'static Scenario)> {
+    crate::subjects::SUBJECTS.iter().flat_map(|subject| {
+        subject
+            .scenarios
+            .iter()
+            .map(move |scenario| (*subject, scenario))
+    })
+}
+
+pub fn find(name: &str) -> Option<(&'static Subject, &'static Scenario)> {
+    all().find(|(_, scenario)| scenario.name == name)
 }
 
 pub fn names() -> impl Iterator<Item = &'static str> {
-    SCENARIOS.iter().map(|info| info.name)
+    all().map(|(_, scenario)| scenario.name)
+}
+
+/// `no scenario named X; the scenarios are: ...`
+pub fn unknown(name: &str) -> String {
+    format!(
+        "no scenario named {name}; the scenarios are: {}",
+        names().collect::<Vec<_>>().join(", ")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scenario_names_are_unique_across_subjects() {
+        let mut names: Vec<&str> = names().collect();
+        let count = names.len();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), count, "a scenario name is declared twice");
+    }
+
+    #[test]
+    fn a_scenario_that_needs_a_module_belongs_to_a_subject_with_one() {
+        for (subject, scenario) in all() {
+            assert!(
+                !scenario.needs_module || subject.module.is_some(),
+                "{} needs a module, but {} has none",
+                scenario.name,
+                subject.name
+            );
+        }
+    }
 }

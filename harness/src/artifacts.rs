@@ -1,10 +1,12 @@
 //! Everything a VM needs, built or found: the steps of the pipeline up to
 //! the boot, each skipped when its output is already there.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
+use guest_agent::cli::{Fault, RunArgs};
 
 use crate::guest_binaries::{self, GuestBinaries};
 use crate::kernel::source::KernelSpec;
@@ -16,7 +18,8 @@ use crate::{host_deps, kmod, paths, qemu, virtiofsd};
 pub struct Artifacts {
     pub cache: PathBuf,
     pub kernel: Kernel,
-    pub kmod: PathBuf,
+    /// Every subject's module, built against `kernel`, by module name.
+    pub modules: BTreeMap<&'static str, PathBuf>,
     pub guest: GuestBinaries,
     /// The read-only virtiofsd, or why the VMs use 9p instead.
     pub virtiofsd: Result<PathBuf, String>,
@@ -65,7 +68,7 @@ pub fn prepare(options: &PrepareOptions, progress: &Progress) -> Result<Artifact
     // Leased before it is looked at, so a prune elsewhere cannot take it away.
     let lease = crate::cache::lease(&cache, &recipe.key(&cache)?)?;
     let kernel = kernel::ensure_built(&recipe, &cache, progress)?;
-    let kmod = kmod::ensure_built(&workspace.join("kmod"), &kernel, &cache, progress)?;
+    let modules = build_modules(&kernel, &cache, progress)?;
     let guest = guest_binaries::ensure_built(&workspace, progress)?;
     let virtiofsd = virtiofsd::find();
     if let Err(reason) = &virtiofsd {
@@ -75,11 +78,55 @@ pub fn prepare(options: &PrepareOptions, progress: &Progress) -> Result<Artifact
         spec: options.kernel.clone(),
         cache,
         kernel,
-        kmod,
+        modules,
         guest,
         virtiofsd,
         lease: Arc::new(lease),
     })
+}
+
+/// Every subject's module, built against `kernel`.
+fn build_modules(
+    kernel: &Kernel,
+    cache: &std::path::Path,
+    progress: &Progress,
+) -> Result<BTreeMap<&'static str, PathBuf>> {
+    let specs = guest_agent::subjects::SUBJECTS
+        .iter()
+        .filter_map(|subject| subject.module);
+    specs
+        .map(|spec| {
+            Ok((
+                spec.name,
+                kmod::ensure_built(&spec, kernel, cache, progress, &[])?,
+            ))
+        })
+        .collect()
+}
+
+impl Artifacts {
+    /// What the agent is told to run `scenario`: where the loaders are, and
+    /// its subject's module.
+    pub fn run_args(&self, scenario: &str, fault: Option<Fault>) -> Result<RunArgs> {
+        let (subject, _) = guest_agent::scenario::find(scenario)
+            .with_context(|| guest_agent::scenario::unknown(scenario))?;
+        let module = match subject.module {
+            Some(spec) => Some(
+                self.modules
+                    .get(spec.name)
+                    .with_context(|| format!("the module {} was not built", spec.name))?
+                    .clone(),
+            ),
+            None => None,
+        };
+        Ok(RunArgs {
+            scenario: scenario.to_owned(),
+            bin_dir: self.guest.bin_dir.clone(),
+            module,
+            json: false,
+            fault,
+        })
+    }
 }
 
 /// Prepared once per process: each nextest test is its own process, and

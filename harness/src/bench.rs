@@ -164,8 +164,8 @@ fn warm_builds(
             .samples
             .push(time(|| artifacts::prepare(prepare_options, &quiet))?.0);
         let scratch = tempfile::tempdir().context("creating a scratch module cache")?;
-        let kmod_dir = workspace.join("kmod");
-        let build = || kmod::ensure_built(&kmod_dir, &artifacts.kernel, scratch.path(), &quiet);
+        let spec = guest_agent::subjects::testmod::MODULE;
+        let build = || kmod::ensure_built(&spec, &artifacts.kernel, scratch.path(), &quiet, &[]);
         module.samples.push(time(build)?.0);
         guest
             .samples
@@ -212,7 +212,7 @@ fn one_vm(artifacts: &Artifacts, runs: usize) -> Result<Vec<Figure>> {
 
 /// All scenarios, as many VMs at a time as `harness run` and the nextest `vm` group.
 fn run_suite(artifacts: &Artifacts) -> Result<()> {
-    let names: Vec<String> = guest_agent::catalogue::names().map(str::to_owned).collect();
+    let names: Vec<String> = guest_agent::scenario::names().map(str::to_owned).collect();
     let rows = crate::suite::run_many(
         artifacts,
         &names,
@@ -260,7 +260,7 @@ fn compare_with_vng(artifacts: &Artifacts, runs: usize) -> Result<(Figure, Figur
         ours.samples.push(took);
     }
     let mut vng = Figure::new("trigger end to end, vng --exec", None);
-    let vng_command = crate::vng::vng_command(artifacts, "trigger");
+    let vng_command = crate::vng::vng_command(artifacts, "trigger")?;
     for _ in 0..runs {
         let (took, (status, text)) = time(|| {
             crate::process::combined_output(duct::cmd!("bash", "-c", &vng_command).stdin_null())

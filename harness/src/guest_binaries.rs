@@ -1,4 +1,4 @@
-//! The binaries that run in the guest: the agent and the `struct_ops` loader.
+//! The binaries that run in the guest: the agent and every subject's loader.
 
 use std::path::{Path, PathBuf};
 
@@ -9,7 +9,8 @@ use crate::progress::Progress;
 #[derive(Debug, Clone)]
 pub struct GuestBinaries {
     pub agent: PathBuf,
-    pub loader: PathBuf,
+    /// Where every subject's loader is (cargo's target/release).
+    pub bin_dir: PathBuf,
 }
 
 /// `cargo build --release` of the guest crates; cargo makes it a no-op when
@@ -37,11 +38,17 @@ pub fn ensure_built(workspace: &Path, progress: &Progress) -> Result<GuestBinari
     let release = crate::paths::target_dir(workspace).join("release");
     let binaries = GuestBinaries {
         agent: release.join("guest-agent"),
-        loader: release.join("struct_ops"),
+        bin_dir: release.clone(),
     };
-    for binary in [&binaries.agent, &binaries.loader] {
+    let loaders = guest_agent::subjects::SUBJECTS
+        .iter()
+        .map(|subject| release.join(subject.loader));
+    for binary in std::iter::once(binaries.agent.clone()).chain(loaders) {
         if !binary.is_file() {
-            bail!("cargo build succeeded but {} is missing", binary.display());
+            bail!(
+                "cargo build succeeded but {} is missing (is it a [[bin]] of bpf/Cargo.toml?)",
+                binary.display()
+            );
         }
     }
     Ok(binaries)

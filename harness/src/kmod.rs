@@ -1,128 +1,84 @@
-//! The out-of-tree module, built against a cached kernel and checked for BTF.
+//! A subject's out-of-tree module, built against a cached kernel and checked
+//! for BTF. Any module directory under the workspace (its Kbuild and sources)
+//! builds the same way; test-only builds add preprocessor defines.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use guest_agent::scenario::ModuleSpec;
 use sha2::{Digest, Sha256};
 
 use crate::kernel::Kernel;
 use crate::progress::Progress;
 use crate::text::tail_of_file;
 
-/// The module's sources, relative to the workspace's kmod/ directory.
-const SOURCES: &[&str] = &["bpf_testmod.c", "bpf_testmod.h", "Kbuild"];
-pub const MODULE_FILE: &str = "bpf_testmod.ko";
-
 #[derive(Debug, thiserror::Error)]
 pub enum ModuleError {
     #[error(
-        "{ko} has no .BTF section, so the kernel cannot find struct bpf_testmod_ops in it and \
-         libbpf will fail with \"failed to find BTF info for struct_ops/bpf_testmod_ops\".\n\
-         Build the kernel with CONFIG_DEBUG_INFO_BTF_MODULES=y, keep the module's -g (kmod/Kbuild), \
-         and have pahole 1.16 or newer (Debian package dwarves)"
+        "{ko} has no .BTF section, so the kernel cannot find the module's struct_ops type in it \
+         and libbpf will fail with \"failed to find BTF info for struct_ops/...\".\n\
+         Build the kernel with CONFIG_DEBUG_INFO_BTF_MODULES=y, keep `ccflags-y := -g` in the \
+         module's Kbuild, and have pahole 1.16 or newer (Debian package dwarves)"
     )]
     NoBtf { ko: String },
-    #[error("building the module failed; the last lines of {log}:\n{tail}")]
-    Build { log: String, tail: String },
+    #[error("building {module} failed; the last lines of {log}:\n{tail}")]
+    Build {
+        module: String,
+        log: String,
+        tail: String,
+    },
 }
 
-/// A bug compiled into a test-only build of the module (the `PLANT_*`
-/// switches in kmod/bpf_testmod.c), to prove the debug kernel reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PlantedBug {
-    /// A read of freed memory on the trigger path.
-    UseAfterFree,
-    /// The ops read and called without rcu_read_lock().
-    MissingRcuReadLock,
-    /// Two locks taken in one order on attach and the other on trigger.
-    LockOrder,
-}
-
-impl PlantedBug {
-    fn define(self) -> &'static str {
-        match self {
-            PlantedBug::UseAfterFree => "PLANT_USE_AFTER_FREE",
-            PlantedBug::MissingRcuReadLock => "PLANT_MISSING_RCU_READ_LOCK",
-            PlantedBug::LockOrder => "PLANT_LOCK_ORDER",
-        }
-    }
-}
-
-/// Builds kmod/ against `kernel` unless the same sources were built against it before.
+/// Builds `module` against `kernel` unless the same sources (and `defines`,
+/// for test-only builds such as `PLANT_USE_AFTER_FREE`) were built against
+/// it before.
 pub fn ensure_built(
-    kmod_dir: &Path,
+    module: &ModuleSpec,
     kernel: &Kernel,
     cache: &Path,
     progress: &Progress,
+    defines: &[&str],
 ) -> Result<PathBuf> {
-    ensure_built_with(kmod_dir, kernel, cache, progress, None)
-}
-
-/// A test-only build of kmod/ with `bug` planted in it.
-pub fn ensure_planted(
-    kmod_dir: &Path,
-    kernel: &Kernel,
-    cache: &Path,
-    progress: &Progress,
-    bug: PlantedBug,
-) -> Result<PathBuf> {
-    ensure_built_with(kmod_dir, kernel, cache, progress, Some(bug))
-}
-
-fn ensure_built_with(
-    kmod_dir: &Path,
-    kernel: &Kernel,
-    cache: &Path,
-    progress: &Progress,
-    bug: Option<PlantedBug>,
-) -> Result<PathBuf> {
-    let key = module_key(kmod_dir, kernel, bug)?;
-    let entry = cache.join("kmod").join(&key);
-    let ko = entry.join(MODULE_FILE);
+    let source_dir = crate::paths::workspace_root().join(module.dir);
+    let sources = source_files(&source_dir)?;
+    let key = module_key(&sources, kernel, defines)?;
+    let parent = cache.join("kmod");
+    let entry = parent.join(&key);
+    let ko = entry.join(module.file_name());
     if ko.is_file() {
         return Ok(ko);
     }
-    let parent = cache.join("kmod");
     std::fs::create_dir_all(&parent).with_context(|| format!("creating {}", parent.display()))?;
     let work = tempfile::Builder::new()
         .prefix(".building-")
         .tempdir_in(&parent)
         .with_context(|| format!("creating a build directory in {}", parent.display()))?;
-    for name in SOURCES {
-        std::fs::copy(kmod_dir.join(name), work.path().join(name))
-            .with_context(|| format!("copying kmod/{name}"))?;
+    for source in &sources {
+        let name = source.file_name().context("a source file has a name")?;
+        std::fs::copy(source, work.path().join(name))
+            .with_context(|| format!("copying {}", source.display()))?;
     }
-    let planted = bug.map_or_else(String::new, |bug| format!(" with {bug:?} planted"));
+    let planted = match defines {
+        [] => String::new(),
+        defines => format!(" with {}", defines.join(" ")),
+    };
     let step = progress.step(format!(
-        "building {MODULE_FILE}{planted} against kernel {}",
+        "building {}{planted} against kernel {}",
+        module.file_name(),
         kernel.key
     ));
-    let log = work.path().join("build.log");
-    let defines = bug.map_or_else(String::new, |bug| format!("-D{}", bug.define()));
-    let output = duct::cmd!(
-        "make",
-        "-C",
-        &kernel.source_dir,
-        format!("O={}", kernel.build_dir.display()),
-        format!("M={}", work.path().display()),
-        format!("KCFLAGS={defines}"),
-        "modules"
-    )
-    .stderr_to_stdout()
-    .stdout_path(&log)
-    .unchecked()
-    .run()
-    .context("running make for the module (is make installed?)")?;
-    if !output.status.success() {
+    if !make_module(kernel, work.path(), defines)? {
+        let log = work.path().join("build.log");
         let tail = tail_of_file(&log, 25);
         // Keep the whole build directory: the log, and the sources as make saw them.
         let kept = work.keep().join("build.log");
         bail!(ModuleError::Build {
+            module: module.file_name(),
             log: kept.display().to_string(),
             tail
         });
     }
-    check_btf(&work.path().join(MODULE_FILE))?;
+    check_btf(&work.path().join(module.file_name()))?;
     step.done();
     // Renamed into place only once complete and checked.
     let built = work.keep();
@@ -135,6 +91,41 @@ fn ensure_built_with(
     Ok(ko)
 }
 
+/// make M=<dir> modules against the kernel's build directory, logging to
+/// `dir/build.log`; whether it succeeded.
+fn make_module(kernel: &Kernel, dir: &Path, defines: &[&str]) -> Result<bool> {
+    let kcflags: Vec<String> = defines.iter().map(|define| format!("-D{define}")).collect();
+    let output = duct::cmd!(
+        "make",
+        "-C",
+        &kernel.source_dir,
+        format!("O={}", kernel.build_dir.display()),
+        format!("M={}", dir.display()),
+        format!("KCFLAGS={}", kcflags.join(" ")),
+        "modules"
+    )
+    .stderr_to_stdout()
+    .stdout_path(dir.join("build.log"))
+    .unchecked()
+    .run()
+    .context("running make for the module (is make installed?)")?;
+    Ok(output.status.success())
+}
+
+/// Every regular file of the module's directory, sorted (the key depends on the order).
+fn source_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading the module sources in {}", dir.display()))?
+        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+        .filter(|path| path.is_file())
+        .collect();
+    files.sort();
+    if !files.iter().any(|file| file.ends_with("Kbuild")) {
+        bail!("{} has no Kbuild: not a module directory", dir.display());
+    }
+    Ok(files)
+}
+
 /// Refuses a module without BTF: it would load, but nothing could attach to it.
 pub fn check_btf(ko: &Path) -> Result<()> {
     if !crate::elf::has_section(ko, ".BTF")? {
@@ -145,18 +136,17 @@ pub fn check_btf(ko: &Path) -> Result<()> {
     Ok(())
 }
 
-fn module_key(kmod_dir: &Path, kernel: &Kernel, bug: Option<PlantedBug>) -> Result<String> {
+fn module_key(sources: &[PathBuf], kernel: &Kernel, defines: &[&str]) -> Result<String> {
     let mut hasher = Sha256::new();
     hasher.update(kernel.key.as_bytes());
     // A tree rebuilt in place keeps its key; its stamp says vmlinux changed.
     hasher.update(kernel.stamp.as_bytes());
-    if let Some(bug) = bug {
-        hasher.update(bug.define().as_bytes());
+    for define in defines {
+        hasher.update(define.as_bytes());
     }
-    for name in SOURCES {
-        let path = kmod_dir.join(name);
-        let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-        hasher.update(name.as_bytes());
+    for path in sources {
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        hasher.update(path.file_name().unwrap_or_default().as_encoded_bytes());
         hasher.update((bytes.len() as u64).to_le_bytes());
         hasher.update(&bytes);
     }
@@ -173,5 +163,13 @@ mod tests {
         let err = check_btf(Path::new("/bin/true")).unwrap_err().to_string();
         assert!(err.contains("has no .BTF section"), "{err}");
         assert!(err.contains("CONFIG_DEBUG_INFO_BTF_MODULES"), "{err}");
+    }
+
+    #[test]
+    fn a_directory_without_kbuild_is_not_a_module() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("x.c"), "").unwrap();
+        let err = source_files(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("has no Kbuild"), "{err}");
     }
 }

@@ -19,6 +19,7 @@ pub mod qemu;
 pub mod qmp;
 pub mod report;
 pub mod run_dirs;
+pub mod step_in;
 pub mod suite;
 pub mod text;
 pub mod virtiofsd;

@@ -7,13 +7,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
 use clap::{Parser, Subcommand};
-use guest_agent::catalogue::{self, SCENARIOS};
+use guest_agent::scenario;
 use harness::artifacts::{prepare, Artifacts, PrepareOptions};
 use harness::cache::{self, Target};
 use harness::kernel::source::KernelSpec;
 use harness::kernel::Flavour;
 use harness::progress::Progress;
 use harness::report::{self, KernelInfo};
+use harness::step_in::{self, StepIn};
 use harness::suite::Row;
 use harness::vm::VmOptions;
 use harness::{paths, vng};
@@ -62,6 +63,38 @@ enum Command {
     Cache {
         #[command(subcommand)]
         command: CacheCommand,
+    },
+    /// Boot the kernel and run CMD in it as root, with proc, sys, debugfs,
+    /// tracefs and bpffs mounted, in this directory; its output streams here
+    /// and the harness exits with its exit code (125 if the VM failed).
+    Exec {
+        /// Load the subjects' modules (bpf_testmod) first.
+        #[arg(long)]
+        module: bool,
+        /// Wait for gdb once the modules are loaded, and print how to connect.
+        #[arg(long)]
+        gdb: bool,
+        /// Seconds before a hung command and its VM are killed.
+        #[arg(long, default_value_t = 120)]
+        timeout: u64,
+        #[command(flatten)]
+        kernel: KernelArgs,
+        /// The command and its arguments (after --).
+        #[arg(last = true, required = true, value_name = "CMD")]
+        command: Vec<String>,
+    },
+    /// An interactive root shell in the VM, on this terminal, with the
+    /// modules loaded; `exit` powers the VM off. Ctrl-C goes to the guest.
+    Shell {
+        /// Open the shell in this scenario: while its loader is attached (at
+        /// its first detach), or after its steps.
+        #[arg(long, value_name = "NAME")]
+        scenario: Option<String>,
+        /// Wait for gdb once the modules are loaded, and print how to connect.
+        #[arg(long)]
+        gdb: bool,
+        #[command(flatten)]
+        kernel: KernelArgs,
     },
     /// Print the virtme-ng command that runs SCENARIO by hand on the harness's kernel.
     Vng {
@@ -187,13 +220,49 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Cache { command } => run_cache(command),
+        Command::Exec {
+            module,
+            gdb,
+            timeout,
+            kernel,
+            command,
+        } => {
+            let artifacts = prepare(&kernel.one("exec")?, &Progress::new())?;
+            let how = StepIn {
+                modules: module,
+                gdb,
+                timeout: Some(Duration::from_secs(timeout)),
+            };
+            Ok(exit_with(step_in::exec(&artifacts, command, &how)?))
+        }
+        Command::Shell {
+            scenario,
+            gdb,
+            kernel,
+        } => {
+            if let Some(name) = &scenario {
+                step_in::check_scenario(name)?;
+            }
+            let artifacts = prepare(&kernel.one("shell")?, &Progress::new())?;
+            let how = StepIn {
+                modules: true,
+                gdb,
+                timeout: None,
+            };
+            Ok(exit_with(step_in::shell(&artifacts, scenario, &how)?))
+        }
         Command::Vng { scenario, kernel } => {
             check_scenario_names(std::slice::from_ref(&scenario))?;
             let artifacts = prepare(&kernel.one("vng")?, &Progress::new())?;
-            println!("{}", vng::vng_command(&artifacts, &scenario));
+            println!("{}", vng::vng_command(&artifacts, &scenario)?);
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// A command's exit code as ours (codes above 255 wrap, as a shell's do).
+fn exit_with(code: i32) -> ExitCode {
+    ExitCode::from(code.rem_euclid(256) as u8)
 }
 
 fn print_built(artifacts: &Artifacts) {
@@ -206,9 +275,11 @@ fn print_built(artifacts: &Artifacts) {
     );
     println!("  bzImage  {}", kernel.bzimage.display());
     println!("  vmlinux  {}", kernel.vmlinux.display());
-    println!("module     {}", artifacts.kmod.display());
+    for (name, path) in &artifacts.modules {
+        println!("module     {name}: {}", path.display());
+    }
     println!("agent      {}", artifacts.guest.agent.display());
-    println!("loader     {}", artifacts.guest.loader.display());
+    println!("loaders    {}", artifacts.guest.bin_dir.display());
 }
 
 fn run_cache(command: CacheCommand) -> Result<ExitCode> {
@@ -235,11 +306,8 @@ fn run_cache(command: CacheCommand) -> Result<ExitCode> {
 
 fn check_scenario_names(names: &[String]) -> Result<()> {
     for name in names {
-        if catalogue::find(name).is_none() {
-            bail!(
-                "no scenario named {name}; the scenarios are: {}",
-                catalogue::names().collect::<Vec<_>>().join(", ")
-            );
+        if scenario::find(name).is_none() {
+            bail!("{}", scenario::unknown(name));
         }
     }
     Ok(())
@@ -254,14 +322,17 @@ struct KernelRun {
 
 fn run_scenarios(args: RunArgs) -> Result<ExitCode> {
     if args.list {
-        for scenario in SCENARIOS {
-            println!("{:<24} {}", scenario.name, scenario.summary);
+        for (subject, scenario) in scenario::all() {
+            println!(
+                "{:<12} {:<26} {}",
+                subject.name, scenario.name, scenario.summary
+            );
         }
         return Ok(ExitCode::SUCCESS);
     }
     check_scenario_names(&args.scenarios)?;
     let names: Vec<String> = if args.scenarios.is_empty() {
-        catalogue::names().map(str::to_owned).collect()
+        scenario::names().map(str::to_owned).collect()
     } else {
         args.scenarios.clone()
     };

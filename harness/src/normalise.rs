@@ -18,12 +18,15 @@ fn rules() -> &'static [Rule] {
         [
             // printk timestamps: [    2.345678]
             (r"\[\s*\d+\.\d+\]", "[TIMESTAMP]"),
-            // The module's path holds the cache directory and a content hash.
-            (r"(/[^\s'\x22]+)?/bpf_testmod\.ko", "<kmod>/bpf_testmod.ko"),
+            // A module's path holds the cache directory and a content hash.
+            (r"(/[^\s'\x22]+)?/([A-Za-z0-9_-]+)\.ko\b", "<kmod>/$2.ko"),
             // Kernel and user addresses.
             (r"\b0x[0-9a-fA-F]{6,}\b", "<ADDR>"),
             (r"\bffff[0-9a-f]{12}\b", "<ADDR>"),
             (r"\b[0-9a-f]{16}\b", "<ADDR>"),
+            // A struct field's offset in the verifier's reason moves with the
+            // kernel's layout (the debug flavour's locks are bigger).
+            (r"\b(to [a-z_]+ at off )\d+", "${1}<OFFSET>"),
             // Pids and CPUs as the kernel prints them in splats.
             (r"\bPID: \d+", "PID: <PID>"),
             (r"\bpid[ =]\d+", "pid <PID>"),
@@ -105,6 +108,10 @@ mod tests {
                 "soft lockup - CPU#0 stuck for 22s! [struct_ops:<PID>]",
             ),
             ("RSP: ffff88800fc4be38", "RSP: <ADDR>"),
+            (
+                "the verifier rejected vmtest_clamp_init: no write support to tcp_sock at off 1888",
+                "the verifier rejected vmtest_clamp_init: no write support to tcp_sock at off <OFFSET>",
+            ),
         ];
         for (input, expected) in cases {
             assert_eq!(normalise_text(input), expected, "for {input}");

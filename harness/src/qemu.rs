@@ -35,6 +35,24 @@ pub enum RootShare {
 pub const VIRTIOFS_TAG: &str = "hostroot";
 pub const NINEP_TAG: &str = "/dev/root";
 
+/// Where the guest's serial console goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Console {
+    /// A log file (scenarios, exec).
+    File(PathBuf),
+    /// The harness's own terminal, raw, Ctrl-C passed through (a shell).
+    Terminal,
+}
+
+impl Console {
+    pub fn log(&self) -> Option<&Path> {
+        match self {
+            Console::File(path) => Some(path),
+            Console::Terminal => None,
+        }
+    }
+}
+
 /// Everything that differs between two VMs.
 #[derive(Debug, Clone)]
 pub struct VmSpec {
@@ -46,8 +64,14 @@ pub struct VmSpec {
     /// The words handed to the guest agent (after `--` on the kernel command line).
     pub init: PathBuf,
     pub init_args: Vec<String>,
-    pub console_log: PathBuf,
+    pub console: Console,
     pub result_file: PathBuf,
+    /// Where an exec'd command's stdout and stderr land, when streamed.
+    pub output_files: Option<(PathBuf, PathBuf)>,
+    /// The socket the host answers the agent on (with a debugger).
+    pub control_socket: Option<PathBuf>,
+    /// A gdb stub on this local port.
+    pub gdb_port: Option<u16>,
     pub qmp_socket: PathBuf,
     /// Print every boot message on the console (slower under emulation).
     pub verbose_console: bool,
@@ -115,18 +139,13 @@ pub fn qemu_args(spec: &VmSpec) -> Vec<OsString> {
     args.push(spec.kernel_image.clone().into());
     args.push("-append".into());
     args.push(kernel_cmdline(spec).into());
-    args.extend(chardev_file_args("console", &spec.console_log));
+    args.extend(console_args(&spec.console));
     args.extend(["-serial".into(), "chardev:console".into()]);
     args.extend(["-device".into(), "virtio-serial-pci".into()]);
-    args.extend(chardev_file_args("result", &spec.result_file));
-    args.extend([
-        "-device".into(),
-        format!(
-            "virtserialport,chardev=result,name={}",
-            guest_agent::protocol::RESULT_PORT_NAME
-        )
-        .into(),
-    ]);
+    args.extend(port_args(spec));
+    if let Some(port) = spec.gdb_port {
+        args.extend(["-gdb".into(), format!("tcp:127.0.0.1:{port}").into()]);
+    }
     let mut qmp = OsString::from("unix:");
     qmp.push(&spec.qmp_socket);
     qmp.push(",server=on,wait=off");
@@ -134,6 +153,48 @@ pub fn qemu_args(spec: &VmSpec) -> Vec<OsString> {
     // A guest panic becomes a GUEST_PANICKED event on QMP.
     args.extend(["-device".into(), "pvpanic-pci".into()]);
     args.extend(root_args(spec));
+    args
+}
+
+fn console_args(console: &Console) -> Vec<OsString> {
+    match console {
+        Console::File(path) => chardev_file_args("console", path),
+        // signal=off: Ctrl-C goes to the guest's foreground program, not to QEMU.
+        Console::Terminal => vec!["-chardev".into(), "stdio,id=console,signal=off".into()],
+    }
+}
+
+/// The agent's virtio-serial ports: its result, an exec'd command's output,
+/// and the control socket the host answers on.
+fn port_args(spec: &VmSpec) -> Vec<OsString> {
+    use guest_agent::protocol::{
+        CONTROL_PORT_NAME, RESULT_PORT_NAME, STDERR_PORT_NAME, STDOUT_PORT_NAME,
+    };
+    let mut ports = vec![(
+        RESULT_PORT_NAME,
+        chardev_file_args("result", &spec.result_file),
+    )];
+    if let Some((stdout, stderr)) = &spec.output_files {
+        ports.push((STDOUT_PORT_NAME, chardev_file_args("stdout", stdout)));
+        ports.push((STDERR_PORT_NAME, chardev_file_args("stderr", stderr)));
+    }
+    if let Some(socket) = &spec.control_socket {
+        let mut chardev = OsString::from("socket,id=control,server=on,wait=off,path=");
+        chardev.push(socket);
+        ports.push((CONTROL_PORT_NAME, vec!["-chardev".into(), chardev]));
+    }
+    let mut args = Vec::new();
+    for (name, chardev) in ports {
+        let id = match name {
+            RESULT_PORT_NAME => "result",
+            STDOUT_PORT_NAME => "stdout",
+            STDERR_PORT_NAME => "stderr",
+            _ => "control",
+        };
+        args.extend(chardev);
+        args.push("-device".into());
+        args.push(format!("virtserialport,chardev={id},name={name}").into());
+    }
     args
 }
 
@@ -189,9 +250,12 @@ pub struct QemuProcess {
 impl QemuProcess {
     pub fn spawn(spec: &VmSpec, stderr_log: PathBuf) -> Result<Self> {
         let binary = find_qemu(std::env::var_os("PATH"))?;
-        let handle = duct::cmd(binary, qemu_args(spec))
-            .stdin_null()
-            .stdout_null()
+        let mut command = duct::cmd(binary, qemu_args(spec));
+        // A console on the terminal reads and writes the harness's own.
+        if spec.console != Console::Terminal {
+            command = command.stdin_null().stdout_null();
+        }
+        let handle = command
             .stderr_path(&stderr_log)
             .before_spawn(crate::process::die_with_parent)
             .unchecked()
@@ -268,8 +332,11 @@ mod tests {
             root,
             init: "/w/target/release/guest-agent".into(),
             init_args: vec!["run".into(), "--scenario".into(), "trigger".into()],
-            console_log: "/t/console.log".into(),
+            console: Console::File("/t/console.log".into()),
             result_file: "/t/result.json".into(),
+            output_files: None,
+            control_socket: None,
+            gdb_port: None,
             qmp_socket: "/t/qmp.sock".into(),
             verbose_console: false,
         }
@@ -352,6 +419,32 @@ mod tests {
         );
         assert!(err.contains("apt-get install qemu-system-x86"), "{err}");
         assert!(find_qemu(None).is_err());
+    }
+
+    #[test]
+    fn a_shell_gets_the_terminal_exec_its_output_ports_gdb_its_stub() {
+        let mut shell = spec(RootShare::NineP, Accel::Tcg);
+        shell.console = Console::Terminal;
+        shell.control_socket = Some("/s/control.sock".into());
+        shell.gdb_port = Some(41234);
+        let args = joined(&shell);
+        for expected in [
+            "-chardev stdio,id=console,signal=off -serial chardev:console",
+            "-chardev socket,id=control,server=on,wait=off,path=/s/control.sock",
+            "virtserialport,chardev=control,name=agent-control",
+            "-gdb tcp:127.0.0.1:41234",
+        ] {
+            assert!(args.contains(expected), "missing {expected}: {args}");
+        }
+        let mut exec = spec(RootShare::NineP, Accel::Tcg);
+        exec.output_files = Some(("/t/out".into(), "/t/err".into()));
+        let args = joined(&exec);
+        assert!(args.contains("-chardev file,id=stdout,path=/t/out -device virtserialport,chardev=stdout,name=agent-stdout"), "{args}");
+        assert!(
+            args.contains("virtserialport,chardev=stderr,name=agent-stderr"),
+            "{args}"
+        );
+        assert!(!args.contains("-gdb"), "{args}");
     }
 
     #[test]

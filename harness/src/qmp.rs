@@ -83,6 +83,12 @@ impl QmpClient {
             .replace('_', "-"))
     }
 
+    /// Pauses the vCPUs (until `cont`, or a debugger's continue).
+    pub fn stop(&mut self) -> Result<()> {
+        self.qmp.execute(&qmp::stop {}).context("QMP stop")?;
+        Ok(())
+    }
+
     /// Asks QEMU to exit now.
     pub fn quit(&mut self) -> Result<()> {
         self.qmp.execute(&qmp::quit {}).context("QMP quit")?;

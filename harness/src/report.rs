@@ -74,14 +74,14 @@ fn kernel_options(artifacts: &Artifacts) -> String {
     options
 }
 
-pub fn rerun_commands(artifacts: &Artifacts, scenario: &str) -> [String; 2] {
-    [
-        format!(
-            "cargo run -p harness -- run --scenario {scenario}{}",
-            kernel_options(artifacts)
-        ),
-        crate::vng::vng_command(artifacts, scenario),
-    ]
+pub fn rerun_commands(artifacts: &Artifacts, scenario: &str) -> Vec<String> {
+    let harness = format!(
+        "cargo run -p harness -- run --scenario {scenario}{}",
+        kernel_options(artifacts)
+    );
+    let vng = crate::vng::vng_command(artifacts, scenario)
+        .unwrap_or_else(|err| format!("(no vng command: {err:#})"));
+    vec![harness, vng]
 }
 
 pub fn render_table(rows: &[Row]) -> String {
@@ -142,8 +142,8 @@ pub fn render_failures(rows: &[Row], artifacts: &Artifacts) -> String {
                 let _ = writeln!(text, "{error}");
             }
         }
-        let [harness, vng] = rerun_commands(artifacts, &row.scenario);
-        let _ = writeln!(text, "rerun alone:\n  {harness}\n  {vng}");
+        let commands = rerun_commands(artifacts, &row.scenario);
+        let _ = writeln!(text, "rerun alone:\n  {}", commands.join("\n  "));
     }
     text
 }

@@ -2,24 +2,18 @@
 //! kernel, module and agent, booted by vng from the virtualenv that
 //! install-deps.sh made, with the agent as a plain command.
 
-use guest_agent::cli::{AgentCommand, RunArgs};
+use guest_agent::cli::AgentCommand;
 use guest_agent::shell::quote_words;
 
 use crate::accel::{self, Accel, Choice};
 use crate::artifacts::Artifacts;
 
 /// The vng command that runs `scenario` by hand.
-pub fn vng_command(artifacts: &Artifacts, scenario: &str) -> String {
-    let agent = AgentCommand::Run(RunArgs {
-        scenario: scenario.to_owned(),
-        loader: artifacts.guest.loader.clone(),
-        kmod: artifacts.kmod.clone(),
-        json: false,
-        fault: None,
-    });
+pub fn vng_command(artifacts: &Artifacts, scenario: &str) -> anyhow::Result<String> {
+    let agent = AgentCommand::Run(artifacts.run_args(scenario, None)?);
     let mut words = vec![artifacts.guest.agent.display().to_string()];
     words.extend(agent.argv());
-    vng_running(artifacts, &quote_words(&words))
+    Ok(vng_running(artifacts, &quote_words(&words)))
 }
 
 /// virtme-ng booting the harness's kernel and running `command` in it. vng is

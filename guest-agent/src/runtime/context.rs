@@ -2,23 +2,35 @@
 //! kernel output it caused, and every expectation that fails is recorded
 //! rather than aborting, so one run reports all that went wrong.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
-use guest_agent::protocol::{ScenarioResult, Source, Step};
-use guest_agent::shell::quote_words;
 use nix::sys::signal::Signal;
 
-use crate::kernel_output::{KernelLog, KernelOutput};
-use crate::loader::{Finished, Held, Loader};
-use crate::module;
-use crate::taint::{kernel_taint, taint_names, EXPECTED_TAINT};
-use guest_agent::loader_contract::HOLD_ATTACHED;
+use super::kernel_output::{KernelLog, KernelOutput};
+use super::loader::{Finished, Held, Loader};
+use super::module;
+use super::taint::{kernel_taint, taint_names, EXPECTED_TAINT};
+use crate::protocol::{ScenarioResult, Source, Step};
+use crate::scenario::ModuleSpec;
+use crate::shell::quote_words;
+
+/// The subject's module and where its built file is.
+#[derive(Debug, Clone)]
+pub struct Module {
+    pub spec: ModuleSpec,
+    pub path: PathBuf,
+}
+
+/// Called once, where a scenario may be looked at (see `run_scenario_pausing`).
+pub type Pause = Box<dyn FnMut(&str) -> String>;
 
 pub struct Context {
+    /// Where a person looks around mid-scenario (`harness shell --scenario`).
+    pub pause: Option<Pause>,
     loader: Loader,
-    kmod: PathBuf,
+    module: Option<Module>,
     output: KernelOutput,
     result: ScenarioResult,
     started: Instant,
@@ -30,11 +42,12 @@ pub struct Context {
 pub struct StepId(usize);
 
 impl Context {
-    pub fn new(scenario: &str, loader: Loader, kmod: PathBuf) -> Result<Self> {
+    pub fn new(scenario: &str, loader: Loader, module: Option<Module>) -> Result<Self> {
         let output = KernelOutput::start()?;
         Ok(Context {
+            pause: None,
             loader,
-            kmod,
+            module,
             output,
             taint_at_start: kernel_taint()?,
             result: ScenarioResult {
@@ -92,33 +105,42 @@ impl Context {
         )
     }
 
+    /// The subject's module; scenarios that use it are declared as needing it.
+    fn module(&self) -> Result<&Module> {
+        self.module
+            .as_ref()
+            .context("this scenario's subject has no module, or none was given (--module)")
+    }
+
     pub fn insmod(&mut self) -> Result<StepId> {
+        let module = self.module()?.clone();
         let start = Instant::now();
-        let outcome = match module::insmod(&self.kmod) {
+        let outcome = match module::insmod(&module.path) {
             Ok(()) => "ok".to_owned(),
             Err(err) => err,
         };
-        let step =
-            self.push_quiet_step(format!("insmod {}.ko", module::MODULE_NAME), outcome, start)?;
+        let action = format!("insmod {}", module.spec.file_name());
+        let step = self.push_quiet_step(action, outcome, start)?;
         self.expect_outcome(step, "ok");
         Ok(step)
     }
 
     /// One rmmod attempt; the outcome is `ok` or the errno.
     pub fn rmmod(&mut self) -> Result<StepId> {
+        let name = self.module()?.spec.name;
         let start = Instant::now();
-        let outcome = match module::rmmod() {
+        let outcome = match module::rmmod(name) {
             Ok(()) => "ok".to_owned(),
             Err(errno) => module::describe(errno),
         };
-        let action = format!("rmmod {}", module::MODULE_NAME);
-        self.push_quiet_step(action, outcome, start)
+        self.push_quiet_step(format!("rmmod {name}"), outcome, start)
     }
 
     /// rmmod, retried while the module is still busy, up to `limit`.
     pub fn rmmod_within(&mut self, limit: Duration, after: &str) -> Result<StepId> {
+        let name = self.module()?.spec.name;
         let start = Instant::now();
-        let outcome = match module::rmmod_within(limit) {
+        let outcome = match module::rmmod_within(name, limit) {
             Ok(took) => {
                 self.measure(format!(
                     "module unloaded {} ms after {after}",
@@ -132,19 +154,30 @@ impl Context {
                 took.as_millis()
             ),
         };
-        let action = format!(
-            "rmmod {} (retried for up to {} s)",
-            module::MODULE_NAME,
-            limit.as_secs()
-        );
+        let action = format!("rmmod {name} (retried for up to {} s)", limit.as_secs());
         let step = self.push_quiet_step(action, outcome, start)?;
         self.expect_outcome(step, "ok");
         Ok(step)
     }
 
-    /// Runs `struct_ops ARGS` to completion.
-    pub fn struct_ops(&mut self, args: &[&str]) -> Result<StepId> {
-        let action = format!("struct_ops {}", quote_words(args));
+    pub fn module_name(&self) -> Option<&'static str> {
+        self.module.as_ref().map(|module| module.spec.name)
+    }
+
+    /// What the module prints once loaded.
+    pub fn module_loaded_line(&self) -> Option<&'static str> {
+        self.module.as_ref().map(|module| module.spec.loaded_line)
+    }
+
+    pub fn module_is_loaded(&self) -> bool {
+        self.module
+            .as_ref()
+            .is_some_and(|module| module::is_loaded(module.spec.name))
+    }
+
+    /// Runs the subject's loader with `args` to completion.
+    pub fn run_loader(&mut self, args: &[&str]) -> Result<StepId> {
+        let action = format!("{} {}", self.loader.name(), quote_words(args));
         let finished = self
             .loader
             .run(args)
@@ -152,16 +185,16 @@ impl Context {
         self.push_finished(action, finished)
     }
 
-    /// Starts `struct_ops hold` and returns once it is attached.
-    pub fn hold(&mut self) -> Result<(Held, StepId)> {
+    /// Starts `<loader> hold` and returns once it printed `attached_line`.
+    pub fn hold(&mut self, attached_line: &str) -> Result<(Held, StepId)> {
         let start = Instant::now();
-        let held = self.loader.start_until(&["hold"], HOLD_ATTACHED, 1)?;
-        let step =
-            self.push_quiet_step("struct_ops hold &".to_owned(), "attached".to_owned(), start)?;
+        let held = self.loader.start_until(&["hold"], attached_line, 1)?;
+        let action = format!("{} &", held.what);
+        let step = self.push_quiet_step(action, "attached".to_owned(), start)?;
         Ok((held, step))
     }
 
-    /// Starts `struct_ops ARGS` and returns once it printed `until` `times` times.
+    /// Starts the loader with `args` and returns once it printed `until` `times` times.
     pub fn start_until(
         &mut self,
         args: &[&str],
@@ -175,8 +208,20 @@ impl Context {
         Ok((held, step))
     }
 
+    /// Calls the pause, if it has not been called yet, as a step of its own.
+    pub fn pause_here(&mut self, where_: &str) -> Result<()> {
+        if let Some(mut pause) = self.pause.take() {
+            let start = Instant::now();
+            let outcome = pause(where_);
+            self.push_quiet_step(format!("interactive shell ({where_})"), outcome, start)?;
+        }
+        Ok(())
+    }
+
     /// Sends `signal` to a running loader and waits for it to end.
     pub fn stop(&mut self, held: Held, signal: Signal) -> Result<StepId> {
+        let attached = format!("while `{}` is still attached", held.what);
+        self.pause_here(&attached)?;
         let action = format!(
             "kill -{} {}",
             signal.as_str().trim_start_matches("SIG"),
@@ -184,6 +229,17 @@ impl Context {
         );
         let finished = held.stop(signal).with_context(|| format!("`{action}`"))?;
         self.push_finished(action, finished)
+    }
+
+    /// Reads a file (`/proc/...`) as a step: its content is the stdout.
+    pub fn read_file(&mut self, path: &Path) -> Result<StepId> {
+        let start = Instant::now();
+        let (outcome, content) = match std::fs::read_to_string(path) {
+            Ok(content) => ("ok".to_owned(), content),
+            Err(err) => (err.to_string(), String::new()),
+        };
+        let action = format!("cat {}", path.display());
+        self.push_step(action, outcome, content, String::new(), start.elapsed())
     }
 
     pub fn step(&self, step: StepId) -> &Step {
@@ -206,6 +262,16 @@ impl Context {
             step.action,
             stdout.trim()
         );
+        self.measure(measurement);
+    }
+
+    /// For stdout that differs on every run (counts that follow the
+    /// traffic): it moves into the measurements, and what the scenario
+    /// checked of it, the same every run, takes its place.
+    pub fn replace_stdout(&mut self, step: StepId, checked: String) {
+        let step = &mut self.result.steps[step.0];
+        let stdout = std::mem::replace(&mut step.stdout, checked);
+        let measurement = format!("{}: {}", step.action, stdout.trim());
         self.measure(measurement);
     }
 
@@ -261,10 +327,6 @@ impl Context {
             stderr.trim()
         );
         self.expect(stderr.contains(text), what);
-    }
-
-    pub fn module_is_loaded(&self) -> bool {
-        module::is_loaded()
     }
 
     /// Fails the scenario on every splat in the log, and on any record or

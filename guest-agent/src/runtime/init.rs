@@ -1,25 +1,20 @@
 //! PID 1: a flat, ordered list of steps. It never panics and always powers
 //! off, so the host sees either a result or a clean exit, never a hang.
 
-use std::fs::OpenOptions;
 use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::path::Path;
 
-use anyhow::{Context, Result};
-use guest_agent::protocol::{ScenarioResult, RESULT_PORT_NAME};
+use anyhow::Result;
 use nix::mount::{mount, MsFlags};
 use nix::sys::reboot::{reboot, RebootMode};
 
-use guest_agent::cli::{Fault, RunArgs};
+use super::ports::HostLink;
+use super::{mounts, net};
+use crate::cli::{AgentCommand, Fault, RunArgs};
+use crate::protocol::{ExitReport, Message};
 
-use crate::mounts;
-
-/// How long the virtio port may take to get its name (set asynchronously).
-const PORT_WAIT: Duration = Duration::from_secs(5);
-
-pub fn run_as_init(args: Result<RunArgs, String>) -> ! {
-    let outcome = std::panic::catch_unwind(|| init_steps(args));
+pub fn run_as_init(command: Result<AgentCommand, String>) -> ! {
+    let outcome = std::panic::catch_unwind(|| init_steps(command));
     let message = match outcome {
         Ok(Ok(())) => None,
         Ok(Err(err)) => Some(format!("{err:#}")),
@@ -32,32 +27,54 @@ pub fn run_as_init(args: Result<RunArgs, String>) -> ! {
     power_off()
 }
 
-fn init_steps(args: Result<RunArgs, String>) -> Result<()> {
+/// PID 1, in order: the filesystems, the loopback interface, the line to
+/// the host, the ready line, then the one command, then power-off.
+fn init_steps(command: Result<AgentCommand, String>) -> Result<()> {
     mounts::mount_filesystems(true)?;
-    let port = find_result_port()?;
+    net::bring_up_loopback()?;
+    let mut link = HostLink::open()?;
     announce_ready();
-    if let Ok(args) = &args {
-        match args.fault {
-            Some(Fault::ExitInit) => std::process::exit(1),
-            Some(Fault::Hang) => loop {
-                std::thread::park();
-            },
-            Some(Fault::NoResult) => return Ok(()),
-            Some(Fault::WriteHost) => try_write_host(&args.loader),
-            None => {}
+    let message = match command {
+        Ok(AgentCommand::Run(args)) => match inject_fault(&args) {
+            Some(Flow::Stop) => return Ok(()),
+            None => Message::Scenario(super::run::run_scenario(&args)),
+        },
+        Ok(AgentCommand::Exec(args)) => Message::Exited(super::exec::run(&args, &mut link)?),
+        Ok(AgentCommand::Shell(args)) => Message::Exited(super::shell::run(&args, &mut link)?),
+        Ok(AgentCommand::List) => bad_arguments("as PID 1 the agent does not list".to_owned()),
+        Err(usage) => bad_arguments(usage),
+    };
+    link.send(&message)
+}
+
+/// The host sees a clean exit with the reason rather than a hang.
+fn bad_arguments(usage: String) -> Message {
+    Message::Exited(ExitReport {
+        error: Some(format!(
+            "bad agent arguments on the kernel command line: {usage}"
+        )),
+        ..ExitReport::default()
+    })
+}
+
+/// Whether to stop before the scenario (the fault is what the host tests).
+enum Flow {
+    Stop,
+}
+
+/// Misbehaves as asked, so the harness's fault tests have a fault to detect.
+fn inject_fault(args: &RunArgs) -> Option<Flow> {
+    match args.fault? {
+        Fault::ExitInit => std::process::exit(1),
+        Fault::Hang => loop {
+            std::thread::park();
+        },
+        Fault::NoResult => Some(Flow::Stop),
+        Fault::WriteHost => {
+            try_write_host(&args.bin_dir);
+            None
         }
     }
-    let result = match args {
-        Ok(args) => crate::run_scenario(&args),
-        Err(usage) => ScenarioResult {
-            scenario: "?".to_owned(),
-            failures: vec![format!(
-                "bad agent arguments on the kernel command line: {usage}"
-            )],
-            ..ScenarioResult::default()
-        },
-    };
-    send_result(&port, &result)
 }
 
 /// A line on the console; PID 1 must not panic if even that fails.
@@ -73,7 +90,7 @@ fn announce_ready() {
 /// The guest must not be able to change the host. The root is mounted `ro`,
 /// but a root guest can remount it read-write, so that is tried first: only
 /// the host side (virtiofsd --readonly, 9p readonly=on) can then refuse.
-fn try_write_host(beside: &Path) {
+fn try_write_host(dir: &Path) {
     let remount = mount(
         None::<&str>,
         "/",
@@ -88,7 +105,7 @@ fn try_write_host(beside: &Path) {
             Err(errno) => format!("failed: {errno}"),
         }
     ));
-    let target = beside.with_file_name("guest-write-test");
+    let target = dir.join("guest-write-test");
     let outcome = match std::fs::write(&target, "written from the guest") {
         Ok(()) => "succeeded".to_owned(),
         Err(err) => format!("failed: {err}"),
@@ -97,40 +114,6 @@ fn try_write_host(beside: &Path) {
         "guest-agent: writing {} {outcome}",
         target.display()
     ));
-}
-
-fn find_result_port() -> Result<PathBuf> {
-    let deadline = Instant::now() + PORT_WAIT;
-    loop {
-        if let Some(port) = named_port(RESULT_PORT_NAME) {
-            return Ok(port);
-        }
-        if Instant::now() >= deadline {
-            anyhow::bail!(
-                "no virtio port named {RESULT_PORT_NAME} after {PORT_WAIT:?} (is virtio-serial missing?)"
-            );
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-fn named_port(wanted: &str) -> Option<PathBuf> {
-    let ports = std::fs::read_dir("/sys/class/virtio-ports").ok()?;
-    ports.flatten().find_map(|port| {
-        let name = std::fs::read_to_string(port.path().join("name")).ok()?;
-        (name.trim() == wanted).then(|| PathBuf::from("/dev").join(port.file_name()))
-    })
-}
-
-fn send_result(port: &Path, result: &ScenarioResult) -> Result<()> {
-    let mut file = OpenOptions::new()
-        .write(true)
-        .open(port)
-        .with_context(|| format!("opening {}", port.display()))?;
-    writeln!(file, "{}", result.to_json())
-        .with_context(|| format!("writing {}", port.display()))?;
-    file.sync_all().ok();
-    Ok(())
 }
 
 fn power_off() -> ! {

@@ -17,9 +17,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
+use crate::protocol::{LogStats, Source, TimelineLine};
+use crate::splat::{Splat, SplatScanner};
 use anyhow::{anyhow, Context, Result};
-use guest_agent::protocol::{LogStats, Source, TimelineLine};
-use guest_agent::splat::{Splat, SplatScanner};
 
 const TRACING: &str = "/sys/kernel/tracing";
 /// How many of the last kernel log records a result carries.

@@ -1,6 +1,7 @@
-//! Runs the `struct_ops` loader binary as a child process, with a deadline,
+//! Runs a subject's loader binary as a child process, with a deadline,
 //! capturing what it prints.
 
+use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -19,8 +20,9 @@ pub const COMMAND_LIMIT: Duration = Duration::from_secs(45);
 #[derive(Clone)]
 pub struct Loader {
     pub binary: PathBuf,
-    /// Passed on so the loader's "load it with" hint names the real module.
-    pub kmod: PathBuf,
+    /// Variables the loader is run with (where the subject's module is, for
+    /// the fix it prints when the module is not loaded).
+    pub env: Vec<(String, OsString)>,
 }
 
 /// A loader run that has ended.
@@ -32,18 +34,25 @@ pub struct Finished {
 }
 
 impl Loader {
+    /// The loader's name, as actions show it (`struct_ops once ...`).
+    pub fn name(&self) -> String {
+        self.binary
+            .file_name()
+            .map_or_else(String::new, |name| name.to_string_lossy().into_owned())
+    }
+
     fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(&self.binary);
         command
             .args(args)
-            .env("BPF_TESTMOD_KO", &self.kmod)
+            .envs(self.env.iter().map(|(name, value)| (name, value)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         command
     }
 
-    /// Runs `struct_ops ARGS` to completion (or to COMMAND_LIMIT, then kills it).
+    /// Runs the loader with `args` to completion (or to COMMAND_LIMIT, then kills it).
     pub fn run(&self, args: &[&str]) -> Result<Finished> {
         let start = Instant::now();
         let mut child = self
@@ -56,14 +65,15 @@ impl Loader {
         Ok(finished(status, stdout, stderr, start))
     }
 
-    /// Starts `struct_ops ARGS` and returns once it has printed the line
-    /// `until` `times` times (`hold` prints `attached` once attached).
+    /// Starts the loader with `args` and returns once it has printed the
+    /// line `until` `times` times (`hold` prints `attached` once attached).
     pub fn start_until(&self, args: &[&str], until: &str, times: usize) -> Result<Held> {
         let start = Instant::now();
-        let what = std::iter::once("struct_ops")
+        let name = self.name();
+        let what = std::iter::once(name.as_str())
             .chain(args.iter().copied())
             .collect::<Vec<_>>();
-        let what = guest_agent::shell::quote_words(&what);
+        let what = crate::shell::quote_words(&what);
         let mut child = self
             .command(args)
             .spawn()

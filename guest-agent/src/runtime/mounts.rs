@@ -46,6 +46,25 @@ const MOUNTS: &[MountSpec] = &[
         fstype: "tmpfs",
         magic: TMPFS_MAGIC,
     },
+    MountSpec {
+        source: "debugfs",
+        target: "/sys/kernel/debug",
+        fstype: "debugfs",
+        magic: 0x6462_6720,
+    },
+    MountSpec {
+        source: "bpf",
+        target: "/sys/fs/bpf",
+        fstype: "bpf",
+        magic: 0xcafe_4a11,
+    },
+    // Terminals for what a shell runs (script, a second shell's pty).
+    MountSpec {
+        source: "devpts",
+        target: "/dev/pts",
+        fstype: "devpts",
+        magic: 0x1cd1,
+    },
 ];
 
 /// Mounts each filesystem of the table that is not there yet. As PID 1
@@ -54,6 +73,11 @@ pub fn mount_filesystems(fresh_boot: bool) -> Result<()> {
     for spec in MOUNTS {
         if !fresh_boot && is_mounted(spec) {
             continue;
+        }
+        // /dev/pts is not there on a fresh devtmpfs; the others are.
+        if !std::path::Path::new(spec.target).is_dir() {
+            std::fs::create_dir_all(spec.target)
+                .with_context(|| format!("creating {}", spec.target))?;
         }
         mount(
             Some(spec.source),

@@ -4,39 +4,31 @@
 //! another until one of them says how the VM ended), finish (turn that ending
 //! into a run or a failure with everything needed to debug it).
 
+mod debugger;
+mod messages;
+mod watch;
+
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use guest_agent::cli::{AgentCommand, Fault, RunArgs};
-use guest_agent::protocol::ScenarioResult;
+use guest_agent::cli::{AgentCommand, Fault};
+use guest_agent::protocol::{ExitReport, Message, ScenarioResult};
 
+use self::messages::{final_message, panic_detail, read_messages};
+use self::watch::{Ending, Watch, KVM_WATCHDOG};
 use crate::artifacts::Artifacts;
-use crate::qemu::{Accel, QemuProcess, RootShare, VmSpec};
-use crate::qmp::{GuestEvent, QmpClient};
+use crate::qemu::{Accel, Console, QemuProcess, RootShare, VmSpec};
+use crate::qmp::QmpClient;
 use crate::run_dirs;
 use crate::virtiofsd::Virtiofsd;
-use crate::wait::{wait_until, Poll};
 
 /// Set to 1 for every boot message on the VM consoles.
 pub const VERBOSE_CONSOLE_ENV: &str = "STRUCT_OPS_VERBOSE_CONSOLE";
 
-/// How long a guest on KVM may take to reach the agent before KVM is judged broken.
-const KVM_WATCHDOG: Duration = Duration::from_secs(20);
-/// How long QEMU may outlive its virtiofsd before that counts as a fault.
-const VIRTIOFSD_GRACE: Duration = Duration::from_secs(2);
-/// How long QEMU may take to exit once the agent's result is in.
-const POWER_OFF_GRACE: Duration = Duration::from_secs(2);
 /// How long QEMU may take to open its QMP socket.
 const QMP_WAIT: Duration = Duration::from_secs(10);
-/// How often the watch asks its questions.
-const WATCH_INTERVAL: Duration = Duration::from_millis(20);
-/// How often QMP is asked for events (each ask is a round trip).
-const QMP_INTERVAL: Duration = Duration::from_millis(250);
-/// The line the agent prints once it is up; boot time is measured to it.
-const AGENT_READY: &str = "guest-agent: ready";
-const PANIC_LINE: &str = "Kernel panic - not syncing";
 
 #[derive(Debug, Clone)]
 pub struct VmOptions {
@@ -54,6 +46,13 @@ pub struct VmOptions {
     pub force_9p: bool,
     /// Every boot message on the console, not only warnings and worse.
     pub verbose_console: bool,
+    /// The agent runs a command (exec, shell), not a scenario: its run ends
+    /// with the command's exit.
+    pub command: bool,
+    /// The console on the harness's terminal (a shell).
+    pub interactive: bool,
+    /// A gdb stub, and QEMU paused for the debugger once the agent is ready.
+    pub gdb: bool,
 }
 
 impl Default for VmOptions {
@@ -68,6 +67,9 @@ impl Default for VmOptions {
             force_9p: false,
             verbose_console: std::env::var_os(VERBOSE_CONSOLE_ENV)
                 .is_some_and(|value| value == "1"),
+            command: false,
+            interactive: false,
+            gdb: false,
         }
     }
 }
@@ -140,17 +142,6 @@ impl From<VmError> for RunError {
     }
 }
 
-/// How a VM's run ended, as the watch saw it.
-#[derive(Debug)]
-enum Ending {
-    /// QEMU is gone (it may have been ended by the watch once nothing was left to wait for).
-    QemuExited(ExitStatus),
-    VirtiofsdDied(String),
-    Panicked,
-    DeadlinePassed,
-    KvmSilent,
-}
-
 /// Boots a VM on `accel` that runs `scenario`, and returns its result.
 /// `probing` puts the KVM watchdog on (the first KVM boot on a host).
 pub fn run_scenario_on(
@@ -160,16 +151,67 @@ pub fn run_scenario_on(
     accel: Accel,
     probing: bool,
 ) -> Result<ScenarioRun, RunError> {
-    let agent = AgentCommand::Run(RunArgs {
-        scenario: scenario.to_owned(),
-        loader: artifacts.guest.loader.clone(),
-        kmod: artifacts.kmod.clone(),
-        json: false,
-        fault: options.fault,
-    });
+    let agent = AgentCommand::Run(
+        artifacts
+            .run_args(scenario, options.fault)
+            .map_err(RunError::Harness)?,
+    );
     let label = options.label.as_deref().unwrap_or(scenario);
     let vm = Vm::boot(artifacts, &agent, label, options, accel, probing)?;
-    vm.finish()
+    let (vm, messages, total) = vm.finish()?;
+    match final_message(&messages) {
+        Some(Message::Scenario(result)) => Ok(vm.into_run(result.clone(), total)),
+        other => {
+            let said = format!("the agent ended with {other:?}, not a scenario's result");
+            Err(vm.fail(VmFailure::BadResult(said)).into())
+        }
+    }
+}
+
+/// A command run in a VM (exec, shell), ended.
+#[derive(Debug)]
+pub struct CommandRun {
+    pub exit: ExitReport,
+    /// The scenario a shell opened in, when there was one.
+    pub scenario: Option<ScenarioResult>,
+    pub total: Duration,
+    pub kept_logs: Option<PathBuf>,
+    pub console_tail: String,
+    pub run_dir: PathBuf,
+}
+
+/// Boots a VM on `accel` whose agent runs `agent` (exec or shell).
+pub fn run_command(
+    artifacts: &Artifacts,
+    agent: &AgentCommand,
+    options: &VmOptions,
+    accel: Accel,
+) -> Result<CommandRun, RunError> {
+    let options = VmOptions {
+        command: true,
+        ..options.clone()
+    };
+    let label = options.label.clone().unwrap_or_else(|| "exec".to_owned());
+    let vm = Vm::boot(artifacts, agent, &label, &options, accel, false)?;
+    let (vm, messages, total) = vm.finish()?;
+    let scenario = messages.iter().find_map(|message| match message {
+        Message::Scenario(result) => Some(result.clone()),
+        _ => None,
+    });
+    match final_message(&messages) {
+        Some(Message::Exited(exit)) => Ok(CommandRun {
+            exit: exit.clone(),
+            scenario,
+            total,
+            console_tail: crate::text::tail(&vm.console(), 40),
+            run_dir: vm.sockets.path().to_owned(),
+            kept_logs: vm.options.keep_logs.then(|| vm.keep()),
+        }),
+        other => {
+            let said = format!("the agent ended with {other:?}, not the command's exit");
+            Err(vm.fail(VmFailure::BadResult(said)).into())
+        }
+    }
 }
 
 struct Vm {
@@ -186,17 +228,10 @@ struct Vm {
     options: VmOptions,
     probing: bool,
     watch: Watch,
-}
-
-/// What the watch has seen so far.
-#[derive(Default)]
-struct Watch {
-    /// When the agent's ready line appeared, after QEMU started.
-    ready_after: Option<Duration>,
-    result_at: Option<Instant>,
-    virtiofsd_gone_at: Option<Instant>,
-    last_qmp_poll: Option<Instant>,
-    panicked: bool,
+    /// The unstripped vmlinux and its build directory, for gdb.
+    kernel_for_gdb: (PathBuf, PathBuf),
+    /// The host's end of the control port, once it has said something.
+    control: Option<std::os::unix::net::UnixStream>,
 }
 
 impl Vm {
@@ -234,6 +269,11 @@ impl Vm {
             options: options.clone(),
             probing,
             watch: Watch::default(),
+            kernel_for_gdb: (
+                artifacts.kernel.vmlinux.clone(),
+                artifacts.kernel.build_dir.clone(),
+            ),
+            control: None,
         };
         vm.connect_qmp()
     }
@@ -243,6 +283,8 @@ impl Vm {
         match QmpClient::connect(&self.spec.qmp_socket, &self.qemu, self.started + QMP_WAIT) {
             Ok(qmp) => {
                 self.qmp = Some(qmp);
+                // QEMU opens its sockets together: the control one is up too.
+                self.connect_control().map_err(RunError::Harness)?;
                 Ok(self)
             }
             Err(err) => match self.qemu.kvm_complaint().filter(|_| self.probing) {
@@ -255,110 +297,20 @@ impl Vm {
         }
     }
 
+    /// The console so far (nothing when it is the terminal).
     fn console(&self) -> String {
-        String::from_utf8_lossy(&std::fs::read(&self.spec.console_log).unwrap_or_default())
-            .into_owned()
+        let Some(log) = self.spec.console.log() else {
+            return String::new();
+        };
+        String::from_utf8_lossy(&std::fs::read(log).unwrap_or_default()).into_owned()
     }
 
-    /// Asks the watch's questions until one of them says how the VM ended,
-    /// or the VM's time is up.
-    fn watch(&mut self) -> Result<Ending, RunError> {
-        let deadline = self.started + self.options.timeout;
-        let ending = wait_until(deadline, WATCH_INTERVAL, || match self.poll_once() {
-            Ok(Some(ending)) => Poll::Ready(Ok(ending)),
-            Ok(None) => Poll::Pending,
-            Err(err) => Poll::Ready(Err(err)),
-        });
-        ending
-            .unwrap_or(Ok(Ending::DeadlinePassed))
-            .map_err(RunError::Harness)
-    }
-
-    /// One round of questions; the first that has an answer ends the watch.
-    fn poll_once(&mut self) -> Result<Option<Ending>> {
-        // QEMU's exit is checked first: it explains more than any timeout.
-        if let Some(status) = self.qemu.try_wait()? {
-            return Ok(Some(Ending::QemuExited(status)));
-        }
-        self.note_agent_ready();
-        let ending = self
-            .result_is_in()
-            .or_else(|| self.kvm_stayed_silent())
-            .or_else(|| self.virtiofsd_is_gone())
-            .or_else(|| self.guest_panicked());
-        Ok(ending)
-    }
-
-    fn note_agent_ready(&mut self) {
-        if self.watch.ready_after.is_none() && self.console().contains(AGENT_READY) {
-            self.watch.ready_after = Some(self.started.elapsed());
-        }
-    }
-
-    /// QEMU 7.2 can hang in its vhost-user teardown after the guest powers
-    /// off; once the result is in and QEMU had its grace, it is ended.
-    fn result_is_in(&mut self) -> Option<Ending> {
-        if self.watch.result_at.is_none() && read_result(&self.spec.result_file).is_some() {
-            self.watch.result_at = Some(Instant::now());
-        }
-        if self
-            .watch
-            .result_at
-            .is_some_and(|at| at.elapsed() > POWER_OFF_GRACE)
-        {
-            self.qemu.kill();
-        }
-        None
-    }
-
-    /// A KVM guest that works reaches the agent in about a second; one that
-    /// prints and then stalls must not earn a "KVM works" verdict.
-    fn kvm_stayed_silent(&mut self) -> Option<Ending> {
-        let silent = self.probing
-            && self.watch.ready_after.is_none()
-            && self.started.elapsed() > KVM_WATCHDOG;
-        silent.then_some(Ending::KvmSilent)
-    }
-
-    /// virtiofsd also exits, cleanly, when a powered-off guest disconnects, a
-    /// moment before QEMU does; a clean exit means the guest is gone, so QEMU
-    /// is ended and the result, or its absence, speaks. Only a daemon that
-    /// died is a fault.
-    fn virtiofsd_is_gone(&mut self) -> Option<Ending> {
-        let (clean, status) = self.virtiofsd.as_ref()?.has_exited()?;
-        let since = *self
-            .watch
-            .virtiofsd_gone_at
-            .get_or_insert_with(Instant::now);
-        if since.elapsed() <= VIRTIOFSD_GRACE {
-            return None;
-        }
-        if clean {
-            self.qemu.kill();
-            return None;
-        }
-        Some(Ending::VirtiofsdDied(status))
-    }
-
-    fn guest_panicked(&mut self) -> Option<Ending> {
-        let due = self
-            .watch
-            .last_qmp_poll
-            .is_none_or(|at| at.elapsed() > QMP_INTERVAL);
-        if due {
-            self.watch.last_qmp_poll = Some(Instant::now());
-            if let Some(Ok(events)) = self.qmp.as_mut().map(QmpClient::events) {
-                self.watch.panicked |= events.contains(&GuestEvent::Panicked);
-            }
-        }
-        (self.watch.panicked || self.console().contains(PANIC_LINE)).then_some(Ending::Panicked)
-    }
-
-    /// Waits for the VM to end and turns the ending into a run or a failure.
-    fn finish(mut self) -> Result<ScenarioRun, RunError> {
+    /// Waits for the VM to end: the agent's messages, or a failure with
+    /// everything needed to debug it.
+    fn finish(mut self) -> Result<(Self, Vec<Message>, Duration), RunError> {
         let ending = self.watch()?;
         let failure = match ending {
-            Ending::QemuExited(status) => return self.read_run(status),
+            Ending::QemuExited(status) => return self.read_messages(status),
             Ending::VirtiofsdDied(status) => VmFailure::VirtiofsdDied { status },
             Ending::Panicked => {
                 // Let the console finish the panic message before reporting it.
@@ -392,9 +344,13 @@ impl Vm {
         }
     }
 
-    /// QEMU has exited: the agent's result, or why there is none.
-    fn read_run(self, status: ExitStatus) -> Result<ScenarioRun, RunError> {
+    /// QEMU has exited: the agent's messages, or why there are none.
+    fn read_messages(
+        mut self,
+        status: ExitStatus,
+    ) -> Result<(Self, Vec<Message>, Duration), RunError> {
         let total = self.started.elapsed();
+        self.stream_output();
         let console = self.console();
         if self.probing && console.is_empty() {
             if let Some(complaint) = self.qemu.kvm_complaint() {
@@ -404,19 +360,23 @@ impl Vm {
                 return Err(self.fail(VmFailure::KvmBroken(reason)).into());
             }
         }
-        let result = match read_result(&self.spec.result_file) {
-            Some(Ok(result)) => result,
-            Some(Err(err)) => return Err(self.fail(VmFailure::BadResult(err)).into()),
-            None if console.contains("Kernel panic") => {
-                let detail = panic_detail(&console);
-                return Err(self.fail(VmFailure::GuestPanicked { detail }).into());
+        let messages = match read_messages(&self.spec.result_file) {
+            Ok(messages) => messages,
+            Err(err) => return Err(self.fail(VmFailure::BadResult(err)).into()),
+        };
+        if final_message(&messages).is_some() {
+            return Ok((self, messages, total));
+        }
+        let failure = if console.contains("Kernel panic") {
+            VmFailure::GuestPanicked {
+                detail: panic_detail(&console),
             }
-            None => {
-                let status = status.to_string();
-                return Err(self.fail(VmFailure::NoResult { status }).into());
+        } else {
+            VmFailure::NoResult {
+                status: status.to_string(),
             }
         };
-        Ok(self.into_run(result, total))
+        Err(self.fail(failure).into())
     }
 
     fn into_run(self, result: ScenarioResult, total: Duration) -> ScenarioRun {
@@ -526,46 +486,30 @@ fn vm_spec(
         root,
         init: artifacts.guest.agent.clone(),
         init_args: agent.argv(),
-        console_log: logs.path().join("console.log"),
+        console: match options.interactive {
+            true => Console::Terminal,
+            false => Console::File(logs.path().join("console.log")),
+        },
         result_file: logs.path().join("result.json"),
+        output_files: matches!(agent, AgentCommand::Exec(_))
+            .then(|| (logs.path().join("stdout"), logs.path().join("stderr"))),
+        control_socket: options.gdb.then(|| sockets.path().join("control.sock")),
+        gdb_port: match options.gdb {
+            true => Some(debugger::free_port()?),
+            false => None,
+        },
         qmp_socket: sockets.path().join("qmp.sock"),
-        // A probe needs every boot message: a working KVM guest speaks within a second.
         verbose_console: options.verbose_console,
     })
-}
-
-/// `: <the panic line>` from the console, when there is one.
-fn panic_detail(console: &str) -> String {
-    console
-        .lines()
-        .find(|line| line.contains("Kernel panic"))
-        .map(|line| format!(": {}", line.trim()))
-        .unwrap_or_default()
-}
-
-/// The agent's result, once its line is complete.
-fn read_result(path: &Path) -> Option<Result<ScenarioResult, String>> {
-    parse_result(&std::fs::read_to_string(path).ok()?)
-}
-
-/// The last complete line of what the agent wrote to its port, as a result.
-fn parse_result(text: &str) -> Option<Result<ScenarioResult, String>> {
-    let (complete, _partial) = text.rsplit_once('\n')?;
-    let line = complete
-        .lines()
-        .rev()
-        .find(|line| !line.trim().is_empty())?;
-    Some(serde_json::from_str(line).map_err(|err| err.to_string()))
 }
 
 /// The kernel splits its command line at spaces, so the paths handed to the
 /// agent there must have none.
 fn check_cmdline_paths(artifacts: &Artifacts) -> Result<()> {
-    for path in [
-        &artifacts.guest.agent,
-        &artifacts.guest.loader,
-        &artifacts.kmod,
-    ] {
+    let paths = [&artifacts.guest.agent, &artifacts.guest.bin_dir]
+        .into_iter()
+        .chain(artifacts.modules.values());
+    for path in paths {
         if path.to_string_lossy().chars().any(char::is_whitespace) {
             anyhow::bail!(
                 "{} has white space in its path, which the kernel command line cannot carry; \
@@ -575,38 +519,4 @@ fn check_cmdline_paths(artifacts: &Artifacts) -> Result<()> {
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_result_counts_once_its_line_is_complete() {
-        let result = ScenarioResult {
-            scenario: "trigger".into(),
-            passed: true,
-            ..ScenarioResult::default()
-        };
-        let line = result.to_json();
-        assert_eq!(parse_result(&line[..line.len() / 2]), None);
-        assert_eq!(parse_result(&line), None, "no newline yet");
-        assert_eq!(parse_result(&format!("{line}\n")), Some(Ok(result.clone())));
-        // Noise before it (a partial earlier write) does not matter.
-        assert_eq!(
-            parse_result(&format!("garbage\n{line}\n\n")),
-            Some(Ok(result))
-        );
-        assert!(matches!(parse_result("{not json\n"), Some(Err(_))));
-    }
-
-    #[test]
-    fn the_panic_detail_is_the_panic_line() {
-        let console = "[ 1.0] ok\n[ 1.2] Kernel panic - not syncing: Attempted to kill init!\n";
-        assert_eq!(
-            panic_detail(console),
-            ": [ 1.2] Kernel panic - not syncing: Attempted to kill init!"
-        );
-        assert_eq!(panic_detail("all quiet\n"), "");
-    }
 }

@@ -4,7 +4,7 @@
 //! Without a subcommand it behaves as the tutorial's loader: attach, trigger
 //! once, trigger every 2 s, detach cleanly on SIGINT or SIGTERM. The
 //! subcommands are the building blocks the guest agent's scenarios use; what
-//! they print and how they exit is `guest_agent::loader_contract`.
+//! they print and how they exit is `guest_agent::subjects::testmod::contract`.
 
 mod races;
 
@@ -16,7 +16,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand, ValueEnum};
-use guest_agent::loader_contract::{self as contract, exit};
+use guest_agent::subjects::testmod::contract::{self as contract, exit};
 use struct_ops_loader::{AttachError, LoadError, Refused, TriggerError};
 
 #[derive(Parser)]

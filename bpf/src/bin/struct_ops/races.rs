@@ -10,7 +10,7 @@ use std::sync::{Arc, RwLock};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use guest_agent::loader_contract::{
+use guest_agent::subjects::testmod::contract::{
     race_member, ConcurrentAttachReport, ReleaseRaceReport, Report, StressReport,
 };
 use struct_ops_loader::{AttachError, TriggerError};

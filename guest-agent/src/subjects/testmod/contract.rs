@@ -14,6 +14,9 @@ pub mod exit {
     pub const ALREADY_ATTACHED: u8 = 17;
 }
 
+/// Where the harness tells the loader the module lives, for the fix it prints.
+pub const MODULE_PATH_ENV: &str = "BPF_TESTMOD_KO";
+
 /// What `struct_ops hold` prints once it is attached.
 pub const HOLD_ATTACHED: &str = "attached";
 /// What the tutorial mode (no subcommand) prints after each periodic trigger.
@@ -23,26 +26,7 @@ pub const TUTORIAL_PERIODIC_MESSAGE: &str = "Periodic trigger";
 /// The message of the tutorial mode's first trigger, and the default one.
 pub const DEFAULT_MESSAGE: &str = "Hello from userspace!";
 
-/// A report line: a sentence with numbers in it, rendered and parsed by the
-/// same template so that a change on one side breaks the other loudly.
-pub trait Report: Sized {
-    fn from_numbers(numbers: &[u64]) -> Option<Self>;
-    fn render(&self) -> String;
-
-    /// The report in `output` (the line it renders to, exactly), if any.
-    fn find_in(output: &str) -> Option<Self> {
-        output.lines().find_map(|line| {
-            let report = Self::from_numbers(&numbers_in(line))?;
-            (report.render() == line.trim_end()).then_some(report)
-        })
-    }
-}
-
-fn numbers_in(line: &str) -> Vec<u64> {
-    line.split(|c: char| !c.is_ascii_digit())
-        .filter_map(|word| word.parse().ok())
-        .collect()
-}
+pub use crate::report_line::Report;
 
 /// `struct_ops stress`: triggers from several threads while one thread attaches and detaches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

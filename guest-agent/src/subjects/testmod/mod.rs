@@ -1,93 +1,75 @@
-//! The scenario catalogue (see `guest_agent::catalogue`), each as a short
-//! list of steps and the expectations that make it fail when the kernel,
-//! the module or the BPF program misbehaves.
+//! The tutorial's subject: the `bpf_testmod` module defines `struct
+//! bpf_testmod_ops` (kmod/bpf_testmod/), the BPF program implements it and
+//! the `struct_ops` loader attaches and triggers it (bpf/). Each scenario is
+//! declared once, in `SCENARIOS`, beside the steps and expectations below
+//! that make it fail when the kernel, the module or the BPF program
+//! misbehaves.
 
-use std::path::PathBuf;
-use std::time::Duration;
+pub mod contract;
 
-use anyhow::{bail, Result};
-use guest_agent::catalogue;
-use guest_agent::loader_contract::{
-    self as contract, exit, ConcurrentAttachReport, ReleaseRaceReport, Report, StressReport,
-};
-use guest_agent::protocol::{ScenarioResult, Source, Source::Bpf, Source::Kernel};
+use anyhow::Result;
 use nix::sys::signal::Signal;
 
-use crate::context::{Context, StepId};
-use crate::loader::Loader;
+use self::contract::{exit, ConcurrentAttachReport, ReleaseRaceReport, Report, StressReport};
+use crate::protocol::{Source, Source::Bpf, Source::Kernel};
+use crate::runtime::context::{Context, StepId};
+use crate::runtime::run::UNLOAD_LIMIT;
+use crate::scenario::{ModuleSpec, Scenario, Subject};
+
+pub const SUBJECT: Subject = Subject {
+    name: "bpf_testmod",
+    summary: "the tutorial's module defines bpf_testmod_ops; a BPF program implements it",
+    module: Some(MODULE),
+    loader: "struct_ops",
+    scenarios: SCENARIOS,
+};
+
+pub const MODULE: ModuleSpec = ModuleSpec {
+    name: "bpf_testmod",
+    dir: "kmod/bpf_testmod",
+    path_env: Some(contract::MODULE_PATH_ENV),
+    loaded_line: "bpf_testmod loaded with struct_ops support",
+    unloaded_line: "bpf_testmod unloaded",
+};
+
+const fn scenario(
+    name: &'static str,
+    summary: &'static str,
+    run: fn(&mut Context) -> Result<()>,
+) -> Scenario {
+    Scenario {
+        name,
+        summary,
+        needs_module: true,
+        run,
+    }
+}
+
+const SCENARIOS: &[Scenario] = &[
+    scenario("attach", "load and attach the BPF implementation; the module logs its registration", attach),
+    scenario("trigger", "write to the proc file: test_1 returns 42, test_2(10, 20) returns 30, test_3 sees the buffer", trigger),
+    scenario("detach", "attach, trigger, detach; the module logs unregistration and a later trigger finds no ops", detach),
+    scenario("second_attach", "a second attach while one is attached is refused with EEXIST; the first keeps working", second_attach),
+    scenario("cycles", "100 attach/trigger/detach cycles, every one checked", cycles),
+    scenario("unload_while_attached", "unloading the module while attached is refused; after detach it unloads", unload_while_attached),
+    scenario("sigkill_loader", "the loader killed with SIGKILL while attached: the link goes and the module unloads", sigkill_loader),
+    scenario("verifier_reject", "a program calling a helper the ops do not hand out fails to load, with the verifier's reason", verifier_reject),
+    Scenario {
+        name: "no_module",
+        summary: "trigger and attach with no module loaded: the loader says so and how to fix it",
+        needs_module: false,
+        run: no_module,
+    },
+    scenario("ctx_write_rejected", "a program that writes its context (the kernel's arguments) fails to load, with the verifier's reason", ctx_write_rejected),
+    scenario("long_message", "a 100-byte write: one call of each op, the message cut to the module's 63 bytes", long_message),
+    scenario("concurrent_attach", "4 loader processes attach at once, 20 rounds: each round exactly one registers, the rest get EEXIST", concurrent_attach),
+    scenario("release_race", "triggers race fresh skeletons loaded, attached, detached and freed; rmmod attempts race them and are refused", release_race),
+    scenario("tutorial_loader", "the tutorial's loader: attach, a trigger, two periodic triggers, Ctrl-C, a clean detach", tutorial_loader),
+    scenario("stress", "triggers from many threads while attach/detach loops run: no oops, no splat, every call complete", stress),
+];
 
 const MESSAGE: &str = contract::DEFAULT_MESSAGE;
-/// Bound on the wait for the module's last reference after a detach.
-const UNLOAD_LIMIT: Duration = Duration::from_secs(10);
 const CYCLES: usize = 100;
-
-/// Runs one scenario by name. Never panics: a scenario that cannot run is a failed result.
-pub fn run(name: &str, loader: Loader, kmod: PathBuf) -> ScenarioResult {
-    let Some(info) = catalogue::find(name) else {
-        return ScenarioResult {
-            scenario: name.to_owned(),
-            failures: vec![format!(
-                "no scenario named {name}; the scenarios are: {}",
-                catalogue::names().collect::<Vec<_>>().join(", ")
-            )],
-            ..ScenarioResult::default()
-        };
-    };
-    let mut context = match Context::new(name, loader, kmod) {
-        Ok(context) => context,
-        Err(err) => {
-            return ScenarioResult {
-                scenario: name.to_owned(),
-                failures: vec![format!("setting up kernel output capture: {err:#}")],
-                ..ScenarioResult::default()
-            }
-        }
-    };
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        run_in(&mut context, info.name, info.needs_module)
-    }));
-    let error = match outcome {
-        Ok(Ok(())) => None,
-        Ok(Err(err)) => Some(err),
-        Err(_) => Some(anyhow::anyhow!("the scenario panicked")),
-    };
-    context.finish(error)
-}
-
-fn run_in(context: &mut Context, name: &str, needs_module: bool) -> Result<()> {
-    if context.module_is_loaded() {
-        // Left over from an earlier run under vng; every scenario starts from no module.
-        crate::module::rmmod_within(UNLOAD_LIMIT)
-            .map_err(|(errno, _)| anyhow::anyhow!("unloading a module left loaded: {errno}"))?;
-    }
-    if needs_module {
-        let insmod = context.insmod()?;
-        context.expect_line(insmod, Kernel, "bpf_testmod loaded with struct_ops support");
-    }
-    match name {
-        "attach" => attach(context)?,
-        "trigger" => trigger(context)?,
-        "detach" => detach(context)?,
-        "second_attach" => second_attach(context)?,
-        "cycles" => cycles(context)?,
-        "unload_while_attached" => unload_while_attached(context)?,
-        "sigkill_loader" => sigkill_loader(context)?,
-        "verifier_reject" => verifier_reject(context)?,
-        "no_module" => no_module(context)?,
-        "stress" => stress(context)?,
-        "ctx_write_rejected" => ctx_write_rejected(context)?,
-        "long_message" => long_message(context)?,
-        "concurrent_attach" => concurrent_attach(context)?,
-        "release_race" => release_race(context)?,
-        "tutorial_loader" => tutorial_loader(context)?,
-        other => bail!("scenario {other} is in the catalogue but has no implementation"),
-    }
-    if context.module_is_loaded() {
-        // Every scenario ends with the module unloading cleanly.
-        context.rmmod_within(UNLOAD_LIMIT, "the scenario")?;
-    }
-    Ok(())
-}
 
 /// The module's lines and the BPF program's lines for one trigger with `message`.
 fn expect_one_trigger(context: &mut Context, step: StepId, message: &str) {
@@ -105,7 +87,7 @@ fn expect_one_trigger(context: &mut Context, step: StepId, message: &str) {
 }
 
 fn attach(context: &mut Context) -> Result<()> {
-    let (held, attached) = context.hold()?;
+    let (held, attached) = context.hold(contract::HOLD_ATTACHED)?;
     context.expect_line(attached, Kernel, "bpf_testmod_ops registered");
     let detached = context.stop(held, Signal::SIGTERM)?;
     context.expect_outcome(detached, &exit_code(exit::SUCCESS));
@@ -114,7 +96,7 @@ fn attach(context: &mut Context) -> Result<()> {
 }
 
 fn trigger(context: &mut Context) -> Result<()> {
-    let once = context.struct_ops(&["once", "--message", MESSAGE])?;
+    let once = context.run_loader(&["once", "--message", MESSAGE])?;
     context.expect_outcome(once, &exit_code(exit::SUCCESS));
     context.expect_line(once, Kernel, "bpf_testmod_ops registered");
     expect_one_trigger(context, once, MESSAGE);
@@ -123,15 +105,15 @@ fn trigger(context: &mut Context) -> Result<()> {
 }
 
 fn detach(context: &mut Context) -> Result<()> {
-    let (held, attached) = context.hold()?;
+    let (held, attached) = context.hold(contract::HOLD_ATTACHED)?;
     context.expect_line(attached, Kernel, "bpf_testmod_ops registered");
-    let triggered = context.struct_ops(&["trigger", "--message", MESSAGE])?;
+    let triggered = context.run_loader(&["trigger", "--message", MESSAGE])?;
     context.expect_outcome(triggered, &exit_code(exit::SUCCESS));
     expect_one_trigger(context, triggered, MESSAGE);
     let detached = context.stop(held, Signal::SIGTERM)?;
     context.expect_outcome(detached, &exit_code(exit::SUCCESS));
     context.expect_line(detached, Kernel, "bpf_testmod_ops unregistered");
-    let after = context.struct_ops(&["trigger", "--message", MESSAGE])?;
+    let after = context.run_loader(&["trigger", "--message", MESSAGE])?;
     context.expect_outcome(after, &exit_code(exit::SUCCESS));
     context.expect_line(after, Kernel, "No struct_ops registered");
     context.expect_lines(after, Bpf, "BPF test_1 called!", 0);
@@ -139,13 +121,13 @@ fn detach(context: &mut Context) -> Result<()> {
 }
 
 fn second_attach(context: &mut Context) -> Result<()> {
-    let (held, attached) = context.hold()?;
+    let (held, attached) = context.hold(contract::HOLD_ATTACHED)?;
     context.expect_line(attached, Kernel, "bpf_testmod_ops registered");
-    let second = context.struct_ops(&["once", "--message", MESSAGE])?;
+    let second = context.run_loader(&["once", "--message", MESSAGE])?;
     context.expect_outcome(second, &exit_code(exit::ALREADY_ATTACHED));
     context.expect_stderr_contains(second, "EEXIST");
     context.expect_lines(second, Kernel, "bpf_testmod_ops registered", 0);
-    let triggered = context.struct_ops(&["trigger", "--message", MESSAGE])?;
+    let triggered = context.run_loader(&["trigger", "--message", MESSAGE])?;
     context.expect_outcome(triggered, &exit_code(exit::SUCCESS));
     expect_one_trigger(context, triggered, MESSAGE);
     let detached = context.stop(held, Signal::SIGTERM)?;
@@ -156,7 +138,7 @@ fn second_attach(context: &mut Context) -> Result<()> {
 
 fn cycles(context: &mut Context) -> Result<()> {
     let count = CYCLES.to_string();
-    let cycles = context.struct_ops(&["cycles", "--count", &count, "--message", "cycle"])?;
+    let cycles = context.run_loader(&["cycles", "--count", &count, "--message", "cycle"])?;
     context.expect_outcome(cycles, &exit_code(exit::SUCCESS));
     context.summarise(cycles);
     for (source, line) in [
@@ -176,7 +158,7 @@ fn cycles(context: &mut Context) -> Result<()> {
 }
 
 fn unload_while_attached(context: &mut Context) -> Result<()> {
-    let (held, attached) = context.hold()?;
+    let (held, attached) = context.hold(contract::HOLD_ATTACHED)?;
     context.expect_line(attached, Kernel, "bpf_testmod_ops registered");
     let refused = context.rmmod()?;
     let outcome = context.step(refused).outcome.clone();
@@ -192,24 +174,24 @@ fn unload_while_attached(context: &mut Context) -> Result<()> {
     context.expect_outcome(detached, &exit_code(exit::SUCCESS));
     context.expect_line(detached, Kernel, "bpf_testmod_ops unregistered");
     let unloaded = context.rmmod_within(UNLOAD_LIMIT, "detach")?;
-    context.expect_line(unloaded, Kernel, "bpf_testmod unloaded");
+    context.expect_line(unloaded, Kernel, MODULE.unloaded_line);
     Ok(())
 }
 
 fn sigkill_loader(context: &mut Context) -> Result<()> {
-    let (held, attached) = context.hold()?;
+    let (held, attached) = context.hold(contract::HOLD_ATTACHED)?;
     context.expect_line(attached, Kernel, "bpf_testmod_ops registered");
     let killed = context.stop(held, Signal::SIGKILL)?;
     context.expect_outcome(killed, "killed by SIGKILL");
     // The link is released as the killed process's files close, before it is reaped.
     context.expect_line(killed, Kernel, "bpf_testmod_ops unregistered");
     let unloaded = context.rmmod_within(UNLOAD_LIMIT, "SIGKILL")?;
-    context.expect_line(unloaded, Kernel, "bpf_testmod unloaded");
+    context.expect_line(unloaded, Kernel, MODULE.unloaded_line);
     Ok(())
 }
 
 fn verifier_reject(context: &mut Context) -> Result<()> {
-    let rejected = context.struct_ops(&["load-rejected", "--program", "foreign-helper"])?;
+    let rejected = context.run_loader(&["load-rejected", "--program", "foreign-helper"])?;
     context.expect_outcome(rejected, &exit_code(exit::REJECTED_BY_VERIFIER));
     context.expect_stderr_contains(
         rejected,
@@ -217,14 +199,14 @@ fn verifier_reject(context: &mut Context) -> Result<()> {
     );
     context.expect_lines(rejected, Kernel, "bpf_testmod_ops registered", 0);
     // A rejected load leaves nothing attached: the real program still attaches.
-    let once = context.struct_ops(&["once", "--message", MESSAGE])?;
+    let once = context.run_loader(&["once", "--message", MESSAGE])?;
     context.expect_outcome(once, &exit_code(exit::SUCCESS));
     expect_one_trigger(context, once, MESSAGE);
     Ok(())
 }
 
 fn ctx_write_rejected(context: &mut Context) -> Result<()> {
-    let rejected = context.struct_ops(&["load-rejected", "--program", "ctx-write"])?;
+    let rejected = context.run_loader(&["load-rejected", "--program", "ctx-write"])?;
     context.expect_outcome(rejected, &exit_code(exit::REJECTED_BY_VERIFIER));
     context.expect_stderr_contains(rejected, "invalid bpf_context access off=0 size=8");
     context.expect_lines(rejected, Kernel, "bpf_testmod_ops registered", 0);
@@ -240,7 +222,7 @@ fn long_text() -> String {
 
 fn long_message(context: &mut Context) -> Result<()> {
     let message = long_text();
-    let once = context.struct_ops(&["once", "--message", &message])?;
+    let once = context.run_loader(&["once", "--message", &message])?;
     context.expect_outcome(once, &exit_code(exit::SUCCESS));
     // One write, one call of each op: the message is cut, not sent twice.
     context.expect_line(once, Kernel, "trigger: message of 100 bytes cut to 63");
@@ -254,11 +236,11 @@ fn long_message(context: &mut Context) -> Result<()> {
 }
 
 fn no_module(context: &mut Context) -> Result<()> {
-    let triggered = context.struct_ops(&["trigger", "--message", MESSAGE])?;
+    let triggered = context.run_loader(&["trigger", "--message", MESSAGE])?;
     context.expect_outcome(triggered, &exit_code(exit::MODULE_NOT_LOADED));
     context.expect_stderr_contains(triggered, "the bpf_testmod module is not loaded");
     context.expect_stderr_contains(triggered, "Load it with: insmod ");
-    let attached = context.struct_ops(&["once", "--message", MESSAGE])?;
+    let attached = context.run_loader(&["once", "--message", MESSAGE])?;
     context.expect_outcome(attached, &exit_code(exit::MODULE_NOT_LOADED));
     context.expect_stderr_contains(attached, "the bpf_testmod module is not loaded");
     context.expect_stderr_contains(attached, "Load it with: insmod ");
@@ -266,7 +248,7 @@ fn no_module(context: &mut Context) -> Result<()> {
 }
 
 fn stress(context: &mut Context) -> Result<()> {
-    let stress = context.struct_ops(&["stress", "--threads", "4", "--seconds", "3"])?;
+    let stress = context.run_loader(&["stress", "--threads", "4", "--seconds", "3"])?;
     context.expect_outcome(stress, &exit_code(exit::SUCCESS));
     let report = StressReport::find_in(&context.step(stress).stdout);
     context.expect(report.is_some(), "stress: the loader printed no report");
@@ -279,7 +261,7 @@ fn stress(context: &mut Context) -> Result<()> {
 
 fn release_race(context: &mut Context) -> Result<()> {
     let args = ["release-race", "--threads", "2", "--seconds", "3"];
-    let race = context.struct_ops(&args)?;
+    let race = context.run_loader(&args)?;
     context.expect_outcome(race, &exit_code(exit::SUCCESS));
     let report = ReleaseRaceReport::find_in(&context.step(race).stdout);
     context.expect(
@@ -379,7 +361,7 @@ fn concurrent_attach(context: &mut Context) -> Result<()> {
         "--rounds",
         &rounds,
     ];
-    let race = context.struct_ops(&args)?;
+    let race = context.run_loader(&args)?;
     context.expect_outcome(race, &exit_code(exit::SUCCESS));
     context.summarise(race);
     let expected = ConcurrentAttachReport {

@@ -1,0 +1,84 @@
+//! `harness exec`: one command, run as root with the usual mounts, its
+//! stdout and stderr streamed to the host as they come, its end reported.
+
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, Result};
+
+use super::ports::{self, HostLink};
+use super::{debugger, module};
+use crate::cli::ExecArgs;
+use crate::protocol::{ExitReport, STDERR_PORT_NAME, STDOUT_PORT_NAME};
+
+/// What a login shell would have: PID 1 starts with almost no environment.
+pub const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+pub fn run(args: &ExecArgs, link: &mut HostLink) -> Result<ExitReport> {
+    load_modules(&args.module, args.wait_for_debugger, link)?;
+    let stdout = ports::open_for_writing(STDOUT_PORT_NAME)?;
+    let stderr = ports::open_for_writing(STDERR_PORT_NAME)?;
+    let Some((program, words)) = args.command.0.split_first() else {
+        return Ok(failed(127, "no command to run".to_owned()));
+    };
+    let mut command = Command::new(program);
+    command
+        .args(words)
+        .env("PATH", PATH)
+        .env("HOME", "/root")
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(stderr.try_clone().context("sharing the stderr port")?);
+    if let Some(cwd) = &args.cwd {
+        command.current_dir(cwd);
+    }
+    let mut child = match command.spawn() {
+        Ok(child) => child,
+        Err(err) => {
+            let why = match err.kind() {
+                std::io::ErrorKind::NotFound => format!(
+                    "{program}: no such command in the guest (PATH={PATH}, or a missing --cwd)"
+                ),
+                _ => format!("{program}: {err}"),
+            };
+            let code = if err.kind() == std::io::ErrorKind::NotFound {
+                127
+            } else {
+                126
+            };
+            return Ok(failed(code, why));
+        }
+    };
+    let status = child.wait().context("waiting for the command")?;
+    Ok(ExitReport {
+        code: status.code(),
+        signal: status.signal(),
+        error: None,
+    })
+}
+
+fn failed(code: i32, why: String) -> ExitReport {
+    ExitReport {
+        code: Some(code),
+        signal: None,
+        error: Some(why),
+    }
+}
+
+/// insmod each module; with a debugger, report where they are and wait.
+pub fn load_modules(paths: &[PathBuf], debugger: bool, link: &mut HostLink) -> Result<()> {
+    for path in paths {
+        module::insmod(path).map_err(|err| anyhow::anyhow!("insmod {}: {err}", path.display()))?;
+    }
+    if debugger {
+        debugger::meet(link, paths)?;
+    }
+    Ok(())
+}
+
+/// `bpf_testmod` for `.../bpf_testmod.ko`.
+pub fn module_name(path: &Path) -> String {
+    path.file_stem()
+        .map_or_else(String::new, |stem| stem.to_string_lossy().into_owned())
+}

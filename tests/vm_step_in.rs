@@ -1,0 +1,300 @@
+//! Stepping into the VM as a person does: `harness exec` runs a command and
+//! exits with its code, `harness shell` is typed into under tmux and read
+//! back from the screen, and `--gdb` is driven by gdb in batch mode. Each
+//! test checks that nothing it started is left running. These boot VMs.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use harness::artifacts;
+use harness::process::processes_mentioning;
+use harness::wait::{wait_until, Poll};
+
+/// The harness binary the nextest setup script built.
+fn harness_binary() -> PathBuf {
+    let binary =
+        harness::paths::target_dir(&harness::paths::workspace_root()).join("debug/harness");
+    assert!(
+        binary.is_file(),
+        "{} is missing: run `cargo build -p harness` (the nextest setup script does)",
+        binary.display()
+    );
+    binary
+}
+
+/// `harness ARGS`: its exit code, stdout and stderr; and that it left no VM behind.
+fn harness(args: &[&str]) -> (i32, String, String) {
+    let child = Command::new(harness_binary())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let output = child.wait_with_output().unwrap();
+    assert_no_vm_left(&format!("{}-{pid}", args[0]));
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// No QEMU or virtiofsd of the VM labelled `label` is left running.
+fn assert_no_vm_left(label: &str) {
+    let left = wait_until(
+        Instant::now() + Duration::from_secs(5),
+        Duration::from_millis(100),
+        || {
+            let left: Vec<_> = processes_mentioning(&format!("struct-ops-vm-{label}-"))
+                .into_iter()
+                .filter(|(_, cmdline)| cmdline.contains("qemu") || cmdline.contains("virtiofsd"))
+                .collect();
+            match left.is_empty() {
+                true => Poll::Ready(()),
+                false => Poll::Pending,
+            }
+        },
+    );
+    assert!(
+        left.is_some(),
+        "left running: {:#?}",
+        processes_mentioning(&format!("struct-ops-vm-{label}-"))
+    );
+}
+
+#[test]
+fn exec_prints_the_kernel_release_and_exits_0() {
+    let artifacts = artifacts::prepared().unwrap_or_else(|err| panic!("{err:#}"));
+    let (code, stdout, stderr) = harness(&["exec", "--", "uname", "-r"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout.trim(), artifacts.kernel.version, "{stderr}");
+}
+
+#[test]
+fn exec_exits_with_the_commands_code() {
+    let (code, _, stderr) = harness(&["exec", "--", "false"]);
+    assert_eq!(code, 1, "{stderr}");
+    let (code, _, stderr) = harness(&["exec", "--", "sh", "-c", "exit 42"]);
+    assert_eq!(code, 42, "{stderr}");
+}
+
+#[test]
+fn exec_with_the_module_shows_its_struct_ops_type() {
+    let args = [
+        "exec",
+        "--module",
+        "--",
+        "bpftool",
+        "btf",
+        "dump",
+        "file",
+        "/sys/kernel/btf/bpf_testmod",
+    ];
+    let (code, stdout, stderr) = harness(&args);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("STRUCT 'bpf_testmod_ops' size=24 vlen=3"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn a_missing_command_is_a_clear_error() {
+    let (code, _, stderr) = harness(&["exec", "--", "no-such-command-anywhere"]);
+    assert_eq!(code, 127, "{stderr}");
+    assert!(
+        stderr.contains("no-such-command-anywhere: no such command in the guest"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_hung_command_ends_at_the_timeout_with_a_clear_error() {
+    let start = Instant::now();
+    let (code, _, stderr) = harness(&["exec", "--timeout", "10", "--", "sleep", "600"]);
+    assert_eq!(code, harness::step_in::VM_FAILED, "{stderr}");
+    assert!(stderr.contains("did not finish within 10s"), "{stderr}");
+    assert!(
+        start.elapsed() < Duration::from_secs(40),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+/// The first line comes through while the command still runs.
+#[test]
+fn exec_streams_output_as_it_comes() {
+    let mut child = Command::new(harness_binary())
+        .args(["exec", "--", "sh", "-c", "echo first; sleep 4; echo second"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "first");
+    let first_at = Instant::now();
+    assert_eq!(lines.next().unwrap().unwrap(), "second");
+    assert!(
+        first_at.elapsed() > Duration::from_secs(2),
+        "both lines arrived together: the output was not streamed"
+    );
+    assert!(child.wait().unwrap().success());
+}
+
+/// What a terminal shows now.
+fn screen(session: &str) -> String {
+    let output = Command::new("tmux")
+        .args(["capture-pane", "-p", "-t", session])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn type_line(session: &str, keys: &[&str]) {
+    let status = Command::new("tmux")
+        .args(["send-keys", "-t", session])
+        .args(keys)
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// Waits until the screen holds `text`.
+fn wait_for_screen(session: &str, text: &str, within: Duration) {
+    let seen = wait_until(
+        Instant::now() + within,
+        Duration::from_millis(200),
+        || match screen(session).contains(text) {
+            true => Poll::Ready(()),
+            false => Poll::Pending,
+        },
+    );
+    assert!(
+        seen.is_some(),
+        "never saw {text:?}; the screen:\n{}",
+        screen(session)
+    );
+}
+
+/// A tmux session, killed however the test ends.
+struct Tmux(String);
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["kill-session", "-t", &self.0])
+            .status();
+    }
+}
+
+/// The pid of the harness running in the session's pane (the pane's shell's child).
+fn harness_pid_in(session: &str) -> u32 {
+    let output = Command::new("tmux")
+        .args(["list-panes", "-t", session, "-F", "#{pane_pid}"])
+        .output()
+        .unwrap();
+    let pane: u32 = String::from_utf8_lossy(&output.stdout)
+        .trim()
+        .parse()
+        .unwrap();
+    let children = std::fs::read_to_string(format!("/proc/{pane}/task/{pane}/children")).unwrap();
+    children
+        .split_whitespace()
+        .filter_map(|pid| pid.parse().ok())
+        .find(|pid: &u32| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|comm| comm.trim() == "harness")
+        })
+        .expect("no harness in the tmux pane")
+}
+
+#[test]
+fn a_shell_under_tmux_runs_commands_takes_ctrl_c_and_exits_cleanly() {
+    let session = Tmux(format!("shell-test-{}", std::process::id()));
+    let command = format!(
+        "{} shell; echo harness-exited-$?; sleep 30",
+        harness_binary().display()
+    );
+    let size = ["-x", "150", "-y", "40"];
+    let status = Command::new("tmux")
+        .args(["new-session", "-d", "-s", &session.0])
+        .args(size)
+        .arg(&command)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let session = &session.0;
+    wait_for_screen(session, "[vm ", Duration::from_secs(90));
+    let harness = harness_pid_in(session);
+    type_line(session, &["echo hello-$((6*7)); lsmod", "Enter"]);
+    wait_for_screen(session, "hello-42", Duration::from_secs(20));
+    wait_for_screen(session, "bpf_testmod", Duration::from_secs(20));
+    // Ctrl-C stops the guest's foreground program, not the harness.
+    type_line(session, &["sleep 300", "Enter"]);
+    std::thread::sleep(Duration::from_secs(1));
+    type_line(session, &["C-c"]);
+    type_line(session, &["echo still-$((2+3))", "Enter"]);
+    wait_for_screen(session, "still-5", Duration::from_secs(20));
+    type_line(session, &["exit", "Enter"]);
+    wait_for_screen(session, "harness-exited-0", Duration::from_secs(30));
+    assert_no_vm_left(&format!("shell-{harness}"));
+}
+
+#[test]
+fn gdb_reads_a_kernel_and_a_module_symbol_then_the_vm_finishes() {
+    let mut child = Command::new(harness_binary())
+        .args(["exec", "--module", "--gdb", "--", "echo", "after-gdb"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The harness goes on writing to stderr: keep reading it all along.
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let (gdb_tx, gdb_rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in stderr.lines().map_while(Result::ok) {
+            if line.starts_with("gdb ") {
+                let _ = gdb_tx.send(line.clone());
+            }
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    let gdb_line = gdb_rx
+        .recv_timeout(Duration::from_secs(120))
+        .expect("the harness printed no gdb command");
+    // The printed command, in batch mode, with a few reads, then detach.
+    let script = format!(
+        "{} -ex 'print jiffies > 0' -ex 'print *bpf_testmod_ops_struct_ops.name@15' -ex detach",
+        gdb_line.replacen("gdb ", "gdb -batch ", 1)
+    );
+    let output = Command::new("timeout")
+        .args(["120", "bash", "-c", &script])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&output.stdout);
+    assert!(said.contains("$1 = 1"), "a kernel symbol: {said}");
+    assert!(
+        said.contains("$2 = \"bpf_testmod_ops\""),
+        "a module symbol: {said}"
+    );
+    let pid = child.id();
+    let status = child.wait().unwrap();
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut stdout).unwrap();
+    let stderr = reader.join().unwrap();
+    assert!(
+        status.success(),
+        "the VM did not finish normally: {status}\n{stderr}"
+    );
+    assert_eq!(stdout.trim(), "after-gdb");
+    assert_no_vm_left(&format!("exec-{pid}"));
+}
