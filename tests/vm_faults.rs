@@ -300,28 +300,25 @@ fn kvm_is_probed_once_and_the_verdict_is_kept() {
     assert_eq!(again.accel, expected);
 }
 
-const HELPER_LABEL_ENV: &str = "STRUCT_OPS_HELPER_LABEL";
-
-/// Runs only as the child of `an_interrupted_test_process_takes_its_vm_along`.
+/// What nextest does to a test at its timeout, and a terminal's Ctrl-C does
+/// to a harness: SIGTERM. Its VM (here `harness exec -- sleep 600`, built by
+/// the setup script) goes with it.
 #[test]
-#[ignore = "a helper, run as a child process by an_interrupted_test_process_takes_its_vm_along"]
-fn helper_boots_a_hanging_vm() {
-    let label = std::env::var(HELPER_LABEL_ENV).unwrap_or_else(|_| {
-        panic!("a helper of an_interrupted_test_process_takes_its_vm_along: it needs {HELPER_LABEL_ENV}")
-    });
-    let _ = run_scenario(artifacts(), "no_module", &options(&label, Fault::Hang));
-}
-
-#[test]
-fn an_interrupted_test_process_takes_its_vm_along() {
-    let label = label("interrupted");
-    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["helper_boots_a_hanging_vm", "--exact", "--ignored"])
-        .env(HELPER_LABEL_ENV, &label)
+fn an_interrupted_harness_takes_its_vm_along() {
+    let harness =
+        harness::paths::target_dir(&harness::paths::workspace_root()).join("debug/harness");
+    assert!(
+        harness.is_file(),
+        "{} is missing: cargo build -p harness",
+        harness.display()
+    );
+    let mut child = std::process::Command::new(&harness)
+        .args(["exec", "--", "sleep", "600"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
+    let label = format!("exec-{}", child.id());
     let started = wait_until(
         Instant::now() + Duration::from_secs(60),
         Duration::from_millis(50),
@@ -336,8 +333,7 @@ fn an_interrupted_test_process_takes_its_vm_along() {
             }
         },
     );
-    assert_eq!(started, Some(true), "the helper never started its VM");
-    // What nextest does to a test at its timeout, and a terminal's Ctrl-C does.
+    assert_eq!(started, Some(true), "the harness never started its VM");
     // SAFETY: kill(2) on our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     child.wait().unwrap();

@@ -4,6 +4,8 @@
 //! is a scenario tested, and one without a snapshot fails. These tests boot
 //! VMs: select them with `cargo nextest run -E 'binary(vm_scenarios)'`.
 
+use guest_agent::scenario::Scenario;
+use harness::kernel::Series;
 use harness::{artifacts, normalise, suite, vm};
 use libtest_mimic::{Arguments, Failed, Trial};
 
@@ -11,7 +13,7 @@ fn main() {
     // Named by the scenario alone (names are unique across subjects), so
     // `-E 'test(=trigger)'` selects one.
     let trials = guest_agent::scenario::all()
-        .map(|(_, scenario)| Trial::test(scenario.name, move || check(scenario.name)))
+        .map(|(_, scenario)| Trial::test(scenario.name, move || check(scenario)))
         .collect();
     libtest_mimic::run(&Arguments::from_args(), trials).exit();
 }
@@ -19,7 +21,8 @@ fn main() {
 /// Boots a VM for `scenario` and checks it: a failed scenario prints its
 /// failed expectations first (they say what went wrong), then the snapshot
 /// is compared (its diff shows where), then the test fails.
-fn check(scenario: &str) -> Result<(), Failed> {
+fn check(declared: &Scenario) -> Result<(), Failed> {
+    let scenario = declared.name;
     let artifacts = artifacts::prepared().map_err(|err| format!("{err:#}"))?;
     let run = suite::run_scenario(artifacts, scenario, &vm::VmOptions::default())
         .map_err(|err| format!("scenario {scenario} produced no result:\n{err:#}"))?;
@@ -29,8 +32,21 @@ fn check(scenario: &str) -> Result<(), Failed> {
         println!("{failures}");
     }
     let snapshot = normalise::snapshot_text(&run.result);
-    // Named after this binary and the scenario: vm_scenarios__<scenario>.snap.
-    insta::assert_snapshot!(scenario, snapshot);
+    // Named after this binary and the scenario: vm_scenarios__<scenario>.snap,
+    // shared by every kernel but those on which the scenario's declaration
+    // says the kernel's output differs (vm_scenarios__<scenario>@<series>.snap).
+    let series = Series::parse(&artifacts.kernel.version).map(|series| series.to_string());
+    match series
+        .as_deref()
+        .and_then(|series| Some((series, declared.difference_on(series)?)))
+    {
+        Some((series, why)) => {
+            insta::with_settings!({ snapshot_suffix => series, description => why }, {
+                insta::assert_snapshot!(scenario, snapshot);
+            })
+        }
+        None => insta::assert_snapshot!(scenario, snapshot),
+    }
     match failures {
         Some(failures) => Err(failures.into()),
         None => Ok(()),

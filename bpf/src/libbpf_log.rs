@@ -66,10 +66,28 @@ pub fn verifier_reason(libbpf_output: &str) -> Option<&str> {
     let end = libbpf_output[start..]
         .find(LOG_END)
         .map_or(libbpf_output.len(), |offset| start + offset);
-    libbpf_output[start..end]
+    let lines: Vec<&str> = libbpf_output[start..end]
         .lines()
         .map(str::trim)
-        .rfind(|line| !line.is_empty() && !is_statistics_line(line))
+        .filter(|line| !line.is_empty() && !is_statistics_line(line))
+        .collect();
+    // The reason follows the last instruction the verifier looked at; newer
+    // kernels add advice after it ("Use a helper allowed for this program
+    // type, ..."), which is not the reason.
+    match lines.iter().rposition(|line| is_instruction_line(line)) {
+        Some(last) if last + 1 < lines.len() => Some(lines[last + 1]),
+        _ => lines.last().copied(),
+    }
+}
+
+/// `0: (85) call bpf_get_current_comm#16`, `0: R1=ctx() R10=fp0`, a source
+/// line (`; x = y; @ file.c:19`) or a branch (`from 4 to 6: ...`): the
+/// verifier's walk, not its verdict.
+fn is_instruction_line(line: &str) -> bool {
+    let numbered = line
+        .split_once(':')
+        .is_some_and(|(index, _)| !index.is_empty() && index.chars().all(|c| c.is_ascii_digit()));
+    numbered || line.starts_with("; ") || line.starts_with("from ")
 }
 
 fn is_statistics_line(line: &str) -> bool {
@@ -108,6 +126,20 @@ libbpf: prog 'rejected_test_1': failed to load: -22
     fn reason_is_the_last_verifier_line_before_the_statistics() {
         assert_eq!(
             verifier_reason(HELPER_REJECTION),
+            Some("program of this type cannot use helper bpf_get_current_comm#16")
+        );
+    }
+
+    #[test]
+    fn advice_after_the_reason_is_not_the_reason() {
+        // 7.x adds a line of advice after the verdict.
+        let with_advice = HELPER_REJECTION.replace(
+            "program of this type cannot use helper bpf_get_current_comm#16\n",
+            "program of this type cannot use helper bpf_get_current_comm#16\n\
+             Use a helper allowed for this program type, or move the logic to a compatible program type.\n",
+        );
+        assert_eq!(
+            verifier_reason(&with_advice),
             Some("program of this type cannot use helper bpf_get_current_comm#16")
         );
     }

@@ -51,6 +51,50 @@ pub struct Scenario {
     /// unloading checked at the end).
     pub needs_module: bool,
     pub run: fn(&mut Context) -> Result<()>,
+    /// Kernel series on which the kernel's own output differs, and why: such
+    /// a series has a snapshot of its own (`<scenario>@<series>.snap`).
+    pub differs_on: &'static [(&'static str, &'static str)],
+}
+
+impl Scenario {
+    /// A scenario that starts with no module loaded.
+    pub const fn new(
+        name: &'static str,
+        summary: &'static str,
+        run: fn(&mut Context) -> Result<()>,
+    ) -> Self {
+        Scenario {
+            name,
+            summary,
+            needs_module: false,
+            run,
+            differs_on: &[],
+        }
+    }
+
+    /// The same, with kernel series whose output differs, and why.
+    pub const fn differs_on(self, series: &'static [(&'static str, &'static str)]) -> Self {
+        Scenario {
+            differs_on: series,
+            ..self
+        }
+    }
+
+    /// Why this scenario's output differs on `series`, if it does.
+    pub fn difference_on(&self, series: &str) -> Option<&'static str> {
+        self.differs_on
+            .iter()
+            .find(|(on, _)| *on == series)
+            .map(|(_, why)| *why)
+    }
+
+    /// The same, with the subject's module loaded first.
+    pub const fn with_module(self) -> Self {
+        Scenario {
+            needs_module: true,
+            ..self
+        }
+    }
 }
 
 /// Every scenario with its subject, in declaration order.
@@ -90,6 +134,22 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), count, "a scenario name is declared twice");
+    }
+
+    #[test]
+    fn a_kernel_difference_is_declared_with_its_reason() {
+        fn nothing(_: &mut Context) -> Result<()> {
+            Ok(())
+        }
+        let scenario = Scenario::new("x", "y", nothing)
+            .with_module()
+            .differs_on(&[("7.3", "7.x words it otherwise")]);
+        assert!(scenario.needs_module);
+        assert_eq!(
+            scenario.difference_on("7.3"),
+            Some("7.x words it otherwise")
+        );
+        assert_eq!(scenario.difference_on("6.12"), None);
     }
 
     #[test]

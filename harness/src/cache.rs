@@ -32,17 +32,22 @@ pub fn lease(cache: &Path, key: &str) -> Result<Lease> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .with_context(|| format!("opening {}", path.display()))?;
+    let file = open_lock_file(&path)?;
     file.lock_shared()
         .with_context(|| format!("locking {}", path.display()))?;
     // Its modification time is the entry's last use.
     let _ = file.set_modified(SystemTime::now());
     Ok(Lease { _file: file })
+}
+
+/// A lock file, created if missing, its content never touched.
+fn open_lock_file(path: &Path) -> Result<File> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .with_context(|| format!("opening {}", path.display()))
 }
 
 fn use_file(cache: &Path, key: &str) -> PathBuf {
@@ -131,12 +136,7 @@ pub enum Kept {
 /// Removes the entry unless another process holds it.
 pub fn remove(cache: &Path, entry: &Entry) -> Result<Option<Kept>> {
     let lock = |path: PathBuf| -> Result<Option<File>> {
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .with_context(|| format!("opening {}", path.display()))?;
+        let file = open_lock_file(&path)?;
         Ok(file.try_lock().is_ok().then_some(file))
     };
     let Some(_use) = lock(use_file(cache, &entry.key))? else {

@@ -27,6 +27,7 @@ fn rules() -> &'static [Rule] {
             // A struct field's offset in the verifier's reason moves with the
             // kernel's layout (the debug flavour's locks are bigger).
             (r"\b(to [a-z_]+ at off )\d+", "${1}<OFFSET>"),
+            (r"\b(into ptr_[a-z_]+ at off=)\d+", "${1}<OFFSET>"),
             // Pids and CPUs as the kernel prints them in splats.
             (r"\bPID: \d+", "PID: <PID>"),
             (r"\bpid[ =]\d+", "pid <PID>"),

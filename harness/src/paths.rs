@@ -30,6 +30,19 @@ pub fn target_dir(workspace: &std::path::Path) -> PathBuf {
         .unwrap_or_else(|| workspace.join("target"))
 }
 
+/// The `harness` binary cargo built (debug), for tests that run it as a
+/// person would; an error names the fix when it is missing.
+pub fn harness_binary() -> Result<PathBuf> {
+    let binary = target_dir(&workspace_root()).join("debug/harness");
+    if !binary.is_file() {
+        anyhow::bail!(
+            "{} is missing: run `cargo build -p harness` (the nextest setup script does)",
+            binary.display()
+        );
+    }
+    Ok(binary)
+}
+
 /// `$STRUCT_OPS_CACHE_DIR`, else `$XDG_CACHE_HOME/struct-ops-vmtest`, else
 /// `~/.cache/struct-ops-vmtest`: always outside the work tree, so a fresh
 /// clone reuses a kernel built by another.

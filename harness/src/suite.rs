@@ -62,7 +62,10 @@ pub fn run_scenario(
     }
 }
 
-/// Runs `names`, `jobs` VMs at a time, calling `on_done` as each finishes.
+/// Runs `names`, `jobs` VMs at a time, calling `on_done` as each finishes;
+/// the rows come back in the order of `names`. The longest scenarios of the
+/// last run start first, so the short ones fill in beside them and the
+/// whole run ends sooner.
 pub fn run_many(
     artifacts: &Artifacts,
     names: &[String],
@@ -70,27 +73,101 @@ pub fn run_many(
     jobs: usize,
     on_done: impl Fn(&Row) + Sync,
 ) -> Vec<Row> {
+    let order = longest_first(names, &Durations::load(&artifacts.cache));
     let next = AtomicUsize::new(0);
     let rows: Mutex<Vec<(usize, Row)>> = Mutex::new(Vec::new());
     std::thread::scope(|scope| {
         for _ in 0..jobs.clamp(1, names.len().max(1)) {
-            scope.spawn(|| loop {
-                let index = next.fetch_add(1, Ordering::Relaxed);
-                let Some(name) = names.get(index) else { break };
-                let start = Instant::now();
-                let row = Row {
-                    scenario: name.clone(),
-                    outcome: run_scenario(artifacts, name, options),
-                    wall: start.elapsed(),
-                };
-                on_done(&row);
-                if let Ok(mut rows) = rows.lock() {
-                    rows.push((index, row));
+            scope.spawn(|| {
+                while let Some(&index) = order.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    run_one(artifacts, &names[index], index, options, &on_done, &rows);
                 }
             });
         }
     });
     let mut rows = rows.into_inner().unwrap_or_default();
     rows.sort_by_key(|(index, _)| *index);
-    rows.into_iter().map(|(_, row)| row).collect()
+    let rows: Vec<Row> = rows.into_iter().map(|(_, row)| row).collect();
+    Durations::record(&artifacts.cache, &rows);
+    rows
+}
+
+/// One scenario of a `run_many`, its row kept beside its place in the list.
+fn run_one(
+    artifacts: &Artifacts,
+    name: &str,
+    index: usize,
+    options: &VmOptions,
+    on_done: &(impl Fn(&Row) + Sync),
+    rows: &Mutex<Vec<(usize, Row)>>,
+) {
+    let start = Instant::now();
+    let row = Row {
+        scenario: name.to_owned(),
+        outcome: run_scenario(artifacts, name, options),
+        wall: start.elapsed(),
+    };
+    on_done(&row);
+    if let Ok(mut rows) = rows.lock() {
+        rows.push((index, row));
+    }
+}
+
+/// How long each scenario took last time, kept in the cache.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct Durations(std::collections::BTreeMap<String, f64>);
+
+impl Durations {
+    fn path(cache: &std::path::Path) -> std::path::PathBuf {
+        cache.join("scenario-durations.json")
+    }
+
+    fn load(cache: &std::path::Path) -> Self {
+        std::fs::read_to_string(Self::path(cache))
+            .ok()
+            .and_then(|text| serde_json::from_str(&text).ok())
+            .unwrap_or_default()
+    }
+
+    /// Best effort: a lost record only costs the next run its order.
+    fn record(cache: &std::path::Path, rows: &[Row]) {
+        let mut durations = Self::load(cache);
+        for row in rows.iter().filter(|row| row.passed()) {
+            durations
+                .0
+                .insert(row.scenario.clone(), row.wall.as_secs_f64());
+        }
+        if let Ok(text) = serde_json::to_string_pretty(&durations) {
+            let _ = crate::paths::write_atomically(&Self::path(cache), text.as_bytes());
+        }
+    }
+}
+
+/// Indices of `names`, the longest last time first (unknown ones first of
+/// all: they may be long), ties in the order given.
+fn longest_first(names: &[String], durations: &Durations) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..names.len()).collect();
+    let took = |index: &usize| durations.0.get(&names[*index]).copied().unwrap_or(f64::MAX);
+    order.sort_by(|a, b| took(b).total_cmp(&took(a)));
+    order
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_longest_start_first_and_new_ones_before_them() {
+        let names: Vec<String> = ["short", "new", "long", "middle"]
+            .map(String::from)
+            .to_vec();
+        let durations = Durations(
+            [("short", 1.0), ("long", 7.0), ("middle", 3.0)]
+                .map(|(name, secs)| (name.to_owned(), secs))
+                .into_iter()
+                .collect(),
+        );
+        assert_eq!(longest_first(&names, &durations), [1, 2, 3, 0]);
+        assert_eq!(longest_first(&names, &Durations::default()), [0, 1, 2, 3]);
+    }
 }

@@ -315,6 +315,11 @@ impl TraceReader {
                 continue;
             }
             self.stats.trace_lines += 1;
+            // What interrupted our tasks (a timer's clocksource watchdog, say)
+            // is not what they printed; the kernel log still has it.
+            if in_interrupt(line) {
+                continue;
+            }
             if let Some(line) = parse_trace_line(line) {
                 self.lines.push(line);
             }
@@ -392,6 +397,16 @@ fn parse_trace(trace: &str) -> Vec<TimelineLine> {
     trace.lines().filter_map(parse_trace_line).collect()
 }
 
+/// Whether a trace line was recorded in hard or soft interrupt context (or
+/// an NMI): the third of its flags, `d.h1.` or `..s1.`.
+fn in_interrupt(line: &str) -> bool {
+    let Some((_, after_cpu)) = line.split_once("] ") else {
+        return false;
+    };
+    let flags = after_cpu.split_whitespace().next().unwrap_or("");
+    matches!(flags.chars().nth(2), Some('h' | 's' | 'H' | 'z'))
+}
+
 /// A console (printk) or bpf_trace_printk event as a timeline line.
 fn parse_trace_line(line: &str) -> Option<TimelineLine> {
     // "  task-pid  [cpu] flags  12.345678: event: message": the event name
@@ -456,6 +471,17 @@ mod tests {
         );
         assert_eq!(kmsg_seq("6,345,2902107,-;x\n"), Some(345));
         assert_eq!(kmsg_seq("garbage"), None);
+    }
+
+    #[test]
+    fn lines_printed_in_interrupt_context_are_told_apart() {
+        let task = "      struct_ops-63      [000] ...1.     2.9: console: x";
+        let softirq =
+            "      struct_ops-63      [001] ..s1.     2.9: console: clocksource: Watchdog";
+        let hardirq = "      struct_ops-63      [001] d.h1.     2.9: console: y";
+        assert!(!in_interrupt(task));
+        assert!(in_interrupt(softirq));
+        assert!(in_interrupt(hardirq));
     }
 
     #[test]

@@ -25,6 +25,11 @@ pub struct Loader {
     pub env: Vec<(String, OsString)>,
 }
 
+/// `exit N`: how a step's outcome reads when the loader exited with `code`.
+pub fn exited(code: u8) -> String {
+    format!("exit {code}")
+}
+
 /// A loader run that has ended.
 pub struct Finished {
     pub outcome: String,
@@ -235,7 +240,10 @@ fn finished(
 ) -> Finished {
     use std::os::unix::process::ExitStatusExt;
     let outcome = match (status.code(), status.signal()) {
-        (Some(code), _) => format!("exit {code}"),
+        (Some(code), _) => match u8::try_from(code) {
+            Ok(code) => exited(code),
+            Err(_) => format!("exit {code}"),
+        },
         (None, Some(signal)) => match Signal::try_from(signal) {
             Ok(signal) => format!("killed by {signal}"),
             Err(_) => format!("killed by signal {signal}"),

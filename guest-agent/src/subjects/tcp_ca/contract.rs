@@ -47,7 +47,9 @@ pub const DETACHED: &str = "detached";
 
 /// The program of `tcp_ca_rejected.bpf.c` the verifier refuses, and the
 /// start of its reason; the reason ends with the offset of snd_cwnd_clamp in
-/// the running kernel's struct tcp_sock.
+/// the running kernel's struct tcp_sock. (7.x follows it with the
+/// verifier's own `R1 cannot write into ptr_tcp_sock at off=N size=4`; the
+/// reason is the first line after the instructions, on both.)
 pub const REJECTED_PROGRAM: &str = "vmtest_clamp_init";
 pub const REJECTED_REASON_PREFIX: &str = "no write support to tcp_sock at off ";
 

@@ -17,6 +17,7 @@ use self::contract::{
 };
 use crate::protocol::Source::Kernel;
 use crate::runtime::context::{Context, StepId};
+use crate::runtime::loader::exited;
 use crate::scenario::{Scenario, Subject};
 
 pub const SUBJECT: Subject = Subject {
@@ -32,12 +33,7 @@ const fn scenario(
     summary: &'static str,
     run: fn(&mut Context) -> Result<()>,
 ) -> Scenario {
-    Scenario {
-        name,
-        summary,
-        needs_module: false,
-        run,
-    }
+    Scenario::new(name, summary, run)
 }
 
 const SCENARIOS: &[Scenario] = &[
@@ -50,10 +46,6 @@ const SCENARIOS: &[Scenario] = &[
 
 /// 100 kB each way: enough for the congestion callbacks to run.
 const BYTES: &str = "100000";
-
-fn exit_code(code: u8) -> String {
-    format!("exit {code}")
-}
 
 /// Reads the list of registered algorithms, expecting vmtest_reno in it or not.
 fn expect_available(context: &mut Context, listed: bool) -> Result<StepId> {
@@ -74,14 +66,14 @@ fn register(context: &mut Context) -> Result<()> {
     let (held, _) = context.hold(ATTACHED)?;
     expect_available(context, true)?;
     let stopped = context.stop(held, Signal::SIGTERM)?;
-    context.expect_outcome(stopped, &exit_code(exit::SUCCESS));
+    context.expect_outcome(stopped, &exited(exit::SUCCESS));
     expect_available(context, false)?;
     Ok(())
 }
 
 fn in_use(context: &mut Context) -> Result<()> {
     let once = context.run_loader(&["once", "--bytes", BYTES])?;
-    context.expect_outcome(once, &exit_code(exit::SUCCESS));
+    context.expect_outcome(once, &exited(exit::SUCCESS));
     let report = OnceReport::find_in(&context.step(once).stdout);
     context.expect(report.is_some(), "tcp_ca once printed no report");
     let Some(report) = report else {
@@ -119,7 +111,7 @@ fn in_use(context: &mut Context) -> Result<()> {
 fn duplicate(context: &mut Context) -> Result<()> {
     let (held, _) = context.hold(ATTACHED)?;
     let second = context.run_loader(&["once", "--bytes", BYTES])?;
-    context.expect_outcome(second, &exit_code(exit::ALREADY_REGISTERED));
+    context.expect_outcome(second, &exited(exit::ALREADY_REGISTERED));
     context.expect_stderr_contains(second, "EEXIST");
     context.expect_line(
         second,
@@ -128,19 +120,19 @@ fn duplicate(context: &mut Context) -> Result<()> {
     );
     // The first registration still serves connections.
     let connect = context.run_loader(&["connect", "--bytes", BYTES])?;
-    context.expect_outcome(connect, &exit_code(exit::SUCCESS));
+    context.expect_outcome(connect, &exited(exit::SUCCESS));
     context.expect(
         ConnectReport::find_in(&context.step(connect).stdout).is_some(),
         "tcp_ca connect printed no report",
     );
     let stopped = context.stop(held, Signal::SIGTERM)?;
-    context.expect_outcome(stopped, &exit_code(exit::SUCCESS));
+    context.expect_outcome(stopped, &exited(exit::SUCCESS));
     Ok(())
 }
 
 fn detach_while_used(context: &mut Context) -> Result<()> {
     let used = context.run_loader(&["detach-while-used", "--bytes", BYTES])?;
-    context.expect_outcome(used, &exit_code(exit::SUCCESS));
+    context.expect_outcome(used, &exited(exit::SUCCESS));
     let report = DetachWhileUsedReport::find_in(&context.step(used).stdout);
     context.expect(
         report.is_some(),
@@ -166,7 +158,7 @@ fn detach_while_used(context: &mut Context) -> Result<()> {
     }
     // The name is gone for new sockets.
     let connect = context.run_loader(&["connect", "--bytes", BYTES])?;
-    context.expect_outcome(connect, &exit_code(exit::NOT_REGISTERED));
+    context.expect_outcome(connect, &exited(exit::NOT_REGISTERED));
     context.expect_stderr_contains(connect, "ENOENT");
     expect_available(context, false)?;
     Ok(())
@@ -174,7 +166,7 @@ fn detach_while_used(context: &mut Context) -> Result<()> {
 
 fn verifier_reject(context: &mut Context) -> Result<()> {
     let rejected = context.run_loader(&["load-rejected"])?;
-    context.expect_outcome(rejected, &exit_code(exit::REJECTED_BY_VERIFIER));
+    context.expect_outcome(rejected, &exited(exit::REJECTED_BY_VERIFIER));
     context.expect_stderr_contains(
         rejected,
         &format!("the verifier rejected {REJECTED_PROGRAM}: {REJECTED_REASON_PREFIX}"),

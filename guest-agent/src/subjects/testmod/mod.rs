@@ -13,6 +13,7 @@ use nix::sys::signal::Signal;
 use self::contract::{exit, ConcurrentAttachReport, ReleaseRaceReport, Report, StressReport};
 use crate::protocol::{Source, Source::Bpf, Source::Kernel};
 use crate::runtime::context::{Context, StepId};
+use crate::runtime::loader::{exited, Held};
 use crate::runtime::run::UNLOAD_LIMIT;
 use crate::scenario::{ModuleSpec, Scenario, Subject};
 
@@ -32,17 +33,13 @@ pub const MODULE: ModuleSpec = ModuleSpec {
     unloaded_line: "bpf_testmod unloaded",
 };
 
+/// One of this subject's scenarios: they all start with the module loaded.
 const fn scenario(
     name: &'static str,
     summary: &'static str,
     run: fn(&mut Context) -> Result<()>,
 ) -> Scenario {
-    Scenario {
-        name,
-        summary,
-        needs_module: true,
-        run,
-    }
+    Scenario::new(name, summary, run).with_module()
 }
 
 const SCENARIOS: &[Scenario] = &[
@@ -54,12 +51,11 @@ const SCENARIOS: &[Scenario] = &[
     scenario("unload_while_attached", "unloading the module while attached is refused; after detach it unloads", unload_while_attached),
     scenario("sigkill_loader", "the loader killed with SIGKILL while attached: the link goes and the module unloads", sigkill_loader),
     scenario("verifier_reject", "a program calling a helper the ops do not hand out fails to load, with the verifier's reason", verifier_reject),
-    Scenario {
-        name: "no_module",
-        summary: "trigger and attach with no module loaded: the loader says so and how to fix it",
-        needs_module: false,
-        run: no_module,
-    },
+    Scenario::new(
+        "no_module",
+        "trigger and attach with no module loaded: the loader says so and how to fix it",
+        no_module,
+    ),
     scenario("ctx_write_rejected", "a program that writes its context (the kernel's arguments) fails to load, with the verifier's reason", ctx_write_rejected),
     scenario("long_message", "a 100-byte write: one call of each op, the message cut to the module's 63 bytes", long_message),
     scenario("concurrent_attach", "4 loader processes attach at once, 20 rounds: each round exactly one registers, the rest get EEXIST", concurrent_attach),
@@ -70,6 +66,21 @@ const SCENARIOS: &[Scenario] = &[
 
 const MESSAGE: &str = contract::DEFAULT_MESSAGE;
 const CYCLES: usize = 100;
+
+/// `struct_ops hold &`, which the module logs as a registration.
+fn attach_and_hold(context: &mut Context) -> Result<Held> {
+    let (held, attached) = context.hold(contract::HOLD_ATTACHED)?;
+    context.expect_line(attached, Kernel, "bpf_testmod_ops registered");
+    Ok(held)
+}
+
+/// SIGTERM to a held loader: it detaches and exits 0; the module logs it.
+fn detach_held(context: &mut Context, held: Held) -> Result<StepId> {
+    let detached = context.stop(held, Signal::SIGTERM)?;
+    context.expect_outcome(detached, &exited(exit::SUCCESS));
+    context.expect_line(detached, Kernel, "bpf_testmod_ops unregistered");
+    Ok(detached)
+}
 
 /// The module's lines and the BPF program's lines for one trigger with `message`.
 fn expect_one_trigger(context: &mut Context, step: StepId, message: &str) {
@@ -87,17 +98,14 @@ fn expect_one_trigger(context: &mut Context, step: StepId, message: &str) {
 }
 
 fn attach(context: &mut Context) -> Result<()> {
-    let (held, attached) = context.hold(contract::HOLD_ATTACHED)?;
-    context.expect_line(attached, Kernel, "bpf_testmod_ops registered");
-    let detached = context.stop(held, Signal::SIGTERM)?;
-    context.expect_outcome(detached, &exit_code(exit::SUCCESS));
-    context.expect_line(detached, Kernel, "bpf_testmod_ops unregistered");
+    let held = attach_and_hold(context)?;
+    detach_held(context, held)?;
     Ok(())
 }
 
 fn trigger(context: &mut Context) -> Result<()> {
     let once = context.run_loader(&["once", "--message", MESSAGE])?;
-    context.expect_outcome(once, &exit_code(exit::SUCCESS));
+    context.expect_outcome(once, &exited(exit::SUCCESS));
     context.expect_line(once, Kernel, "bpf_testmod_ops registered");
     expect_one_trigger(context, once, MESSAGE);
     context.expect_line(once, Kernel, "bpf_testmod_ops unregistered");
@@ -105,41 +113,35 @@ fn trigger(context: &mut Context) -> Result<()> {
 }
 
 fn detach(context: &mut Context) -> Result<()> {
-    let (held, attached) = context.hold(contract::HOLD_ATTACHED)?;
-    context.expect_line(attached, Kernel, "bpf_testmod_ops registered");
+    let held = attach_and_hold(context)?;
     let triggered = context.run_loader(&["trigger", "--message", MESSAGE])?;
-    context.expect_outcome(triggered, &exit_code(exit::SUCCESS));
+    context.expect_outcome(triggered, &exited(exit::SUCCESS));
     expect_one_trigger(context, triggered, MESSAGE);
-    let detached = context.stop(held, Signal::SIGTERM)?;
-    context.expect_outcome(detached, &exit_code(exit::SUCCESS));
-    context.expect_line(detached, Kernel, "bpf_testmod_ops unregistered");
+    detach_held(context, held)?;
     let after = context.run_loader(&["trigger", "--message", MESSAGE])?;
-    context.expect_outcome(after, &exit_code(exit::SUCCESS));
+    context.expect_outcome(after, &exited(exit::SUCCESS));
     context.expect_line(after, Kernel, "No struct_ops registered");
     context.expect_lines(after, Bpf, "BPF test_1 called!", 0);
     Ok(())
 }
 
 fn second_attach(context: &mut Context) -> Result<()> {
-    let (held, attached) = context.hold(contract::HOLD_ATTACHED)?;
-    context.expect_line(attached, Kernel, "bpf_testmod_ops registered");
+    let held = attach_and_hold(context)?;
     let second = context.run_loader(&["once", "--message", MESSAGE])?;
-    context.expect_outcome(second, &exit_code(exit::ALREADY_ATTACHED));
+    context.expect_outcome(second, &exited(exit::ALREADY_ATTACHED));
     context.expect_stderr_contains(second, "EEXIST");
     context.expect_lines(second, Kernel, "bpf_testmod_ops registered", 0);
     let triggered = context.run_loader(&["trigger", "--message", MESSAGE])?;
-    context.expect_outcome(triggered, &exit_code(exit::SUCCESS));
+    context.expect_outcome(triggered, &exited(exit::SUCCESS));
     expect_one_trigger(context, triggered, MESSAGE);
-    let detached = context.stop(held, Signal::SIGTERM)?;
-    context.expect_outcome(detached, &exit_code(exit::SUCCESS));
-    context.expect_line(detached, Kernel, "bpf_testmod_ops unregistered");
+    detach_held(context, held)?;
     Ok(())
 }
 
 fn cycles(context: &mut Context) -> Result<()> {
     let count = CYCLES.to_string();
     let cycles = context.run_loader(&["cycles", "--count", &count, "--message", "cycle"])?;
-    context.expect_outcome(cycles, &exit_code(exit::SUCCESS));
+    context.expect_outcome(cycles, &exited(exit::SUCCESS));
     context.summarise(cycles);
     for (source, line) in [
         (Kernel, "bpf_testmod_ops registered"),
@@ -158,8 +160,7 @@ fn cycles(context: &mut Context) -> Result<()> {
 }
 
 fn unload_while_attached(context: &mut Context) -> Result<()> {
-    let (held, attached) = context.hold(contract::HOLD_ATTACHED)?;
-    context.expect_line(attached, Kernel, "bpf_testmod_ops registered");
+    let held = attach_and_hold(context)?;
     let refused = context.rmmod()?;
     let outcome = context.step(refused).outcome.clone();
     context.expect(
@@ -170,17 +171,14 @@ fn unload_while_attached(context: &mut Context) -> Result<()> {
         context.module_is_loaded(),
         "the module was unloaded although rmmod was refused",
     );
-    let detached = context.stop(held, Signal::SIGTERM)?;
-    context.expect_outcome(detached, &exit_code(exit::SUCCESS));
-    context.expect_line(detached, Kernel, "bpf_testmod_ops unregistered");
+    detach_held(context, held)?;
     let unloaded = context.rmmod_within(UNLOAD_LIMIT, "detach")?;
     context.expect_line(unloaded, Kernel, MODULE.unloaded_line);
     Ok(())
 }
 
 fn sigkill_loader(context: &mut Context) -> Result<()> {
-    let (held, attached) = context.hold(contract::HOLD_ATTACHED)?;
-    context.expect_line(attached, Kernel, "bpf_testmod_ops registered");
+    let held = attach_and_hold(context)?;
     let killed = context.stop(held, Signal::SIGKILL)?;
     context.expect_outcome(killed, "killed by SIGKILL");
     // The link is released as the killed process's files close, before it is reaped.
@@ -192,7 +190,7 @@ fn sigkill_loader(context: &mut Context) -> Result<()> {
 
 fn verifier_reject(context: &mut Context) -> Result<()> {
     let rejected = context.run_loader(&["load-rejected", "--program", "foreign-helper"])?;
-    context.expect_outcome(rejected, &exit_code(exit::REJECTED_BY_VERIFIER));
+    context.expect_outcome(rejected, &exited(exit::REJECTED_BY_VERIFIER));
     context.expect_stderr_contains(
         rejected,
         "program of this type cannot use helper bpf_skb_load_bytes#26",
@@ -200,14 +198,14 @@ fn verifier_reject(context: &mut Context) -> Result<()> {
     context.expect_lines(rejected, Kernel, "bpf_testmod_ops registered", 0);
     // A rejected load leaves nothing attached: the real program still attaches.
     let once = context.run_loader(&["once", "--message", MESSAGE])?;
-    context.expect_outcome(once, &exit_code(exit::SUCCESS));
+    context.expect_outcome(once, &exited(exit::SUCCESS));
     expect_one_trigger(context, once, MESSAGE);
     Ok(())
 }
 
 fn ctx_write_rejected(context: &mut Context) -> Result<()> {
     let rejected = context.run_loader(&["load-rejected", "--program", "ctx-write"])?;
-    context.expect_outcome(rejected, &exit_code(exit::REJECTED_BY_VERIFIER));
+    context.expect_outcome(rejected, &exited(exit::REJECTED_BY_VERIFIER));
     context.expect_stderr_contains(rejected, "invalid bpf_context access off=0 size=8");
     context.expect_lines(rejected, Kernel, "bpf_testmod_ops registered", 0);
     Ok(())
@@ -223,7 +221,7 @@ fn long_text() -> String {
 fn long_message(context: &mut Context) -> Result<()> {
     let message = long_text();
     let once = context.run_loader(&["once", "--message", &message])?;
-    context.expect_outcome(once, &exit_code(exit::SUCCESS));
+    context.expect_outcome(once, &exited(exit::SUCCESS));
     // One write, one call of each op: the message is cut, not sent twice.
     context.expect_line(once, Kernel, "trigger: message of 100 bytes cut to 63");
     context.expect_line(once, Kernel, "Calling struct_ops callbacks:");
@@ -237,11 +235,11 @@ fn long_message(context: &mut Context) -> Result<()> {
 
 fn no_module(context: &mut Context) -> Result<()> {
     let triggered = context.run_loader(&["trigger", "--message", MESSAGE])?;
-    context.expect_outcome(triggered, &exit_code(exit::MODULE_NOT_LOADED));
+    context.expect_outcome(triggered, &exited(exit::MODULE_NOT_LOADED));
     context.expect_stderr_contains(triggered, "the bpf_testmod module is not loaded");
     context.expect_stderr_contains(triggered, "Load it with: insmod ");
     let attached = context.run_loader(&["once", "--message", MESSAGE])?;
-    context.expect_outcome(attached, &exit_code(exit::MODULE_NOT_LOADED));
+    context.expect_outcome(attached, &exited(exit::MODULE_NOT_LOADED));
     context.expect_stderr_contains(attached, "the bpf_testmod module is not loaded");
     context.expect_stderr_contains(attached, "Load it with: insmod ");
     Ok(())
@@ -249,7 +247,7 @@ fn no_module(context: &mut Context) -> Result<()> {
 
 fn stress(context: &mut Context) -> Result<()> {
     let stress = context.run_loader(&["stress", "--threads", "4", "--seconds", "3"])?;
-    context.expect_outcome(stress, &exit_code(exit::SUCCESS));
+    context.expect_outcome(stress, &exited(exit::SUCCESS));
     let report = StressReport::find_in(&context.step(stress).stdout);
     context.expect(report.is_some(), "stress: the loader printed no report");
     if let Some(report) = report {
@@ -262,7 +260,7 @@ fn stress(context: &mut Context) -> Result<()> {
 fn release_race(context: &mut Context) -> Result<()> {
     let args = ["release-race", "--threads", "2", "--seconds", "3"];
     let race = context.run_loader(&args)?;
-    context.expect_outcome(race, &exit_code(exit::SUCCESS));
+    context.expect_outcome(race, &exited(exit::SUCCESS));
     let report = ReleaseRaceReport::find_in(&context.step(race).stdout);
     context.expect(
         report.is_some(),
@@ -362,7 +360,7 @@ fn concurrent_attach(context: &mut Context) -> Result<()> {
         &rounds,
     ];
     let race = context.run_loader(&args)?;
-    context.expect_outcome(race, &exit_code(exit::SUCCESS));
+    context.expect_outcome(race, &exited(exit::SUCCESS));
     context.summarise(race);
     let expected = ConcurrentAttachReport {
         rounds: RACE_ROUNDS,
@@ -405,13 +403,8 @@ fn tutorial_loader(context: &mut Context) -> Result<()> {
     let periodic = format!("Full buffer: {}", contract::TUTORIAL_PERIODIC_MESSAGE);
     context.expect_lines(started, Bpf, &periodic, 2);
     let stopped = context.stop(running, Signal::SIGINT)?;
-    context.expect_outcome(stopped, &exit_code(exit::SUCCESS));
+    context.expect_outcome(stopped, &exited(exit::SUCCESS));
     context.expect_line(stopped, Kernel, "bpf_testmod_ops unregistered");
     context.expect_lines(stopped, Kernel, "Calling struct_ops callbacks:", 0);
     Ok(())
-}
-
-/// `exit N`, as a loader step's outcome reads.
-fn exit_code(code: u8) -> String {
-    format!("exit {code}")
 }
