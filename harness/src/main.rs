@@ -88,7 +88,7 @@ enum Command {
     Shell {
         /// Open the shell in this scenario: while its loader is attached (at
         /// its first detach), or after its steps.
-        #[arg(long, value_name = "NAME")]
+        #[arg(long, value_name = "NAME", conflicts_with = "gdb")]
         scenario: Option<String>,
         /// Wait for gdb once the modules are loaded, and print how to connect.
         #[arg(long)]

@@ -79,9 +79,13 @@ pub fn rerun_commands(artifacts: &Artifacts, scenario: &str) -> Vec<String> {
         "cargo run -p harness -- run --scenario {scenario}{}",
         kernel_options(artifacts)
     );
+    let shell = format!(
+        "cargo run -p harness -- shell --scenario {scenario}{}",
+        kernel_options(artifacts)
+    );
     let vng = crate::vng::vng_command(artifacts, scenario)
         .unwrap_or_else(|err| format!("(no vng command: {err:#})"));
-    vec![harness, vng]
+    vec![harness, shell, vng]
 }
 
 pub fn render_table(rows: &[Row]) -> String {
@@ -143,7 +147,11 @@ pub fn render_failures(rows: &[Row], artifacts: &Artifacts) -> String {
             }
         }
         let commands = rerun_commands(artifacts, &row.scenario);
-        let _ = writeln!(text, "rerun alone:\n  {}", commands.join("\n  "));
+        let _ = writeln!(
+            text,
+            "rerun alone, look around inside it, or rerun under vng:\n  {}",
+            commands.join("\n  ")
+        );
     }
     text
 }
