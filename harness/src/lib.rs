@@ -8,6 +8,7 @@ pub mod bench;
 pub mod cache;
 pub mod elf;
 pub mod guest_binaries;
+pub mod guest_clock;
 pub mod host_deps;
 pub mod kernel;
 pub mod kmod;

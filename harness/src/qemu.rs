@@ -75,6 +75,8 @@ pub struct VmSpec {
     pub qmp_socket: PathBuf,
     /// Print every boot message on the console (slower under emulation).
     pub verbose_console: bool,
+    /// The secondary CPUs' delay loop, preset (see `guest_clock`).
+    pub preset_lpj: Option<u64>,
 }
 
 pub fn kernel_cmdline(spec: &VmSpec) -> String {
@@ -105,9 +107,10 @@ pub fn kernel_cmdline(spec: &VmSpec) -> String {
         "oops=panic".to_owned(),
         root,
         "ro".to_owned(),
-        format!("init={}", spec.init.display()),
-        "--".to_owned(),
     ];
+    // Skips each secondary CPU's 80 ms delay-loop calibration under TCG.
+    words.extend(spec.preset_lpj.map(|lpj| format!("lpj={lpj}")));
+    words.extend([format!("init={}", spec.init.display()), "--".to_owned()]);
     words.extend(spec.init_args.iter().cloned());
     words.join(" ")
 }
@@ -339,7 +342,22 @@ mod tests {
             gdb_port: None,
             qmp_socket: "/t/qmp.sock".into(),
             verbose_console: false,
+            preset_lpj: None,
         }
+    }
+
+    #[test]
+    fn a_preset_delay_loop_goes_before_the_agent_arguments() {
+        let mut with_lpj = spec(RootShare::NineP, Accel::Tcg);
+        with_lpj.preset_lpj = Some(10_384_456);
+        let cmdline = kernel_cmdline(&with_lpj);
+        let (kernel, agent) = cmdline.split_once(" -- ").unwrap();
+        assert!(
+            kernel.split(' ').any(|word| word == "lpj=10384456"),
+            "{cmdline}"
+        );
+        assert!(!agent.contains("lpj"), "{cmdline}");
+        assert!(!kernel_cmdline(&spec(RootShare::NineP, Accel::Tcg)).contains("lpj="));
     }
 
     fn joined(spec: &VmSpec) -> String {

@@ -19,6 +19,7 @@ use guest_agent::protocol::{ExitReport, Message, ScenarioResult};
 use self::messages::{final_message, panic_detail, read_messages};
 use self::watch::{Ending, Watch, KVM_WATCHDOG};
 use crate::artifacts::Artifacts;
+use crate::guest_clock;
 use crate::qemu::{Accel, Console, QemuProcess, RootShare, VmSpec};
 use crate::qmp::QmpClient;
 use crate::run_dirs;
@@ -500,6 +501,11 @@ fn vm_spec(
         },
         qmp_socket: sockets.path().join("qmp.sock"),
         verbose_console: options.verbose_console,
+        preset_lpj: match accel {
+            Accel::Tcg => guest_clock::preset_lpj(&artifacts.kernel.build_dir.join(".config")),
+            // KVM guests have an invariant TSC and skip the calibration anyway.
+            Accel::Kvm => None,
+        },
     })
 }
 
