@@ -305,13 +305,7 @@ fn kvm_is_probed_once_and_the_verdict_is_kept() {
 /// the setup script) goes with it.
 #[test]
 fn an_interrupted_harness_takes_its_vm_along() {
-    let harness =
-        harness::paths::target_dir(&harness::paths::workspace_root()).join("debug/harness");
-    assert!(
-        harness.is_file(),
-        "{} is missing: cargo build -p harness",
-        harness.display()
-    );
+    let harness = harness::paths::harness_binary().unwrap_or_else(|err| panic!("{err:#}"));
     let mut child = std::process::Command::new(&harness)
         .args(["exec", "--", "sleep", "600"])
         .stdout(std::process::Stdio::null())

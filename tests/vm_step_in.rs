@@ -14,14 +14,7 @@ use harness::wait::{wait_until, Poll};
 
 /// The harness binary the nextest setup script built.
 fn harness_binary() -> PathBuf {
-    let binary =
-        harness::paths::target_dir(&harness::paths::workspace_root()).join("debug/harness");
-    assert!(
-        binary.is_file(),
-        "{} is missing: run `cargo build -p harness` (the nextest setup script does)",
-        binary.display()
-    );
-    binary
+    harness::paths::harness_binary().unwrap_or_else(|err| panic!("{err:#}"))
 }
 
 /// `harness ARGS`: its exit code, stdout and stderr; and that it left no VM behind.
