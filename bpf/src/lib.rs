@@ -21,7 +21,7 @@ use std::mem::MaybeUninit;
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{Link, OpenObject};
 
-pub use libbpf_log::verifier_reason;
+pub use libbpf_log::{verifier_reason, LoadFailure};
 pub use paths::{module_btf_path, MODULE_NAME, TRIGGER_PATH};
 pub use skel::struct_ops::StructOpsSkel;
 
@@ -33,14 +33,8 @@ pub enum LoadError {
          ({btf} is missing).\nLoad it with: insmod {ko}"
     )]
     ModuleNotLoaded { btf: String, ko: String },
-    #[error("the verifier rejected {program}: {reason}")]
-    Rejected {
-        program: String,
-        reason: String,
-        log: String,
-    },
-    #[error("loading the BPF object failed: {message}\n{log}")]
-    Other { message: String, log: String },
+    #[error(transparent)]
+    Failed(#[from] LoadFailure),
 }
 
 /// Why attaching the loaded struct_ops map failed.
@@ -83,7 +77,7 @@ pub fn open_and_load(
     let open = skel::struct_ops::StructOpsSkelBuilder::default()
         .open(storage)
         .map_err(|err| capture.load_error(&err))?;
-    open.load().map_err(|err| capture.load_error(&err))
+    open.load().map_err(|err| capture.load_error(&err).into())
 }
 
 /// The implementations the verifier must refuse.

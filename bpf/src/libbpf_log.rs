@@ -5,7 +5,19 @@ use std::sync::Mutex;
 
 use libbpf_rs::PrintLevel;
 
-use crate::LoadError;
+/// Why libbpf could not open or load an object, before any subject gives
+/// it a meaning of its own: each subject's `LoadError` wraps it.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadFailure {
+    #[error("the verifier rejected {program}: {reason}")]
+    Rejected {
+        program: String,
+        reason: String,
+        log: String,
+    },
+    #[error("loading the BPF object failed: {message}\n{log}")]
+    Other { message: String, log: String },
+}
 
 static CAPTURED: Mutex<String> = Mutex::new(String::new());
 
@@ -34,15 +46,15 @@ impl Capture {
             .unwrap_or_default()
     }
 
-    pub(crate) fn load_error(&self, err: &libbpf_rs::Error) -> LoadError {
+    pub(crate) fn load_error(&self, err: &libbpf_rs::Error) -> LoadFailure {
         let log = self.take();
         match verifier_reason(&log) {
-            Some(reason) => LoadError::Rejected {
+            Some(reason) => LoadFailure::Rejected {
                 program: rejected_program(&log).unwrap_or("a program").to_owned(),
                 reason: reason.to_owned(),
                 log,
             },
-            None => LoadError::Other {
+            None => LoadFailure::Other {
                 message: format!("{err:#}"),
                 log,
             },

@@ -27,7 +27,7 @@ use guest_agent::subjects::tcp_ca::contract::{Calls, ALGORITHM};
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{Link, OpenObject};
 
-use crate::libbpf_log::Capture;
+use crate::libbpf_log::{Capture, LoadFailure};
 use crate::skel::tcp_ca::{types, OpenTcpCaSkel, TcpCaSkel, TcpCaSkelBuilder};
 use crate::skel::tcp_ca_rejected::TcpCaRejectedSkelBuilder;
 
@@ -44,14 +44,8 @@ pub enum LoadError {
          {ALGORITHM:?}: change one to match the other"
     )]
     NameMismatch { found: String },
-    #[error("the verifier rejected {program}: {reason}")]
-    Rejected {
-        program: String,
-        reason: String,
-        log: String,
-    },
-    #[error("loading the BPF object failed: {message}\n{log}")]
-    Other { message: String, log: String },
+    #[error(transparent)]
+    Failed(#[from] LoadFailure),
 }
 
 /// Why attaching, which registers the algorithm, failed.
@@ -99,7 +93,7 @@ impl<'obj> TcpCa<'obj> {
             .bss_data
             .take()
             .map(NonNull::from)
-            .ok_or_else(|| LoadError::Other {
+            .ok_or_else(|| LoadFailure::Other {
                 message: "libbpf did not map the program's .bss, where the counters are".into(),
                 log: String::new(),
             })?;
@@ -175,28 +169,11 @@ fn check_name(open: &OpenTcpCaSkel<'_>) -> Result<(), LoadError> {
     }
 }
 
-/// Turns the capture's classification (made for bpf_testmod_ops) into this
-/// subject's: a missing kernel type means the kernel lacks BPF TCP congestion
-/// control, not that a module is missing.
-fn classify(err: crate::LoadError) -> LoadError {
-    match err {
-        crate::LoadError::Rejected {
-            program,
-            reason,
-            log,
-        } => LoadError::Rejected {
-            program,
-            reason,
-            log,
-        },
-        crate::LoadError::Other { log, .. } if lacks_tcp_ca_type(&log) => {
-            LoadError::Unsupported { log }
-        }
-        crate::LoadError::Other { message, log } => LoadError::Other { message, log },
-        other @ crate::LoadError::ModuleNotLoaded { .. } => LoadError::Other {
-            message: other.to_string(),
-            log: String::new(),
-        },
+/// A missing kernel type means the kernel lacks BPF TCP congestion control.
+fn classify(failure: LoadFailure) -> LoadError {
+    match failure {
+        LoadFailure::Other { log, .. } if lacks_tcp_ca_type(&log) => LoadError::Unsupported { log },
+        failure => failure.into(),
     }
 }
 
@@ -217,7 +194,7 @@ mod tests {
             "libbpf: struct_ops init_kern: struct tcp_congestion_ops is not found in kernel BTF\n\
                    libbpf: failed to load object 'tcp_ca_bpf'\n";
         assert!(lacks_tcp_ca_type(log));
-        let err = classify(crate::LoadError::Other {
+        let err = classify(LoadFailure::Other {
             message: "No such file or directory (os error 2)".into(),
             log: log.into(),
         });
@@ -233,7 +210,7 @@ mod tests {
 
     #[test]
     fn a_rejection_keeps_the_program_and_the_reason() {
-        let err = classify(crate::LoadError::Rejected {
+        let err = classify(LoadFailure::Rejected {
             program: "vmtest_clamp_init".into(),
             reason: "no write support to tcp_sock at off 1512".into(),
             log: String::new(),

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand, ValueEnum};
 use guest_agent::subjects::testmod::contract::{self as contract, exit};
-use struct_ops_loader::{AttachError, LoadError, Refused, TriggerError};
+use struct_ops_loader::{AttachError, LoadError, LoadFailure, Refused, TriggerError};
 
 #[derive(Parser)]
 #[command(about = "Attach, trigger and detach the BPF implementation of bpf_testmod_ops")]
@@ -107,8 +107,8 @@ impl From<LoadError> for Failure {
     fn from(err: LoadError) -> Self {
         let code = match err {
             LoadError::ModuleNotLoaded { .. } => exit::MODULE_NOT_LOADED,
-            LoadError::Rejected { .. } => exit::REJECTED_BY_VERIFIER,
-            LoadError::Other { .. } => exit::FAILURE,
+            LoadError::Failed(LoadFailure::Rejected { .. }) => exit::REJECTED_BY_VERIFIER,
+            LoadError::Failed(LoadFailure::Other { .. }) => exit::FAILURE,
         };
         Failure {
             code,

@@ -18,6 +18,7 @@ use guest_agent::subjects::tcp_ca::contract::{
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use struct_ops_loader::tcp_ca::{self, AttachError, LoadError, TcpCa};
+use struct_ops_loader::LoadFailure;
 
 use connection::{Connection, SelectError};
 
@@ -78,8 +79,10 @@ impl From<LoadError> for Failure {
     fn from(err: LoadError) -> Self {
         let code = match err {
             LoadError::Unsupported { .. } => exit::UNSUPPORTED,
-            LoadError::Rejected { .. } => exit::REJECTED_BY_VERIFIER,
-            LoadError::NameMismatch { .. } | LoadError::Other { .. } => exit::FAILURE,
+            LoadError::Failed(LoadFailure::Rejected { .. }) => exit::REJECTED_BY_VERIFIER,
+            LoadError::NameMismatch { .. } | LoadError::Failed(LoadFailure::Other { .. }) => {
+                exit::FAILURE
+            }
         };
         Failure {
             code,
