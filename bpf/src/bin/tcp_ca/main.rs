@@ -15,9 +15,10 @@ use guest_agent::subjects::tcp_ca::contract::{
     self as contract, exit, Calls, ConnectReport, DetachWhileUsedReport, OnceReport, Report,
     ALGORITHM,
 };
+use libbpf_rs::OpenObject;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
-use struct_ops_loader::tcp_ca::{self, AttachError, LoadError, TcpCa};
+use struct_ops_loader::tcp_ca::{self, AttachError, LoadError, Registration, TcpCa};
 use struct_ops_loader::LoadFailure;
 
 use connection::{Connection, SelectError};
@@ -139,9 +140,7 @@ fn run_hold() -> Result<(), Failure> {
     let mut signals = Signals::new([SIGINT, SIGTERM])
         .map_err(|err| anyhow::anyhow!("installing the SIGINT and SIGTERM handlers: {err}"))?;
     let mut storage = MaybeUninit::uninit();
-    let mut tcp_ca = TcpCa::open_and_load(&mut storage)?;
-    let registration = tcp_ca.attach()?;
-    println!("{}", contract::ATTACHED);
+    let (_loaded, registration) = load_and_attach(&mut storage)?;
     signals.forever().next();
     drop(registration);
     println!("{}", contract::DETACHED);
@@ -150,9 +149,7 @@ fn run_hold() -> Result<(), Failure> {
 
 fn run_once(bytes: u64) -> Result<(), Failure> {
     let mut storage = MaybeUninit::uninit();
-    let mut tcp_ca = TcpCa::open_and_load(&mut storage)?;
-    let registration = tcp_ca.attach()?;
-    println!("{}", contract::ATTACHED);
+    let (tcp_ca, registration) = load_and_attach(&mut storage)?;
     let mut connection = Connection::open(ALGORITHM)?;
     check_init_ran_for(&tcp_ca, &connection)?;
     connection.transfer(bytes)?;
@@ -162,6 +159,17 @@ fn run_once(bytes: u64) -> Result<(), Failure> {
     println!("{}", contract::DETACHED);
     println!("{}", OnceReport { bytes, calls }.render());
     Ok(())
+}
+
+/// Loads vmtest_reno and registers it, then prints the line the scenarios
+/// wait for.
+fn load_and_attach(
+    storage: &mut MaybeUninit<OpenObject>,
+) -> Result<(TcpCa<'_>, Registration), Failure> {
+    let mut tcp_ca = TcpCa::open_and_load(storage)?;
+    let registration = tcp_ca.attach()?;
+    println!("{}", contract::ATTACHED);
+    Ok((tcp_ca, registration))
 }
 
 fn run_connect(bytes: u64) -> Result<(), Failure> {
@@ -174,9 +182,7 @@ fn run_connect(bytes: u64) -> Result<(), Failure> {
 
 fn run_detach_while_used(bytes: u64) -> Result<(), Failure> {
     let mut storage = MaybeUninit::uninit();
-    let mut tcp_ca = TcpCa::open_and_load(&mut storage)?;
-    let registration = tcp_ca.attach()?;
-    println!("{}", contract::ATTACHED);
+    let (tcp_ca, registration) = load_and_attach(&mut storage)?;
     let mut connection = Connection::open(ALGORITHM)?;
     check_init_ran_for(&tcp_ca, &connection)?;
     connection.transfer(bytes)?;
