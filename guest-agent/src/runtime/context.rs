@@ -13,6 +13,7 @@ use super::loader::{Finished, Held, Loader};
 use super::module;
 use super::taint::{kernel_taint, taint_names, EXPECTED_TAINT};
 use crate::protocol::{ScenarioResult, Source, Step};
+use crate::report_line::Report;
 use crate::scenario::ModuleSpec;
 use crate::shell::quote_words;
 
@@ -283,6 +284,13 @@ impl Context {
         if !holds {
             self.result.failures.push(what.into());
         }
+    }
+
+    /// The report `step` printed; its absence is the failure `missing`.
+    pub fn expect_report<R: Report>(&mut self, step: StepId, missing: &str) -> Option<R> {
+        let report = R::find_in(&self.step(step).stdout);
+        self.expect(report.is_some(), missing);
+        report
     }
 
     pub fn expect_outcome(&mut self, step: StepId, expected: &str) {

@@ -12,8 +12,8 @@ use anyhow::Result;
 use nix::sys::signal::Signal;
 
 use self::contract::{
-    exit, is_available, ConnectReport, DetachWhileUsedReport, OnceReport, Report, ALGORITHM,
-    ATTACHED, AVAILABLE_PATH, REJECTED_PROGRAM, REJECTED_REASON_PREFIX,
+    exit, is_available, ConnectReport, DetachWhileUsedReport, OnceReport, ALGORITHM, ATTACHED,
+    AVAILABLE_PATH, REJECTED_PROGRAM, REJECTED_REASON_PREFIX,
 };
 use crate::protocol::Source::Kernel;
 use crate::runtime::context::{Context, StepId};
@@ -74,8 +74,7 @@ fn register(context: &mut Context) -> Result<()> {
 fn in_use(context: &mut Context) -> Result<()> {
     let once = context.run_loader(&["once", "--bytes", BYTES])?;
     context.expect_outcome(once, &exited(exit::SUCCESS));
-    let report = OnceReport::find_in(&context.step(once).stdout);
-    context.expect(report.is_some(), "tcp_ca once printed no report");
+    let report: Option<OnceReport> = context.expect_report(once, "tcp_ca once printed no report");
     let Some(report) = report else {
         return Ok(());
     };
@@ -121,10 +120,8 @@ fn duplicate(context: &mut Context) -> Result<()> {
     // The first registration still serves connections.
     let connect = context.run_loader(&["connect", "--bytes", BYTES])?;
     context.expect_outcome(connect, &exited(exit::SUCCESS));
-    context.expect(
-        ConnectReport::find_in(&context.step(connect).stdout).is_some(),
-        "tcp_ca connect printed no report",
-    );
+    let _: Option<ConnectReport> =
+        context.expect_report(connect, "tcp_ca connect printed no report");
     let stopped = context.stop(held, Signal::SIGTERM)?;
     context.expect_outcome(stopped, &exited(exit::SUCCESS));
     Ok(())
@@ -133,11 +130,8 @@ fn duplicate(context: &mut Context) -> Result<()> {
 fn detach_while_used(context: &mut Context) -> Result<()> {
     let used = context.run_loader(&["detach-while-used", "--bytes", BYTES])?;
     context.expect_outcome(used, &exited(exit::SUCCESS));
-    let report = DetachWhileUsedReport::find_in(&context.step(used).stdout);
-    context.expect(
-        report.is_some(),
-        "tcp_ca detach-while-used printed no report",
-    );
+    let report: Option<DetachWhileUsedReport> =
+        context.expect_report(used, "tcp_ca detach-while-used printed no report");
     if let Some(report) = report {
         let went_on = report.pkts_acked_after > report.pkts_acked_at_detach;
         context.expect(

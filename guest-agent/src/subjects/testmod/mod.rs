@@ -248,8 +248,8 @@ fn no_module(context: &mut Context) -> Result<()> {
 fn stress(context: &mut Context) -> Result<()> {
     let stress = context.run_loader(&["stress", "--threads", "4", "--seconds", "3"])?;
     context.expect_outcome(stress, &exited(exit::SUCCESS));
-    let report = StressReport::find_in(&context.step(stress).stdout);
-    context.expect(report.is_some(), "stress: the loader printed no report");
+    let report: Option<StressReport> =
+        context.expect_report(stress, "stress: the loader printed no report");
     if let Some(report) = report {
         expect_every_call_complete(context, stress, report.cycles, report.triggers);
     }
@@ -261,11 +261,8 @@ fn release_race(context: &mut Context) -> Result<()> {
     let args = ["release-race", "--threads", "2", "--seconds", "3"];
     let race = context.run_loader(&args)?;
     context.expect_outcome(race, &exited(exit::SUCCESS));
-    let report = ReleaseRaceReport::find_in(&context.step(race).stdout);
-    context.expect(
-        report.is_some(),
-        "release_race: the loader printed no report",
-    );
+    let report: Option<ReleaseRaceReport> =
+        context.expect_report(race, "release_race: the loader printed no report");
     if let Some(report) = report {
         context.expect(
             report.rmmod_refused > 0,
