@@ -207,23 +207,23 @@ impl SplatScanner {
     }
 }
 
-/// Lines of `log` that hold a splat, each with the lines that follow it (up
-/// to `context`).
-pub fn find_splats(log: &[String], context: usize) -> Vec<Splat> {
-    let mut scanner = SplatScanner::new(context);
-    for line in log {
-        scanner.push(line);
-    }
-    scanner.splats
-}
-
-pub fn is_splat(line: &str) -> bool {
-    classify(line).is_some()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Lines of `log` that hold a splat, each with the lines that follow it
+    /// (up to `context`), as the agent's kmsg reader finds them.
+    fn find_splats(log: &[String], context: usize) -> Vec<Splat> {
+        let mut scanner = SplatScanner::new(context);
+        for line in log {
+            scanner.push(line);
+        }
+        scanner.splats
+    }
+
+    fn is_splat(line: &str) -> bool {
+        classify(line).is_some()
+    }
 
     fn lines(text: &str) -> Vec<String> {
         text.lines().map(str::to_owned).collect()

@@ -374,7 +374,7 @@ impl Context {
                 .push(format!("the scenario could not run: {error:#}"));
         }
         match self.output.finish() {
-            Ok((log, _after_the_last_step)) => self.check_log(log),
+            Ok(log) => self.check_log(log),
             Err(err) => self.result.failures.push(format!(
                 "reading the kernel's output at the end: {err:#}; the splat check is incomplete"
             )),

@@ -95,8 +95,8 @@ impl KernelOutput {
         Ok(std::mem::take(&mut trace.lines))
     }
 
-    /// Stops the drain thread, reads what is left and says what the log held.
-    pub fn finish(&mut self) -> Result<(KernelLog, Vec<TimelineLine>)> {
+    /// Stops the drain threads, reads what is left and says what the log held.
+    pub fn finish(&mut self) -> Result<KernelLog> {
         self.stop_drainer();
         let mut kmsg = lock(&self.readers.kmsg);
         kmsg.drain()?;
@@ -111,7 +111,7 @@ impl KernelOutput {
             tail: kmsg.tail.iter().cloned().collect(),
             splats: kmsg.splats.splats().to_vec(),
         };
-        Ok((log, std::mem::take(&mut trace.lines)))
+        Ok(log)
     }
 
     fn stop_drainer(&mut self) {
@@ -259,6 +259,9 @@ struct TraceReader {
     file: File,
     /// The start of a line whose end has not been read yet.
     partial_line: String,
+    /// What each read of the pipe returns, allocated once: the drain
+    /// thread reads up to every 5 ms.
+    buffer: Box<[u8]>,
     lines: Vec<TimelineLine>,
     stats: LogStats,
     /// Each CPU buffer's overrun count when capture started.
@@ -276,6 +279,7 @@ impl TraceReader {
         Ok(TraceReader {
             file,
             partial_line: String::new(),
+            buffer: vec![0u8; 64 * 1024].into_boxed_slice(),
             lines: Vec::new(),
             stats: LogStats::default(),
             overruns_at_start: trace_overruns(),
@@ -287,11 +291,13 @@ impl TraceReader {
         if let Some(error) = &self.error {
             return Err(anyhow!("{error}"));
         }
-        let mut buffer = vec![0u8; 64 * 1024];
         loop {
-            match self.file.read(&mut buffer) {
+            match self.file.read(&mut self.buffer) {
                 Ok(0) => return Ok(()),
-                Ok(len) => self.text(&String::from_utf8_lossy(&buffer[..len])),
+                Ok(len) => {
+                    let text = String::from_utf8_lossy(&self.buffer[..len]).into_owned();
+                    self.text(&text);
+                }
                 Err(err) if err.kind() == ErrorKind::WouldBlock => return Ok(()),
                 Err(err) => {
                     let message = format!("reading the trace pipe: {err}");
