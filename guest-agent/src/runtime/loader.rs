@@ -26,7 +26,7 @@ pub struct Loader {
 }
 
 /// `exit N`: how a step's outcome reads when the loader exited with `code`.
-pub fn exited(code: u8) -> String {
+pub fn exited(code: impl std::fmt::Display) -> String {
     format!("exit {code}")
 }
 
@@ -240,10 +240,7 @@ fn finished(
 ) -> Finished {
     use std::os::unix::process::ExitStatusExt;
     let outcome = match (status.code(), status.signal()) {
-        (Some(code), _) => match u8::try_from(code) {
-            Ok(code) => exited(code),
-            Err(_) => format!("exit {code}"),
-        },
+        (Some(code), _) => exited(code),
         (None, Some(signal)) => match Signal::try_from(signal) {
             Ok(signal) => format!("killed by {signal}"),
             Err(_) => format!("killed by signal {signal}"),
