@@ -10,9 +10,11 @@ use std::sync::{Arc, RwLock};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use guest_agent::runtime::module;
 use guest_agent::subjects::testmod::contract::{
     race_member, ConcurrentAttachReport, ReleaseRaceReport, Report, StressReport,
 };
+use nix::errno::Errno;
 use struct_ops_loader::{AttachError, TriggerError};
 
 use crate::Failure;
@@ -152,26 +154,24 @@ fn attempt_rmmod(
     stop: &AtomicBool,
     refused: &AtomicU64,
 ) -> Result<(), Failure> {
-    let name = std::ffi::CString::new(struct_ops_loader::MODULE_NAME).expect("no NUL");
     while !stop.load(Ordering::Relaxed) {
         let guard = map_exists
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         if *guard {
-            // SAFETY: delete_module with a NUL-terminated name and flags.
-            let outcome =
-                unsafe { libc::syscall(libc::SYS_delete_module, name.as_ptr(), libc::O_NONBLOCK) };
-            let errno = std::io::Error::last_os_error();
-            match (outcome, errno.raw_os_error()) {
-                (0, _) => {
+            match module::rmmod(struct_ops_loader::MODULE_NAME) {
+                Ok(()) => {
                     return Err(Failure::new(
                         "rmmod succeeded while a struct_ops map of the module existed".to_owned(),
                     ))
                 }
-                (_, Some(libc::EAGAIN | libc::EBUSY)) => {
+                Err(Errno::EAGAIN | Errno::EBUSY) => {
                     refused.fetch_add(1, Ordering::Relaxed);
                 }
-                (_, _) => return Err(Failure::new(format!("rmmod failed oddly: {errno}"))),
+                Err(errno) => {
+                    let errno = std::io::Error::from(errno);
+                    return Err(Failure::new(format!("rmmod failed oddly: {errno}")));
+                }
             }
         }
         drop(guard);
