@@ -38,11 +38,12 @@ fn harness(args: &[&str]) -> (i32, String, String) {
 
 /// No QEMU or virtiofsd of the VM labelled `label` is left running.
 fn assert_no_vm_left(label: &str) {
+    let run_dir = format!("{}{label}-", harness::run_dirs::RUN_DIR_PREFIX);
     let left = wait_until(
         Instant::now() + Duration::from_secs(5),
         Duration::from_millis(100),
         || {
-            let left: Vec<_> = processes_mentioning(&format!("struct-ops-vm-{label}-"))
+            let left: Vec<_> = processes_mentioning(&run_dir)
                 .into_iter()
                 .filter(|(_, cmdline)| cmdline.contains("qemu") || cmdline.contains("virtiofsd"))
                 .collect();
@@ -55,7 +56,7 @@ fn assert_no_vm_left(label: &str) {
     assert!(
         left.is_some(),
         "left running: {:#?}",
-        processes_mentioning(&format!("struct-ops-vm-{label}-"))
+        processes_mentioning(&run_dir)
     );
 }
 
