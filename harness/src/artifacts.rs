@@ -66,8 +66,9 @@ pub fn prepare(options: &PrepareOptions, progress: &Progress) -> Result<Artifact
     crate::accel::choose(&cache)?;
     let recipe = options.recipe(&cache)?;
     // Leased before it is looked at, so a prune elsewhere cannot take it away.
-    let lease = crate::cache::lease(&cache, &recipe.key(&cache)?)?;
-    let kernel = kernel::ensure_built(&recipe, &cache, progress)?;
+    let key = recipe.key(&cache)?;
+    let lease = crate::cache::lease(&cache, &key)?;
+    let kernel = kernel::ensure_built_keyed(&recipe, &key, &cache, progress)?;
     let modules = build_modules(&kernel, &cache, progress)?;
     let guest = guest_binaries::ensure_built(&workspace, progress)?;
     let virtiofsd = virtiofsd::find();

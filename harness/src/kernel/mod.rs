@@ -183,11 +183,21 @@ impl Kernel {
 /// (a hit runs no make), built in place for a tree (make decides what is
 /// stale; nothing runs when the tree has not changed since the last build).
 pub fn ensure_built(recipe: &KernelRecipe, cache: &Path, progress: &Progress) -> Result<Kernel> {
-    let key = recipe.key(cache)?;
-    let entry = cache.join("kernels").join(&key);
+    ensure_built_keyed(recipe, &recipe.key(cache)?, cache, progress)
+}
+
+/// [`ensure_built`] for a caller that already has the recipe's key (it
+/// costs three tool runs to compute).
+pub fn ensure_built_keyed(
+    recipe: &KernelRecipe,
+    key: &str,
+    cache: &Path,
+    progress: &Progress,
+) -> Result<Kernel> {
+    let entry = cache.join("kernels").join(key);
     match &recipe.source {
-        KernelSource::Tree(tree) => build_in_place(recipe, tree, &key, &entry, cache, progress),
-        KernelSource::Tarball(_) => ensure_cached(recipe, &key, &entry, cache, progress),
+        KernelSource::Tree(tree) => build_in_place(recipe, tree, key, &entry, cache, progress),
+        KernelSource::Tarball(_) => ensure_cached(recipe, key, &entry, cache, progress),
     }
 }
 
