@@ -78,18 +78,20 @@ impl Vm {
         if let Some(status) = self.qemu.try_wait()? {
             return Ok(Some(Ending::QemuExited(status)));
         }
-        self.note_agent_ready();
+        // Read once per round for the two questions that look at it.
+        let console = self.console();
+        self.note_agent_ready(&console);
         self.let_debugger_in()?;
         let ending = self
             .result_is_in()
             .or_else(|| self.kvm_stayed_silent())
             .or_else(|| self.virtiofsd_is_gone())
-            .or_else(|| self.guest_panicked());
+            .or_else(|| self.guest_panicked(&console));
         Ok(ending)
     }
 
-    fn note_agent_ready(&mut self) {
-        if self.watch.ready_after.is_none() && self.console().contains(AGENT_READY) {
+    fn note_agent_ready(&mut self, console: &str) {
+        if self.watch.ready_after.is_none() && console.contains(AGENT_READY) {
             self.watch.ready_after = Some(self.started.elapsed());
         }
     }
@@ -114,8 +116,8 @@ impl Vm {
     fn result_arrived(&self) -> bool {
         let messages = read_messages(&self.spec.result_file).unwrap_or_default();
         messages.iter().any(|message| match message {
-            Message::Scenario(_) => !self.options.command,
-            Message::Exited(_) => self.options.command,
+            Message::Scenario(_) => !self.runs_command,
+            Message::Exited(_) => self.runs_command,
             Message::WaitingForDebugger { .. } => false,
         })
     }
@@ -149,7 +151,7 @@ impl Vm {
         Some(Ending::VirtiofsdDied(status))
     }
 
-    fn guest_panicked(&mut self) -> Option<Ending> {
+    fn guest_panicked(&mut self, console: &str) -> Option<Ending> {
         let due = self
             .watch
             .last_qmp_poll
@@ -160,7 +162,7 @@ impl Vm {
                 self.watch.panicked |= events.contains(&GuestEvent::Panicked);
             }
         }
-        (self.watch.panicked || self.console().contains(PANIC_LINE)).then_some(Ending::Panicked)
+        (self.watch.panicked || console.contains(PANIC_LINE)).then_some(Ending::Panicked)
     }
 
     /// Passes on what the exec'd command printed since the last look.
