@@ -241,7 +241,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             kernel,
         } => {
             if let Some(name) = &scenario {
-                step_in::check_scenario(name)?;
+                check_scenario_names(std::slice::from_ref(name))?;
             }
             let artifacts = prepare(&kernel.one("shell")?, &Progress::new())?;
             let how = StepIn {

@@ -6,7 +6,7 @@ use std::io::IsTerminal;
 use std::os::fd::AsRawFd;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use guest_agent::cli::{AgentCommand, Argv, ExecArgs, ShellArgs};
 
 use crate::accel::{self, Accel, Choice};
@@ -173,11 +173,4 @@ impl Drop for TerminalGuard {
             unsafe { libc::tcsetattr(std::io::stdin().as_raw_fd(), libc::TCSANOW, termios) };
         }
     }
-}
-
-/// Whether `name` names a scenario, with the list when it does not.
-pub fn check_scenario(name: &str) -> Result<()> {
-    guest_agent::scenario::find(name)
-        .map(|_| ())
-        .with_context(|| guest_agent::scenario::unknown(name))
 }

@@ -47,9 +47,6 @@ pub struct VmOptions {
     pub force_9p: bool,
     /// Every boot message on the console, not only warnings and worse.
     pub verbose_console: bool,
-    /// The agent runs a command (exec, shell), not a scenario: its run ends
-    /// with the command's exit.
-    pub command: bool,
     /// The console on the harness's terminal (a shell).
     pub interactive: bool,
     /// A gdb stub, and QEMU paused for the debugger once the agent is ready.
@@ -68,7 +65,6 @@ impl Default for VmOptions {
             force_9p: false,
             verbose_console: std::env::var_os(VERBOSE_CONSOLE_ENV)
                 .is_some_and(|value| value == "1"),
-            command: false,
             interactive: false,
             gdb: false,
         }
@@ -175,10 +171,6 @@ pub struct CommandRun {
     pub exit: ExitReport,
     /// The scenario a shell opened in, when there was one.
     pub scenario: Option<ScenarioResult>,
-    pub total: Duration,
-    pub kept_logs: Option<PathBuf>,
-    pub console_tail: String,
-    pub run_dir: PathBuf,
 }
 
 /// Boots a VM on `accel` whose agent runs `agent` (exec or shell).
@@ -188,26 +180,23 @@ pub fn run_command(
     options: &VmOptions,
     accel: Accel,
 ) -> Result<CommandRun, RunError> {
-    let options = VmOptions {
-        command: true,
-        ..options.clone()
-    };
     let label = options.label.clone().unwrap_or_else(|| "exec".to_owned());
-    let vm = Vm::boot(artifacts, agent, &label, &options, accel, false)?;
-    let (vm, messages, total) = vm.finish()?;
+    let vm = Vm::boot(artifacts, agent, &label, options, accel, false)?;
+    let (vm, messages, _total) = vm.finish()?;
     let scenario = messages.iter().find_map(|message| match message {
         Message::Scenario(result) => Some(result.clone()),
         _ => None,
     });
     match final_message(&messages) {
-        Some(Message::Exited(exit)) => Ok(CommandRun {
-            exit: exit.clone(),
-            scenario,
-            total,
-            console_tail: crate::text::tail(&vm.console(), 40),
-            run_dir: vm.sockets.path().to_owned(),
-            kept_logs: vm.options.keep_logs.then(|| vm.keep()),
-        }),
+        Some(Message::Exited(exit)) => {
+            if vm.options.keep_logs {
+                vm.keep();
+            }
+            Ok(CommandRun {
+                exit: exit.clone(),
+                scenario,
+            })
+        }
         other => {
             let said = format!("the agent ended with {other:?}, not the command's exit");
             Err(vm.fail(VmFailure::BadResult(said)).into())
@@ -228,6 +217,9 @@ struct Vm {
     started: Instant,
     options: VmOptions,
     probing: bool,
+    /// The agent runs a command (exec, shell), not a scenario: its run ends
+    /// with the command's exit.
+    runs_command: bool,
     watch: Watch,
     /// The unstripped vmlinux and its build directory, for gdb.
     kernel_for_gdb: (PathBuf, PathBuf),
@@ -269,6 +261,7 @@ impl Vm {
             started,
             options: options.clone(),
             probing,
+            runs_command: !matches!(agent, AgentCommand::Run(_)),
             watch: Watch::default(),
             kernel_for_gdb: (
                 artifacts.kernel.vmlinux.clone(),
