@@ -14,9 +14,6 @@ const PROGRAMS: &[&str] = &[
     "tcp_ca_rejected",
 ];
 
-/// Headers next to the programs that some of them include.
-const HEADERS: &[&str] = &["tcp_ca.h"];
-
 fn main() {
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     let manifest_dir =
@@ -26,14 +23,14 @@ fn main() {
         "cargo:rerun-if-changed={}",
         kmod_dir.join("bpf_testmod.h").display()
     );
-    for header in HEADERS {
-        let path = manifest_dir.join("src/bpf").join(header);
-        println!("cargo:rerun-if-changed={}", path.display());
-    }
+    // The programs and the headers beside them: cargo rescans a directory.
+    println!(
+        "cargo:rerun-if-changed={}",
+        manifest_dir.join("src/bpf").display()
+    );
 
     for name in PROGRAMS {
         let source = manifest_dir.join(format!("src/bpf/{name}.bpf.c"));
-        println!("cargo:rerun-if-changed={}", source.display());
         let skeleton = out_dir.join(format!("{name}.skel.rs"));
         if let Err(err) = SkeletonBuilder::new()
             .source(&source)
