@@ -43,6 +43,16 @@ pub fn harness_binary() -> Result<PathBuf> {
     Ok(binary)
 }
 
+/// A file's modification time in nanoseconds since the epoch, 0 where the
+/// filesystem keeps none: part of the stamps that say a file changed.
+pub fn mtime_nanos(metadata: &std::fs::Metadata) -> u128 {
+    metadata
+        .modified()
+        .ok()
+        .and_then(|time| time.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |age| age.as_nanos())
+}
+
 /// `$STRUCT_OPS_CACHE_DIR`, else `$XDG_CACHE_HOME/struct-ops-vmtest`, else
 /// `~/.cache/struct-ops-vmtest`: always outside the work tree, so a fresh
 /// clone reuses a kernel built by another.

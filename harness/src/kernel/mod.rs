@@ -369,11 +369,7 @@ fn build(
 fn file_stamp(path: &Path) -> Result<String> {
     let metadata =
         std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
-    let modified = metadata
-        .modified()
-        .ok()
-        .and_then(|time| time.duration_since(std::time::UNIX_EPOCH).ok())
-        .map_or(0, |age| age.as_nanos());
+    let modified = crate::paths::mtime_nanos(&metadata);
     Ok(format!("{} bytes, modified {modified}", metadata.len()))
 }
 

@@ -184,11 +184,7 @@ fn tarball_digest(path: &Path, metadata: &std::fs::Metadata, cache: &Path) -> Re
     let stamp = DigestStamp {
         path: path.to_owned(),
         size: metadata.len(),
-        modified: metadata
-            .modified()
-            .ok()
-            .and_then(|time| time.duration_since(std::time::UNIX_EPOCH).ok())
-            .map_or(0, |age| age.as_nanos()),
+        modified: crate::paths::mtime_nanos(metadata),
         sha256: String::new(),
     };
     let memo = cache.join("sources").join(format!(
@@ -264,12 +260,7 @@ pub fn tree_fingerprint(tree: &Path) -> Result<String> {
             }
             files += 1;
             bytes += metadata.len();
-            let modified = metadata
-                .modified()
-                .ok()
-                .and_then(|time| time.duration_since(std::time::UNIX_EPOCH).ok())
-                .map_or(0, |age| age.as_nanos());
-            newest = newest.max(modified);
+            newest = newest.max(crate::paths::mtime_nanos(&metadata));
         }
     }
     Ok(format!("{files} files, {bytes} bytes, newest {newest}"))
