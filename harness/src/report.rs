@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use crate::artifacts::Artifacts;
 use crate::kernel::source::KernelSpec;
+use crate::kernel::Flavour;
 use crate::normalise::normalise;
 use crate::suite::Row;
 
@@ -15,7 +16,7 @@ use crate::suite::Row;
 #[derive(Debug, Clone, Serialize)]
 pub struct KernelInfo {
     pub version: String,
-    pub flavour: &'static str,
+    pub flavour: Flavour,
     pub key: String,
     /// `KASAN memory error (needs CONFIG_KASAN)`, ...
     pub unchecked_splat_classes: Vec<String>,
@@ -34,7 +35,7 @@ impl KernelInfo {
             .collect();
         KernelInfo {
             version: artifacts.kernel.version.clone(),
-            flavour: artifacts.kernel.flavour.name(),
+            flavour: artifacts.kernel.flavour,
             key: artifacts.kernel.key.clone(),
             unchecked_splat_classes: unchecked,
         }
@@ -51,7 +52,7 @@ pub fn render_header(info: &KernelInfo) -> String {
         let _ = writeln!(
             text,
             "not checked, this kernel cannot report them{}: {}",
-            if info.flavour == "debug" {
+            if info.flavour == Flavour::Debug {
                 ""
             } else {
                 " (--debug-kernel can)"
@@ -68,7 +69,7 @@ fn kernel_options(artifacts: &Artifacts) -> String {
     if artifacts.spec != KernelSpec::default() {
         let _ = write!(options, " --kernel {}", artifacts.spec);
     }
-    if artifacts.kernel.flavour == crate::kernel::Flavour::Debug {
+    if artifacts.kernel.flavour == Flavour::Debug {
         options.push_str(" --debug-kernel");
     }
     options
@@ -229,7 +230,7 @@ pub fn render_matrix(kernels: &[(&KernelInfo, &[Row])]) -> String {
 
 fn column_name(kernel: &KernelInfo) -> String {
     match kernel.flavour {
-        "default" => kernel.version.clone(),
+        Flavour::Default => kernel.version.clone(),
         flavour => format!("{} {flavour}", kernel.version),
     }
 }
