@@ -52,6 +52,18 @@ pub struct ExitReport {
     pub error: Option<String>,
 }
 
+impl From<std::process::ExitStatus> for ExitReport {
+    /// How a command the agent ran ended: its code, or the signal that killed it.
+    fn from(status: std::process::ExitStatus) -> Self {
+        use std::os::unix::process::ExitStatusExt;
+        ExitReport {
+            code: status.code(),
+            signal: status.signal(),
+            error: None,
+        }
+    }
+}
+
 /// Where a line of the kernel's output came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -1,7 +1,6 @@
 //! `harness exec`: one command, run as root with the usual mounts, its
 //! stdout and stderr streamed to the host as they come, its end reported.
 
-use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -36,26 +35,21 @@ pub fn run(args: &ExecArgs, link: &mut HostLink) -> Result<ExitReport> {
     let mut child = match command.spawn() {
         Ok(child) => child,
         Err(err) => {
-            let why = match err.kind() {
-                std::io::ErrorKind::NotFound => format!(
-                    "{program}: no such command in the guest (PATH={PATH}, or a missing --cwd)"
+            // The shell's codes: 127 not found, 126 found but not runnable.
+            let (code, why) = match err.kind() {
+                std::io::ErrorKind::NotFound => (
+                    127,
+                    format!(
+                        "{program}: no such command in the guest (PATH={PATH}, or a missing --cwd)"
+                    ),
                 ),
-                _ => format!("{program}: {err}"),
-            };
-            let code = if err.kind() == std::io::ErrorKind::NotFound {
-                127
-            } else {
-                126
+                _ => (126, format!("{program}: {err}")),
             };
             return Ok(failed(code, why));
         }
     };
     let status = child.wait().context("waiting for the command")?;
-    Ok(ExitReport {
-        code: status.code(),
-        signal: status.signal(),
-        error: None,
-    })
+    Ok(status.into())
 }
 
 fn failed(code: i32, why: String) -> ExitReport {

@@ -6,7 +6,7 @@
 use std::cell::RefCell;
 use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::rc::Rc;
@@ -115,11 +115,7 @@ fn open(args: &ShellArgs) -> Result<ExitReport> {
     let status = command
         .status()
         .context("starting the shell (/bin/bash or /bin/sh)")?;
-    Ok(ExitReport {
-        code: status.code(),
-        signal: status.signal(),
-        error: None,
-    })
+    Ok(status.into())
 }
 
 /// The host terminal's size, so full-screen programs and line editing fit.
