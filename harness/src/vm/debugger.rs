@@ -26,7 +26,7 @@ pub fn free_port() -> Result<u16> {
 /// the addresses in the file, not the ones `add-symbol-file -s` gives it,
 /// so with the file as built every variable's address would be off.
 pub fn placed_copy(module: &ModuleSections, dir: &Path) -> Result<ModuleSections> {
-    let in_file = alloc_sections(Path::new(&module.path))?;
+    let in_file = crate::elf::alloc_sections(Path::new(&module.path))?;
     let sections: Vec<(String, u64)> = module
         .sections
         .iter()
@@ -51,21 +51,6 @@ pub fn placed_copy(module: &ModuleSections, dir: &Path) -> Result<ModuleSections
         path: placed.display().to_string(),
         sections,
     })
-}
-
-/// The names of the sections of `ko` that are loaded into memory.
-fn alloc_sections(ko: &Path) -> Result<Vec<String>> {
-    use object::{Object, ObjectSection, SectionFlags};
-    let data = std::fs::read(ko).with_context(|| format!("reading {}", ko.display()))?;
-    let file = object::File::parse(&*data)
-        .with_context(|| format!("{} is not an ELF file", ko.display()))?;
-    Ok(file
-        .sections()
-        .filter(|section| {
-            matches!(section.flags(), SectionFlags::Elf { sh_flags } if sh_flags & u64::from(object::elf::SHF_ALLOC) != 0)
-        })
-        .filter_map(|section| section.name().ok().map(str::to_owned))
-        .collect())
 }
 
 /// `gdb -ex 'target remote ...' -ex 'add-symbol-file ...' vmlinux`.
