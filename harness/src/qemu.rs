@@ -173,27 +173,35 @@ fn port_args(spec: &VmSpec) -> Vec<OsString> {
     use guest_agent::protocol::{
         CONTROL_PORT_NAME, RESULT_PORT_NAME, STDERR_PORT_NAME, STDOUT_PORT_NAME,
     };
+    // (chardev id, port name, the chardev's arguments)
     let mut ports = vec![(
+        "result",
         RESULT_PORT_NAME,
         chardev_file_args("result", &spec.result_file),
     )];
     if let Some((stdout, stderr)) = &spec.output_files {
-        ports.push((STDOUT_PORT_NAME, chardev_file_args("stdout", stdout)));
-        ports.push((STDERR_PORT_NAME, chardev_file_args("stderr", stderr)));
+        ports.push((
+            "stdout",
+            STDOUT_PORT_NAME,
+            chardev_file_args("stdout", stdout),
+        ));
+        ports.push((
+            "stderr",
+            STDERR_PORT_NAME,
+            chardev_file_args("stderr", stderr),
+        ));
     }
     if let Some(socket) = &spec.control_socket {
         let mut chardev = OsString::from("socket,id=control,server=on,wait=off,path=");
         chardev.push(socket);
-        ports.push((CONTROL_PORT_NAME, vec!["-chardev".into(), chardev]));
+        ports.push((
+            "control",
+            CONTROL_PORT_NAME,
+            vec!["-chardev".into(), chardev],
+        ));
     }
     let mut args = Vec::new();
-    for (name, chardev) in ports {
-        let id = match name {
-            RESULT_PORT_NAME => "result",
-            STDOUT_PORT_NAME => "stdout",
-            STDERR_PORT_NAME => "stderr",
-            _ => "control",
-        };
+    for (id, name, chardev) in ports {
         args.extend(chardev);
         args.push("-device".into());
         args.push(format!("virtserialport,chardev={id},name={name}").into());
