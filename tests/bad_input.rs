@@ -2,34 +2,29 @@
 //! work where possible. No VM boots here; some tests run kbuild's config
 //! steps or read Debian's kernel tarballs.
 
-use std::path::{Path, PathBuf};
+mod common;
 
-use harness::kernel::config::Fragment;
-use harness::kernel::{self, Flavour, KernelRecipe, KernelSource, Make};
-use harness::process::combined_output;
-use harness::progress::Progress;
-use harness::{artifacts, host_deps, kmod, paths};
+use std::path::Path;
 
-fn images_dir() -> PathBuf {
-    paths::workspace_root().join("images")
-}
+use harness_host::kernel::config::Fragment;
+use harness_host::kernel::{self, Flavour, KernelRecipe, KernelSource, Make};
+use harness_host::process::combined_output;
+use harness_host::progress::Progress;
+use harness_host::{kmod, setup};
+
+use common::artifacts;
 
 #[test]
 fn a_fragment_with_a_syntax_error_stops_before_any_build() {
-    let images = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(images_dir()).unwrap() {
-        let path = entry.unwrap().path();
-        std::fs::copy(&path, images.path().join(path.file_name().unwrap())).unwrap();
-    }
-    std::fs::write(
-        images.path().join("zz-typo.config"),
-        "CONFIG_BPF=y\nCONFIG BPF_JIT=y\n",
-    )
-    .unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let typo = Fragment {
+        path: scratch.path().join("images/zz-typo.config"),
+        text: "CONFIG_BPF=y\nCONFIG BPF_JIT=y\n".to_owned(),
+    };
     let err = KernelRecipe::new(
         KernelSource::Tree("/nonexistent".into()),
         Flavour::Default,
-        images.path(),
+        &[typo],
     )
     .err()
     .unwrap();
@@ -42,13 +37,14 @@ fn a_fragment_with_a_syntax_error_stops_before_any_build() {
 
 #[test]
 fn options_that_olddefconfig_drops_are_named_with_their_fragment() {
-    let artifacts = artifacts::prepared().unwrap_or_else(|err| panic!("{err:#}"));
+    let artifacts = artifacts();
     let scratch = tempfile::tempdir().unwrap();
-    let all = kernel::config::read_fragments(&images_dir()).unwrap();
+    let all = kernel::config::core_fragments();
     let series = kernel::Series::parse(&artifacts.kernel.version).unwrap();
     let mut fragments = kernel::config::select_fragments(&all, Flavour::Default, series).unwrap();
     // Without the BPF syscall there is no BTF, no BPF_EVENTS: the build must not go on.
-    let extra = scratch.path().join("zz-no-bpf.config");
+    std::fs::create_dir(scratch.path().join("images")).unwrap();
+    let extra = scratch.path().join("images/zz-no-bpf.config");
     std::fs::write(
         &extra,
         "# CONFIG_BPF_SYSCALL is not set\nCONFIG_NOT_A_REAL_OPTION=y\n",
@@ -70,11 +66,11 @@ fn options_that_olddefconfig_drops_are_named_with_their_fragment() {
         "{err}"
     );
     assert!(
-        err.contains("CONFIG_DEBUG_INFO_BTF=y (images/bpf.config:"),
+        err.contains("CONFIG_DEBUG_INFO_BTF=y (harness/host/images/bpf.config:"),
         "{err}"
     );
     assert!(
-        err.contains("CONFIG_BPF_EVENTS=y (images/bpf.config:"),
+        err.contains("CONFIG_BPF_EVENTS=y (harness/host/images/bpf.config:"),
         "{err}"
     );
     assert!(
@@ -85,7 +81,7 @@ fn options_that_olddefconfig_drops_are_named_with_their_fragment() {
 
 #[test]
 fn debian_6_1_is_refused_as_too_old_for_struct_ops_in_modules() {
-    host_deps::ensure_installed().unwrap_or_else(|err| panic!("{err:#}"));
+    setup::check().unwrap_or_else(|err| panic!("{err:#}"));
     let tarball = Path::new("/usr/src/linux-source-6.1.tar.xz");
     assert!(
         tarball.is_file(),
@@ -118,7 +114,7 @@ fn debian_6_1_is_refused_as_too_old_for_struct_ops_in_modules() {
 
 #[test]
 fn a_module_stripped_of_its_btf_is_refused_with_the_reason() {
-    let artifacts = artifacts::prepared().unwrap_or_else(|err| panic!("{err:#}"));
+    let artifacts = artifacts();
     let scratch = tempfile::tempdir().unwrap();
     let stripped = scratch.path().join("bpf_testmod.ko");
     let (status, text) = combined_output(duct::cmd!(

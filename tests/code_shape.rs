@@ -4,7 +4,14 @@
 use std::path::{Path, PathBuf};
 
 const LIMIT: usize = 80;
-const FOLDERS: [&str; 3] = ["harness/src", "guest-agent/src", "bpf/src"];
+const FOLDERS: [&str; 6] = [
+    "harness/src",
+    "harness/host/src",
+    "guest-agent/src",
+    "guest-agent/wire/src",
+    "guest-agent/loader/src",
+    "bpf",
+];
 
 /// `text` with comments, strings and character literals blanked out (line
 /// breaks kept), so that only code braces are left to count.

@@ -4,16 +4,16 @@
 
 use std::time::{Duration, Instant};
 
-use guest_agent::cli::Fault;
-use harness::artifacts::{self, Artifacts};
-use harness::process::processes_mentioning;
-use harness::suite::run_scenario;
-use harness::vm::{RunError, ScenarioRun, VmError, VmFailure, VmOptions};
-use harness::wait::{wait_until, Poll};
+mod common;
 
-fn artifacts() -> &'static Artifacts {
-    artifacts::prepared().unwrap_or_else(|err| panic!("{err:#}"))
-}
+use harness_host::artifacts::Artifacts;
+use harness_host::process::processes_mentioning;
+use harness_host::suite::run_scenario;
+use harness_host::vm::{RunError, ScenarioRun, VmError, VmFailure, VmOptions};
+use harness_wire::cli::Fault;
+use harness_wire::wait::{wait_until, Poll};
+
+use common::artifacts;
 
 /// A label unique to this test process, so parallel tests never see each other's VMs.
 fn label(name: &str) -> String {
@@ -223,7 +223,8 @@ fn the_guest_cannot_write_the_host() {
         };
         let run = run_scenario(artifacts(), "no_module", &options)
             .unwrap_or_else(|err| panic!("{err:#}"));
-        let target = artifacts().guest.bin_dir.join("guest-write-test");
+        let binary = artifacts().binary_for("no_module").unwrap();
+        let target = binary.parent().unwrap().join("guest-write-test");
         assert!(run.result.passed, "{:?}", run.result.failures);
         // The agent remounts / read-write first, so only the host side can refuse.
         assert!(
@@ -267,7 +268,7 @@ fn kvm_is_probed_once_and_the_verdict_is_kept() {
     }
     // The probe is what is tested: a forced accelerator would skip it. Each
     // nextest test is its own process, so this touches no other test.
-    std::env::remove_var(harness::accel::ACCEL_ENV);
+    std::env::remove_var(harness_host::accel::ACCEL_ENV);
     // A private cache directory for the verdict only; the kernel stays where it is.
     let cache = tempfile::tempdir().unwrap();
     let artifacts = Artifacts {
@@ -275,24 +276,24 @@ fn kvm_is_probed_once_and_the_verdict_is_kept() {
         ..artifacts().clone()
     };
     assert_eq!(
-        harness::accel::choose(cache.path()).unwrap(),
-        harness::accel::Choice::ProbeKvm
+        harness_host::accel::choose(cache.path()).unwrap(),
+        harness_host::accel::Choice::ProbeKvm
     );
     let run = run_scenario(&artifacts, "no_module", &VmOptions::default())
         .unwrap_or_else(|err| panic!("{err:#}"));
     assert!(run.result.passed, "{:?}", run.result.failures);
-    let verdict = harness::accel::read_verdict(cache.path())
+    let verdict = harness_host::accel::read_verdict(cache.path())
         .unwrap()
         .expect("the probe wrote a verdict");
     let expected = if verdict.kvm_works {
-        harness::accel::Accel::Kvm
+        harness_host::accel::Accel::Kvm
     } else {
-        harness::accel::Accel::Tcg
+        harness_host::accel::Accel::Tcg
     };
     assert_eq!(run.accel, expected, "verdict {verdict:?}");
     // Probed once: from now on the verdict decides, and the next VM follows it.
     assert!(
-        matches!(harness::accel::choose(cache.path()).unwrap(), harness::accel::Choice::Decided(accel, _) if accel == expected),
+        matches!(harness_host::accel::choose(cache.path()).unwrap(), harness_host::accel::Choice::Decided(accel, _) if accel == expected),
         "the verdict is not used"
     );
     let again = run_scenario(&artifacts, "no_module", &VmOptions::default())
@@ -305,7 +306,7 @@ fn kvm_is_probed_once_and_the_verdict_is_kept() {
 /// the setup script) goes with it.
 #[test]
 fn an_interrupted_harness_takes_its_vm_along() {
-    let harness = harness::paths::harness_binary().unwrap_or_else(|err| panic!("{err:#}"));
+    let harness = common::harness_binary();
     let mut child = std::process::Command::new(&harness)
         .args(["exec", "--", "sleep", "600"])
         .stdout(std::process::Stdio::null())
@@ -345,8 +346,8 @@ fn an_interrupted_harness_takes_its_vm_along() {
         processes_mentioning(&label)
     );
     // The dead helper's socket directory is swept by the next VM, or here.
-    harness::run_dirs::sweep_stale_run_dirs();
-    let stale: Vec<_> = harness::run_dirs::run_dirs_in(&std::env::temp_dir())
+    harness_host::run_dirs::sweep_stale_run_dirs();
+    let stale: Vec<_> = harness_host::run_dirs::run_dirs_in(&std::env::temp_dir())
         .into_iter()
         .filter(|dir| dir.to_string_lossy().contains(&label))
         .collect();

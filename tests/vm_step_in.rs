@@ -8,13 +8,14 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use harness::artifacts;
-use harness::process::processes_mentioning;
-use harness::wait::{wait_until, Poll};
+mod common;
+
+use harness_host::process::processes_mentioning;
+use harness_wire::wait::{wait_until, Poll};
 
 /// The harness binary the nextest setup script built.
 fn harness_binary() -> PathBuf {
-    harness::paths::harness_binary().unwrap_or_else(|err| panic!("{err:#}"))
+    common::harness_binary()
 }
 
 /// `harness ARGS`: its exit code, stdout and stderr; and that it left no VM behind.
@@ -38,7 +39,7 @@ fn harness(args: &[&str]) -> (i32, String, String) {
 
 /// No QEMU or virtiofsd of the VM labelled `label` is left running.
 fn assert_no_vm_left(label: &str) {
-    let run_dir = format!("{}{label}-", harness::run_dirs::RUN_DIR_PREFIX);
+    let run_dir = format!("{}{label}-", harness_host::run_dirs::RUN_DIR_PREFIX);
     let left = wait_until(
         Instant::now() + Duration::from_secs(5),
         Duration::from_millis(100),
@@ -62,7 +63,7 @@ fn assert_no_vm_left(label: &str) {
 
 #[test]
 fn exec_prints_the_kernel_release_and_exits_0() {
-    let artifacts = artifacts::prepared().unwrap_or_else(|err| panic!("{err:#}"));
+    let artifacts = common::artifacts();
     let (code, stdout, stderr) = harness(&["exec", "--", "uname", "-r"]);
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(stdout.trim(), artifacts.kernel.version, "{stderr}");
@@ -110,7 +111,7 @@ fn a_missing_command_is_a_clear_error() {
 fn a_hung_command_ends_at_the_timeout_with_a_clear_error() {
     let start = Instant::now();
     let (code, _, stderr) = harness(&["exec", "--timeout", "10", "--", "sleep", "600"]);
-    assert_eq!(code, harness::step_in::VM_FAILED, "{stderr}");
+    assert_eq!(code, harness_host::step_in::VM_FAILED, "{stderr}");
     assert!(stderr.contains("did not finish within 10s"), "{stderr}");
     assert!(
         start.elapsed() < Duration::from_secs(40),

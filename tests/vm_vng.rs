@@ -5,11 +5,13 @@
 use std::io::Read;
 use std::time::{Duration, Instant};
 
-use harness::{artifacts, vng};
+mod common;
+
+use harness_host::vng;
 
 #[test]
 fn vng_runs_a_scenario_on_the_harness_kernel() {
-    let artifacts = artifacts::prepared().unwrap_or_else(|err| panic!("{err:#}"));
+    let artifacts = common::artifacts();
     let command = vng::vng_command(artifacts, "trigger").unwrap_or_else(|err| panic!("{err:#}"));
     // Its own process group, so that a timeout kills vng's QEMU and virtiofsd too.
     let reader = duct::cmd!("bash", "-c", &command)

@@ -1,14 +1,13 @@
-//! The guest side of the harness: the agent's runtime (PID 1, kernel output
-//! capture, module and loader handling, checks) and the subjects' scenarios.
-//! The host links it too, so both sides agree on what a result looks like,
-//! which scenarios exist and how the agent is called.
+//! The guest side of the harness: the agent (PID 1, or a plain command
+//! under vng), kernel output capture, module and loader handling, splat
+//! checks, and the [`Context`](runtime::context::Context) a subject's
+//! scenarios are written against.
+#![deny(missing_docs)]
 
-pub mod cli;
-pub mod protocol;
+pub mod agent;
 pub mod render;
-pub mod report_line;
 pub mod runtime;
 pub mod scenario;
-pub mod shell;
 pub mod splat;
-pub mod subjects;
+
+pub use harness_wire as wire;

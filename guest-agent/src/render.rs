@@ -4,8 +4,9 @@
 
 use std::fmt::Write as _;
 
-use crate::protocol::{ScenarioResult, Source, Step, TimelineLine};
+use harness_wire::protocol::{ScenarioResult, Source, Step, TimelineLine};
 
+/// Each step as a snapshot holds it: its action, outcome, output and kernel lines.
 pub fn render_steps(result: &ScenarioResult) -> String {
     let mut text = String::new();
     for step in &result.steps {
@@ -64,10 +65,10 @@ mod tests {
     #[test]
     fn a_step_shows_action_outcome_output_and_kernel_lines() {
         let result = ScenarioResult {
-            scenario: "trigger".into(),
+            scenario: "attach".into(),
             steps: vec![Step {
                 action: "struct_ops trigger".into(),
-                outcome: "exit 0".into(),
+                outcome: harness_wire::protocol::Outcome::exited(0),
                 stdout: "Triggered struct_ops\n".into(),
                 timeline: vec![
                     TimelineLine {

@@ -1,55 +1,152 @@
-//! What a scenario is, and the catalogue of them: every subject (one
-//! struct_ops user: its module if it has one, its loader, its scenarios)
-//! declares its scenarios once, in its own file under `subjects/`, and the
-//! scenario list, `run --list`, the VM tests and the report all derive from
-//! those declarations.
+//! What a subject is and what a scenario is. A subject's crate declares one
+//! [`Subject`] (its module, loader, scenarios, fragments, normalisation and
+//! snapshots) with these builders; the host learns of it through
+//! [`Subject::info`] and never by name.
+
+use std::ffi::OsString;
+use std::path::Path;
+use std::process::ExitCode;
 
 use anyhow::Result;
+use harness_wire::catalogue::{ModuleInfo, ScenarioInfo, SubjectInfo};
 
 use crate::runtime::context::Context;
+use crate::runtime::module::ModuleSpec;
 
-/// A kernel module a subject defines its struct_ops type in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ModuleSpec {
-    /// As rmmod and /sys/module know it; the file is `<name>.ko`.
+/// A subject's loader: its name, as a scenario's actions show it, and its
+/// entry point, which gets the words after `__loader` (the subject's binary,
+/// re-executed by its own scenarios).
+#[derive(Debug, Clone, Copy)]
+pub struct Loader {
+    /// As the actions show it: `loader once --message ...`.
     pub name: &'static str,
-    /// Its sources, relative to the workspace (Kbuild and all).
-    pub dir: &'static str,
-    /// The variable the subject's loader reads the module's path from, for
-    /// the fix it prints when the module is not loaded.
-    pub path_env: Option<&'static str>,
-    /// What the module prints once loaded, and once unloaded.
-    pub loaded_line: &'static str,
-    pub unloaded_line: &'static str,
+    /// The loader's `main`; `None` when the binary was built without it
+    /// (the host runner is: see the `loader` feature in the README).
+    pub main: Option<fn(Vec<OsString>) -> ExitCode>,
 }
 
-impl ModuleSpec {
-    pub fn file_name(&self) -> String {
-        format!("{}.ko", self.name)
-    }
-}
-
-/// One struct_ops user.
+/// One struct_ops user: a module that defines a struct_ops type, or a BPF
+/// implementation of a type the kernel defines, with its scenarios.
 #[derive(Debug)]
 pub struct Subject {
+    /// As `run --list` shows it.
     pub name: &'static str,
+    /// One line on what it is.
     pub summary: &'static str,
+    /// The subject crate's directory (`env!("CARGO_MANIFEST_DIR")`): the
+    /// module, fragments and snapshots are found relative to it.
+    pub manifest_dir: &'static str,
     /// The module that defines the struct_ops type, unless the kernel does.
     pub module: Option<ModuleSpec>,
-    /// The loader binary (built from bpf/) the scenarios run.
-    pub loader: &'static str,
+    /// The loader its scenarios run.
+    pub loader: Loader,
+    /// Its scenarios, in the order `run --list` shows them.
     pub scenarios: &'static [Scenario],
+    /// Kernel config fragments it needs beyond the core's, relative to `manifest_dir`.
+    pub fragments: &'static [&'static str],
+    /// `(regex, replacement)` for output that differs between runs, after the core's rules.
+    pub normalise: &'static [(&'static str, &'static str)],
+    /// Where its snapshots live, relative to `manifest_dir`.
+    pub snapshots: &'static str,
+}
+
+impl Subject {
+    /// A subject with no module, no scenarios yet and snapshots in `tests/snapshots`.
+    pub const fn new(
+        name: &'static str,
+        summary: &'static str,
+        manifest_dir: &'static str,
+    ) -> Self {
+        Subject {
+            name,
+            summary,
+            manifest_dir,
+            module: None,
+            loader: Loader {
+                name: "loader",
+                main: None,
+            },
+            scenarios: &[],
+            fragments: &[],
+            normalise: &[],
+            snapshots: "tests/snapshots",
+        }
+    }
+
+    /// The module that defines the subject's struct_ops type.
+    pub const fn module(self, module: ModuleSpec) -> Self {
+        Subject {
+            module: Some(module),
+            ..self
+        }
+    }
+
+    /// The loader (`harness::loader!` gives `main` only to the build that has it).
+    pub const fn loader(
+        self,
+        name: &'static str,
+        main: Option<fn(Vec<OsString>) -> ExitCode>,
+    ) -> Self {
+        Subject {
+            loader: Loader { name, main },
+            ..self
+        }
+    }
+
+    /// Its scenarios.
+    pub const fn scenarios(self, scenarios: &'static [Scenario]) -> Self {
+        Subject { scenarios, ..self }
+    }
+
+    /// Kernel config fragments beyond the core's, relative to the crate.
+    pub const fn fragments(self, fragments: &'static [&'static str]) -> Self {
+        Subject { fragments, ..self }
+    }
+
+    /// Normalisation rules of its own.
+    pub const fn normalise(self, normalise: &'static [(&'static str, &'static str)]) -> Self {
+        Subject { normalise, ..self }
+    }
+
+    /// Where its snapshots live, relative to the crate.
+    pub const fn snapshots(self, snapshots: &'static str) -> Self {
+        Subject { snapshots, ..self }
+    }
+
+    /// What the host needs to know of it.
+    pub fn info(&self) -> SubjectInfo {
+        let dir = Path::new(self.manifest_dir);
+        SubjectInfo {
+            name: self.name.to_owned(),
+            summary: self.summary.to_owned(),
+            module: self.module.map(|module| ModuleInfo {
+                name: module.name.to_owned(),
+                dir: dir.join(module.dir),
+            }),
+            scenarios: self.scenarios.iter().map(Scenario::info).collect(),
+            fragments: self.fragments.iter().map(|path| dir.join(path)).collect(),
+            snapshots: dir.join(self.snapshots),
+            normalise: self
+                .normalise
+                .iter()
+                .map(|(pattern, replacement)| ((*pattern).to_owned(), (*replacement).to_owned()))
+                .collect(),
+        }
+    }
 }
 
 /// One scenario: its name, what it proves, what it needs, and its steps and
 /// expectations (`run`).
 #[derive(Debug)]
 pub struct Scenario {
+    /// Unique across the subjects of a run.
     pub name: &'static str,
+    /// What it proves.
     pub summary: &'static str,
     /// Whether the subject's module is loaded before `run` starts (and its
     /// unloading checked at the end).
     pub needs_module: bool,
+    /// The steps and their expectations.
     pub run: fn(&mut Context) -> Result<()>,
     /// Kernel series on which the kernel's own output differs, and why: such
     /// a series has a snapshot of its own (`<scenario>@<series>.snap`).
@@ -80,14 +177,6 @@ impl Scenario {
         }
     }
 
-    /// Why this scenario's output differs on `series`, if it does.
-    pub fn difference_on(&self, series: &str) -> Option<&'static str> {
-        self.differs_on
-            .iter()
-            .find(|(on, _)| *on == series)
-            .map(|(_, why)| *why)
-    }
-
     /// The same, with the subject's module loaded first.
     pub const fn with_module(self) -> Self {
         Scenario {
@@ -95,31 +184,42 @@ impl Scenario {
             ..self
         }
     }
+
+    /// What the host needs to know of it.
+    pub fn info(&self) -> ScenarioInfo {
+        ScenarioInfo {
+            name: self.name.to_owned(),
+            summary: self.summary.to_owned(),
+            needs_module: self.needs_module,
+            differs_on: self
+                .differs_on
+                .iter()
+                .map(|(series, why)| ((*series).to_owned(), (*why).to_owned()))
+                .collect(),
+        }
+    }
 }
 
-/// Every scenario with its subject, in declaration order.
-pub fn all() -> impl Iterator<Item = (&'static Subject, &'static Scenario)> {
-    crate::subjects::SUBJECTS.iter().flat_map(|subject| {
-        subject
+/// Finds `name` among the scenarios of `subjects`.
+pub fn find<'a>(subjects: &[&'a Subject], name: &str) -> Option<(&'a Subject, &'a Scenario)> {
+    subjects.iter().find_map(|subject| {
+        let scenario = subject
             .scenarios
             .iter()
-            .map(move |scenario| (*subject, scenario))
+            .find(|scenario| scenario.name == name)?;
+        Some((*subject, scenario))
     })
 }
 
-pub fn find(name: &str) -> Option<(&'static Subject, &'static Scenario)> {
-    all().find(|(_, scenario)| scenario.name == name)
-}
-
-pub fn names() -> impl Iterator<Item = &'static str> {
-    all().map(|(_, scenario)| scenario.name)
-}
-
 /// `no scenario named X; the scenarios are: ...`
-pub fn unknown(name: &str) -> String {
+pub fn unknown(subjects: &[&Subject], name: &str) -> String {
+    let names: Vec<&str> = subjects
+        .iter()
+        .flat_map(|subject| subject.scenarios.iter().map(|scenario| scenario.name))
+        .collect();
     format!(
         "no scenario named {name}; the scenarios are: {}",
-        names().collect::<Vec<_>>().join(", ")
+        names.join(", ")
     )
 }
 
@@ -127,40 +227,41 @@ pub fn unknown(name: &str) -> String {
 mod tests {
     use super::*;
 
-    #[test]
-    fn scenario_names_are_unique_across_subjects() {
-        let mut names: Vec<&str> = names().collect();
-        let count = names.len();
-        names.sort_unstable();
-        names.dedup();
-        assert_eq!(names.len(), count, "a scenario name is declared twice");
+    fn nothing(_: &mut Context) -> Result<()> {
+        Ok(())
     }
 
-    #[test]
-    fn a_kernel_difference_is_declared_with_its_reason() {
-        fn nothing(_: &mut Context) -> Result<()> {
-            Ok(())
-        }
-        let scenario = Scenario::new("x", "y", nothing)
+    const SCENARIOS: &[Scenario] = &[
+        Scenario::new("a", "first", nothing),
+        Scenario::new("b", "second", nothing)
             .with_module()
-            .differs_on(&[("7.3", "7.x words it otherwise")]);
-        assert!(scenario.needs_module);
-        assert_eq!(
-            scenario.difference_on("7.3"),
-            Some("7.x words it otherwise")
-        );
-        assert_eq!(scenario.difference_on("6.12"), None);
+            .differs_on(&[("7.3", "7.x words it otherwise")]),
+    ];
+
+    const SUBJECT: Subject = Subject::new("s", "a subject", "/src/s")
+        .module(ModuleSpec::new("m", "kmod/m"))
+        .scenarios(SCENARIOS)
+        .fragments(&["images/s.config"]);
+
+    #[test]
+    fn the_host_learns_paths_relative_to_the_subjects_crate() {
+        let info = SUBJECT.info();
+        assert_eq!(info.module.unwrap().dir, Path::new("/src/s/kmod/m"));
+        assert_eq!(info.fragments, [Path::new("/src/s/images/s.config")]);
+        assert_eq!(info.snapshots, Path::new("/src/s/tests/snapshots"));
+        let b = &info.scenarios[1];
+        assert!(b.needs_module);
+        assert_eq!(b.difference_on("7.3"), Some("7.x words it otherwise"));
+        assert_eq!(b.difference_on("6.12"), None);
     }
 
     #[test]
-    fn a_scenario_that_needs_a_module_belongs_to_a_subject_with_one() {
-        for (subject, scenario) in all() {
-            assert!(
-                !scenario.needs_module || subject.module.is_some(),
-                "{} needs a module, but {} has none",
-                scenario.name,
-                subject.name
-            );
-        }
+    fn a_scenario_is_found_by_name_or_named_among_the_others() {
+        let subjects = [&SUBJECT];
+        assert_eq!(find(&subjects, "b").unwrap().1.name, "b");
+        assert_eq!(
+            unknown(&subjects, "c"),
+            "no scenario named c; the scenarios are: a, b"
+        );
     }
 }

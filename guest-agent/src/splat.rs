@@ -7,6 +7,7 @@
 /// One kind of kernel report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SplatClass {
+    /// What the class is called in a failure or a report, e.g. `KASAN memory error`.
     pub name: &'static str,
     /// Substrings that identify a line of this class, checked in order of the classes.
     pub markers: &'static [&'static str],
@@ -161,7 +162,7 @@ const MAX_SPLATS: usize = 20;
 
 /// A report in the kernel log: its class and its lines.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Splat {
+pub(crate) struct Splat {
     pub class: &'static str,
     pub lines: Vec<String>,
 }
@@ -169,7 +170,7 @@ pub struct Splat {
 /// Finds splats in a log read one line at a time, each with the lines that
 /// follow it (up to `context`), so that a failure shows what happened and where.
 #[derive(Debug, Clone)]
-pub struct SplatScanner {
+pub(crate) struct SplatScanner {
     context: usize,
     splats: Vec<Splat>,
     /// Lines still to add to the last splat.
@@ -231,7 +232,7 @@ mod tests {
 
     #[test]
     fn a_clean_log_has_no_splat() {
-        let log = lines("bpf_testmod_ops registered\ntest_1() returned: 42\nbpf_testmod unloaded");
+        let log = lines("demo_ops registered\ntest_1() returned: 42\ndemo unloaded");
         assert!(find_splats(&log, 5).is_empty());
     }
 
@@ -242,7 +243,7 @@ mod tests {
             "WARNING: CPU: 0 PID: 61 at kernel/bpf/bpf_struct_ops.c:300 foo+0x1/0x2",
             "Oops: 0002 [#1] SMP NOPTI",
             "BUG: KASAN: use-after-free in trigger_write",
-            "UBSAN: array-index-out-of-bounds in kmod/bpf_testmod.c:12:3",
+            "UBSAN: array-index-out-of-bounds in kmod/demo.c:12:3",
             "WARNING: possible circular locking dependency detected",
             "rcu: INFO: rcu_sched detected stalls on CPUs/tasks:",
             "watchdog: BUG: soft lockup - CPU#0 stuck for 22s! [struct_ops:70]",
@@ -323,6 +324,6 @@ mod tests {
     #[test]
     fn the_module_warning_text_is_not_a_splat() {
         // pr_warn output is a plain line; only the kernel's WARNING: banner counts.
-        assert!(!is_splat("bpf_testmod_ops: unexpected unreg"));
+        assert!(!is_splat("demo_ops: unexpected unreg"));
     }
 }

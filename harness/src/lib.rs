@@ -1,29 +1,71 @@
-//! The host side of the struct_ops VM test harness: builds the kernel, the
-//! module and the guest binaries, boots them in QEMU, runs scenarios through
-//! the guest agent and turns their results into reports and snapshots.
+//! The struct_ops VM harness as a library for a subject's crate: declare a
+//! [`Subject`] with its [`Scenario`]s written against [`Context`], and make
+//! the crate's VM test target's `main` [`main!`]. That one binary then plays
+//! every role:
+//!
+//! - under `cargo nextest run` (or `cargo test`), the host runner: one test
+//!   per scenario, each booting a VM and checking an insta snapshot;
+//! - built in release by the harness, PID 1 in the guest (the agent), which
+//!   runs a scenario's steps and re-executes itself as the loader;
+//! - `__catalogue`: what it declares, as JSON, for the `harness` tool.
+//!
+//! ```ignore
+//! // tests/vm.rs
+//! harness::main!(my_subject::SUBJECT);
+//! ```
+#![deny(missing_docs)]
 
-pub mod accel;
-pub mod artifacts;
-pub mod bench;
-pub mod cache;
-pub mod elf;
-pub mod guest_binaries;
-pub mod guest_clock;
-pub mod host_deps;
-pub mod kernel;
-pub mod kmod;
-pub mod normalise;
-pub mod paths;
-pub mod process;
-pub mod progress;
-pub mod qemu;
-pub mod qmp;
-pub mod report;
-pub mod run_dirs;
-pub mod step_in;
-pub mod suite;
-pub mod text;
-pub mod virtiofsd;
-pub mod vm;
-pub mod vng;
-pub mod wait;
+mod binary;
+
+pub use binary::{run_binary, Binary};
+pub use guest_agent::runtime::context::{Context, StepId};
+pub use guest_agent::runtime::loader::Held;
+pub use guest_agent::runtime::module::{self, ModuleSpec};
+pub use guest_agent::runtime::run::UNLOAD_LIMIT;
+pub use guest_agent::scenario::{Scenario, Subject};
+/// The host side, for tests that drive it directly.
+pub use harness_host as host;
+/// Building blocks for a loader (with the `loader` feature).
+#[cfg(feature = "loader")]
+pub use harness_loader as loader;
+/// The contracts between host, agent and loader.
+pub use harness_wire as wire;
+pub use harness_wire::exit;
+pub use harness_wire::protocol::{Outcome, Source};
+pub use harness_wire::report::Report;
+pub use nix::errno::Errno;
+pub use nix::sys::signal::Signal;
+
+/// A loader's entry point: the words after `__loader <subject>`.
+pub type LoaderMain = fn(Vec<std::ffi::OsString>) -> std::process::ExitCode;
+
+/// Makes a test target the subject's one binary: `harness::main!(SUBJECT)`
+/// (or several subjects). Its test target needs `harness = false`.
+#[macro_export]
+macro_rules! main {
+    ($($subject:expr),+ $(,)?) => {
+        static SUBJECTS: &[&$crate::Subject] = &[$(&$subject),+];
+        fn main() -> ::std::process::ExitCode {
+            $crate::run_binary(
+                SUBJECTS,
+                $crate::Binary {
+                    package: env!("CARGO_PKG_NAME"),
+                    manifest_dir: env!("CARGO_MANIFEST_DIR"),
+                },
+            )
+        }
+    };
+}
+
+/// `harness::loader!(NAME = path::to::main)` declares the constant `NAME`:
+/// `Some(main)` in the build with the crate's `loader` feature (the guest's),
+/// `None` in the others (the host runner's, which needs no BPF toolchain).
+#[macro_export]
+macro_rules! loader {
+    ($name:ident = $main:path) => {
+        #[cfg(feature = "loader")]
+        const $name: Option<$crate::LoaderMain> = Some($main);
+        #[cfg(not(feature = "loader"))]
+        const $name: Option<$crate::LoaderMain> = None;
+    };
+}

@@ -1,28 +1,29 @@
-//! `harness`: builds what is missing, boots the kernel in QEMU and runs the
-//! struct_ops scenarios.
+//! `harness`: finds the subjects of the workspace it is run in, builds what
+//! is missing, boots the kernel in QEMU and runs their scenarios.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
-use guest_agent::scenario;
-use harness::artifacts::{prepare, Artifacts, PrepareOptions};
-use harness::cache::{self, Target};
-use harness::kernel::source::KernelSpec;
-use harness::kernel::Flavour;
-use harness::progress::Progress;
-use harness::report::{self, KernelInfo};
-use harness::step_in::{self, StepIn};
-use harness::suite::Row;
-use harness::vm::VmOptions;
-use harness::{paths, vng};
+use harness_host::artifacts::{prepare, Artifacts, PrepareOptions};
+use harness_host::cache::{self, Target};
+use harness_host::catalogue::{self, Catalogue};
+use harness_host::kernel::source::KernelSpec;
+use harness_host::kernel::Flavour;
+use harness_host::progress::Progress;
+use harness_host::report::{self, KernelInfo};
+use harness_host::step_in::{self, StepIn};
+use harness_host::suite::Row;
+use harness_host::vm::VmOptions;
+use harness_host::{paths, setup, vng};
 
 #[derive(Parser)]
 #[command(
-    about = "Builds a minimal kernel with BTF, the bpf_testmod module and the BPF loader, \
-             boots them in QEMU and runs the struct_ops scenarios",
+    about = "Builds a minimal kernel with BTF, the subjects' modules and binaries (the packages \
+             of this workspace with [package.metadata.harness] vm-test), boots them in QEMU and \
+             runs their struct_ops scenarios",
     long_about = None,
     after_help = "Environment:\n  \
         STRUCT_OPS_CACHE_DIR        cache for kernels, modules, the KVM verdict, tools (default ~/.cache/struct-ops-vmtest)\n  \
@@ -41,6 +42,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Install the host's missing packages and tools (QEMU, the kernel
+    /// source, clang, pahole, bpftool, gdb, virtiofsd, virtme-ng; as root).
+    Setup,
     /// Build what is missing, boot a VM per scenario, run every scenario (or
     /// those named) and report; with several --kernel, on each of them.
     Run(RunArgs),
@@ -54,6 +58,10 @@ enum Command {
         /// Also build the kernel from scratch once, in a scratch cache (about 7 minutes).
         #[arg(long)]
         cold_kernel: bool,
+        /// The scenario one VM is timed with, and compared with vng on
+        /// (default: the first one `run --list` shows).
+        #[arg(long, value_name = "NAME")]
+        scenario: Option<String>,
         #[command(flatten)]
         kernel: KernelArgs,
     },
@@ -68,7 +76,7 @@ enum Command {
     /// tracefs and bpffs mounted, in this directory; its output streams here
     /// and the harness exits with its exit code (125 if the VM failed).
     Exec {
-        /// Load the subjects' modules (bpf_testmod) first.
+        /// Load the subjects' modules first.
         #[arg(long)]
         module: bool,
         /// Wait for gdb once the modules are loaded, and print how to connect.
@@ -130,7 +138,7 @@ struct KernelArgs {
     /// A kernel tree, the same as --kernel DIR (also: STRUCT_OPS_KERNEL_TREE).
     #[arg(long, value_name = "DIR")]
     kernel_tree: Option<PathBuf>,
-    /// The debug kernel: the default one plus images/debug.config (KASAN, KFENCE,
+    /// The debug kernel: the default one plus harness/host/images/debug.config (KASAN, KFENCE,
     /// lockdep, RCU and sleep checks); also STRUCT_OPS_DEBUG_KERNEL=1.
     #[arg(long)]
     debug_kernel: bool,
@@ -176,7 +184,7 @@ struct RunArgs {
     #[arg(long)]
     keep_logs: bool,
     /// How many VMs run at a time.
-    #[arg(long, default_value_t = harness::suite::DEFAULT_JOBS)]
+    #[arg(long, default_value_t = harness_host::suite::DEFAULT_JOBS)]
     jobs: usize,
     /// Per-VM timeout in seconds; a VM still running then is killed.
     #[arg(long, default_value_t = 120)]
@@ -197,25 +205,29 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
+        Command::Setup => {
+            setup::install()?;
+            eprintln!("[harness] everything the harness needs is installed");
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Run(args) => run_scenarios(args),
         Command::Build(kernel) => {
+            setup::ensure()?;
+            let catalogue = discover()?;
             for options in kernel.options()? {
-                print_built(&prepare(&options, &Progress::new())?);
+                print_built(&prepare(&options, &catalogue, &Progress::new())?);
             }
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench {
             runs,
             cold_kernel,
+            scenario,
             kernel,
-        } => {
-            let options = harness::bench::BenchOptions { runs, cold_kernel };
-            harness::bench::run(&kernel.one("bench")?, &options)?;
-            Ok(ExitCode::SUCCESS)
-        }
+        } => bench(runs, cold_kernel, scenario, &kernel),
         Command::CacheKey(kernel) => {
             let cache = paths::cache_dir()?;
-            let recipe = kernel.one("cache-key")?.recipe(&cache)?;
+            let recipe = kernel.one("cache-key")?.recipe(&cache, &discover()?)?;
             println!("{}", recipe.key(&cache)?);
             Ok(ExitCode::SUCCESS)
         }
@@ -227,7 +239,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             kernel,
             command,
         } => {
-            let artifacts = prepare(&kernel.one("exec")?, &Progress::new())?;
+            let artifacts = prepare(&kernel.one("exec")?, &discover()?, &Progress::new())?;
             let how = StepIn {
                 modules: module,
                 gdb,
@@ -239,25 +251,61 @@ fn run(cli: Cli) -> Result<ExitCode> {
             scenario,
             gdb,
             kernel,
-        } => {
-            if let Some(name) = &scenario {
-                check_scenario_names(std::slice::from_ref(name))?;
-            }
-            let artifacts = prepare(&kernel.one("shell")?, &Progress::new())?;
-            let how = StepIn {
-                modules: true,
-                gdb,
-                timeout: None,
-            };
-            Ok(exit_with(step_in::shell(&artifacts, scenario, &how)?))
-        }
+        } => shell(scenario, gdb, &kernel),
         Command::Vng { scenario, kernel } => {
-            check_scenario_names(std::slice::from_ref(&scenario))?;
-            let artifacts = prepare(&kernel.one("vng")?, &Progress::new())?;
+            let catalogue = discover()?;
+            catalogue.check(&scenario)?;
+            let artifacts = prepare(&kernel.one("vng")?, &catalogue, &Progress::new())?;
             println!("{}", vng::vng_command(&artifacts, &scenario)?);
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// The subjects of the workspace the harness is run in, built for the guest.
+fn discover() -> Result<Catalogue> {
+    let dir = std::env::current_dir().context("finding the current directory")?;
+    catalogue::discover(&dir, &Progress::new())
+}
+
+fn shell(scenario: Option<String>, gdb: bool, kernel: &KernelArgs) -> Result<ExitCode> {
+    let catalogue = discover()?;
+    if let Some(name) = &scenario {
+        catalogue.check(name)?;
+    }
+    let artifacts = prepare(&kernel.one("shell")?, &catalogue, &Progress::new())?;
+    let how = StepIn {
+        modules: true,
+        gdb,
+        timeout: None,
+    };
+    Ok(exit_with(step_in::shell(&artifacts, scenario, &how)?))
+}
+
+fn bench(
+    runs: usize,
+    cold_kernel: bool,
+    scenario: Option<String>,
+    kernel: &KernelArgs,
+) -> Result<ExitCode> {
+    setup::ensure()?;
+    let catalogue = discover()?;
+    let scenario = match scenario {
+        Some(name) => name,
+        None => catalogue
+            .names()
+            .into_iter()
+            .next()
+            .context("no scenario to time: the workspace declares none")?,
+    };
+    let options = harness_host::bench::BenchOptions {
+        runs,
+        cold_kernel,
+        scenario,
+        dir: std::env::current_dir().context("finding the current directory")?,
+    };
+    harness_host::bench::run(&kernel.one("bench")?, &catalogue, &options)?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// A command's exit code as ours (codes above 255 wrap, as a shell's do).
@@ -278,8 +326,13 @@ fn print_built(artifacts: &Artifacts) {
     for (name, path) in &artifacts.modules {
         println!("module     {name}: {}", path.display());
     }
-    println!("agent      {}", artifacts.guest.agent.display());
-    println!("loaders    {}", artifacts.guest.bin_dir.display());
+    for subject in &artifacts.catalogue.subjects {
+        println!(
+            "subject    {}: {}",
+            subject.info.name,
+            subject.binary.display()
+        );
+    }
 }
 
 fn run_cache(command: CacheCommand) -> Result<ExitCode> {
@@ -304,15 +357,6 @@ fn run_cache(command: CacheCommand) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn check_scenario_names(names: &[String]) -> Result<()> {
-    for name in names {
-        if scenario::find(name).is_none() {
-            bail!("{}", scenario::unknown(name));
-        }
-    }
-    Ok(())
-}
-
 /// One kernel's share of a run.
 struct KernelRun {
     artifacts: Artifacts,
@@ -321,25 +365,24 @@ struct KernelRun {
 }
 
 fn run_scenarios(args: RunArgs) -> Result<ExitCode> {
+    setup::ensure()?;
+    let catalogue = discover()?;
     if args.list {
-        for (subject, scenario) in scenario::all() {
-            println!(
-                "{:<12} {:<26} {}",
-                subject.name, scenario.name, scenario.summary
-            );
-        }
+        print!("{}", list(&catalogue));
         return Ok(ExitCode::SUCCESS);
     }
-    check_scenario_names(&args.scenarios)?;
+    for name in &args.scenarios {
+        catalogue.check(name)?;
+    }
     let names: Vec<String> = if args.scenarios.is_empty() {
-        scenario::names().map(str::to_owned).collect()
+        catalogue.names()
     } else {
         args.scenarios.clone()
     };
     let start = Instant::now();
     let mut runs = Vec::new();
     for options in args.kernel.options()? {
-        runs.push(run_on_kernel(&args, &options, &names)?);
+        runs.push(run_on_kernel(&args, &options, &catalogue, &names)?);
     }
     if args.json {
         let rows: Vec<_> = runs.iter().map(|run| (&run.info, &run.rows[..])).collect();
@@ -356,9 +399,28 @@ fn run_scenarios(args: RunArgs) -> Result<ExitCode> {
     })
 }
 
-fn run_on_kernel(args: &RunArgs, options: &PrepareOptions, names: &[String]) -> Result<KernelRun> {
+/// One line per scenario: subject, scenario, summary.
+fn list(catalogue: &Catalogue) -> String {
+    let names = catalogue.names();
+    let width = report::name_width(names.iter().map(String::as_str));
+    let mut text = String::new();
+    for (subject, scenario) in catalogue.scenarios() {
+        text.push_str(&format!(
+            "{:<12} {:<width$} {}\n",
+            subject.info.name, scenario.name, scenario.summary
+        ));
+    }
+    text
+}
+
+fn run_on_kernel(
+    args: &RunArgs,
+    options: &PrepareOptions,
+    catalogue: &Catalogue,
+    names: &[String],
+) -> Result<KernelRun> {
     let start = Instant::now();
-    let artifacts = prepare(options, &Progress::new())?;
+    let artifacts = prepare(options, catalogue, &Progress::new())?;
     let info = KernelInfo::of(&artifacts);
     eprintln!(
         "[harness] kernel {} ({} flavour) ready to boot after {:.1}s",
@@ -371,9 +433,10 @@ fn run_on_kernel(args: &RunArgs, options: &PrepareOptions, names: &[String]) -> 
         keep_logs: args.keep_logs,
         ..VmOptions::default()
     };
-    let rows = harness::suite::run_many(&artifacts, names, &vm_options, args.jobs, |row| {
+    let width = report::name_width(names.iter().map(String::as_str));
+    let rows = harness_host::suite::run_many(&artifacts, names, &vm_options, args.jobs, |row| {
         eprintln!(
-            "[harness] {} {:<24} {} ({:.1}s)",
+            "[harness] {} {:<width$} {} ({:.1}s)",
             info.version,
             row.scenario,
             row.verdict(),

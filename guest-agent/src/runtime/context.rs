@@ -8,29 +8,32 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result};
 use nix::sys::signal::Signal;
 
+use harness_wire::protocol::{Outcome, ScenarioResult, Source, Step};
+use harness_wire::report::Report;
+use harness_wire::shell::quote_words;
+
 use super::kernel_output::{KernelLog, KernelOutput};
-use super::loader::{Finished, Held, Loader};
-use super::module;
+use super::loader::{Finished, Held, LoaderCommand};
+use super::module::{self, ModuleSpec};
 use super::taint::{kernel_taint, taint_names, EXPECTED_TAINT};
-use crate::protocol::{ScenarioResult, Source, Step};
-use crate::report_line::Report;
-use crate::scenario::ModuleSpec;
-use crate::shell::quote_words;
 
 /// The subject's module and where its built file is.
 #[derive(Debug, Clone)]
-pub struct Module {
-    pub spec: ModuleSpec,
-    pub path: PathBuf,
+pub(crate) struct Module {
+    pub(crate) spec: ModuleSpec,
+    pub(crate) path: PathBuf,
 }
 
 /// Called once, where a scenario may be looked at (see `run_scenario_pausing`).
-pub type Pause = Box<dyn FnMut(&str) -> String>;
+pub(crate) type Pause = Box<dyn FnMut(&str) -> Outcome>;
 
+/// What a scenario works with: it runs the subject's loader, loads and
+/// unloads its module, reads and writes files, and records what it expects
+/// of each step. Every action is a step in the result.
 pub struct Context {
     /// Where a person looks around mid-scenario (`harness shell --scenario`).
-    pub pause: Option<Pause>,
-    loader: Loader,
+    pause: Option<Pause>,
+    loader: LoaderCommand,
     module: Option<Module>,
     output: KernelOutput,
     result: ScenarioResult,
@@ -43,10 +46,15 @@ pub struct Context {
 pub struct StepId(usize);
 
 impl Context {
-    pub fn new(scenario: &str, loader: Loader, module: Option<Module>) -> Result<Self> {
+    pub(crate) fn new(
+        scenario: &str,
+        loader: LoaderCommand,
+        module: Option<Module>,
+        pause: Option<Pause>,
+    ) -> Result<Self> {
         let output = KernelOutput::start()?;
         Ok(Context {
-            pause: None,
+            pause,
             loader,
             module,
             output,
@@ -62,7 +70,7 @@ impl Context {
     fn push_step(
         &mut self,
         action: String,
-        outcome: String,
+        outcome: Outcome,
         stdout: String,
         stderr: String,
         duration: Duration,
@@ -84,7 +92,7 @@ impl Context {
     fn push_quiet_step(
         &mut self,
         action: String,
-        outcome: String,
+        outcome: Outcome,
         start: Instant,
     ) -> Result<StepId> {
         self.push_step(
@@ -113,26 +121,30 @@ impl Context {
             .context("this scenario's subject has no module, or none was given (--module)")
     }
 
+    /// Loads the subject's module, expecting it to load and print its loaded line.
     pub fn insmod(&mut self) -> Result<StepId> {
         let module = self.module()?.clone();
         let start = Instant::now();
         let outcome = match module::insmod(&module.path) {
-            Ok(()) => "ok".to_owned(),
-            Err(err) => err,
+            Ok(()) => Outcome::Ok,
+            Err(outcome) => outcome,
         };
         let action = format!("insmod {}", module.spec.file_name());
         let step = self.push_quiet_step(action, outcome, start)?;
-        self.expect_outcome(step, "ok");
+        self.expect_outcome(step, Outcome::Ok);
+        if let Some(line) = module.spec.loaded_line {
+            self.expect_line(step, Source::Kernel, line);
+        }
         Ok(step)
     }
 
-    /// One rmmod attempt; the outcome is `ok` or the errno.
+    /// One rmmod attempt; the outcome is `Ok` or the errno.
     pub fn rmmod(&mut self) -> Result<StepId> {
         let name = self.module()?.spec.name;
         let start = Instant::now();
         let outcome = match module::rmmod(name) {
-            Ok(()) => "ok".to_owned(),
-            Err(errno) => module::describe(errno),
+            Ok(()) => Outcome::Ok,
+            Err(errno) => Outcome::errno(errno),
         };
         self.push_quiet_step(format!("rmmod {name}"), outcome, start)
     }
@@ -147,29 +159,28 @@ impl Context {
                     "module unloaded {} ms after {after}",
                     took.as_millis()
                 ));
-                "ok".to_owned()
+                Outcome::Ok
             }
-            Err((errno, took)) => format!(
-                "{} after retrying for {} ms",
-                module::describe(errno),
-                took.as_millis()
-            ),
+            Err((errno, took)) => Outcome::Failed {
+                reason: format!(
+                    "{} after retrying for {} ms",
+                    Outcome::errno(errno),
+                    took.as_millis()
+                ),
+            },
         };
         let action = format!("rmmod {name} (retried for up to {} s)", limit.as_secs());
         let step = self.push_quiet_step(action, outcome, start)?;
-        self.expect_outcome(step, "ok");
+        self.expect_outcome(step, Outcome::Ok);
         Ok(step)
     }
 
+    /// The subject's module's name, if it has one.
     pub fn module_name(&self) -> Option<&'static str> {
         self.module.as_ref().map(|module| module.spec.name)
     }
 
-    /// What the module prints once loaded.
-    pub fn module_loaded_line(&self) -> Option<&'static str> {
-        self.module.as_ref().map(|module| module.spec.loaded_line)
-    }
-
+    /// Whether the subject's module is loaded now.
     pub fn module_is_loaded(&self) -> bool {
         self.module
             .as_ref()
@@ -178,7 +189,7 @@ impl Context {
 
     /// Runs the subject's loader with `args` to completion.
     pub fn run_loader(&mut self, args: &[&str]) -> Result<StepId> {
-        let action = format!("{} {}", self.loader.name(), quote_words(args));
+        let action = format!("{} {}", self.loader.name, quote_words(args));
         let finished = self
             .loader
             .run(args)
@@ -191,7 +202,7 @@ impl Context {
         let start = Instant::now();
         let held = self.loader.start_until(&["hold"], attached_line, 1)?;
         let action = format!("{} &", held.what);
-        let step = self.push_quiet_step(action, "attached".to_owned(), start)?;
+        let step = self.push_quiet_step(action, Outcome::Attached, start)?;
         Ok((held, step))
     }
 
@@ -205,12 +216,12 @@ impl Context {
         let start = Instant::now();
         let held = self.loader.start_until(args, until, times)?;
         let action = format!("{} & (until it printed {until:?} {times} times)", held.what);
-        let step = self.push_quiet_step(action, "running".to_owned(), start)?;
+        let step = self.push_quiet_step(action, Outcome::Running, start)?;
         Ok((held, step))
     }
 
     /// Calls the pause, if it has not been called yet, as a step of its own.
-    pub fn pause_here(&mut self, where_: &str) -> Result<()> {
+    pub(crate) fn pause_here(&mut self, where_: &str) -> Result<()> {
         if let Some(mut pause) = self.pause.take() {
             let start = Instant::now();
             let outcome = pause(where_);
@@ -236,13 +247,31 @@ impl Context {
     pub fn read_file(&mut self, path: &Path) -> Result<StepId> {
         let start = Instant::now();
         let (outcome, content) = match std::fs::read_to_string(path) {
-            Ok(content) => ("ok".to_owned(), content),
-            Err(err) => (err.to_string(), String::new()),
+            Ok(content) => (Outcome::Ok, content),
+            Err(err) => (io_outcome(&err), String::new()),
         };
         let action = format!("cat {}", path.display());
         self.push_step(action, outcome, content, String::new(), start.elapsed())
     }
 
+    /// Writes `contents` to a file (a /proc trigger, a sysctl) in one
+    /// write, as a step: the kernel output it caused is the step's.
+    pub fn write_file(&mut self, path: &Path, contents: &str) -> Result<StepId> {
+        use std::io::Write as _;
+        let start = Instant::now();
+        let written = std::fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .and_then(|mut file| file.write_all(contents.as_bytes()));
+        let outcome = match written {
+            Ok(()) => Outcome::Ok,
+            Err(err) => io_outcome(&err),
+        };
+        let action = format!("echo -n {} > {}", quote_words(&[contents]), path.display());
+        self.push_quiet_step(action, outcome, start)
+    }
+
+    /// A step's record so far.
     pub fn step(&self, step: StepId) -> &Step {
         &self.result.steps[step.0]
     }
@@ -276,10 +305,12 @@ impl Context {
         self.measure(measurement);
     }
 
+    /// Notes a figure that varies between runs (it stays out of snapshots).
     pub fn measure(&mut self, measurement: String) {
         self.result.measurements.push(measurement);
     }
 
+    /// Records `what` as a failure unless `holds`.
     pub fn expect(&mut self, holds: bool, what: impl Into<String>) {
         if !holds {
             self.result.failures.push(what.into());
@@ -293,9 +324,10 @@ impl Context {
         report
     }
 
-    pub fn expect_outcome(&mut self, step: StepId, expected: &str) {
+    /// The step ended as `expected`.
+    pub fn expect_outcome(&mut self, step: StepId, expected: Outcome) {
         let actual = &self.step(step).outcome;
-        let holds = actual == expected;
+        let holds = *actual == expected;
         let what = format!(
             "`{}`: expected {expected}, got {actual}\n{}",
             self.step(step).action,
@@ -304,6 +336,7 @@ impl Context {
         self.expect(holds, what);
     }
 
+    /// How many times the step's kernel output holds `text` from `source`.
     pub fn count_lines(&self, step: StepId, source: Source, text: &str) -> usize {
         self.step(step).count(source, text)
     }
@@ -323,10 +356,12 @@ impl Context {
         self.expect(found == times, what);
     }
 
+    /// The step's kernel output holds `text` from `source` exactly once.
     pub fn expect_line(&mut self, step: StepId, source: Source, text: &str) {
         self.expect_lines(step, source, text, 1);
     }
 
+    /// The step's stderr holds `text`.
     pub fn expect_stderr_contains(&mut self, step: StepId, text: &str) {
         let stderr = &self.step(step).stderr;
         let what = format!(
@@ -367,7 +402,7 @@ impl Context {
     }
 
     /// Collects what is left, checks the whole log for splats and closes the result.
-    pub fn finish(mut self, error: Option<anyhow::Error>) -> ScenarioResult {
+    pub(crate) fn finish(mut self, error: Option<anyhow::Error>) -> ScenarioResult {
         if let Some(error) = error {
             self.result
                 .failures
@@ -395,5 +430,15 @@ impl Context {
         self.result.passed = self.result.failures.is_empty();
         self.result.duration_ms = self.started.elapsed().as_millis() as u64;
         self.result
+    }
+}
+
+/// A failed file operation's errno when it has one, its words otherwise.
+fn io_outcome(err: &std::io::Error) -> Outcome {
+    match err.raw_os_error() {
+        Some(errno) => Outcome::Errno { errno },
+        None => Outcome::Failed {
+            reason: err.to_string(),
+        },
     }
 }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 
 use super::ports::HostLink;
-use crate::protocol::{Message, ModuleSections};
+use harness_wire::protocol::{Message, ModuleSections};
 
 /// The sections of a loaded module, from /sys/module/NAME/sections.
 pub fn module_sections(name: &str, path: &Path) -> Result<ModuleSections> {
@@ -37,7 +37,7 @@ pub fn module_sections(name: &str, path: &Path) -> Result<ModuleSections> {
 pub fn meet(link: &mut HostLink, modules: &[PathBuf]) -> Result<()> {
     let modules = modules
         .iter()
-        .map(|path| module_sections(&super::exec::module_name(path), path))
+        .map(|path| module_sections(&super::module::module_name(path), path))
         .collect::<Result<Vec<_>>>()?;
     link.send(&Message::WaitingForDebugger { modules })?;
     link.wait_for_go()

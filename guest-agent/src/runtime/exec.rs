@@ -1,19 +1,20 @@
 //! `harness exec`: one command, run as root with the usual mounts, its
 //! stdout and stderr streamed to the host as they come, its end reported.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result};
 
 use super::ports::{self, HostLink};
 use super::{debugger, module};
-use crate::cli::ExecArgs;
-use crate::protocol::{ExitReport, STDERR_PORT_NAME, STDOUT_PORT_NAME};
+use harness_wire::cli::ExecArgs;
+use harness_wire::protocol::{ExitReport, STDERR_PORT_NAME, STDOUT_PORT_NAME};
 
 /// What a login shell would have: PID 1 starts with almost no environment.
-pub const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+pub(crate) const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
+/// Runs the command of `args`, its output streamed to the host.
 pub fn run(args: &ExecArgs, link: &mut HostLink) -> Result<ExitReport> {
     load_modules(&args.module, args.wait_for_debugger, link)?;
     let stdout = ports::open_for_writing(STDOUT_PORT_NAME)?;
@@ -61,18 +62,13 @@ fn failed(code: i32, why: String) -> ExitReport {
 }
 
 /// insmod each module; with a debugger, report where they are and wait.
-pub fn load_modules(paths: &[PathBuf], debugger: bool, link: &mut HostLink) -> Result<()> {
+pub(crate) fn load_modules(paths: &[PathBuf], debugger: bool, link: &mut HostLink) -> Result<()> {
     for path in paths {
-        module::insmod(path).map_err(|err| anyhow::anyhow!("insmod {}: {err}", path.display()))?;
+        module::insmod(path)
+            .map_err(|outcome| anyhow::anyhow!("insmod {}: {outcome}", path.display()))?;
     }
     if debugger {
         debugger::meet(link, paths)?;
     }
     Ok(())
-}
-
-/// `bpf_testmod` for `.../bpf_testmod.ko`.
-pub fn module_name(path: &Path) -> String {
-    path.file_stem()
-        .map_or_else(String::new, |stem| stem.to_string_lossy().into_owned())
 }

@@ -8,13 +8,17 @@ use anyhow::Result;
 use nix::mount::{mount, MsFlags};
 use nix::sys::reboot::{reboot, RebootMode};
 
+use harness_wire::cli::{AgentCommand, Fault, RunArgs};
+use harness_wire::markers::{AGENT_ERROR, AGENT_READY};
+use harness_wire::protocol::{ExitReport, Message};
+
 use super::ports::HostLink;
 use super::{mounts, net};
-use crate::cli::{AgentCommand, Fault, RunArgs};
-use crate::protocol::{ExitReport, Message};
+use crate::scenario::Subject;
 
-pub fn run_as_init(command: Result<AgentCommand, String>) -> ! {
-    let outcome = std::panic::catch_unwind(|| init_steps(command));
+/// PID 1's whole life: never returns, always powers off.
+pub(crate) fn run_as_init(subjects: &[&Subject], command: Result<AgentCommand, String>) -> ! {
+    let outcome = std::panic::catch_unwind(|| init_steps(subjects, command));
     let message = match outcome {
         Ok(Ok(())) => None,
         Ok(Err(err)) => Some(format!("{err:#}")),
@@ -22,14 +26,14 @@ pub fn run_as_init(command: Result<AgentCommand, String>) -> ! {
     };
     if let Some(message) = message {
         // The host finds this on the console when no result arrives.
-        console_line(&format!("guest-agent: error: {message}"));
+        console_line(&format!("{AGENT_ERROR}{message}"));
     }
     power_off()
 }
 
 /// PID 1, in order: the filesystems, the loopback interface, the line to
 /// the host, the ready line, then the one command, then power-off.
-fn init_steps(command: Result<AgentCommand, String>) -> Result<()> {
+fn init_steps(subjects: &[&Subject], command: Result<AgentCommand, String>) -> Result<()> {
     mounts::mount_filesystems(true)?;
     net::bring_up_loopback()?;
     let mut link = HostLink::open()?;
@@ -37,10 +41,12 @@ fn init_steps(command: Result<AgentCommand, String>) -> Result<()> {
     let message = match command {
         Ok(AgentCommand::Run(args)) => match inject_fault(&args) {
             Some(Flow::Stop) => return Ok(()),
-            None => Message::Scenario(super::run::run_scenario(&args)),
+            None => Message::Scenario(super::run::run_scenario(subjects, &args)),
         },
         Ok(AgentCommand::Exec(args)) => Message::Exited(super::exec::run(&args, &mut link)?),
-        Ok(AgentCommand::Shell(args)) => Message::Exited(super::shell::run(&args, &mut link)?),
+        Ok(AgentCommand::Shell(args)) => {
+            Message::Exited(super::shell::run(subjects, &args, &mut link)?)
+        }
         Ok(AgentCommand::List) => bad_arguments("as PID 1 the agent does not list".to_owned()),
         Err(usage) => bad_arguments(usage),
     };
@@ -71,7 +77,8 @@ fn inject_fault(args: &RunArgs) -> Option<Flow> {
         },
         Fault::NoResult => Some(Flow::Stop),
         Fault::WriteHost => {
-            try_write_host(&args.bin_dir);
+            let binary = std::env::current_exe().unwrap_or_default();
+            try_write_host(binary.parent().unwrap_or(Path::new("/")));
             None
         }
     }
@@ -84,7 +91,7 @@ fn console_line(line: &str) {
 
 /// The host measures boot time up to this line.
 fn announce_ready() {
-    console_line("guest-agent: ready");
+    console_line(AGENT_READY);
 }
 
 /// The guest must not be able to change the host. The root is mounted `ro`,

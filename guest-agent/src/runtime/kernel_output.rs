@@ -17,9 +17,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
-use crate::protocol::{LogStats, Source, TimelineLine};
 use crate::splat::{Splat, SplatScanner};
 use anyhow::{anyhow, Context, Result};
+use harness_wire::protocol::{LogStats, Source, TimelineLine};
 
 const TRACING: &str = "/sys/kernel/tracing";
 /// How many of the last kernel log records a result carries.
@@ -439,11 +439,11 @@ mod tests {
 #                                _-----=> irqs-off/BH-disabled
 #           TASK-PID     CPU#  |||||  TIMESTAMP  FUNCTION
 #              | |         |   |||||     |         |
-      struct_ops-63      [000] d..1.     2.902107: console: bpf_testmod_ops registered
-      struct_ops-63      [000] ...1.     2.910931: console: Calling struct_ops callbacks:
-      struct_ops-63      [000] ...11     2.911002: bpf_trace_printk: BPF test_1 called!
-      struct_ops-63      [000] ...1.     2.911250: console: test_1() returned: 42
-      struct_ops-63      [001] ...11     2.911300: bpf_trace_printk: Full buffer: Hello: from userspace!
+      loader-63      [000] d..1.     2.902107: console: demo_ops registered
+      loader-63      [000] ...1.     2.910931: console: Calling struct_ops callbacks:
+      loader-63      [000] ...11     2.911002: bpf_trace_printk: BPF test_1 called!
+      loader-63      [000] ...1.     2.911250: console: test_1() returned: 42
+      loader-63      [001] ...11     2.911300: bpf_trace_printk: Full buffer: Hello: from userspace!
 ";
 
     #[test]
@@ -456,7 +456,7 @@ mod tests {
         assert_eq!(
             rendered,
             [
-                "Kernel bpf_testmod_ops registered",
+                "Kernel demo_ops registered",
                 "Kernel Calling struct_ops callbacks:",
                 "Bpf BPF test_1 called!",
                 "Kernel test_1() returned: 42",
@@ -468,8 +468,8 @@ mod tests {
     #[test]
     fn kmsg_record_yields_its_message_and_sequence_number() {
         assert_eq!(
-            kmsg_message("6,345,2902107,-;bpf_testmod_ops registered\n"),
-            "bpf_testmod_ops registered"
+            kmsg_message("6,345,2902107,-;demo_ops registered\n"),
+            "demo_ops registered"
         );
         assert_eq!(
             kmsg_message("4,12,5,-,caller=T1;WARNING: CPU: 0 PID: 1\n SUBSYSTEM=x\n"),
@@ -481,10 +481,9 @@ mod tests {
 
     #[test]
     fn lines_printed_in_interrupt_context_are_told_apart() {
-        let task = "      struct_ops-63      [000] ...1.     2.9: console: x";
-        let softirq =
-            "      struct_ops-63      [001] ..s1.     2.9: console: clocksource: Watchdog";
-        let hardirq = "      struct_ops-63      [001] d.h1.     2.9: console: y";
+        let task = "      loader-63      [000] ...1.     2.9: console: x";
+        let softirq = "      loader-63      [001] ..s1.     2.9: console: clocksource: Watchdog";
+        let hardirq = "      loader-63      [001] d.h1.     2.9: console: y";
         assert!(!in_interrupt(task));
         assert!(in_interrupt(softirq));
         assert!(in_interrupt(hardirq));
@@ -495,9 +494,7 @@ mod tests {
         assert_eq!(lost_events("CPU:1 [LOST 1234 EVENTS]"), Some(1234));
         assert_eq!(lost_events("CPU:0 [LOST EVENTS]"), Some(1));
         assert_eq!(
-            lost_events(
-                "      struct_ops-63      [000] d..1.  2.9: console: CPU:1 [LOST 3 EVENTS]"
-            ),
+            lost_events("      loader-63      [000] d..1.  2.9: console: CPU:1 [LOST 3 EVENTS]"),
             None
         );
     }

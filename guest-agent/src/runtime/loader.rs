@@ -1,5 +1,5 @@
-//! Runs a subject's loader binary as a child process, with a deadline,
-//! capturing what it prints.
+//! Runs a subject's loader (its own binary, re-executed under the loader
+//! role) as a child process, with a deadline, capturing what it prints.
 
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Read};
@@ -10,6 +10,9 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use harness_wire::protocol::Outcome;
+use harness_wire::roles;
+use harness_wire::shell::quote_words;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
@@ -17,38 +20,33 @@ use nix::unistd::Pid;
 /// the harness's per-VM timeout, so a hung step is reported by name.
 pub const COMMAND_LIMIT: Duration = Duration::from_secs(45);
 
+/// How to start the subject's loader: this very binary, in the loader role.
 #[derive(Clone)]
-pub struct Loader {
-    pub binary: PathBuf,
+pub(crate) struct LoaderCommand {
+    pub(crate) binary: PathBuf,
+    /// The subject whose loader it is (a binary may declare several).
+    pub(crate) subject: &'static str,
+    /// As actions show it (`loader once ...`).
+    pub(crate) name: &'static str,
     /// Variables the loader is run with (where the subject's module is, for
     /// the fix it prints when the module is not loaded).
-    pub env: Vec<(String, OsString)>,
-}
-
-/// `exit N`: how a step's outcome reads when the loader exited with `code`.
-pub fn exited(code: impl std::fmt::Display) -> String {
-    format!("exit {code}")
+    pub(crate) env: Vec<(String, OsString)>,
 }
 
 /// A loader run that has ended.
-pub struct Finished {
-    pub outcome: String,
-    pub stdout: String,
-    pub stderr: String,
-    pub duration: Duration,
+pub(crate) struct Finished {
+    pub(crate) outcome: Outcome,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
+    pub(crate) duration: Duration,
 }
 
-impl Loader {
-    /// The loader's name, as actions show it (`struct_ops once ...`).
-    pub fn name(&self) -> String {
-        self.binary
-            .file_name()
-            .map_or_else(String::new, |name| name.to_string_lossy().into_owned())
-    }
-
+impl LoaderCommand {
     fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(&self.binary);
         command
+            .arg(roles::LOADER)
+            .arg(self.subject)
             .args(args)
             .envs(self.env.iter().map(|(name, value)| (name, value)))
             .stdin(Stdio::null())
@@ -58,7 +56,7 @@ impl Loader {
     }
 
     /// Runs the loader with `args` to completion (or to COMMAND_LIMIT, then kills it).
-    pub fn run(&self, args: &[&str]) -> Result<Finished> {
+    pub(crate) fn run(&self, args: &[&str]) -> Result<Finished> {
         let start = Instant::now();
         let mut child = self
             .command(args)
@@ -72,13 +70,12 @@ impl Loader {
 
     /// Starts the loader with `args` and returns once it has printed the
     /// line `until` `times` times (`hold` prints `attached` once attached).
-    pub fn start_until(&self, args: &[&str], until: &str, times: usize) -> Result<Held> {
+    pub(crate) fn start_until(&self, args: &[&str], until: &str, times: usize) -> Result<Held> {
         let start = Instant::now();
-        let name = self.name();
-        let what = std::iter::once(name.as_str())
+        let what = std::iter::once(self.name)
             .chain(args.iter().copied())
             .collect::<Vec<_>>();
-        let what = crate::shell::quote_words(&what);
+        let what = quote_words(&what);
         let mut child = self
             .command(args)
             .spawn()
@@ -144,6 +141,7 @@ pub struct Held {
 }
 
 impl Held {
+    /// The loader's process id, while it runs.
     pub fn pid(&self) -> Option<Pid> {
         self.child
             .as_ref()
@@ -151,7 +149,7 @@ impl Held {
     }
 
     /// Sends `signal` and waits for the process to end.
-    pub fn stop(mut self, signal: Signal) -> Result<Finished> {
+    pub(crate) fn stop(mut self, signal: Signal) -> Result<Finished> {
         // The step is the signal and the exit it causes, not the whole hold.
         self.start = Instant::now();
         if let Some(pid) = self.pid() {
@@ -193,7 +191,7 @@ fn read_to_string_in_background<R: Read + Send + 'static>(pipe: Option<R>) -> Jo
 
 fn wait_with_deadline(child: &mut Child, deadline: Instant) -> Result<ExitStatus> {
     loop {
-        if let Some(status) = child.try_wait().context("waiting for struct_ops")? {
+        if let Some(status) = child.try_wait().context("waiting for the loader")? {
             return Ok(status);
         }
         if Instant::now() >= deadline {
@@ -238,17 +236,8 @@ fn finished(
     stderr: JoinHandle<String>,
     start: Instant,
 ) -> Finished {
-    use std::os::unix::process::ExitStatusExt;
-    let outcome = match (status.code(), status.signal()) {
-        (Some(code), _) => exited(code),
-        (None, Some(signal)) => match Signal::try_from(signal) {
-            Ok(signal) => format!("killed by {signal}"),
-            Err(_) => format!("killed by signal {signal}"),
-        },
-        (None, None) => status.to_string(),
-    };
     Finished {
-        outcome,
+        outcome: Outcome::from(status),
         stdout: stdout.join().unwrap_or_default(),
         stderr: stderr.join().unwrap_or_default(),
         duration: start.elapsed(),

@@ -1,16 +1,17 @@
 //! What runs in the guest: PID 1's steps, the mounts, the kernel's output,
 //! modules and loaders, the taint flags, and a scenario's run and checks.
+//! What a scenario uses is public; the agent's own machinery is not.
 
 pub mod context;
-pub mod debugger;
-pub mod exec;
-pub mod init;
-pub mod kernel_output;
+mod debugger;
+mod exec;
+pub(crate) mod init;
+mod kernel_output;
 pub mod loader;
 pub mod module;
-pub mod mounts;
-pub mod net;
-pub mod ports;
+pub(crate) mod mounts;
+pub(crate) mod net;
+mod ports;
 pub mod run;
-pub mod shell;
-pub mod taint;
+mod shell;
+mod taint;

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use crate::protocol::{Message, CONTROL_PORT_NAME, GO, RESULT_PORT_NAME};
+use harness_wire::protocol::{Message, CONTROL_PORT_NAME, GO, RESULT_PORT_NAME};
 
 /// How long a virtio port may take to get its name (set asynchronously).
 const PORT_WAIT: Duration = Duration::from_secs(5);

@@ -6,37 +6,42 @@
 use std::ffi::OsString;
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
+use harness_wire::cli::RunArgs;
+use harness_wire::protocol::ScenarioResult;
 
 use super::context::{Context, Module, Pause};
-use super::loader::Loader;
+use super::loader::LoaderCommand;
 use super::module;
-use crate::cli::RunArgs;
-use crate::protocol::{ScenarioResult, Source};
 use crate::scenario::{self, Scenario, Subject};
 
 /// Bound on the wait for a module's last reference after a detach.
 pub const UNLOAD_LIMIT: Duration = Duration::from_secs(10);
 
-pub fn run_scenario(args: &RunArgs) -> ScenarioResult {
-    run_with(args, None)
+/// Runs the scenario `args` names, from `subjects`.
+pub(crate) fn run_scenario(subjects: &[&Subject], args: &RunArgs) -> ScenarioResult {
+    run_with(subjects, args, None)
 }
 
 /// The scenario, with `pause` called once: when it first stops a loader it
 /// holds (the loader still attached), or else after its steps. `pause` gets
 /// where the scenario is and returns what came of it (a shell's exit).
-pub fn run_scenario_pausing(args: &RunArgs, pause: Pause) -> ScenarioResult {
-    run_with(args, Some(pause))
+pub(crate) fn run_scenario_pausing(
+    subjects: &[&Subject],
+    args: &RunArgs,
+    pause: Pause,
+) -> ScenarioResult {
+    run_with(subjects, args, Some(pause))
 }
 
-fn run_with(args: &RunArgs, pause: Option<Pause>) -> ScenarioResult {
+fn run_with(subjects: &[&Subject], args: &RunArgs, pause: Option<Pause>) -> ScenarioResult {
     let failed = |failure: String| ScenarioResult {
         scenario: args.scenario.clone(),
         failures: vec![failure],
         ..ScenarioResult::default()
     };
-    let Some((subject, scenario)) = scenario::find(&args.scenario) else {
-        return failed(scenario::unknown(&args.scenario));
+    let Some((subject, scenario)) = scenario::find(subjects, &args.scenario) else {
+        return failed(scenario::unknown(subjects, &args.scenario));
     };
     let module = match (subject.module, &args.module) {
         (Some(spec), Some(path)) => Some(Module {
@@ -51,12 +56,14 @@ fn run_with(args: &RunArgs, pause: Option<Pause>) -> ScenarioResult {
         }
         _ => None,
     };
-    let loader = loader_of(subject, args, module.as_ref());
-    let mut context = match Context::new(scenario.name, loader, module) {
+    let loader = match loader_of(subject, module.as_ref()) {
+        Ok(loader) => loader,
+        Err(err) => return failed(format!("{err:#}")),
+    };
+    let mut context = match Context::new(scenario.name, loader, module, pause) {
         Ok(context) => context,
         Err(err) => return failed(format!("setting up kernel output capture: {err:#}")),
     };
-    context.pause = pause;
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         run_in(&mut context, scenario)
     }));
@@ -68,18 +75,21 @@ fn run_with(args: &RunArgs, pause: Option<Pause>) -> ScenarioResult {
     context.finish(error)
 }
 
-/// The subject's loader from the binaries' directory, told where the
-/// module is when the subject says how.
-fn loader_of(subject: &Subject, args: &RunArgs, module: Option<&Module>) -> Loader {
+/// The subject's loader: this binary, re-executed in the loader role, told
+/// where the module is when the subject says how.
+fn loader_of(subject: &Subject, module: Option<&Module>) -> Result<LoaderCommand> {
+    let binary = std::env::current_exe().context("finding this binary (/proc/self/exe)")?;
     let env = module
         .and_then(|module| Some((module.spec.path_env?, module.path.clone())))
         .map(|(name, path)| (name.to_owned(), OsString::from(path)))
         .into_iter()
         .collect();
-    Loader {
-        binary: args.bin_dir.join(subject.loader),
+    Ok(LoaderCommand {
+        binary,
+        subject: subject.name,
+        name: subject.loader.name,
         env,
-    }
+    })
 }
 
 fn run_in(context: &mut Context, scenario: &Scenario) -> Result<()> {
@@ -90,10 +100,7 @@ fn run_in(context: &mut Context, scenario: &Scenario) -> Result<()> {
             .map_err(|(errno, _)| anyhow::anyhow!("unloading {name}, left loaded: {errno}"))?;
     }
     if scenario.needs_module {
-        let insmod = context.insmod()?;
-        if let Some(line) = context.module_loaded_line() {
-            context.expect_line(insmod, Source::Kernel, line);
-        }
+        context.insmod()?;
     }
     (scenario.run)(context)?;
     context.pause_here("after the scenario's steps")?;

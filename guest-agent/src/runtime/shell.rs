@@ -13,23 +13,29 @@ use std::rc::Rc;
 
 use anyhow::{Context, Result};
 
+use harness_wire::cli::{RunArgs, ShellArgs};
+use harness_wire::protocol::{ExitReport, Message, Outcome};
+
 use super::exec::{load_modules, PATH};
 use super::ports::HostLink;
-use crate::cli::{RunArgs, ShellArgs};
-use crate::protocol::{ExitReport, Message};
+use crate::scenario::Subject;
 
 /// The console the kernel is booted with, where the host's terminal is.
 const CONSOLE: &str = "/dev/ttyS0";
 const PROMPT: &str = r"[vm \W]# ";
 
-pub fn run(args: &ShellArgs, link: &mut HostLink) -> Result<ExitReport> {
+/// A shell on the console, after the scenario `args` names (if any).
+pub(crate) fn run(
+    subjects: &[&Subject],
+    args: &ShellArgs,
+    link: &mut HostLink,
+) -> Result<ExitReport> {
     let Some(scenario) = &args.scenario else {
         load_modules(&args.module, args.wait_for_debugger, link)?;
         return open(args);
     };
     let run = RunArgs {
         scenario: scenario.clone(),
-        bin_dir: args.bin_dir.clone().unwrap_or_default(),
         module: args.module.first().cloned(),
         json: false,
         fault: None,
@@ -42,12 +48,17 @@ pub fn run(args: &ShellArgs, link: &mut HostLink) -> Result<ExitReport> {
                 "guest-agent: {what}; the shell is yours (exit ends the VM)"
             ));
             let outcome = open(&args);
-            let described = describe(&outcome);
+            let described = match &outcome {
+                Ok(report) => report.outcome(),
+                Err(err) => Outcome::Failed {
+                    reason: format!("{err:#}"),
+                },
+            };
             *report.borrow_mut() = Some(outcome);
             described
         }
     };
-    let result = super::run::run_scenario_pausing(&run, Box::new(pause));
+    let result = super::run::run_scenario_pausing(subjects, &run, Box::new(pause));
     link.send(&Message::Scenario(result))?;
     let outcome = report.borrow_mut().take();
     outcome.unwrap_or_else(|| {
@@ -55,21 +66,6 @@ pub fn run(args: &ShellArgs, link: &mut HostLink) -> Result<ExitReport> {
             "the scenario ended before the shell opened"
         ))
     })
-}
-
-/// `exit 0`, `killed by signal 9`, or what went wrong.
-fn describe(outcome: &Result<ExitReport>) -> String {
-    match outcome {
-        Ok(ExitReport {
-            code: Some(code), ..
-        }) => format!("exit {code}"),
-        Ok(ExitReport {
-            signal: Some(signal),
-            ..
-        }) => format!("killed by signal {signal}"),
-        Ok(report) => format!("{report:?}"),
-        Err(err) => format!("{err:#}"),
-    }
 }
 
 fn console(line: &str) {

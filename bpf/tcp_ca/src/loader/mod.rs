@@ -1,0 +1,221 @@
+//! The loader of vmtest_reno, a BPF implementation of the kernel's own
+//! `struct tcp_congestion_ops`. Its subcommands are the building blocks of
+//! the tcp_ca scenarios; what they print and how they exit is
+//! `crate::contract`. Every connection is on 127.0.0.1.
+
+mod connection;
+mod ops;
+mod skel;
+
+use std::ffi::OsString;
+use std::mem::MaybeUninit;
+use std::process::ExitCode;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand};
+use harness::loader::{self as blocks, Failure};
+use libbpf_rs::OpenObject;
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+
+use self::ops::{self as tcp_ca, Registration, TcpCa};
+use crate::contract::{
+    self as contract, exit, Calls, ConnectReport, DetachWhileUsedReport, OnceReport, Report,
+    ALGORITHM,
+};
+
+use connection::{Connection, SelectError};
+
+/// How long release may take to run after close(2): it runs when the socket
+/// is destroyed, which a graceful close can leave to the softirq that
+/// handles the last segment.
+const RELEASE_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Parser)]
+#[command(about = "Register vmtest_reno, a BPF tcp_congestion_ops, and use it over loopback")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Attach, print "attached", stay registered until SIGINT or SIGTERM, detach.
+    Hold,
+    /// Attach, run one connection with the algorithm carrying BYTES each
+    /// way, close it, wait for release, report the calls, detach.
+    Once {
+        #[arg(long, default_value_t = 100_000)]
+        bytes: u64,
+    },
+    /// Attach nothing: one connection that asks for the algorithm by name
+    /// (exit 5 if setsockopt says ENOENT).
+    Connect {
+        #[arg(long, default_value_t = 100_000)]
+        bytes: u64,
+    },
+    /// Attach, connect and transfer, detach while the connection is open,
+    /// transfer again on it, check that a new socket gets ENOENT, close.
+    DetachWhileUsed {
+        #[arg(long, default_value_t = 100_000)]
+        bytes: u64,
+    },
+    /// Load an implementation the verifier must refuse, and report why it did.
+    LoadRejected,
+}
+
+impl From<SelectError> for Failure {
+    fn from(err: SelectError) -> Self {
+        match err {
+            SelectError::NotRegistered(_) => Failure::new(exit::NOT_REGISTERED, err.to_string()),
+            SelectError::Other(err) => err.into(),
+        }
+    }
+}
+
+/// The loader's entry point: `args` are its command line, its name first.
+pub fn main(args: Vec<OsString>) -> ExitCode {
+    let outcome = match Cli::parse_from(args).command {
+        Command::Hold => run_hold(),
+        Command::Once { bytes } => run_once(bytes),
+        Command::Connect { bytes } => run_connect(bytes),
+        Command::DetachWhileUsed { bytes } => run_detach_while_used(bytes),
+        Command::LoadRejected => run_load_rejected(),
+    };
+    blocks::finish(outcome)
+}
+
+fn run_hold() -> Result<(), Failure> {
+    // Before attaching, so that a signal sent as soon as "attached" is read
+    // detaches cleanly instead of killing the process.
+    let mut signals = Signals::new([SIGINT, SIGTERM])
+        .map_err(|err| anyhow::anyhow!("installing the SIGINT and SIGTERM handlers: {err}"))?;
+    let mut storage = MaybeUninit::uninit();
+    let (_loaded, registration) = load_and_attach(&mut storage)?;
+    signals.forever().next();
+    drop(registration);
+    println!("{}", contract::DETACHED);
+    Ok(())
+}
+
+fn run_once(bytes: u64) -> Result<(), Failure> {
+    let mut storage = MaybeUninit::uninit();
+    let (tcp_ca, registration) = load_and_attach(&mut storage)?;
+    let mut connection = Connection::open(ALGORITHM)?;
+    check_init_ran_for(&tcp_ca, &connection)?;
+    connection.transfer(bytes)?;
+    connection.close()?;
+    let calls = wait_for_release(&tcp_ca)?;
+    drop(registration);
+    println!("{}", contract::DETACHED);
+    println!("{}", OnceReport { bytes, calls }.render());
+    Ok(())
+}
+
+/// Loads vmtest_reno and registers it, then prints the line the scenarios
+/// wait for.
+fn load_and_attach(
+    storage: &mut MaybeUninit<OpenObject>,
+) -> Result<(TcpCa<'_>, Registration), Failure> {
+    let mut tcp_ca = TcpCa::open_and_load(storage)?;
+    let registration = tcp_ca.attach()?;
+    println!("{}", contract::ATTACHED);
+    Ok((tcp_ca, registration))
+}
+
+fn run_connect(bytes: u64) -> Result<(), Failure> {
+    let mut connection = Connection::open(ALGORITHM)?;
+    connection.transfer(bytes)?;
+    connection.close()?;
+    println!("{}", ConnectReport { bytes }.render());
+    Ok(())
+}
+
+fn run_detach_while_used(bytes: u64) -> Result<(), Failure> {
+    let mut storage = MaybeUninit::uninit();
+    let (tcp_ca, registration) = load_and_attach(&mut storage)?;
+    let mut connection = Connection::open(ALGORITHM)?;
+    check_init_ran_for(&tcp_ca, &connection)?;
+    connection.transfer(bytes)?;
+    let pkts_acked_at_detach = tcp_ca.calls().pkts_acked;
+    drop(registration);
+    println!("{}", contract::DETACHED);
+    connection
+        .transfer(bytes)
+        .map_err(|err| err.context("the open connection after the detach"))?;
+    let pkts_acked_after = tcp_ca.calls().pkts_acked;
+    check_name_gone()?;
+    connection.close()?;
+    let calls = wait_for_release(&tcp_ca)?;
+    let report = DetachWhileUsedReport {
+        bytes,
+        pkts_acked_at_detach,
+        pkts_acked_after,
+        init: calls.init,
+        release: calls.release,
+    };
+    println!("{}", report.render());
+    Ok(())
+}
+
+fn run_load_rejected() -> Result<(), Failure> {
+    blocks::load_rejected(|| Ok(tcp_ca::load_rejected()?))
+}
+
+/// The init callback must have run for this connection's socket, which
+/// shows that the socket really uses the BPF algorithm.
+fn check_init_ran_for(tcp_ca: &TcpCa<'_>, connection: &Connection) -> Result<(), Failure> {
+    let port = connection.local_port()?;
+    let seen = tcp_ca.init_port();
+    if seen == port {
+        return Ok(());
+    }
+    Err(anyhow::anyhow!(
+        "{ALGORITHM}'s init last ran for local port {seen}, but the connection's is {port}"
+    )
+    .into())
+}
+
+/// After the detach: the name has left the kernel's list, and a new socket
+/// asking for it is refused with ENOENT.
+fn check_name_gone() -> Result<(), Failure> {
+    let available = std::fs::read_to_string(contract::AVAILABLE_PATH)
+        .map_err(|err| anyhow::anyhow!("reading {}: {err}", contract::AVAILABLE_PATH))?;
+    if contract::is_available(&available, ALGORITHM) {
+        return Err(anyhow::anyhow!(
+            "{ALGORITHM} is still listed after the detach: {}",
+            available.trim_end()
+        )
+        .into());
+    }
+    match connection::select(ALGORITHM) {
+        Err(SelectError::NotRegistered(_)) => Ok(()),
+        Err(SelectError::Other(err)) => Err(err.into()),
+        Ok(_) => {
+            Err(anyhow::anyhow!("a new socket still selected {ALGORITHM} after the detach").into())
+        }
+    }
+}
+
+/// Waits until the release callback has run once per init, which happens
+/// when the last socket that used the algorithm is destroyed.
+fn wait_for_release(tcp_ca: &TcpCa<'_>) -> Result<Calls, Failure> {
+    let deadline = Instant::now() + RELEASE_TIMEOUT;
+    loop {
+        let calls = tcp_ca.calls();
+        if calls.release >= calls.init {
+            return Ok(calls);
+        }
+        if Instant::now() >= deadline {
+            return Err(anyhow::anyhow!(
+                "{ALGORITHM}'s release ran {} times within {RELEASE_TIMEOUT:?} of close, \
+                 its init {} times",
+                calls.release,
+                calls.init
+            )
+            .into());
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+}

@@ -1,0 +1,325 @@
+//! The loader's concurrent building blocks: triggers racing attach and
+//! detach, skeletons freed while calls may be in flight with rmmod racing
+//! them, and several processes attaching at the same moment.
+
+use std::io::{BufRead, BufReader, Write};
+use std::mem::MaybeUninit;
+use std::process::{Child, ChildStdin, ChildStdout, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use harness::loader::Failure;
+use harness::{module, Errno};
+
+use super::ops::{self as struct_ops_loader, AttachError, TriggerError};
+use crate::contract::{
+    race_member, ConcurrentAttachReport, ReleaseRaceReport, Report, StressReport,
+};
+
+/// Threads that write to the trigger file until `stop`, each returning its count.
+fn start_triggers(
+    threads: u32,
+    stop: &Arc<AtomicBool>,
+) -> Vec<JoinHandle<Result<u64, TriggerError>>> {
+    (0..threads)
+        .map(|_| {
+            let stop = Arc::clone(stop);
+            thread::spawn(move || {
+                let mut count = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    struct_ops_loader::trigger("stress")?;
+                    count += 1;
+                }
+                Ok(count)
+            })
+        })
+        .collect()
+}
+
+/// Stops the trigger threads and adds up their counts.
+fn join_triggers(
+    stop: &AtomicBool,
+    triggers: Vec<JoinHandle<Result<u64, TriggerError>>>,
+) -> Result<u64, Failure> {
+    stop.store(true, Ordering::Relaxed);
+    let mut total = 0;
+    for handle in triggers {
+        match handle.join() {
+            Ok(Ok(count)) => total += count,
+            Ok(Err(err)) => return Err(err.into()),
+            Err(_) => return Err(Failure::other("a trigger thread panicked".to_owned())),
+        }
+    }
+    Ok(total)
+}
+
+/// Triggers from `threads` threads while this one attaches and detaches one skeleton.
+pub fn stress(threads: u32, duration: Duration) -> Result<(), Failure> {
+    let mut storage = MaybeUninit::uninit();
+    let mut skel = struct_ops_loader::open_and_load(&mut storage)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let triggers = start_triggers(threads, &stop);
+    let deadline = Instant::now() + duration;
+    let mut cycles = 0u64;
+    let mut attach_failure = None;
+    while Instant::now() < deadline {
+        match struct_ops_loader::attach(&mut skel) {
+            Ok(attachment) => {
+                thread::sleep(Duration::from_millis(5));
+                drop(attachment);
+                cycles += 1;
+            }
+            Err(err) => {
+                attach_failure = Some(Failure::from(err));
+                break;
+            }
+        }
+    }
+    let triggered = join_triggers(&stop, triggers)?;
+    if let Some(failure) = attach_failure {
+        return Err(failure);
+    }
+    let report = StressReport {
+        cycles,
+        threads: threads.into(),
+        triggers: triggered,
+    };
+    println!("{}", report.render());
+    Ok(())
+}
+
+/// Triggers from `threads` threads while this one opens, loads, attaches,
+/// detaches and drops fresh skeletons, so struct_ops maps are freed while
+/// calls may be in flight; meanwhile rmmod is attempted, but only while a
+/// map of the module exists, so every attempt must be refused.
+pub fn release_race(threads: u32, duration: Duration) -> Result<(), Failure> {
+    let map_exists = Arc::new(RwLock::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
+    let refused = Arc::new(AtomicU64::new(0));
+    let rmmod = {
+        let (map_exists, stop, refused) = (map_exists.clone(), stop.clone(), refused.clone());
+        thread::spawn(move || attempt_rmmod(&map_exists, &stop, &refused))
+    };
+    let triggers = start_triggers(threads, &stop);
+    let cycles = free_skeletons_until(Instant::now() + duration, &map_exists);
+    let triggered = join_triggers(&stop, triggers);
+    let rmmod = rmmod
+        .join()
+        .unwrap_or_else(|_| Err(Failure::other("the rmmod thread panicked".to_owned())));
+    let (cycles, triggers) = (cycles?, triggered?);
+    rmmod?;
+    let report = ReleaseRaceReport {
+        cycles,
+        threads: threads.into(),
+        triggers,
+        rmmod_refused: refused.load(Ordering::Relaxed),
+    };
+    println!("{}", report.render());
+    Ok(())
+}
+
+/// Load, attach, detach, drop, until `deadline`; returns the number of cycles.
+fn free_skeletons_until(deadline: Instant, map_exists: &RwLock<bool>) -> Result<u64, Failure> {
+    let mut cycles = 0;
+    while Instant::now() < deadline {
+        let mut storage = MaybeUninit::uninit();
+        let mut skel = struct_ops_loader::open_and_load(&mut storage)?;
+        set(map_exists, true);
+        let attached = struct_ops_loader::attach(&mut skel);
+        // Long enough for triggers to be inside the ops when the detach comes.
+        thread::sleep(Duration::from_millis(20));
+        drop(attached?);
+        // No rmmod attempt is under way once this returns, and none starts
+        // until the next skeleton is loaded.
+        set(map_exists, false);
+        drop(skel);
+        cycles += 1;
+    }
+    Ok(cycles)
+}
+
+fn set(flag: &RwLock<bool>, value: bool) {
+    *flag
+        .write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner()) = value;
+}
+
+/// rmmod bpf_testmod, over and over while a map exists: the map holds a
+/// reference on the module, so each attempt must fail with EAGAIN or EBUSY.
+fn attempt_rmmod(
+    map_exists: &RwLock<bool>,
+    stop: &AtomicBool,
+    refused: &AtomicU64,
+) -> Result<(), Failure> {
+    while !stop.load(Ordering::Relaxed) {
+        let guard = map_exists
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if *guard {
+            match module::rmmod(super::paths::MODULE_NAME) {
+                Ok(()) => {
+                    return Err(Failure::other(
+                        "rmmod succeeded while a struct_ops map of the module existed".to_owned(),
+                    ))
+                }
+                Err(Errno::EAGAIN | Errno::EBUSY) => {
+                    refused.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(errno) => {
+                    let errno = std::io::Error::from(errno);
+                    return Err(Failure::other(format!("rmmod failed oddly: {errno}")));
+                }
+            }
+        }
+        drop(guard);
+        thread::sleep(Duration::from_millis(1));
+    }
+    Ok(())
+}
+
+/// One `race-member` process, driven over its stdin and stdout.
+struct Member {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Member {
+    fn spawn() -> Result<Self, Failure> {
+        let mut child = harness::loader::reexec(crate::SUBJECT.name)
+            .map_err(|err| Failure::other(format!("finding my own binary: {err}")))?
+            .arg("race-member")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .map_err(|err| Failure::other(format!("starting a race member: {err}")))?;
+        let stdin = child.stdin.take().expect("piped stdin");
+        let stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
+        Ok(Member {
+            child,
+            stdin,
+            stdout,
+        })
+    }
+
+    fn send(&mut self, command: &str) -> Result<(), Failure> {
+        writeln!(self.stdin, "{command}")
+            .map_err(|err| Failure::other(format!("telling a race member to {command}: {err}")))
+    }
+
+    fn answer(&mut self) -> Result<String, Failure> {
+        let mut line = String::new();
+        match self.stdout.read_line(&mut line) {
+            Ok(0) | Err(_) => Err(Failure::other(
+                "a race member ended without answering (its error is above)".to_owned(),
+            )),
+            Ok(_) => Ok(line.trim_end().to_owned()),
+        }
+    }
+}
+
+/// `processes` members attach at once, `rounds` times; exactly one must
+/// register each round, and every other must be refused with EEXIST.
+pub fn concurrent_attach(processes: u32, rounds: u32) -> Result<(), Failure> {
+    let mut members = (0..processes)
+        .map(|_| Member::spawn())
+        .collect::<Result<Vec<_>, _>>()?;
+    for member in &mut members {
+        expect_answer(member, race_member::READY)?;
+    }
+    let mut report = ConcurrentAttachReport {
+        rounds: rounds.into(),
+        processes: processes.into(),
+        attached: 0,
+        refused: 0,
+    };
+    for round in 1..=rounds {
+        let (attached, refused) = attach_at_once(&mut members)?;
+        if attached != 1 {
+            return Err(Failure::other(format!(
+                "round {round}: {attached} of {processes} processes attached at once"
+            )));
+        }
+        report.attached += attached;
+        report.refused += refused;
+        for member in &mut members {
+            member.send(race_member::DETACH)?;
+        }
+        for member in &mut members {
+            expect_answer(member, race_member::DETACHED)?;
+        }
+    }
+    for member in members {
+        let Member {
+            mut child, stdin, ..
+        } = member;
+        drop(stdin);
+        let status = child
+            .wait()
+            .map_err(|err| Failure::other(err.to_string()))?;
+        if !status.success() {
+            return Err(Failure::other(format!(
+                "a race member exited with {status}"
+            )));
+        }
+    }
+    println!("{}", report.render());
+    Ok(())
+}
+
+/// Tells every member to attach, as close together as the writes go, and
+/// counts (attached, refused).
+fn attach_at_once(members: &mut [Member]) -> Result<(u64, u64), Failure> {
+    for member in members.iter_mut() {
+        member.send(race_member::ATTACH)?;
+    }
+    let (mut attached, mut refused) = (0, 0);
+    for member in members.iter_mut() {
+        match member.answer()?.as_str() {
+            race_member::ATTACHED => attached += 1,
+            race_member::REFUSED => refused += 1,
+            other => return Err(Failure::other(format!("a race member said: {other}"))),
+        }
+    }
+    Ok((attached, refused))
+}
+
+fn expect_answer(member: &mut Member, expected: &str) -> Result<(), Failure> {
+    let answer = member.answer()?;
+    if answer != expected {
+        return Err(Failure::other(format!(
+            "a race member said {answer:?}, expected {expected:?}"
+        )));
+    }
+    Ok(())
+}
+
+/// Loads once, then attaches and detaches on command until stdin closes.
+pub fn race_member() -> Result<(), Failure> {
+    let mut storage = MaybeUninit::uninit();
+    let mut skel = struct_ops_loader::open_and_load(&mut storage)?;
+    println!("{}", race_member::READY);
+    let mut held = None;
+    for line in std::io::stdin().lock().lines() {
+        let line = line.map_err(|err| Failure::other(format!("reading a command: {err}")))?;
+        match line.as_str() {
+            race_member::ATTACH => match struct_ops_loader::attach(&mut skel) {
+                Ok(attachment) => {
+                    held = Some(attachment);
+                    println!("{}", race_member::ATTACHED);
+                }
+                Err(AttachError::AlreadyAttached) => println!("{}", race_member::REFUSED),
+                Err(err) => return Err(err.into()),
+            },
+            race_member::DETACH => {
+                held = None;
+                println!("{}", race_member::DETACHED);
+            }
+            other => return Err(Failure::other(format!("unknown command {other:?}"))),
+        }
+    }
+    drop(held);
+    Ok(())
+}

@@ -1,0 +1,395 @@
+//! The scenarios: each is declared once, in `SCENARIOS`, beside the steps
+//! and expectations below that make it fail when the kernel, the module or
+//! the BPF program misbehaves.
+
+use anyhow::Result;
+use harness::{Context, Errno, Held, Outcome, Scenario, Signal, Source, StepId, UNLOAD_LIMIT};
+use Source::{Bpf, Kernel};
+
+use crate::contract::{
+    self, exit, ConcurrentAttachReport, ReleaseRaceReport, Report, StressReport,
+};
+
+fn exited(code: u8) -> Outcome {
+    Outcome::exited(code)
+}
+
+/// One of this subject's scenarios: they all start with the module loaded.
+const fn scenario(
+    name: &'static str,
+    summary: &'static str,
+    run: fn(&mut Context) -> Result<()>,
+) -> Scenario {
+    Scenario::new(name, summary, run).with_module()
+}
+
+pub(crate) const SCENARIOS: &[Scenario] = &[
+    scenario("attach", "load and attach the BPF implementation; the module logs its registration", attach),
+    scenario("trigger", "write to the proc file: test_1 returns 42, test_2(10, 20) returns 30, test_3 sees the buffer", trigger),
+    scenario("detach", "attach, trigger, detach; the module logs unregistration and a later trigger finds no ops", detach),
+    scenario("second_attach", "a second attach while one is attached is refused with EEXIST; the first keeps working", second_attach),
+    scenario("cycles", "100 attach/trigger/detach cycles, every one checked", cycles),
+    scenario("unload_while_attached", "unloading the module while attached is refused; after detach it unloads", unload_while_attached),
+    scenario("sigkill_loader", "the loader killed with SIGKILL while attached: the link goes and the module unloads", sigkill_loader),
+    scenario("verifier_reject", "a program calling a helper the ops do not hand out fails to load, with the verifier's reason", verifier_reject),
+    Scenario::new(
+        "no_module",
+        "trigger and attach with no module loaded: the loader says so and how to fix it",
+        no_module,
+    ),
+    scenario("ctx_write_rejected", "a program that writes its context (the kernel's arguments) fails to load, with the verifier's reason", ctx_write_rejected),
+    scenario("long_message", "a 100-byte write: one call of each op, the message cut to the module's 63 bytes", long_message),
+    scenario("concurrent_attach", "4 loader processes attach at once, 20 rounds: each round exactly one registers, the rest get EEXIST", concurrent_attach),
+    scenario("release_race", "triggers race fresh skeletons loaded, attached, detached and freed; rmmod attempts race them and are refused", release_race),
+    scenario("tutorial_loader", "the tutorial's loader: attach, a trigger, two periodic triggers, Ctrl-C, a clean detach", tutorial_loader),
+    scenario("stress", "triggers from many threads while attach/detach loops run: no oops, no splat, every call complete", stress),
+];
+
+const MESSAGE: &str = contract::DEFAULT_MESSAGE;
+const UNLOADED_LINE: &str = crate::UNLOADED_LINE;
+const CYCLES: usize = 100;
+
+/// `struct_ops hold &`, which the module logs as a registration.
+fn attach_and_hold(context: &mut Context) -> Result<Held> {
+    let (held, attached) = context.hold(contract::HOLD_ATTACHED)?;
+    context.expect_line(attached, Kernel, "bpf_testmod_ops registered");
+    Ok(held)
+}
+
+/// SIGTERM to a held loader: it detaches and exits 0; the module logs it.
+fn detach_held(context: &mut Context, held: Held) -> Result<StepId> {
+    let detached = context.stop(held, Signal::SIGTERM)?;
+    context.expect_outcome(detached, exited(exit::SUCCESS));
+    context.expect_line(detached, Kernel, "bpf_testmod_ops unregistered");
+    Ok(detached)
+}
+
+/// The module's lines and the BPF program's lines for one trigger with `message`.
+fn expect_one_trigger(context: &mut Context, step: StepId, message: &str) {
+    context.expect_line(step, Kernel, "Calling struct_ops callbacks:");
+    context.expect_line(step, Bpf, "BPF test_1 called!");
+    context.expect_line(step, Kernel, "test_1() returned: 42");
+    context.expect_line(step, Bpf, "BPF test_2 called: 10 + 20 = 30");
+    context.expect_line(step, Kernel, "test_2(10, 20) returned: 30");
+    let length = format!("BPF test_3 called with buffer length {}", message.len());
+    context.expect_line(step, Bpf, &length);
+    let first_four: String = message.chars().take(4).collect();
+    context.expect_line(step, Bpf, &format!("Buffer content: '{first_four}'"));
+    context.expect_line(step, Bpf, &format!("Full buffer: {message}"));
+    context.expect_line(step, Kernel, "test_3() called with buffer");
+}
+
+fn attach(context: &mut Context) -> Result<()> {
+    let held = attach_and_hold(context)?;
+    detach_held(context, held)?;
+    Ok(())
+}
+
+fn trigger(context: &mut Context) -> Result<()> {
+    let once = context.run_loader(&["once", "--message", MESSAGE])?;
+    context.expect_outcome(once, exited(exit::SUCCESS));
+    context.expect_line(once, Kernel, "bpf_testmod_ops registered");
+    expect_one_trigger(context, once, MESSAGE);
+    context.expect_line(once, Kernel, "bpf_testmod_ops unregistered");
+    Ok(())
+}
+
+fn detach(context: &mut Context) -> Result<()> {
+    let held = attach_and_hold(context)?;
+    let triggered = context.run_loader(&["trigger", "--message", MESSAGE])?;
+    context.expect_outcome(triggered, exited(exit::SUCCESS));
+    expect_one_trigger(context, triggered, MESSAGE);
+    detach_held(context, held)?;
+    let after = context.run_loader(&["trigger", "--message", MESSAGE])?;
+    context.expect_outcome(after, exited(exit::SUCCESS));
+    context.expect_line(after, Kernel, "No struct_ops registered");
+    context.expect_lines(after, Bpf, "BPF test_1 called!", 0);
+    Ok(())
+}
+
+fn second_attach(context: &mut Context) -> Result<()> {
+    let held = attach_and_hold(context)?;
+    let second = context.run_loader(&["once", "--message", MESSAGE])?;
+    context.expect_outcome(second, exited(exit::ALREADY_ATTACHED));
+    context.expect_stderr_contains(second, "EEXIST");
+    context.expect_lines(second, Kernel, "bpf_testmod_ops registered", 0);
+    let triggered = context.run_loader(&["trigger", "--message", MESSAGE])?;
+    context.expect_outcome(triggered, exited(exit::SUCCESS));
+    expect_one_trigger(context, triggered, MESSAGE);
+    detach_held(context, held)?;
+    Ok(())
+}
+
+fn cycles(context: &mut Context) -> Result<()> {
+    let count = CYCLES.to_string();
+    let cycles = context.run_loader(&["cycles", "--count", &count, "--message", "cycle"])?;
+    context.expect_outcome(cycles, exited(exit::SUCCESS));
+    context.summarise(cycles);
+    for (source, line) in [
+        (Kernel, "bpf_testmod_ops registered"),
+        (Kernel, "Calling struct_ops callbacks:"),
+        (Bpf, "BPF test_1 called!"),
+        (Kernel, "test_1() returned: 42"),
+        (Kernel, "test_2(10, 20) returned: 30"),
+        (Bpf, "Full buffer: cycle"),
+        (Kernel, "test_3() called with buffer"),
+        (Kernel, "bpf_testmod_ops unregistered"),
+    ] {
+        context.expect_lines(cycles, source, line, CYCLES);
+    }
+    context.expect_lines(cycles, Kernel, "No struct_ops registered", 0);
+    Ok(())
+}
+
+fn unload_while_attached(context: &mut Context) -> Result<()> {
+    let held = attach_and_hold(context)?;
+    let refused = context.rmmod()?;
+    let outcome = &context.step(refused).outcome;
+    let in_use = outcome.is_errno(Errno::EAGAIN) || outcome.is_errno(Errno::EBUSY);
+    let what = format!(
+        "rmmod while attached: expected the module to be in use (EAGAIN or EBUSY), got {outcome}"
+    );
+    context.expect(in_use, what);
+    context.expect(
+        context.module_is_loaded(),
+        "the module was unloaded although rmmod was refused",
+    );
+    detach_held(context, held)?;
+    let unloaded = context.rmmod_within(UNLOAD_LIMIT, "detach")?;
+    context.expect_line(unloaded, Kernel, UNLOADED_LINE);
+    Ok(())
+}
+
+fn sigkill_loader(context: &mut Context) -> Result<()> {
+    let held = attach_and_hold(context)?;
+    let killed = context.stop(held, Signal::SIGKILL)?;
+    context.expect_outcome(
+        killed,
+        Outcome::Killed {
+            signal: Signal::SIGKILL as i32,
+        },
+    );
+    // The link is released as the killed process's files close, before it is reaped.
+    context.expect_line(killed, Kernel, "bpf_testmod_ops unregistered");
+    let unloaded = context.rmmod_within(UNLOAD_LIMIT, "SIGKILL")?;
+    context.expect_line(unloaded, Kernel, UNLOADED_LINE);
+    Ok(())
+}
+
+fn verifier_reject(context: &mut Context) -> Result<()> {
+    let rejected = context.run_loader(&["load-rejected", "--program", "foreign-helper"])?;
+    context.expect_outcome(rejected, exited(exit::REJECTED_BY_VERIFIER));
+    context.expect_stderr_contains(
+        rejected,
+        "program of this type cannot use helper bpf_skb_load_bytes#26",
+    );
+    context.expect_lines(rejected, Kernel, "bpf_testmod_ops registered", 0);
+    // A rejected load leaves nothing attached: the real program still attaches.
+    let once = context.run_loader(&["once", "--message", MESSAGE])?;
+    context.expect_outcome(once, exited(exit::SUCCESS));
+    expect_one_trigger(context, once, MESSAGE);
+    Ok(())
+}
+
+fn ctx_write_rejected(context: &mut Context) -> Result<()> {
+    let rejected = context.run_loader(&["load-rejected", "--program", "ctx-write"])?;
+    context.expect_outcome(rejected, exited(exit::REJECTED_BY_VERIFIER));
+    context.expect_stderr_contains(rejected, "invalid bpf_context access off=0 size=8");
+    context.expect_lines(rejected, Kernel, "bpf_testmod_ops registered", 0);
+    Ok(())
+}
+
+/// 100 bytes, more than the module's 64-byte buffer takes.
+fn long_text() -> String {
+    (0..100)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect()
+}
+
+fn long_message(context: &mut Context) -> Result<()> {
+    let message = long_text();
+    let once = context.run_loader(&["once", "--message", &message])?;
+    context.expect_outcome(once, exited(exit::SUCCESS));
+    // One write, one call of each op: the message is cut, not sent twice.
+    context.expect_line(once, Kernel, "trigger: message of 100 bytes cut to 63");
+    context.expect_line(once, Kernel, "Calling struct_ops callbacks:");
+    context.expect_line(once, Kernel, "test_1() returned: 42");
+    context.expect_line(once, Kernel, "test_2(10, 20) returned: 30");
+    context.expect_line(once, Bpf, "BPF test_3 called with buffer length 63");
+    context.expect_line(once, Bpf, &format!("Full buffer: {}", &message[..63]));
+    context.expect_line(once, Kernel, "test_3() called with buffer");
+    Ok(())
+}
+
+fn no_module(context: &mut Context) -> Result<()> {
+    let triggered = context.run_loader(&["trigger", "--message", MESSAGE])?;
+    context.expect_outcome(triggered, exited(exit::MODULE_NOT_LOADED));
+    context.expect_stderr_contains(triggered, "the bpf_testmod module is not loaded");
+    context.expect_stderr_contains(triggered, "Load it with: insmod ");
+    let attached = context.run_loader(&["once", "--message", MESSAGE])?;
+    context.expect_outcome(attached, exited(exit::MODULE_NOT_LOADED));
+    context.expect_stderr_contains(attached, "the bpf_testmod module is not loaded");
+    context.expect_stderr_contains(attached, "Load it with: insmod ");
+    Ok(())
+}
+
+fn stress(context: &mut Context) -> Result<()> {
+    let stress = context.run_loader(&["stress", "--threads", "4", "--seconds", "3"])?;
+    context.expect_outcome(stress, exited(exit::SUCCESS));
+    let report: Option<StressReport> =
+        context.expect_report(stress, "stress: the loader printed no report");
+    if let Some(report) = report {
+        expect_every_call_complete(context, stress, report.cycles, report.triggers);
+    }
+    context.keep_out_of_snapshot(stress);
+    Ok(())
+}
+
+fn release_race(context: &mut Context) -> Result<()> {
+    let args = ["release-race", "--threads", "2", "--seconds", "3"];
+    let race = context.run_loader(&args)?;
+    context.expect_outcome(race, exited(exit::SUCCESS));
+    let report: Option<ReleaseRaceReport> =
+        context.expect_report(race, "release_race: the loader printed no report");
+    if let Some(report) = report {
+        context.expect(
+            report.rmmod_refused > 0,
+            "release_race: no rmmod attempt raced a live map",
+        );
+        expect_every_call_complete(context, race, report.cycles, report.triggers);
+    }
+    context.keep_out_of_snapshot(race);
+    Ok(())
+}
+
+/// After triggers raced attaches and detaches, with nothing lost: every
+/// attach registered and was unregistered, every trigger either found no ops
+/// or ran all three (the module's RCU section keeps a detached implementation
+/// alive until its calls return), and nothing else was printed.
+fn expect_every_call_complete(context: &mut Context, step: StepId, cycles: u64, triggers: u64) {
+    context.expect(cycles > 0, "no attach reached the module");
+    let count = |context: &Context, source, text| context.count_lines(step, source, text) as u64;
+    let calls = count(context, Kernel, "Calling struct_ops callbacks:");
+    context.expect(calls > 0, "no trigger reached the BPF ops");
+    for (source, text) in [
+        (Kernel, "bpf_testmod_ops registered"),
+        (Kernel, "bpf_testmod_ops unregistered"),
+    ] {
+        let found = count(context, source, text);
+        context.expect(
+            found == cycles,
+            format!("{cycles} attaches, but {found} [{source:?}] \"{text}\""),
+        );
+    }
+    for (source, text) in &TRIGGER_LINES[1..] {
+        let found = count(context, *source, text);
+        context.expect(
+            found == calls,
+            format!("{calls} calls into the ops, but {found} [{source:?}] \"{text}\""),
+        );
+    }
+    let no_ops = count(context, Kernel, "No struct_ops registered");
+    context.expect(
+        calls + no_ops == triggers,
+        format!("{triggers} triggers, but {calls} calls into the ops and {no_ops} without ops"),
+    );
+    let unexpected = context.lines_outside(step, &RACE_LINES);
+    context.expect(
+        unexpected.is_empty(),
+        format!("unexpected kernel output: {unexpected:?}"),
+    );
+    context.measure(format!(
+        "{cycles} attaches, {triggers} triggers: {calls} calls into the ops, {no_ops} without ops"
+    ));
+}
+
+/// What one trigger of the `stress` message prints when ops are attached.
+const TRIGGER_LINES: [(Source, &str); 9] = [
+    (Kernel, "Calling struct_ops callbacks:"),
+    (Bpf, "BPF test_1 called!"),
+    (Kernel, "test_1() returned: 42"),
+    (Bpf, "BPF test_2 called: 10 + 20 = 30"),
+    (Kernel, "test_2(10, 20) returned: 30"),
+    (Bpf, "BPF test_3 called with buffer length 6"),
+    (Bpf, "Buffer content: 'stre'"),
+    (Bpf, "Full buffer: stress"),
+    (Kernel, "test_3() called with buffer"),
+];
+
+/// Every line a correct kernel prints while triggers race attaches.
+const RACE_LINES: [(Source, &str); 12] = [
+    TRIGGER_LINES[0],
+    TRIGGER_LINES[1],
+    TRIGGER_LINES[2],
+    TRIGGER_LINES[3],
+    TRIGGER_LINES[4],
+    TRIGGER_LINES[5],
+    TRIGGER_LINES[6],
+    TRIGGER_LINES[7],
+    TRIGGER_LINES[8],
+    (Kernel, "bpf_testmod_ops registered"),
+    (Kernel, "bpf_testmod_ops unregistered"),
+    (Kernel, "No struct_ops registered"),
+];
+
+const RACE_PROCESSES: u64 = 4;
+const RACE_ROUNDS: u64 = 20;
+
+fn concurrent_attach(context: &mut Context) -> Result<()> {
+    let (processes, rounds) = (RACE_PROCESSES.to_string(), RACE_ROUNDS.to_string());
+    let args = [
+        "concurrent-attach",
+        "--processes",
+        &processes,
+        "--rounds",
+        &rounds,
+    ];
+    let race = context.run_loader(&args)?;
+    context.expect_outcome(race, exited(exit::SUCCESS));
+    context.summarise(race);
+    let expected = ConcurrentAttachReport {
+        rounds: RACE_ROUNDS,
+        processes: RACE_PROCESSES,
+        attached: RACE_ROUNDS,
+        refused: RACE_ROUNDS * (RACE_PROCESSES - 1),
+    };
+    let report = ConcurrentAttachReport::find_in(&context.step(race).stdout);
+    context.expect(
+        report == Some(expected),
+        format!(
+            "expected the report \"{}\", got {report:?}",
+            expected.render()
+        ),
+    );
+    let rounds = RACE_ROUNDS as usize;
+    context.expect_lines(race, Kernel, "bpf_testmod_ops registered", rounds);
+    context.expect_lines(race, Kernel, "bpf_testmod_ops unregistered", rounds);
+    let unexpected = context.lines_outside(race, &RACE_LINES[9..11]);
+    context.expect(
+        unexpected.is_empty(),
+        format!("unexpected kernel output: {unexpected:?}"),
+    );
+    Ok(())
+}
+
+/// The tutorial's own loader, run as its readers would: attach, a first
+/// trigger, periodic triggers every 2 s, Ctrl-C, a clean detach.
+fn tutorial_loader(context: &mut Context) -> Result<()> {
+    let (running, started) = context.start_until(&[], contract::TUTORIAL_PERIODIC, 2)?;
+    context.expect_line(started, Kernel, "bpf_testmod_ops registered");
+    // The first trigger, then two periodic ones: three calls of each op.
+    for (source, text) in &TRIGGER_LINES {
+        if !text.contains("buffer") && !text.contains("Buffer") {
+            context.expect_lines(started, *source, text, 3);
+        }
+    }
+    context.expect_lines(started, Kernel, "test_3() called with buffer", 3);
+    context.expect_line(started, Bpf, &format!("Full buffer: {MESSAGE}"));
+    let periodic = format!("Full buffer: {}", contract::TUTORIAL_PERIODIC_MESSAGE);
+    context.expect_lines(started, Bpf, &periodic, 2);
+    let stopped = context.stop(running, Signal::SIGINT)?;
+    context.expect_outcome(stopped, exited(exit::SUCCESS));
+    context.expect_line(stopped, Kernel, "bpf_testmod_ops unregistered");
+    context.expect_lines(stopped, Kernel, "Calling struct_ops callbacks:", 0);
+    Ok(())
+}

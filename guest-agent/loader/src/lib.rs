@@ -1,0 +1,156 @@
+//! Building blocks for a struct_ops subject's loader, so that a loader is
+//! its own subcommands and little else: libbpf's log captured into a
+//! verifier reason ([`Capture`], [`LoadFailure`]), the errno of a libbpf
+//! error ([`errno_of`]), a [`Failure`] that carries its exit code (the codes
+//! shared with the agent are [`exit`]), and the loops of `hold` and of a
+//! program the verifier must refuse.
+//!
+//! ```no_run
+//! use harness_loader::{exit, hold, Failure};
+//! fn run_hold() -> Result<(), Failure> {
+//!     // open, load and attach the skeleton here; then:
+//!     hold("attached", || Ok(()))
+//! }
+//! ```
+#![deny(missing_docs)]
+
+mod libbpf_log;
+
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub use harness_wire::exit;
+pub use libbpf_log::{verifier_reason, Capture, LoadFailure};
+
+/// An error that knows which exit code it deserves (see [`exit`]).
+#[derive(Debug)]
+pub struct Failure {
+    /// The loader's exit code.
+    pub code: u8,
+    /// What went wrong, for stderr.
+    pub message: String,
+}
+
+impl Failure {
+    /// `message`, with the code `code`.
+    pub fn new(code: u8, message: impl Into<String>) -> Self {
+        Failure {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// `message`, with [`exit::FAILURE`].
+    pub fn other(message: impl Into<String>) -> Self {
+        Failure::new(exit::FAILURE, message)
+    }
+
+    /// The same failure, its message prefixed with `context`.
+    pub fn context(self, context: impl std::fmt::Display) -> Self {
+        Failure {
+            code: self.code,
+            message: format!("{context}: {}", self.message),
+        }
+    }
+}
+
+impl From<LoadFailure> for Failure {
+    fn from(err: LoadFailure) -> Self {
+        let code = match err {
+            LoadFailure::Rejected { .. } => exit::REJECTED_BY_VERIFIER,
+            LoadFailure::Other { .. } => exit::FAILURE,
+        };
+        Failure::new(code, format!("Failed to load BPF skeleton: {err}"))
+    }
+}
+
+impl From<anyhow::Error> for Failure {
+    /// Anything else that went wrong, with [`exit::FAILURE`].
+    fn from(err: anyhow::Error) -> Self {
+        Failure::other(format!("{err:#}"))
+    }
+}
+
+/// A loader's `main` ends here: its message on stderr, its code as the exit.
+pub fn finish(outcome: Result<(), Failure>) -> ExitCode {
+    match outcome {
+        Ok(()) => ExitCode::from(exit::SUCCESS),
+        Err(failure) => {
+            eprintln!("{}", failure.message);
+            ExitCode::from(failure.code)
+        }
+    }
+}
+
+/// The OS error a libbpf-rs error carries, if any (EEXIST for a second attach, say).
+pub fn errno_of(err: &libbpf_rs::Error) -> Option<i32> {
+    // libbpf-rs keeps the OS error as the source of its error chain.
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(current) = source {
+        if let Some(io) = current.downcast_ref::<std::io::Error>() {
+            if let Some(code) = io.raw_os_error() {
+                return Some(code);
+            }
+        }
+        source = current.source();
+    }
+    match err.kind() {
+        libbpf_rs::ErrorKind::AlreadyExists => Some(libc::EEXIST),
+        _ => None,
+    }
+}
+
+/// A flag that SIGINT or SIGTERM sets: the loader's way to stop cleanly.
+pub fn stop_requested() -> Result<Arc<AtomicBool>, Failure> {
+    let flag = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, Arc::clone(&flag)).map_err(|err| {
+            Failure::other(format!("installing the handler for signal {signal}: {err}"))
+        })?;
+    }
+    Ok(flag)
+}
+
+/// Sleeps up to `total`, returning early (true) once a stop was requested.
+pub fn sleep_unless_stopped(stop: &AtomicBool, total: Duration) -> bool {
+    let deadline = Instant::now() + total;
+    while Instant::now() < deadline {
+        if stop.load(Ordering::Relaxed) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    stop.load(Ordering::Relaxed)
+}
+
+/// `hold`: with the implementation attached, prints `attached_line` (what
+/// the scenario waits for) and waits for SIGINT or SIGTERM; then `detach`.
+pub fn hold(
+    attached_line: &str,
+    detach: impl FnOnce() -> Result<(), Failure>,
+) -> Result<(), Failure> {
+    let stop = stop_requested()?;
+    println!("{attached_line}");
+    while !sleep_unless_stopped(&stop, Duration::from_secs(3600)) {}
+    detach()
+}
+
+/// A program the verifier must refuse: `load` loads it. Its refusal is
+/// the expected failure (with [`exit::REJECTED_BY_VERIFIER`] and the
+/// reason); a load that succeeds is a failure of its own.
+pub fn load_rejected(load: impl FnOnce() -> Result<(), Failure>) -> Result<(), Failure> {
+    load()?;
+    Err(Failure::other(
+        "the verifier accepted a program it must reject",
+    ))
+}
+
+/// This binary again, in the loader role for `subject`: for a loader that
+/// runs helpers of its own (several processes racing, say). Add the words.
+pub fn reexec(subject: &str) -> std::io::Result<std::process::Command> {
+    let mut command = std::process::Command::new(std::env::current_exe()?);
+    command.arg(harness_wire::roles::LOADER).arg(subject);
+    Ok(command)
+}

@@ -1,0 +1,180 @@
+//! Everything a VM needs, built or found: the steps of the pipeline up to
+//! the boot, each skipped when its output is already there.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+use anyhow::{Context, Result};
+use harness_wire::cli::{Fault, RunArgs};
+
+use crate::catalogue::Catalogue;
+use crate::kernel::config::read_fragment_files;
+use crate::kernel::source::KernelSpec;
+use crate::kernel::{self, Flavour, Kernel, KernelRecipe};
+use crate::progress::Progress;
+use crate::{kmod, paths, qemu, setup, virtiofsd};
+
+/// A kernel, the subjects' modules built against it, their binaries, and
+/// how the guest's root is shared.
+#[derive(Debug, Clone)]
+pub struct Artifacts {
+    /// The cache directory.
+    pub cache: PathBuf,
+    /// The kernel the VMs boot.
+    pub kernel: Kernel,
+    /// Every subject's module, built against `kernel`, by module name.
+    pub modules: BTreeMap<String, PathBuf>,
+    /// The subjects, and the binary each boots as the guest's init.
+    pub catalogue: Catalogue,
+    /// The read-only virtiofsd, or why the VMs use 9p instead.
+    pub virtiofsd: Result<PathBuf, String>,
+    /// How the kernel was named (reruns must name it the same way).
+    pub spec: KernelSpec,
+    /// Held while this process uses the kernel's cache entry, so that
+    /// `harness cache prune` in another process leaves it alone.
+    pub lease: Arc<crate::cache::Lease>,
+}
+
+/// Which kernel to prepare.
+#[derive(Debug, Clone, Default)]
+pub struct PrepareOptions {
+    /// Debian's 6.12 (the default), another Debian series, or a kernel tree.
+    pub kernel: KernelSpec,
+    /// The default kernel, or the debug one (sanitizers, lockdep).
+    pub flavour: Flavour,
+}
+
+impl PrepareOptions {
+    /// What the environment asks for (the VM tests' way to choose):
+    /// STRUCT_OPS_KERNEL and STRUCT_OPS_DEBUG_KERNEL.
+    pub fn from_env() -> Result<Self> {
+        Ok(PrepareOptions {
+            kernel: KernelSpec::from_env()?,
+            flavour: Flavour::choose(false),
+        })
+    }
+
+    /// The kernel recipe: the core's fragments and the subjects'.
+    pub fn recipe(&self, cache: &Path, catalogue: &Catalogue) -> Result<KernelRecipe> {
+        let extra: Vec<PathBuf> = catalogue
+            .subjects
+            .iter()
+            .flat_map(|subject| subject.info.fragments.iter().cloned())
+            .collect();
+        KernelRecipe::new(
+            self.kernel.resolve(cache)?,
+            self.flavour,
+            &read_fragment_files(&extra)?,
+        )
+    }
+}
+
+/// Builds (or finds in the cache) the kernel and the subjects' modules.
+pub fn prepare(
+    options: &PrepareOptions,
+    catalogue: &Catalogue,
+    progress: &Progress,
+) -> Result<Artifacts> {
+    setup::check()?;
+    qemu::find_qemu(std::env::var_os("PATH"))?;
+    let cache = paths::cache_dir()?;
+    // A bad STRUCT_OPS_ACCEL is reported now, not once per scenario.
+    crate::accel::choose(&cache)?;
+    let recipe = options.recipe(&cache, catalogue)?;
+    // Leased before it is looked at, so a prune elsewhere cannot take it away.
+    let key = recipe.key(&cache)?;
+    let lease = crate::cache::lease(&cache, &key)?;
+    let kernel = kernel::ensure_built_keyed(&recipe, &key, &cache, progress)?;
+    if kernel.fresh {
+        crate::cache::enforce_limit(&cache, &key);
+    }
+    let modules = build_modules(&kernel, catalogue, &cache, progress)?;
+    let virtiofsd = virtiofsd::find();
+    if let Err(reason) = &virtiofsd {
+        eprintln!("[harness] note: {reason}; the guest's root is shared over 9p instead (read-only as well)");
+    }
+    Ok(Artifacts {
+        spec: options.kernel.clone(),
+        cache,
+        kernel,
+        modules,
+        catalogue: catalogue.clone(),
+        virtiofsd,
+        lease: Arc::new(lease),
+    })
+}
+
+/// Every subject's module, built against `kernel`.
+fn build_modules(
+    kernel: &Kernel,
+    catalogue: &Catalogue,
+    cache: &Path,
+    progress: &Progress,
+) -> Result<BTreeMap<String, PathBuf>> {
+    let specs = catalogue
+        .subjects
+        .iter()
+        .filter_map(|subject| subject.info.module.as_ref());
+    specs
+        .map(|spec| {
+            let built = kmod::ensure_built(spec, kernel, cache, progress, &[])?;
+            Ok((spec.name.clone(), built))
+        })
+        .collect()
+}
+
+impl Artifacts {
+    /// What the agent is told to run `scenario`: its subject's module.
+    pub fn run_args(&self, scenario: &str, fault: Option<Fault>) -> Result<RunArgs> {
+        self.catalogue.check(scenario)?;
+        let (subject, _) = self.catalogue.find(scenario).context("checked above")?;
+        let module = match &subject.info.module {
+            Some(spec) => Some(
+                self.modules
+                    .get(&spec.name)
+                    .with_context(|| format!("the module {} was not built", spec.name))?
+                    .clone(),
+            ),
+            None => None,
+        };
+        Ok(RunArgs {
+            scenario: scenario.to_owned(),
+            module,
+            json: false,
+            fault,
+        })
+    }
+
+    /// The binary that runs `scenario` in the guest.
+    pub fn binary_for(&self, scenario: &str) -> Result<&Path> {
+        self.catalogue.check(scenario)?;
+        let (subject, _) = self.catalogue.find(scenario).context("checked above")?;
+        Ok(&subject.binary)
+    }
+}
+
+/// Prepared once per process: each nextest test is its own process, and
+/// the steps are cache hits after the first. `catalogue` says which
+/// subjects (a test binary's own, or its workspace's).
+pub fn prepared(
+    catalogue: impl FnOnce(&Progress) -> Result<Catalogue>,
+) -> Result<&'static Artifacts> {
+    static ARTIFACTS: OnceLock<Result<Artifacts, String>> = OnceLock::new();
+    ARTIFACTS
+        .get_or_init(|| {
+            let progress = Progress::new();
+            PrepareOptions::from_env()
+                .and_then(|options| {
+                    // Checked first: without the packages nothing below can build.
+                    setup::check()?;
+                    let catalogue = catalogue(&progress)?;
+                    prepare(&options, &catalogue, &progress)
+                })
+                .map_err(|err| format!("{err:#}"))
+        })
+        .as_ref()
+        .map_err(|err| {
+            anyhow::anyhow!("preparing the kernel, modules and guest binaries failed:\n{err}")
+        })
+}

@@ -1,0 +1,381 @@
+//! `harness bench`: the figures that say whether the harness is fast enough,
+//! each as min/median/max over repeated runs on this machine, against its target.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+use crate::artifacts::{self, Artifacts, PrepareOptions};
+use crate::catalogue::{self, Catalogue};
+use crate::kernel::{self, source::KernelSpec, Flavour};
+use crate::kmod;
+use crate::progress::Progress;
+use crate::vm::VmOptions;
+
+/// What `harness bench` measures, and how often.
+pub struct BenchOptions {
+    /// Repetitions of each cheap figure.
+    pub runs: usize,
+    /// Also build the kernel from scratch once (about 7 minutes on 2 cores).
+    pub cold_kernel: bool,
+    /// The scenario one VM is timed with, and compared with vng on.
+    pub scenario: String,
+    /// The directory whose workspace the subjects were found in (the
+    /// guest binaries' warm build is timed there).
+    pub dir: std::path::PathBuf,
+}
+
+/// One figure: its samples and the target it is judged against.
+#[derive(Clone)]
+struct Figure {
+    name: String,
+    samples: Vec<Duration>,
+    target: Option<Duration>,
+}
+
+impl Figure {
+    fn new(name: &str, target: Option<Duration>) -> Self {
+        Figure {
+            name: name.to_owned(),
+            samples: Vec::new(),
+            target,
+        }
+    }
+
+    fn sorted(&self) -> Vec<Duration> {
+        let mut samples = self.samples.clone();
+        samples.sort();
+        samples
+    }
+
+    fn median(&self) -> Option<Duration> {
+        let sorted = self.sorted();
+        sorted.get(sorted.len() / 2).copied()
+    }
+
+    fn row(&self) -> String {
+        let sorted = self.sorted();
+        let (Some(min), Some(median), Some(max)) = (sorted.first(), self.median(), sorted.last())
+        else {
+            return format!("{:<54} (no samples)", self.name);
+        };
+        let verdict = match self.target {
+            Some(target) if median <= target => format!("target {} ok", seconds(target)),
+            Some(target) => format!("target {} MISSED", seconds(target)),
+            None => String::new(),
+        };
+        format!(
+            "{:<54} {:>8} {:>8} {:>8} {:>3}  {verdict}",
+            self.name,
+            seconds(*min),
+            seconds(median),
+            seconds(*max),
+            sorted.len()
+        )
+    }
+}
+
+fn seconds(duration: Duration) -> String {
+    format!("{:.2}s", duration.as_secs_f64())
+}
+
+fn time<T>(work: impl FnOnce() -> Result<T>) -> Result<(Duration, T)> {
+    let start = Instant::now();
+    let value = work()?;
+    Ok((start.elapsed(), value))
+}
+
+/// Measures every figure and prints them, with their targets and ratios.
+pub fn run(
+    prepare_options: &PrepareOptions,
+    catalogue: &Catalogue,
+    options: &BenchOptions,
+) -> Result<()> {
+    let quiet = Progress::new();
+    catalogue.check(&options.scenario)?;
+    let artifacts = artifacts::prepare(prepare_options, catalogue, &quiet)?;
+    let runs = options.runs.max(1);
+    let mut figures = vec![cold_build(prepare_options, options, &artifacts)?];
+    figures.extend(warm_builds(prepare_options, &artifacts, options)?);
+    figures.extend(one_vm(&artifacts, &options.scenario, runs)?);
+    let suite = suite_figure(&artifacts, runs.min(3), prepare_options.flavour)?;
+    let mut ratios = Vec::new();
+    if prepare_options.flavour == Flavour::Debug {
+        let default = PrepareOptions {
+            flavour: Flavour::Default,
+            ..prepare_options.clone()
+        };
+        let default = artifacts::prepare(&default, catalogue, &quiet)?;
+        let baseline = suite_figure(&default, runs.min(3), Flavour::Default)?;
+        ratios.push((
+            "suite, debug kernel / default kernel",
+            &suite,
+            baseline.clone(),
+            3.0,
+        ));
+        figures.push(default_build(&default));
+        figures.push(baseline);
+    }
+    let (ours, vng) = compare_with_vng(&artifacts, &options.scenario, runs.min(3))?;
+    // Last: each edit rebuilds the kernel in place, and a rebuilt vmlinux
+    // has new BTF type ids, so `artifacts` (its module) is stale after it.
+    if let KernelSpec::Tree(tree) = &prepare_options.kernel {
+        figures.push(edit_loop(prepare_options, catalogue, tree, runs.min(3))?);
+    }
+    let ratio_name = format!("{} end to end, ours / vng", options.scenario);
+    ratios.push((ratio_name.as_str(), &ours, vng.clone(), 0.6));
+    let mut all = figures.clone();
+    all.extend([suite.clone(), ours.clone(), vng]);
+    print_figures(&all);
+    for (name, numerator, denominator, target) in ratios {
+        print_ratio(name, numerator, &denominator, target);
+    }
+    Ok(())
+}
+
+fn print_ratio(name: &str, numerator: &Figure, denominator: &Figure, target: f64) {
+    let (Some(top), Some(bottom)) = (numerator.median(), denominator.median()) else {
+        return;
+    };
+    let ratio = top.as_secs_f64() / bottom.as_secs_f64();
+    let verdict = if ratio <= target { "ok" } else { "MISSED" };
+    println!("{name:<54} {ratio:>8.2}  target {target:.2} {verdict}");
+}
+
+/// The whole catalogue, 2 VMs at a time, `runs` times.
+fn suite_figure(artifacts: &Artifacts, runs: usize, flavour: Flavour) -> Result<Figure> {
+    let target = (flavour == Flavour::Default).then_some(Duration::from_secs(30));
+    let name = format!(
+        "whole scenario suite, {} kernel, warm, 2 VMs at a time",
+        flavour.name()
+    );
+    let mut suite = Figure::new(&name, target);
+    for _ in 0..runs {
+        suite.samples.push(time(|| run_suite(artifacts))?.0);
+    }
+    Ok(suite)
+}
+
+/// The default flavour's cold build (when its cache entry was built), to
+/// set beside the debug one's.
+fn default_build(default: &Artifacts) -> Figure {
+    let mut figure = Figure::new("kernel build, cold, default flavour (when built)", None);
+    figure
+        .samples
+        .push(Duration::from_secs_f64(default.kernel.build_seconds));
+    figure
+}
+
+/// A kernel developer's loop on a tree built in place: touch one file under
+/// kernel/bpf, then the time until every scenario has its result (make,
+/// the module, the guest binaries, the whole suite).
+fn edit_loop(
+    prepare_options: &PrepareOptions,
+    catalogue: &Catalogue,
+    tree: &Path,
+    runs: usize,
+) -> Result<Figure> {
+    let file = tree.join("kernel/bpf/bpf_struct_ops.c");
+    let mut figure = Figure::new(
+        "edit loop: touch kernel/bpf/bpf_struct_ops.c to every result",
+        Some(Duration::from_secs(60)),
+    );
+    for _ in 0..runs {
+        std::fs::File::options()
+            .write(true)
+            .open(&file)
+            .and_then(|file| file.set_modified(std::time::SystemTime::now()))
+            .with_context(|| format!("touching {}", file.display()))?;
+        let quiet = Progress::new();
+        let prepared = || artifacts::prepare(prepare_options, catalogue, &quiet);
+        let (took, ()) = time(|| run_suite(&prepared()?))?;
+        figure.samples.push(took);
+    }
+    Ok(figure)
+}
+
+fn print_figures(figures: &[Figure]) {
+    println!(
+        "{:<54} {:>8} {:>8} {:>8} {:>3}",
+        "figure", "min", "median", "max", "n"
+    );
+    for figure in figures {
+        println!("{}", figure.row());
+    }
+}
+
+/// The kernel built from scratch in a scratch cache (`--cold-kernel`), or
+/// the time the cache entry took when it was built.
+fn cold_build(
+    prepare_options: &PrepareOptions,
+    options: &BenchOptions,
+    artifacts: &Artifacts,
+) -> Result<Figure> {
+    let mut cold = Figure::new("kernel build, cold", None);
+    if options.cold_kernel {
+        let scratch = tempfile::tempdir().context("creating a scratch cache")?;
+        let recipe = prepare_options.recipe(&artifacts.cache, &artifacts.catalogue)?;
+        let quiet = Progress::new();
+        cold.samples
+            .push(time(|| kernel::ensure_built(&recipe, scratch.path(), &quiet))?.0);
+        cold.name.push_str(" (measured now)");
+    } else {
+        cold.samples
+            .push(Duration::from_secs_f64(artifacts.kernel.build_seconds));
+        // A tree's entry is rebuilt in place: its last build may have been incremental.
+        cold.name = match prepare_options.kernel {
+            KernelSpec::Tree(_) => "kernel build, the tree's last (cold or incremental)".to_owned(),
+            _ => format!("{} (when the cache entry was built)", cold.name),
+        };
+    }
+    Ok(cold)
+}
+
+/// Everything before the first VM when it is all cached, and the module.
+fn warm_builds(
+    prepare_options: &PrepareOptions,
+    artifacts: &Artifacts,
+    options: &BenchOptions,
+) -> Result<Vec<Figure>> {
+    let quiet = Progress::new();
+    let catalogue = &artifacts.catalogue;
+    let second = Some(Duration::from_secs(1));
+    let mut hit = Figure::new("kernel build, warm (cache hit)", second);
+    let mut ready = Figure::new("everything before the first VM, warm", second);
+    let mut module = Figure::new("module build", None);
+    let mut guest = Figure::new(
+        "guest binaries build and catalogue, warm (cargo no-op)",
+        None,
+    );
+    let first_module = catalogue
+        .subjects
+        .iter()
+        .find_map(|subject| subject.info.module.clone());
+    for _ in 0..options.runs.max(1) {
+        let cache = &artifacts.cache;
+        let recipe = prepare_options.recipe(cache, catalogue)?;
+        hit.samples
+            .push(time(|| kernel::ensure_built(&recipe, cache, &quiet))?.0);
+        ready
+            .samples
+            .push(time(|| artifacts::prepare(prepare_options, catalogue, &quiet))?.0);
+        if let Some(spec) = &first_module {
+            let scratch = tempfile::tempdir().context("creating a scratch module cache")?;
+            let build = || kmod::ensure_built(spec, &artifacts.kernel, scratch.path(), &quiet, &[]);
+            module.samples.push(time(build)?.0);
+        }
+        guest
+            .samples
+            .push(time(|| catalogue::discover(&options.dir, &quiet))?.0);
+    }
+    Ok(vec![hit, ready, module, guest])
+}
+
+/// One VM running `scenario`: to the agent's ready line, and to its result.
+fn one_vm(artifacts: &Artifacts, scenario: &str, runs: usize) -> Result<Vec<Figure>> {
+    let mut agent_ready = Vec::new();
+    let mut result = Vec::new();
+    let mut accel = None;
+    for _ in 0..runs {
+        let run = crate::suite::run_scenario(artifacts, scenario, &VmOptions::default())?;
+        if !run.result.passed {
+            bail!(
+                "the {scenario} scenario failed during the benchmark: {:?}",
+                run.result.failures
+            );
+        }
+        agent_ready.extend(run.boot);
+        result.push(run.to_result);
+        accel = Some(run.accel);
+    }
+    // Named after the accelerator the VMs really used (a KVM probe may have fallen back).
+    let accel = accel.map_or_else(|| "?".to_owned(), |accel| accel.to_string());
+    let ready = Figure {
+        samples: agent_ready,
+        ..Figure::new(
+            &format!(
+                "one VM ({accel}, {} kernel): QEMU start to agent ready",
+                artifacts.kernel.flavour.name()
+            ),
+            // The target is the default kernel's; the debug one pays for its checks.
+            (artifacts.kernel.flavour == Flavour::Default).then_some(Duration::from_millis(1500)),
+        )
+    };
+    let result = Figure {
+        samples: result,
+        ..Figure::new(
+            &format!("one VM ({accel}): QEMU start to result ({scenario})"),
+            None,
+        )
+    };
+    Ok(vec![ready, result])
+}
+
+/// All scenarios, as many VMs at a time as `harness run` and the nextest `vm` group.
+fn run_suite(artifacts: &Artifacts) -> Result<()> {
+    let names = artifacts.catalogue.names();
+    let rows = crate::suite::run_many(
+        artifacts,
+        &names,
+        &VmOptions::default(),
+        crate::suite::DEFAULT_JOBS,
+        |_| {},
+    );
+    let failed: Vec<&str> = rows
+        .iter()
+        .filter(|row| !row.passed())
+        .map(|row| row.scenario.as_str())
+        .collect();
+    if !failed.is_empty() {
+        bail!("scenarios failed during the benchmark: {failed:?}");
+    }
+    Ok(())
+}
+
+/// The same work both ways: `scenario` end to end (boot, run, power off),
+/// ours against `vng --run <kernel> --exec "<agent> run ..."`, on the same
+/// kernel build, machine and accelerator.
+fn compare_with_vng(
+    artifacts: &Artifacts,
+    scenario: &str,
+    runs: usize,
+) -> Result<(Figure, Figure)> {
+    let venv = crate::paths::venv_in(&artifacts.cache);
+    if !venv.join("bin/vng").exists() {
+        bail!(
+            "vng is not installed in {}; run `harness setup`",
+            venv.display()
+        );
+    }
+    let mut ours = Figure::new(&format!("{scenario} end to end, ours"), None);
+    for _ in 0..runs {
+        let (took, run) = time(|| {
+            Ok(crate::suite::run_scenario(
+                artifacts,
+                scenario,
+                &VmOptions::default(),
+            )?)
+        })?;
+        if !run.result.passed {
+            bail!(
+                "{scenario} failed during the benchmark: {:?}",
+                run.result.failures
+            );
+        }
+        ours.samples.push(took);
+    }
+    let mut vng = Figure::new(&format!("{scenario} end to end, vng --exec"), None);
+    let vng_command = crate::vng::vng_command(artifacts, scenario)?;
+    for _ in 0..runs {
+        let (took, (status, text)) = time(|| {
+            crate::process::combined_output(duct::cmd!("bash", "-c", &vng_command).stdin_null())
+                .context("running vng")
+        })?;
+        if !status.success() {
+            bail!("{vng_command} failed:\n{text}");
+        }
+        vng.samples.push(took);
+    }
+    Ok((ours, vng))
+}

@@ -1,0 +1,498 @@
+//! The kernel: built once from config fragments and cached by a hash of
+//! everything that defines it. A cache hit runs no make at all.
+
+pub mod config;
+mod debian;
+mod make;
+pub mod source;
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::progress::{format_duration, Progress};
+use config::{dropped_options, requested_options, select_fragments, Fragment};
+pub use config::{Flavour, Series};
+pub use make::Make;
+pub use source::KernelSource;
+
+/// Bump when the way a kernel is built changes, so old entries are not reused.
+const RECIPE: &str = "tinyconfig + fragments, make all, v1";
+
+/// A built kernel in the cache.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Kernel {
+    /// The recipe's hash, which names its cache entry (`kernels/<key>`).
+    pub key: String,
+    /// The version its source's top Makefile gives, `6.12.117`.
+    pub version: String,
+    /// The kernel source tree (needed with `build_dir` for out-of-tree modules).
+    pub source_dir: PathBuf,
+    /// make's O= directory: .config, vmlinux, Module.symvers.
+    pub build_dir: PathBuf,
+    /// The compressed image, booted on the debug flavour.
+    pub bzimage: PathBuf,
+    /// The unstripped kernel: BTF, symbols for gdb, the source of the PVH image.
+    pub vmlinux: PathBuf,
+    /// How long building it took.
+    pub build_seconds: f64,
+    /// Entries written before flavours existed are the default one.
+    #[serde(default)]
+    pub flavour: Flavour,
+    /// What the module cache keys on: the key for a packaged kernel (which
+    /// never changes), vmlinux's size and mtime for a tree built in place.
+    #[serde(default)]
+    pub stamp: String,
+    /// A tree's fingerprint when it was last built (see `tree_fingerprint`).
+    #[serde(default)]
+    pub tree_fingerprint: Option<String>,
+    /// Whether this process just built the entry (the cache's cap is then
+    /// enforced); never stored.
+    #[serde(skip)]
+    pub fresh: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum KernelBuildError {
+    #[error(
+        "the kernel config lost options the fragments ask for (olddefconfig drops an option whose \
+         dependencies are missing):\n  {}\nAdd the missing dependencies to the fragment that asks \
+         for it, or remove the option",
+        .dropped.join("\n  ")
+    )]
+    DroppedOptions { dropped: Vec<String> },
+    #[error(
+        "{vmlinux} has no .BTF section: struct_ops needs the kernel's BTF.\n\
+         Keep CONFIG_DEBUG_INFO_BTF=y (harness/host/images/bpf.config) and install pahole 1.16 or newer (Debian package dwarves)"
+    )]
+    NoBtf { vmlinux: String },
+    #[error("make {target} failed (exit {code}); the last lines of {log}:\n{tail}")]
+    Make {
+        target: String,
+        code: i32,
+        log: String,
+        tail: String,
+    },
+}
+
+/// What to build: a source, fragments, and the tools that turn them into a kernel.
+pub struct KernelRecipe {
+    /// The tarball or tree to build.
+    pub source: KernelSource,
+    /// Default or debug.
+    pub flavour: Flavour,
+    /// The fragments that apply to this source's series and this flavour.
+    pub fragments: Vec<Fragment>,
+}
+
+impl KernelRecipe {
+    /// The core's fragments and `extra` (a subject's own), for `source` and `flavour`.
+    pub fn new(source: KernelSource, flavour: Flavour, extra: &[Fragment]) -> Result<Self> {
+        let mut all = config::core_fragments();
+        all.extend(extra.iter().cloned());
+        // A syntax error should stop us before any long work, whichever
+        // kernel the faulty fragment is for.
+        requested_options(&all)?;
+        let fragments = select_fragments(&all, flavour, source.series()?)?;
+        Ok(KernelRecipe {
+            source,
+            flavour,
+            fragments,
+        })
+    }
+
+    /// The hash of everything that defines the kernel (`cache` remembers
+    /// what identifies a tarball's content).
+    pub fn key(&self, cache: &Path) -> Result<String> {
+        let mut hasher = Sha256::new();
+        let mut feed = |label: &str, value: &[u8]| {
+            hasher.update(label.as_bytes());
+            hasher.update((value.len() as u64).to_le_bytes());
+            hasher.update(value);
+        };
+        feed("recipe", RECIPE.as_bytes());
+        feed("source", self.source.identity(cache)?.as_bytes());
+        // The options the fragments ask for, not their text: a comment or a
+        // move between fragments does not change the kernel.
+        for requested in requested_options(&self.fragments)? {
+            let value = requested.value.as_deref().unwrap_or("is not set");
+            feed("option", format!("{}={value}", requested.option).as_bytes());
+        }
+        for tool in toolchain_versions() {
+            feed("tool", tool.as_bytes());
+        }
+        Ok(format!("{:x}", hasher.finalize())[..16].to_owned())
+    }
+}
+
+/// The compiler, linker and pahole versions: each changes the kernel or its BTF.
+fn toolchain_versions() -> Vec<String> {
+    [
+        ("gcc", "--version"),
+        ("ld", "--version"),
+        ("pahole", "--version"),
+    ]
+    .iter()
+    .map(|(tool, flag)| format!("{tool}: {}", crate::process::first_line_of(tool, flag)))
+    .collect()
+}
+
+const READY: &str = "kernel.json";
+/// vmlinux without its debug info: QEMU boots it directly through its PVH
+/// entry point, skipping the firmware's real-mode setup and decompression.
+const PVH_IMAGE: &str = "vmlinux.pvh";
+
+impl Kernel {
+    /// The image QEMU boots: the stripped vmlinux through its PVH entry point
+    /// (no firmware real-mode setup, no decompression), except on the debug
+    /// flavour, where KASAN's early shadow is not set up on the PVH path and
+    /// the guest triple-faults before printing anything: that one boots the
+    /// bzImage.
+    pub fn boot_image(&self) -> Result<PathBuf> {
+        match self.flavour {
+            Flavour::Default => self.pvh_image(),
+            Flavour::Debug => Ok(self.bzimage.clone()),
+        }
+    }
+
+    /// The image to boot directly (PVH), made from vmlinux the first time it is asked for.
+    pub fn pvh_image(&self) -> Result<PathBuf> {
+        let entry = self
+            .build_dir
+            .parent()
+            .context("a kernel's build dir has a parent")?;
+        let image = entry.join(PVH_IMAGE);
+        let modified = |path: &Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
+        // A tree rebuilt in place has a newer vmlinux than its old image.
+        if image.is_file() && modified(&image) >= modified(&self.vmlinux) {
+            return Ok(image);
+        }
+        // objcopy writes a temporary file beside the image, which is then renamed.
+        let partial = tempfile::Builder::new()
+            .prefix(".vmlinux.pvh-")
+            .tempfile_in(entry)
+            .with_context(|| format!("creating a temporary file in {}", entry.display()))?;
+        duct::cmd!("objcopy", "--strip-debug", &self.vmlinux, partial.path())
+            .stdout_null()
+            .run()
+            .with_context(|| {
+                format!(
+                    "stripping {} into {} (objcopy is in binutils)",
+                    self.vmlinux.display(),
+                    partial.path().display()
+                )
+            })?;
+        partial
+            .persist(&image)
+            .with_context(|| format!("moving {} into place", image.display()))?;
+        Ok(image)
+    }
+}
+
+/// The kernel for `recipe`: from the immutable cache for a packaged source
+/// (a hit runs no make), built in place for a tree (make decides what is
+/// stale; nothing runs when the tree has not changed since the last build).
+pub fn ensure_built(recipe: &KernelRecipe, cache: &Path, progress: &Progress) -> Result<Kernel> {
+    ensure_built_keyed(recipe, &recipe.key(cache)?, cache, progress)
+}
+
+/// [`ensure_built`] for a caller that already has the recipe's key (it
+/// costs three tool runs to compute).
+pub fn ensure_built_keyed(
+    recipe: &KernelRecipe,
+    key: &str,
+    cache: &Path,
+    progress: &Progress,
+) -> Result<Kernel> {
+    let entry = cache.join("kernels").join(key);
+    match &recipe.source {
+        KernelSource::Tree(tree) => build_in_place(recipe, tree, key, &entry, cache, progress),
+        KernelSource::Tarball(_) => ensure_cached(recipe, key, &entry, cache, progress),
+    }
+}
+
+/// One build per entry at a time; whoever waited finds the work done.
+fn build_lock(entry: &Path, key: &str) -> Result<std::fs::File> {
+    crate::paths::lock_exclusive(
+        &entry.with_extension("lock"),
+        &format!("another process is building kernel {key}"),
+    )
+}
+
+fn ensure_cached(
+    recipe: &KernelRecipe,
+    key: &str,
+    entry: &Path,
+    cache: &Path,
+    progress: &Progress,
+) -> Result<Kernel> {
+    if let Some(kernel) = read_ready(entry)? {
+        return with_source(kernel, recipe, cache, progress);
+    }
+    let _lock = build_lock(entry, key)?;
+    if let Some(kernel) = read_ready(entry)? {
+        return with_source(kernel, recipe, cache, progress);
+    }
+    // Whatever is there is a build that was interrupted: never use it.
+    if entry.exists() {
+        std::fs::remove_dir_all(entry)
+            .with_context(|| format!("removing the unfinished {}", entry.display()))?;
+    }
+    let source_dir = recipe.source.prepare(cache, progress)?;
+    let kernel = build(recipe, key, entry, source_dir, None, progress)?;
+    Ok(Kernel {
+        fresh: true,
+        ..kernel
+    })
+}
+
+/// A tree's own build directory, reused from edit to edit: make runs only
+/// when the tree changed since the last build, and then rebuilds only what
+/// the change made stale.
+fn build_in_place(
+    recipe: &KernelRecipe,
+    tree: &Path,
+    key: &str,
+    entry: &Path,
+    cache: &Path,
+    progress: &Progress,
+) -> Result<Kernel> {
+    let _lock = build_lock(entry, key)?;
+    let fingerprint = source::tree_fingerprint(tree)?;
+    if let Some(kernel) = read_ready(entry)? {
+        if kernel.tree_fingerprint.as_deref() == Some(fingerprint.as_str()) {
+            return Ok(kernel);
+        }
+    }
+    let source_dir = recipe.source.prepare(cache, progress)?;
+    build(recipe, key, entry, source_dir, Some(fingerprint), progress)
+}
+
+/// Out-of-tree modules build against the source tree as well as the build
+/// directory. A CI cache may restore `kernels/` alone; extract the source
+/// again (to the same place: its path is keyed by the tarball) rather than
+/// rebuild the kernel.
+fn with_source(
+    kernel: Kernel,
+    recipe: &KernelRecipe,
+    cache: &Path,
+    progress: &Progress,
+) -> Result<Kernel> {
+    if kernel.source_dir.join("Makefile").is_file() {
+        return Ok(kernel);
+    }
+    let source_dir = recipe.source.prepare(cache, progress)?;
+    if source_dir != kernel.source_dir {
+        bail!(
+            "kernel {} was built from {}, which is gone, and the source now comes from {}; \
+             delete {} to rebuild it",
+            kernel.key,
+            kernel.source_dir.display(),
+            source_dir.display(),
+            kernel
+                .build_dir
+                .parent()
+                .unwrap_or(&kernel.build_dir)
+                .display()
+        );
+    }
+    Ok(kernel)
+}
+
+fn read_ready(entry: &Path) -> Result<Option<Kernel>> {
+    let ready = entry.join(READY);
+    match std::fs::read_to_string(&ready) {
+        Ok(text) => Ok(Some(
+            serde_json::from_str(&text).with_context(|| format!("parsing {}", ready.display()))?,
+        )),
+        Err(_) => Ok(None),
+    }
+}
+
+/// make in `entry/build`: configured first if it has no .config yet (a new
+/// entry), then `make all`, which does only what is stale.
+fn build(
+    recipe: &KernelRecipe,
+    key: &str,
+    entry: &Path,
+    source_dir: PathBuf,
+    tree_fingerprint: Option<String>,
+    progress: &Progress,
+) -> Result<Kernel> {
+    let start = Instant::now();
+    let version = source::kernel_version(&source_dir)?;
+    let build_dir = entry.join("build");
+    std::fs::create_dir_all(&build_dir)
+        .with_context(|| format!("creating {}", build_dir.display()))?;
+    let log = entry.join("build.log");
+    eprintln!(
+        "[harness] building the {} kernel {version} ({key}) from {} in {}; log: {}",
+        recipe.flavour.name(),
+        source_dir.display(),
+        build_dir.display(),
+        log.display()
+    );
+    let make = Make::new(&source_dir, &build_dir, &log);
+    if !build_dir.join(".config").is_file() {
+        configure(&make, &recipe.fragments, progress)?;
+    }
+    // `all` also makes Module.symvers, without which out-of-tree modules do not link.
+    let jobs = format!(
+        "-j{}",
+        std::thread::available_parallelism().map_or(2, |n| n.get())
+    );
+    make.run(&[&jobs, "all"], progress)?;
+    let vmlinux = build_dir.join("vmlinux");
+    if !crate::elf::has_section(&vmlinux, ".BTF")? {
+        bail!(KernelBuildError::NoBtf {
+            vmlinux: vmlinux.display().to_string()
+        });
+    }
+    let kernel = Kernel {
+        key: key.to_owned(),
+        version,
+        source_dir,
+        bzimage: build_dir.join("arch/x86/boot/bzImage"),
+        stamp: match &tree_fingerprint {
+            Some(_) => file_stamp(&vmlinux)?,
+            None => key.to_owned(),
+        },
+        vmlinux,
+        build_dir,
+        build_seconds: start.elapsed().as_secs_f64(),
+        flavour: recipe.flavour,
+        tree_fingerprint,
+        fresh: false,
+    };
+    kernel.pvh_image()?;
+    // Written last: its presence is what makes the entry usable.
+    crate::paths::write_atomically(
+        &entry.join(READY),
+        serde_json::to_string_pretty(&kernel)?.as_bytes(),
+    )?;
+    eprintln!(
+        "[harness] kernel {} built in {}",
+        kernel.version,
+        format_duration(start.elapsed())
+    );
+    Ok(kernel)
+}
+
+/// A file's size and modification time: what changes when make relinks it.
+fn file_stamp(path: &Path) -> Result<String> {
+    let metadata =
+        std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
+    let modified = crate::paths::mtime_nanos(&metadata);
+    Ok(format!("{} bytes, modified {modified}", metadata.len()))
+}
+
+/// tinyconfig, the fragments merged on top, olddefconfig, and the check that
+/// every requested option survived.
+pub fn configure(make: &Make, fragments: &[Fragment], progress: &Progress) -> Result<()> {
+    make.run(&["tinyconfig"], progress)?;
+    let merge = make.source_dir.join("scripts/kconfig/merge_config.sh");
+    let config = make.build_dir.join(".config");
+    let mut merge_args = vec![
+        merge.as_os_str().to_owned(),
+        "-m".into(),
+        "-O".into(),
+        make.build_dir.as_os_str().to_owned(),
+        config.as_os_str().to_owned(),
+    ];
+    merge_args.extend(write_fragments(make.build_dir, fragments)?);
+    make.run_logged(
+        "merge_config.sh",
+        duct::cmd("bash", merge_args).dir(make.source_dir),
+    )?;
+    make.run(&["olddefconfig"], progress)?;
+    let final_config = std::fs::read_to_string(&config)
+        .with_context(|| format!("reading {}", config.display()))?;
+    let dropped = dropped_options(&requested_options(fragments)?, &final_config);
+    if !dropped.is_empty() {
+        bail!(KernelBuildError::DroppedOptions {
+            dropped: dropped.iter().map(ToString::to_string).collect(),
+        });
+    }
+    Ok(())
+}
+
+/// The fragments' texts as files in the build directory, in order, for
+/// merge_config.sh (the core's live inside the harness, not on disk); kept
+/// there, they say what the kernel was configured from.
+fn write_fragments(build_dir: &Path, fragments: &[Fragment]) -> Result<Vec<std::ffi::OsString>> {
+    let dir = build_dir.join("fragments");
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).with_context(|| format!("clearing {}", dir.display()))?;
+    }
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut paths = Vec::new();
+    for (index, fragment) in fragments.iter().enumerate() {
+        let name = fragment
+            .path
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy();
+        let path = dir.join(format!("{index:02}-{name}"));
+        std::fs::write(&path, &fragment.text)
+            .with_context(|| format!("writing {}", path.display()))?;
+        paths.push(path.into_os_string());
+    }
+    Ok(paths)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_entry_without_its_ready_file_is_never_used() {
+        let entry = tempfile::tempdir().unwrap();
+        // What an interrupted build leaves: a build tree and at most a partial ready file.
+        std::fs::create_dir_all(entry.path().join("build")).unwrap();
+        std::fs::write(entry.path().join(format!("{READY}.partial")), "{").unwrap();
+        assert!(read_ready(entry.path()).unwrap().is_none());
+        let kernel = Kernel {
+            key: "k".into(),
+            version: "6.12.1".into(),
+            source_dir: "/s".into(),
+            build_dir: entry.path().join("build"),
+            bzimage: "/b".into(),
+            vmlinux: "/v".into(),
+            build_seconds: 1.0,
+            flavour: Flavour::Default,
+            stamp: "k".into(),
+            tree_fingerprint: None,
+            fresh: false,
+        };
+        std::fs::write(
+            entry.path().join(READY),
+            serde_json::to_string(&kernel).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(read_ready(entry.path()).unwrap().unwrap().key, "k");
+    }
+
+    #[test]
+    fn the_key_follows_the_options_not_the_comments() {
+        let dir = tempfile::tempdir().unwrap();
+        let tarball = dir.path().join("linux.tar.xz");
+        std::fs::write(&tarball, b"not really").unwrap();
+        let recipe = |text: &str| KernelRecipe {
+            source: KernelSource::Tarball(tarball.clone()),
+            flavour: Flavour::Default,
+            fragments: vec![Fragment {
+                path: "images/a.config".into(),
+                text: text.to_owned(),
+            }],
+        };
+        let cache = dir.path().join("cache");
+        let key = |text: &str| recipe(text).key(&cache).unwrap();
+        let a = key("CONFIG_BPF=y\n");
+        assert_eq!(a, key("# why BPF\nCONFIG_BPF=y\n"));
+        assert_ne!(a, key("CONFIG_BPF=y\nCONFIG_SMP=y\n"));
+        assert_ne!(a, key("CONFIG_BPF=m\n"));
+    }
+}

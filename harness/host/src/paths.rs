@@ -1,0 +1,125 @@
+//! Where things live: the cache outside any work tree, and atomic writes and locks in it.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+
+/// Overrides where kernels, modules and KVM verdicts are cached.
+pub const CACHE_DIR_ENV: &str = "STRUCT_OPS_CACHE_DIR";
+
+/// A file's modification time in nanoseconds since the epoch, 0 where the
+/// filesystem keeps none: part of the stamps that say a file changed.
+pub fn mtime_nanos(metadata: &std::fs::Metadata) -> u128 {
+    metadata
+        .modified()
+        .ok()
+        .and_then(|time| time.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |age| age.as_nanos())
+}
+
+/// `$STRUCT_OPS_CACHE_DIR`, else `$XDG_CACHE_HOME/struct-ops-vmtest`, else
+/// `~/.cache/struct-ops-vmtest`: always outside the work tree, so a fresh
+/// clone reuses a kernel built by another.
+pub fn cache_dir() -> Result<PathBuf> {
+    cache_dir_from(|name| std::env::var_os(name))
+}
+
+fn cache_dir_from(var: impl Fn(&str) -> Option<std::ffi::OsString>) -> Result<PathBuf> {
+    if let Some(dir) = var(CACHE_DIR_ENV).filter(|dir| !dir.is_empty()) {
+        return Ok(PathBuf::from(dir));
+    }
+    if let Some(dir) = var("XDG_CACHE_HOME").filter(|dir| !dir.is_empty()) {
+        return Ok(PathBuf::from(dir).join("struct-ops-vmtest"));
+    }
+    let home = var("HOME").filter(|home| !home.is_empty()).context(
+        "neither STRUCT_OPS_CACHE_DIR, XDG_CACHE_HOME nor HOME is set: set STRUCT_OPS_CACHE_DIR",
+    )?;
+    Ok(PathBuf::from(home).join(".cache/struct-ops-vmtest"))
+}
+
+/// The virtualenv install-deps.sh fills with virtme-ng and check-jsonschema.
+pub fn venv_dir() -> Result<PathBuf> {
+    Ok(venv_in(&cache_dir()?))
+}
+
+/// Where install-deps.sh puts its virtualenv in the cache `cache`.
+pub fn venv_in(cache: &std::path::Path) -> PathBuf {
+    cache.join("venv")
+}
+
+/// Writes `contents` to `path` so that a reader sees the old file or the
+/// new one, never a part: a temporary file beside it, then a rename.
+pub fn write_atomically(path: &std::path::Path, contents: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let dir = path
+        .parent()
+        .with_context(|| format!("{} has no parent directory", path.display()))?;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut file = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
+    file.write_all(contents)
+        .with_context(|| format!("writing {}", file.path().display()))?;
+    file.persist(path)
+        .with_context(|| format!("moving the new {} into place", path.display()))?;
+    Ok(())
+}
+
+/// An exclusive lock on `path` (created, with its directory, if missing),
+/// held until the returned file is dropped. Says `busy` while it waits.
+pub fn lock_exclusive(path: &std::path::Path, busy: &str) -> Result<std::fs::File> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let lock =
+        std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    if lock.try_lock().is_err() {
+        eprintln!("[harness] {busy}; waiting for it");
+        lock.lock()
+            .with_context(|| format!("locking {}", path.display()))?;
+    }
+    Ok(lock)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::OsString;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<OsString> {
+        let pairs: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |name| {
+            pairs
+                .iter()
+                .find(|(key, _)| key == name)
+                .map(|(_, value)| OsString::from(value))
+        }
+    }
+
+    #[test]
+    fn the_override_wins() {
+        let dir = cache_dir_from(env(&[
+            (CACHE_DIR_ENV, "/srv/kcache"),
+            ("XDG_CACHE_HOME", "/x"),
+            ("HOME", "/root"),
+        ]))
+        .unwrap();
+        assert_eq!(dir, PathBuf::from("/srv/kcache"));
+    }
+
+    #[test]
+    fn xdg_then_home() {
+        let xdg = cache_dir_from(env(&[("XDG_CACHE_HOME", "/x"), ("HOME", "/root")])).unwrap();
+        assert_eq!(xdg, PathBuf::from("/x/struct-ops-vmtest"));
+        let home = cache_dir_from(env(&[("HOME", "/root")])).unwrap();
+        assert_eq!(home, PathBuf::from("/root/.cache/struct-ops-vmtest"));
+    }
+
+    #[test]
+    fn no_home_is_a_clear_error() {
+        let err = cache_dir_from(env(&[])).unwrap_err();
+        assert!(err.to_string().contains("STRUCT_OPS_CACHE_DIR"));
+    }
+}

@@ -1,0 +1,499 @@
+//! QEMU: what a VM is made of (the accelerator, the root share, the spec),
+//! its command line (small pure functions) and the process that owns it.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+/// What runs the guest's CPUs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Accel {
+    /// The host's CPU, through /dev/kvm.
+    Kvm,
+    /// QEMU's emulator: slower, but works without KVM.
+    Tcg,
+}
+
+impl std::fmt::Display for Accel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Accel::Kvm => "kvm",
+            Accel::Tcg => "tcg",
+        })
+    }
+}
+
+/// How the host's filesystem becomes the guest's root, read-only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RootShare {
+    /// vhost-user-fs through a virtiofsd listening on this socket.
+    Virtiofs { socket: PathBuf },
+    /// QEMU's own 9p server, read-only.
+    NineP,
+}
+
+pub const VIRTIOFS_TAG: &str = "hostroot";
+pub const NINEP_TAG: &str = "/dev/root";
+
+/// Where the guest's serial console goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Console {
+    /// A log file (scenarios, exec).
+    File(PathBuf),
+    /// The harness's own terminal, raw, Ctrl-C passed through (a shell).
+    Terminal,
+}
+
+impl Console {
+    pub fn log(&self) -> Option<&Path> {
+        match self {
+            Console::File(path) => Some(path),
+            Console::Terminal => None,
+        }
+    }
+}
+
+/// Everything that differs between two VMs.
+#[derive(Debug, Clone)]
+pub struct VmSpec {
+    pub accel: Accel,
+    pub kernel_image: PathBuf,
+    pub memory_mib: u32,
+    pub cpus: u32,
+    pub root: RootShare,
+    /// The words handed to the guest agent (after `--` on the kernel command line).
+    pub init: PathBuf,
+    pub init_args: Vec<String>,
+    pub console: Console,
+    pub result_file: PathBuf,
+    /// Where an exec'd command's stdout and stderr land, when streamed.
+    pub output_files: Option<(PathBuf, PathBuf)>,
+    /// The socket the host answers the agent on (with a debugger).
+    pub control_socket: Option<PathBuf>,
+    /// A gdb stub on this local port.
+    pub gdb_port: Option<u16>,
+    pub qmp_socket: PathBuf,
+    /// Print every boot message on the console (slower under emulation).
+    pub verbose_console: bool,
+    /// The secondary CPUs' delay loop, preset (see `guest_clock`).
+    pub preset_lpj: Option<u64>,
+}
+
+pub fn kernel_cmdline(spec: &VmSpec) -> String {
+    let root = match spec.root {
+        RootShare::Virtiofs { .. } => format!("root={VIRTIOFS_TAG} rootfstype=virtiofs"),
+        RootShare::NineP => {
+            format!("root={NINEP_TAG} rootfstype=9p rootflags=trans=virtio,version=9p2000.L,msize=512000,cache=loose")
+        }
+    };
+    let mut words = vec![
+        "console=ttyS0".to_owned(),
+        // Each console byte costs a VM exit under emulation: only warnings and
+        // worse go there (the agent captures the full log through /dev/kmsg).
+        if spec.verbose_console {
+            "loglevel=7"
+        } else {
+            "loglevel=5"
+        }
+        .to_owned(),
+        // Probing for a PS/2 mouse nobody has takes 0.4 s under TCG.
+        "i8042.noaux".to_owned(),
+        // The agent drains the log as it is written; this is room for the
+        // bursts it has not reached yet (16M cost 0.3 s of boot under TCG).
+        // An overwritten record fails the scenario: it could have been a splat.
+        "log_buf_len=2M".to_owned(),
+        // Panic straight into a reset, which -no-reboot turns into QEMU exiting.
+        "panic=-1".to_owned(),
+        "oops=panic".to_owned(),
+        root,
+        "ro".to_owned(),
+    ];
+    // Skips each secondary CPU's 80 ms delay-loop calibration under TCG.
+    words.extend(spec.preset_lpj.map(|lpj| format!("lpj={lpj}")));
+    words.extend([format!("init={}", spec.init.display()), "--".to_owned()]);
+    words.extend(spec.init_args.iter().cloned());
+    words.join(" ")
+}
+
+pub fn qemu_args(spec: &VmSpec) -> Vec<OsString> {
+    let mut args: Vec<OsString> = Vec::new();
+    let mut push = |items: &[&str]| args.extend(items.iter().map(OsString::from));
+    push(&[
+        "-nodefaults",
+        "-no-user-config",
+        "-display",
+        "none",
+        "-no-reboot",
+    ]);
+    let machine = match spec.root {
+        // vhost-user needs the guest's RAM in shared memory the daemon can map.
+        RootShare::Virtiofs { .. } => "q35,memory-backend=mem",
+        RootShare::NineP => "q35",
+    };
+    push(&["-machine", machine]);
+    push(&accel_args(spec.accel));
+    push(&[
+        "-smp",
+        &spec.cpus.to_string(),
+        "-m",
+        &format!("{}M", spec.memory_mib),
+    ]);
+    args.push("-kernel".into());
+    args.push(spec.kernel_image.clone().into());
+    args.push("-append".into());
+    args.push(kernel_cmdline(spec).into());
+    args.extend(console_args(&spec.console));
+    args.extend(["-serial".into(), "chardev:console".into()]);
+    args.extend(["-device".into(), "virtio-serial-pci".into()]);
+    args.extend(port_args(spec));
+    if let Some(port) = spec.gdb_port {
+        args.extend(["-gdb".into(), format!("tcp:127.0.0.1:{port}").into()]);
+    }
+    let mut qmp = OsString::from("unix:");
+    qmp.push(&spec.qmp_socket);
+    qmp.push(",server=on,wait=off");
+    args.extend(["-qmp".into(), qmp]);
+    // A guest panic becomes a GUEST_PANICKED event on QMP.
+    args.extend(["-device".into(), "pvpanic-pci".into()]);
+    args.extend(root_args(spec));
+    args
+}
+
+fn console_args(console: &Console) -> Vec<OsString> {
+    match console {
+        Console::File(path) => chardev_file_args("console", path),
+        // signal=off: Ctrl-C goes to the guest's foreground program, not to QEMU.
+        Console::Terminal => vec!["-chardev".into(), "stdio,id=console,signal=off".into()],
+    }
+}
+
+/// The agent's virtio-serial ports: its result, an exec'd command's output,
+/// and the control socket the host answers on.
+fn port_args(spec: &VmSpec) -> Vec<OsString> {
+    use harness_wire::protocol::{
+        CONTROL_PORT_NAME, RESULT_PORT_NAME, STDERR_PORT_NAME, STDOUT_PORT_NAME,
+    };
+    // (chardev id, port name, the chardev's arguments)
+    let mut ports = vec![(
+        "result",
+        RESULT_PORT_NAME,
+        chardev_file_args("result", &spec.result_file),
+    )];
+    if let Some((stdout, stderr)) = &spec.output_files {
+        ports.push((
+            "stdout",
+            STDOUT_PORT_NAME,
+            chardev_file_args("stdout", stdout),
+        ));
+        ports.push((
+            "stderr",
+            STDERR_PORT_NAME,
+            chardev_file_args("stderr", stderr),
+        ));
+    }
+    if let Some(socket) = &spec.control_socket {
+        let mut chardev = OsString::from("socket,id=control,server=on,wait=off,path=");
+        chardev.push(socket);
+        ports.push((
+            "control",
+            CONTROL_PORT_NAME,
+            vec!["-chardev".into(), chardev],
+        ));
+    }
+    let mut args = Vec::new();
+    for (id, name, chardev) in ports {
+        args.extend(chardev);
+        args.push("-device".into());
+        args.push(format!("virtserialport,chardev={id},name={name}").into());
+    }
+    args
+}
+
+fn accel_args(accel: Accel) -> Vec<&'static str> {
+    match accel {
+        Accel::Kvm => vec!["-accel", "kvm", "-cpu", "host"],
+        // Several vCPU threads, so the stress scenario really runs in parallel.
+        Accel::Tcg => vec!["-accel", "tcg,thread=multi"],
+    }
+}
+
+fn chardev_file_args(id: &str, path: &Path) -> Vec<OsString> {
+    let mut chardev = OsString::from(format!("file,id={id},path="));
+    chardev.push(path);
+    vec!["-chardev".into(), chardev]
+}
+
+fn root_args(spec: &VmSpec) -> Vec<OsString> {
+    match &spec.root {
+        RootShare::Virtiofs { socket } => {
+            let mut chardev = OsString::from("socket,id=rootfs,path=");
+            chardev.push(socket);
+            vec![
+                "-object".into(),
+                format!(
+                    "memory-backend-memfd,id=mem,size={}M,share=on",
+                    spec.memory_mib
+                )
+                .into(),
+                "-chardev".into(),
+                chardev,
+                "-device".into(),
+                format!("vhost-user-fs-pci,chardev=rootfs,tag={VIRTIOFS_TAG}").into(),
+            ]
+        }
+        RootShare::NineP => vec![
+            "-fsdev".into(),
+            "local,id=rootfs,path=/,security_model=none,readonly=on,multidevs=remap".into(),
+            "-device".into(),
+            format!("virtio-9p-pci,fsdev=rootfs,mount_tag={NINEP_TAG}").into(),
+        ],
+    }
+}
+
+pub const QEMU_BINARY: &str = "qemu-system-x86_64";
+
+/// A running QEMU. Dropping it kills it.
+pub struct QemuProcess {
+    handle: duct::Handle,
+    pub stderr_log: PathBuf,
+}
+
+impl QemuProcess {
+    pub fn spawn(spec: &VmSpec, stderr_log: PathBuf) -> Result<Self> {
+        let binary = find_qemu(std::env::var_os("PATH"))?;
+        let mut command = duct::cmd(binary, qemu_args(spec));
+        // A console on the terminal reads and writes the harness's own.
+        if spec.console != Console::Terminal {
+            command = command.stdin_null().stdout_null();
+        }
+        let handle = command
+            .stderr_path(&stderr_log)
+            .before_spawn(crate::process::die_with_parent)
+            .unchecked()
+            .start()
+            .context("starting QEMU")?;
+        Ok(QemuProcess { handle, stderr_log })
+    }
+
+    /// The exit status once QEMU has exited, without waiting.
+    pub fn try_wait(&self) -> Result<Option<std::process::ExitStatus>> {
+        Ok(self
+            .handle
+            .try_wait()
+            .context("checking on QEMU")?
+            .map(|output| output.status))
+    }
+
+    pub fn kill(&self) {
+        let _ = self.handle.kill();
+    }
+
+    pub fn stderr_tail(&self, lines: usize) -> String {
+        crate::text::tail_of_file(&self.stderr_log, lines)
+    }
+
+    /// QEMU's last words on one line, if they blame KVM: the only evidence
+    /// that counts as "KVM is broken" when QEMU dies before the guest speaks.
+    pub fn kvm_complaint(&self) -> Option<String> {
+        let tail = self.stderr_tail(5);
+        tail.to_lowercase()
+            .contains("kvm")
+            .then(|| tail.trim().lines().collect::<Vec<_>>().join(" / "))
+    }
+}
+
+impl Drop for QemuProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// QEMU on `path` (a PATH value), or an error that says how to get it: the
+/// one place that decides whether QEMU is there.
+pub fn find_qemu(path: Option<std::ffi::OsString>) -> Result<PathBuf> {
+    crate::process::which_in(QEMU_BINARY, path).with_context(|| {
+        format!(
+            "{QEMU_BINARY} not found in PATH. Install Debian's qemu-system-x86 \
+             (`apt-get install qemu-system-x86`; harness/install-deps.sh does)"
+        )
+    })
+}
+
+/// The QEMU command line of `spec`, as a shell would take it (kept with the logs).
+pub fn shell_line(spec: &VmSpec) -> String {
+    let mut words = vec![QEMU_BINARY.to_owned()];
+    words.extend(
+        qemu_args(spec)
+            .iter()
+            .map(|arg| arg.to_string_lossy().into_owned()),
+    );
+    format!("{}\n", harness_wire::shell::quote_words(&words))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(root: RootShare, accel: Accel) -> VmSpec {
+        VmSpec {
+            accel,
+            kernel_image: "/k/bzImage".into(),
+            memory_mib: 512,
+            cpus: 2,
+            root,
+            init: "/w/target/release/guest-agent".into(),
+            init_args: vec!["run".into(), "--scenario".into(), "attach".into()],
+            console: Console::File("/t/console.log".into()),
+            result_file: "/t/result.json".into(),
+            output_files: None,
+            control_socket: None,
+            gdb_port: None,
+            qmp_socket: "/t/qmp.sock".into(),
+            verbose_console: false,
+            preset_lpj: None,
+        }
+    }
+
+    #[test]
+    fn a_preset_delay_loop_goes_before_the_agent_arguments() {
+        let mut with_lpj = spec(RootShare::NineP, Accel::Tcg);
+        with_lpj.preset_lpj = Some(10_384_456);
+        let cmdline = kernel_cmdline(&with_lpj);
+        let (kernel, agent) = cmdline.split_once(" -- ").unwrap();
+        assert!(
+            kernel.split(' ').any(|word| word == "lpj=10384456"),
+            "{cmdline}"
+        );
+        assert!(!agent.contains("lpj"), "{cmdline}");
+        assert!(!kernel_cmdline(&spec(RootShare::NineP, Accel::Tcg)).contains("lpj="));
+    }
+
+    fn joined(spec: &VmSpec) -> String {
+        qemu_args(spec)
+            .iter()
+            .map(|arg| arg.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    #[test]
+    fn cmdline_hands_the_agent_its_arguments_after_the_separator() {
+        let cmdline = kernel_cmdline(&spec(RootShare::NineP, Accel::Tcg));
+        assert!(
+            cmdline.starts_with("console=ttyS0 loglevel=5 i8042.noaux log_buf_len=2M panic=-1"),
+            "{cmdline}"
+        );
+        assert!(
+            cmdline.contains("root=/dev/root rootfstype=9p"),
+            "{cmdline}"
+        );
+        assert!(
+            cmdline.ends_with(" ro init=/w/target/release/guest-agent -- run --scenario attach"),
+            "{cmdline}"
+        );
+    }
+
+    #[test]
+    fn ninep_root_is_read_only_on_the_host_side() {
+        let args = joined(&spec(RootShare::NineP, Accel::Tcg));
+        assert!(
+            args.contains("-fsdev local,id=rootfs,path=/,security_model=none,readonly=on"),
+            "{args}"
+        );
+        assert!(!args.contains("memory-backend"), "{args}");
+    }
+
+    #[test]
+    fn virtiofs_root_shares_guest_memory_with_the_daemon() {
+        let args = joined(&spec(
+            RootShare::Virtiofs {
+                socket: "/t/vfs.sock".into(),
+            },
+            Accel::Tcg,
+        ));
+        assert!(args.contains("-machine q35,memory-backend=mem"), "{args}");
+        assert!(
+            args.contains("memory-backend-memfd,id=mem,size=512M,share=on"),
+            "{args}"
+        );
+        assert!(
+            args.contains("-chardev socket,id=rootfs,path=/t/vfs.sock"),
+            "{args}"
+        );
+        assert!(
+            args.contains("vhost-user-fs-pci,chardev=rootfs,tag=hostroot"),
+            "{args}"
+        );
+        assert!(kernel_cmdline(&spec(
+            RootShare::Virtiofs {
+                socket: "/s".into()
+            },
+            Accel::Tcg
+        ))
+        .contains("root=hostroot rootfstype=virtiofs"));
+    }
+
+    #[test]
+    fn no_qemu_is_a_clear_error() {
+        let empty = tempfile::tempdir().unwrap();
+        let err = find_qemu(Some(empty.path().as_os_str().to_owned()))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("qemu-system-x86_64 not found in PATH"),
+            "{err}"
+        );
+        assert!(err.contains("apt-get install qemu-system-x86"), "{err}");
+        assert!(find_qemu(None).is_err());
+    }
+
+    #[test]
+    fn a_shell_gets_the_terminal_exec_its_output_ports_gdb_its_stub() {
+        let mut shell = spec(RootShare::NineP, Accel::Tcg);
+        shell.console = Console::Terminal;
+        shell.control_socket = Some("/s/control.sock".into());
+        shell.gdb_port = Some(41234);
+        let args = joined(&shell);
+        for expected in [
+            "-chardev stdio,id=console,signal=off -serial chardev:console",
+            "-chardev socket,id=control,server=on,wait=off,path=/s/control.sock",
+            "virtserialport,chardev=control,name=agent-control",
+            "-gdb tcp:127.0.0.1:41234",
+        ] {
+            assert!(args.contains(expected), "missing {expected}: {args}");
+        }
+        let mut exec = spec(RootShare::NineP, Accel::Tcg);
+        exec.output_files = Some(("/t/out".into(), "/t/err".into()));
+        let args = joined(&exec);
+        assert!(args.contains("-chardev file,id=stdout,path=/t/out -device virtserialport,chardev=stdout,name=agent-stdout"), "{args}");
+        assert!(
+            args.contains("virtserialport,chardev=stderr,name=agent-stderr"),
+            "{args}"
+        );
+        assert!(!args.contains("-gdb"), "{args}");
+    }
+
+    #[test]
+    fn accelerator_flags() {
+        assert!(joined(&spec(RootShare::NineP, Accel::Kvm)).contains("-accel kvm -cpu host"));
+        assert!(joined(&spec(RootShare::NineP, Accel::Tcg)).contains("-accel tcg,thread=multi"));
+    }
+
+    #[test]
+    fn console_result_port_qmp_and_pvpanic_are_wired() {
+        let args = joined(&spec(RootShare::NineP, Accel::Tcg));
+        for expected in [
+            "-chardev file,id=console,path=/t/console.log -serial chardev:console",
+            "-chardev file,id=result,path=/t/result.json",
+            "virtserialport,chardev=result,name=agent-result",
+            "-qmp unix:/t/qmp.sock,server=on,wait=off",
+            "-device pvpanic-pci",
+            "-no-reboot",
+        ] {
+            assert!(args.contains(expected), "missing {expected}: {args}");
+        }
+    }
+}

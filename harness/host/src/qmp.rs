@@ -1,0 +1,97 @@
+//! QMP, QEMU's control socket (through the qapi crate): the VM's run state,
+//! its events (a guest panic arrives as GUEST_PANICKED), and ending it.
+
+use std::io::BufReader;
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use qapi::{qmp, Qmp, Stream};
+
+use crate::qemu::QemuProcess;
+use harness_wire::wait::{wait_until, Poll};
+
+type QmpStream = Stream<BufReader<UnixStream>, UnixStream>;
+
+pub struct QmpClient {
+    qmp: Qmp<QmpStream>,
+}
+
+/// What QMP said happened to the guest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GuestEvent {
+    Panicked,
+}
+
+impl QmpClient {
+    /// Connects once QEMU has created its socket; fails early if QEMU exits first.
+    pub fn connect(socket: &Path, qemu: &QemuProcess, deadline: Instant) -> Result<Self> {
+        let stream = wait_until(
+            deadline,
+            Duration::from_millis(10),
+            || match UnixStream::connect(socket) {
+                Ok(stream) => Poll::Ready(Ok(stream)),
+                Err(_) => match qemu.try_wait() {
+                    Ok(Some(status)) => Poll::Ready(Err(anyhow::anyhow!(
+                        "QEMU exited ({status}) before its QMP socket was up:\n{}",
+                        qemu.stderr_tail(20)
+                    ))),
+                    Err(err) => Poll::Ready(Err(err)),
+                    Ok(None) => Poll::Pending,
+                },
+            },
+        )
+        .with_context(|| format!("QMP at {} did not come up in time", socket.display()))??;
+        // A QEMU that stops answering must not hang the harness.
+        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+        stream.set_write_timeout(Some(Duration::from_secs(5)))?;
+        let reader = BufReader::new(stream.try_clone().context("cloning the QMP socket")?);
+        let mut qmp = Qmp::new(Stream::new(reader, stream));
+        if let Err(err) = qmp.handshake() {
+            // Most often QEMU rejected its arguments and is gone: say what it said.
+            std::thread::sleep(Duration::from_millis(100));
+            bail!(
+                "QMP handshake failed ({err}); QEMU's stderr:\n{}",
+                qemu.stderr_tail(20)
+            );
+        }
+        Ok(QmpClient { qmp })
+    }
+
+    /// Events QEMU sent since the last call.
+    pub fn events(&mut self) -> Result<Vec<GuestEvent>> {
+        self.qmp.nop().context("polling QMP")?;
+        Ok(self
+            .qmp
+            .events()
+            .filter_map(|event| match event {
+                qmp::Event::GUEST_PANICKED { .. } => Some(GuestEvent::Panicked),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// The VM's run state as QEMU names it (`running`, `paused`, `guest-panicked`, ...).
+    pub fn status(&mut self) -> Result<String> {
+        let status = self
+            .qmp
+            .execute(&qmp::query_status {})
+            .context("QMP query-status")?;
+        Ok(format!("{:?}", status.status)
+            .to_lowercase()
+            .replace('_', "-"))
+    }
+
+    /// Pauses the vCPUs (until `cont`, or a debugger's continue).
+    pub fn stop(&mut self) -> Result<()> {
+        self.qmp.execute(&qmp::stop {}).context("QMP stop")?;
+        Ok(())
+    }
+
+    /// Asks QEMU to exit now.
+    pub fn quit(&mut self) -> Result<()> {
+        self.qmp.execute(&qmp::quit {}).context("QMP quit")?;
+        Ok(())
+    }
+}

@@ -1,0 +1,304 @@
+//! The main job's report: a table of scenarios, and for each failure what
+//! went wrong, where the logs are and how to rerun it alone.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::artifacts::Artifacts;
+use crate::kernel::source::KernelSpec;
+use crate::kernel::Flavour;
+use crate::normalise::Normaliser;
+use crate::suite::Row;
+
+/// The kernel a report is about: its version and flavour, and the splat
+/// classes it cannot report, so that no row implies they were checked.
+#[derive(Debug, Clone, Serialize)]
+pub struct KernelInfo {
+    /// `6.12.117`.
+    pub version: String,
+    /// Default or debug.
+    pub flavour: Flavour,
+    /// The kernel's cache key.
+    pub key: String,
+    /// `KASAN memory error (needs CONFIG_KASAN)`, ...
+    pub unchecked_splat_classes: Vec<String>,
+}
+
+impl KernelInfo {
+    /// The prepared kernel's, its unchecked classes read from its `.config`.
+    pub fn of(artifacts: &Artifacts) -> Self {
+        let config = artifacts.kernel.build_dir.join(".config");
+        let config = std::fs::read_to_string(config).unwrap_or_default();
+        let unchecked = guest_agent::splat::unchecked_classes(&config)
+            .iter()
+            .map(|class| {
+                let needs = guest_agent::splat::needs_text(class);
+                format!("{} (needs {needs})", class.name)
+            })
+            .collect();
+        KernelInfo {
+            version: artifacts.kernel.version.clone(),
+            flavour: artifacts.kernel.flavour,
+            key: artifacts.kernel.key.clone(),
+            unchecked_splat_classes: unchecked,
+        }
+    }
+}
+
+/// What the run was on, and what that kernel could not have seen.
+pub fn render_header(info: &KernelInfo) -> String {
+    let mut text = format!(
+        "kernel {} ({} flavour, {})\n",
+        info.version, info.flavour, info.key
+    );
+    if !info.unchecked_splat_classes.is_empty() {
+        let _ = writeln!(
+            text,
+            "not checked, this kernel cannot report them{}: {}",
+            if info.flavour == Flavour::Debug {
+                ""
+            } else {
+                " (--debug-kernel can)"
+            },
+            info.unchecked_splat_classes.join(", ")
+        );
+    }
+    text
+}
+
+/// The kernel options a rerun needs to reach the same kernel.
+fn kernel_options(artifacts: &Artifacts) -> String {
+    let mut options = String::new();
+    if artifacts.spec != KernelSpec::default() {
+        let _ = write!(options, " --kernel {}", artifacts.spec);
+    }
+    if artifacts.kernel.flavour == Flavour::Debug {
+        options.push_str(" --debug-kernel");
+    }
+    options
+}
+
+/// How a person runs the harness here: `cargo run -p harness --` in the
+/// harness's own repository (its binary is in this directory's target),
+/// `harness` elsewhere.
+pub fn harness_command() -> &'static str {
+    let in_own_repository = std::env::current_exe()
+        .ok()
+        .zip(std::env::current_dir().ok())
+        .is_some_and(|(exe, dir)| exe.starts_with(dir.join("target")));
+    if in_own_repository {
+        "cargo run -p harness --"
+    } else {
+        "harness"
+    }
+}
+
+/// The commands that rerun `scenario` alone: the harness, a shell in it, vng.
+pub fn rerun_commands(artifacts: &Artifacts, scenario: &str) -> Vec<String> {
+    let harness = format!(
+        "{} run --scenario {scenario}{}",
+        harness_command(),
+        kernel_options(artifacts)
+    );
+    let shell = format!(
+        "{} shell --scenario {scenario}{}",
+        harness_command(),
+        kernel_options(artifacts)
+    );
+    let vng = crate::vng::vng_command(artifacts, scenario)
+        .unwrap_or_else(|err| format!("(no vng command: {err:#})"));
+    vec![harness, shell, vng]
+}
+
+/// The column a scenario's name takes: the longest name's width, at least 24.
+pub fn name_width<'a>(names: impl Iterator<Item = &'a str>) -> usize {
+    names.map(str::len).max().unwrap_or(0).max(24)
+}
+
+/// One row per scenario: result, time, boot time, accelerator and root share.
+pub fn render_table(rows: &[Row]) -> String {
+    let mut text = String::new();
+    let width = name_width(rows.iter().map(|row| row.scenario.as_str()));
+    let _ = writeln!(
+        text,
+        "{:<width$} {:<6} {:>8} {:>8}  accel/root",
+        "scenario", "result", "time", "boot"
+    );
+    for row in rows {
+        let (boot, how) = match &row.outcome {
+            Ok(run) => (
+                run.boot
+                    .map_or("-".to_owned(), |boot| format!("{:.1}s", boot.as_secs_f64())),
+                format!("{}/{}", run.accel, run.root),
+            ),
+            Err(_) => ("-".to_owned(), String::new()),
+        };
+        let _ = writeln!(
+            text,
+            "{:<width$} {:<6} {:>7.1}s {:>8}  {how}",
+            row.scenario,
+            row.verdict(),
+            row.wall.as_secs_f64(),
+            boot
+        );
+    }
+    let passed = rows.iter().filter(|row| row.passed()).count();
+    let _ = writeln!(text, "{passed} passed, {} failed", rows.len() - passed);
+    text
+}
+
+/// For each row that did not pass: what went wrong, where its logs are,
+/// and the commands that rerun it alone.
+pub fn render_failures(rows: &[Row], artifacts: &Artifacts) -> String {
+    let mut text = String::new();
+    for row in rows.iter().filter(|row| !row.passed()) {
+        let _ = writeln!(text, "\n=== {} ({}) ===", row.scenario, row.verdict());
+        match &row.outcome {
+            Ok(run) => {
+                let normaliser = artifacts
+                    .catalogue
+                    .find(&row.scenario)
+                    .and_then(|(subject, _)| Normaliser::for_subject(&subject.info).ok())
+                    .unwrap_or_default();
+                let normalised = normaliser.result(&run.result);
+                for failure in &normalised.failures {
+                    let _ = writeln!(text, "- {failure}");
+                }
+                let _ = writeln!(
+                    text,
+                    "--- what the scenario did and the kernel printed (normalised) ---"
+                );
+                text.push_str(&guest_agent::render::render_steps(&normalised));
+                let _ = writeln!(
+                    text,
+                    "--- last lines of the console ---\n{}",
+                    run.console_tail
+                );
+                if let Some(logs) = &run.kept_logs {
+                    let _ = writeln!(text, "full logs: {}", logs.display());
+                }
+            }
+            Err(error) => {
+                let _ = writeln!(text, "{error}");
+            }
+        }
+        let commands = rerun_commands(artifacts, &row.scenario);
+        let _ = writeln!(
+            text,
+            "rerun alone, look around inside it, or rerun under vng:\n  {}",
+            commands.join("\n  ")
+        );
+    }
+    text
+}
+
+#[derive(Serialize)]
+struct JsonRow<'a> {
+    scenario: &'a str,
+    kernel: &'a KernelInfo,
+    passed: bool,
+    wall_ms: u128,
+    boot_ms: Option<u128>,
+    accel: Option<String>,
+    root: Option<&'a str>,
+    logs: Option<String>,
+    error: Option<String>,
+    result: Option<&'a harness_wire::protocol::ScenarioResult>,
+}
+
+/// Every row of every kernel, each naming its kernel.
+pub fn render_json(kernels: &[(&KernelInfo, &[Row])]) -> String {
+    let rows: Vec<JsonRow> = kernels
+        .iter()
+        .flat_map(|(kernel, rows)| rows.iter().map(move |row| json_row(kernel, row)))
+        .collect();
+    serde_json::to_string_pretty(&rows).unwrap_or_else(|err| format!("{{\"error\": \"{err}\"}}"))
+}
+
+fn json_row<'a>(kernel: &'a KernelInfo, row: &'a Row) -> JsonRow<'a> {
+    let run = row.outcome.as_ref().ok();
+    JsonRow {
+        scenario: &row.scenario,
+        kernel,
+        passed: row.passed(),
+        wall_ms: row.wall.as_millis(),
+        boot_ms: run.and_then(|run| run.boot).map(|boot| boot.as_millis()),
+        accel: run.map(|run| run.accel.to_string()),
+        root: run.map(|run| run.root),
+        logs: run
+            .and_then(|run| run.kept_logs.as_ref())
+            .map(|path| path.display().to_string()),
+        error: row.outcome.as_ref().err().map(|err| format!("{err:#}")),
+        result: run.map(|run| &run.result),
+    }
+}
+
+/// Scenario by kernel: one line per scenario, one column per kernel.
+pub fn render_matrix(kernels: &[(&KernelInfo, &[Row])]) -> String {
+    let scenarios = kernels.first().map_or(&[][..], |(_, rows)| rows);
+    let width = name_width(scenarios.iter().map(|row| row.scenario.as_str()));
+    let mut text = format!("{:<width$}", "scenario");
+    for (kernel, _) in kernels {
+        let _ = write!(text, " {:>18}", column_name(kernel));
+    }
+    text.push('\n');
+    for (index, row) in scenarios.iter().enumerate() {
+        let _ = write!(text, "{:<width$}", row.scenario);
+        for (_, rows) in kernels {
+            let cell = rows.get(index).map_or("-".to_owned(), |row| {
+                format!("{} {:.1}s", row.verdict(), row.wall.as_secs_f64())
+            });
+            let _ = write!(text, " {cell:>18}");
+        }
+        text.push('\n');
+    }
+    for (kernel, rows) in kernels {
+        let passed = rows.iter().filter(|row| row.passed()).count();
+        let failed = rows.len() - passed;
+        let _ = writeln!(
+            text,
+            "{}: {passed} passed, {failed} failed",
+            column_name(kernel)
+        );
+    }
+    text
+}
+
+fn column_name(kernel: &KernelInfo) -> String {
+    match kernel.flavour {
+        Flavour::Default => kernel.version.clone(),
+        flavour => format!("{} {flavour}", kernel.version),
+    }
+}
+
+/// `harness cache list`: every kernel entry, least recently used first.
+pub fn render_cache(entries: &[crate::cache::Entry], cache: &std::path::Path) -> String {
+    let mut text = format!("{:<18} {:>8} {:>12}  kernel\n", "key", "size", "last used");
+    let now = std::time::SystemTime::now();
+    for entry in entries {
+        let age = entry
+            .last_used
+            .and_then(|used| now.duration_since(used).ok())
+            .map_or("never".to_owned(), |age| {
+                format!("{} ago", crate::progress::format_duration(age))
+            });
+        let _ = writeln!(
+            text,
+            "{:<18} {:>8} {:>12}  {}",
+            entry.key,
+            crate::cache::human(entry.bytes),
+            age,
+            entry.describe()
+        );
+    }
+    let total: u64 = entries.iter().map(|entry| entry.bytes).sum();
+    let _ = writeln!(
+        text,
+        "{} entries, {} in {}",
+        entries.len(),
+        crate::cache::human(total),
+        cache.join("kernels").display()
+    );
+    text
+}

@@ -1,0 +1,251 @@
+//! Running scenarios: one on the right accelerator (probing KVM the first
+//! time), or several, a few VMs at a time (the same concurrency as the
+//! nextest `vm` group), reported in the order they were asked for.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use std::path::Path;
+
+use crate::accel::{self, Accel, Choice};
+use crate::artifacts::Artifacts;
+use crate::vm::{self, RunError, ScenarioRun, VmFailure, VmOptions};
+
+/// Two VMs, each with 2 vCPUs, keep a 2-core machine busy without thrashing it.
+pub const DEFAULT_JOBS: usize = 2;
+
+/// One scenario's outcome: a result from the guest, or why there is none.
+pub struct Row {
+    /// The scenario's name.
+    pub scenario: String,
+    /// Its run, or why the VM produced none.
+    pub outcome: Result<ScenarioRun, RunError>,
+    /// How long the run took as the host timed it, boot included.
+    pub wall: Duration,
+}
+
+impl Row {
+    /// Whether the VM ran and the scenario passed.
+    pub fn passed(&self) -> bool {
+        matches!(&self.outcome, Ok(run) if run.result.passed)
+    }
+
+    /// `pass`, `FAIL` (the scenario failed) or `ERROR` (no result from the VM).
+    pub fn verdict(&self) -> &'static str {
+        match &self.outcome {
+            Ok(run) if run.result.passed => "pass",
+            Ok(_) => "FAIL",
+            Err(_) => "ERROR",
+        }
+    }
+}
+
+/// Boots a VM for `scenario` on the accelerator this host supports, and
+/// returns its result.
+pub fn run_scenario(
+    artifacts: &Artifacts,
+    scenario: &str,
+    options: &VmOptions,
+) -> Result<ScenarioRun, RunError> {
+    let boot = |accel, probing| {
+        let options = VmOptions {
+            // A probe needs every boot message: a working KVM guest speaks within a second.
+            verbose_console: options.verbose_console || probing,
+            ..options.clone()
+        };
+        vm::run_scenario_on(artifacts, scenario, &options, accel, probing)
+    };
+    on_decided_accel(&artifacts.cache, boot)
+}
+
+/// `boot(accel, probing)` on the accelerator this host supports: KVM when
+/// it is known to work; the first time, KVM under the watchdog (the one
+/// probe on this host, the others wait for its verdict).
+pub fn on_decided_accel<T>(
+    cache: &Path,
+    boot: impl Fn(Accel, bool) -> Result<T, RunError>,
+) -> Result<T, RunError> {
+    match accel::choose(cache).map_err(RunError::Harness)? {
+        Choice::Decided(accel, _) => boot(accel, false),
+        Choice::ProbeKvm => {
+            let _lock = accel::probe_lock(cache).map_err(RunError::Harness)?;
+            match accel::choose(cache).map_err(RunError::Harness)? {
+                // Another process probed while we waited for the lock.
+                Choice::Decided(accel, _) => boot(accel, false),
+                Choice::ProbeKvm => run_probing(cache, boot),
+            }
+        }
+    }
+}
+
+/// What one KVM boot under the watchdog says about KVM on this host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum KvmProbe {
+    /// The guest reached the agent (whatever the scenario then did).
+    Works,
+    /// The guest stayed silent, or QEMU blamed KVM: fall back to TCG.
+    Broken { reason: String },
+    /// The boot failed before any guest ran (no socket directory, say):
+    /// nothing was learnt about KVM.
+    Inconclusive,
+}
+
+impl KvmProbe {
+    /// What `outcome`, a boot on KVM under the watchdog, says.
+    pub fn of<T>(outcome: &Result<T, RunError>) -> Self {
+        match outcome {
+            Ok(_) => KvmProbe::Works,
+            Err(RunError::Vm(error)) => match &error.failure {
+                VmFailure::KvmBroken(reason) => KvmProbe::Broken {
+                    reason: reason.clone(),
+                },
+                _ if error.agent_ready => KvmProbe::Works,
+                _ => KvmProbe::Inconclusive,
+            },
+            Err(RunError::Harness(_)) => KvmProbe::Inconclusive,
+        }
+    }
+}
+
+/// The first KVM boot on this host: `boot(accel, probing)` runs on KVM
+/// under the watchdog, the verdict is cached, and a broken KVM is warned
+/// about once and replaced by TCG for this run and every later one.
+pub fn run_probing<T>(
+    cache: &Path,
+    boot: impl Fn(Accel, bool) -> Result<T, RunError>,
+) -> Result<T, RunError> {
+    let outcome = boot(Accel::Kvm, true);
+    match KvmProbe::of(&outcome) {
+        KvmProbe::Works => {
+            accel::write_verdict(cache, true, "a KVM guest booted").map_err(RunError::Harness)?;
+            outcome
+        }
+        KvmProbe::Broken { reason } => {
+            accel::write_verdict(cache, false, &reason).map_err(RunError::Harness)?;
+            if let Err(RunError::Vm(error)) = outcome {
+                // The logs of a probe that failed as expected need no reading.
+                let _ = std::fs::remove_dir_all(&error.logs);
+            }
+            eprintln!(
+                "warning: /dev/kvm is present but {reason} (nested virtualisation not working?); \
+                 falling back to TCG, which is slower. This verdict is cached in {}; delete it, \
+                 or set {}=kvm, to try KVM again.",
+                accel::verdict_path(cache).display(),
+                accel::ACCEL_ENV,
+            );
+            boot(Accel::Tcg, false)
+        }
+        KvmProbe::Inconclusive => outcome,
+    }
+}
+
+/// Runs `names`, `jobs` VMs at a time, calling `on_done` as each finishes;
+/// the rows come back in the order of `names`. The longest scenarios of the
+/// last run start first, so the short ones fill in beside them and the
+/// whole run ends sooner.
+pub fn run_many(
+    artifacts: &Artifacts,
+    names: &[String],
+    options: &VmOptions,
+    jobs: usize,
+    on_done: impl Fn(&Row) + Sync,
+) -> Vec<Row> {
+    let order = longest_first(names, &Durations::load(&artifacts.cache));
+    let next = AtomicUsize::new(0);
+    let rows: Mutex<Vec<(usize, Row)>> = Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.clamp(1, names.len().max(1)) {
+            scope.spawn(|| {
+                while let Some(&index) = order.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    run_one(artifacts, &names[index], index, options, &on_done, &rows);
+                }
+            });
+        }
+    });
+    let mut rows = rows.into_inner().unwrap_or_default();
+    rows.sort_by_key(|(index, _)| *index);
+    let rows: Vec<Row> = rows.into_iter().map(|(_, row)| row).collect();
+    Durations::record(&artifacts.cache, &rows);
+    rows
+}
+
+/// One scenario of a `run_many`, its row kept beside its place in the list.
+fn run_one(
+    artifacts: &Artifacts,
+    name: &str,
+    index: usize,
+    options: &VmOptions,
+    on_done: &(impl Fn(&Row) + Sync),
+    rows: &Mutex<Vec<(usize, Row)>>,
+) {
+    let start = Instant::now();
+    let row = Row {
+        scenario: name.to_owned(),
+        outcome: run_scenario(artifacts, name, options),
+        wall: start.elapsed(),
+    };
+    on_done(&row);
+    if let Ok(mut rows) = rows.lock() {
+        rows.push((index, row));
+    }
+}
+
+/// How long each scenario took last time, kept in the cache.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct Durations(std::collections::BTreeMap<String, f64>);
+
+impl Durations {
+    fn path(cache: &std::path::Path) -> std::path::PathBuf {
+        cache.join("scenario-durations.json")
+    }
+
+    fn load(cache: &std::path::Path) -> Self {
+        std::fs::read_to_string(Self::path(cache))
+            .ok()
+            .and_then(|text| serde_json::from_str(&text).ok())
+            .unwrap_or_default()
+    }
+
+    /// Best effort: a lost record only costs the next run its order.
+    fn record(cache: &std::path::Path, rows: &[Row]) {
+        let mut durations = Self::load(cache);
+        for row in rows.iter().filter(|row| row.passed()) {
+            durations
+                .0
+                .insert(row.scenario.clone(), row.wall.as_secs_f64());
+        }
+        if let Ok(text) = serde_json::to_string_pretty(&durations) {
+            let _ = crate::paths::write_atomically(&Self::path(cache), text.as_bytes());
+        }
+    }
+}
+
+/// Indices of `names`, the longest last time first (unknown ones first of
+/// all: they may be long), ties in the order given.
+fn longest_first(names: &[String], durations: &Durations) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..names.len()).collect();
+    let took = |index: &usize| durations.0.get(&names[*index]).copied().unwrap_or(f64::MAX);
+    order.sort_by(|a, b| took(b).total_cmp(&took(a)));
+    order
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_longest_start_first_and_new_ones_before_them() {
+        let names: Vec<String> = ["short", "new", "long", "middle"]
+            .map(String::from)
+            .to_vec();
+        let durations = Durations(
+            [("short", 1.0), ("long", 7.0), ("middle", 3.0)]
+                .map(|(name, secs)| (name.to_owned(), secs))
+                .into_iter()
+                .collect(),
+        );
+        assert_eq!(longest_first(&names, &durations), [1, 2, 3, 0]);
+        assert_eq!(longest_first(&names, &Durations::default()), [0, 1, 2, 3]);
+    }
+}

@@ -1,0 +1,571 @@
+//! One VM running the agent: it owns QEMU, virtiofsd, QMP and the run
+//! directories, and its Drop kills everything it started. Its life is a few
+//! phases: boot (start the daemons and QEMU), watch (one short question after
+//! another until one of them says how the VM ended), finish (turn that ending
+//! into a run or a failure with everything needed to debug it).
+
+mod debugger;
+mod messages;
+mod watch;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitStatus;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use harness_wire::cli::{AgentCommand, Fault};
+use harness_wire::markers;
+use harness_wire::protocol::{ExitReport, Message, ScenarioResult};
+
+use self::messages::{final_message, panic_detail, read_messages};
+use self::watch::{Ending, Watch, KVM_WATCHDOG};
+use crate::artifacts::Artifacts;
+use crate::guest_clock;
+use crate::qemu::{Accel, Console, QemuProcess, RootShare, VmSpec};
+use crate::qmp::QmpClient;
+use crate::run_dirs;
+use crate::virtiofsd::Virtiofsd;
+
+/// Set to 1 for every boot message on the VM consoles.
+pub const VERBOSE_CONSOLE_ENV: &str = "STRUCT_OPS_VERBOSE_CONSOLE";
+
+/// How long QEMU may take to open its QMP socket.
+const QMP_WAIT: Duration = Duration::from_secs(10);
+
+/// How to run a VM: its size, its time limit, and what to keep or turn on.
+#[derive(Debug, Clone)]
+pub struct VmOptions {
+    /// The guest's RAM, in MiB (default 512).
+    pub memory_mib: u32,
+    /// vCPUs (default 2).
+    pub cpus: u32,
+    /// The whole VM, boot to power-off.
+    pub timeout: Duration,
+    /// Keep the logs even when the scenario passed.
+    pub keep_logs: bool,
+    /// A fault for the agent to inject (the harness's own fault tests).
+    pub fault: Option<Fault>,
+    /// Names the VM's directories (default: the scenario), so a test can find its processes.
+    pub label: Option<String>,
+    /// Share the root over 9p even when a read-only virtiofsd is available.
+    pub force_9p: bool,
+    /// Every boot message on the console, not only warnings and worse.
+    pub verbose_console: bool,
+    /// The console on the harness's terminal (a shell).
+    pub interactive: bool,
+    /// A gdb stub, and QEMU paused for the debugger once the agent is ready.
+    pub gdb: bool,
+}
+
+impl Default for VmOptions {
+    fn default() -> Self {
+        VmOptions {
+            memory_mib: 512,
+            cpus: 2,
+            timeout: Duration::from_secs(120),
+            keep_logs: false,
+            fault: None,
+            label: None,
+            force_9p: false,
+            verbose_console: std::env::var_os(VERBOSE_CONSOLE_ENV)
+                .is_some_and(|value| value == "1"),
+            interactive: false,
+            gdb: false,
+        }
+    }
+}
+
+/// Why a VM produced no result. Tests match on these.
+#[derive(Debug, thiserror::Error)]
+pub enum VmFailure {
+    /// The console shows a kernel panic.
+    #[error("the guest kernel panicked{detail}")]
+    GuestPanicked {
+        /// `: ` and the console's panic line, or empty if it has none.
+        detail: String,
+    },
+    /// The VM outlived `VmOptions::timeout` and was killed.
+    #[error("the VM did not finish within {after:?} and was killed (guest hang?); QEMU reported the VM as {state}")]
+    Timeout {
+        /// The timeout it outlived.
+        after: Duration,
+        /// QMP's run state at that moment (`running`, `paused`, ...), or why it is unknown.
+        state: String,
+    },
+    /// QEMU exited, and the agent had sent no final message.
+    #[error("QEMU exited ({status}) without a result from the agent: did the guest panic or the agent crash?")]
+    NoResult {
+        /// QEMU's exit status.
+        status: String,
+    },
+    /// virtiofsd exited while the guest still needed its root.
+    #[error("virtiofsd exited mid-run ({status}); the guest lost its root filesystem")]
+    VirtiofsdDied {
+        /// virtiofsd's exit status.
+        status: String,
+    },
+    /// The agent's messages could not be read, or ended with the wrong one.
+    #[error("the agent's result could not be read: {0}")]
+    BadResult(String),
+    /// Only on a KVM probe: the guest stayed silent, or QEMU blamed KVM.
+    #[error("{0}")]
+    KvmBroken(String),
+}
+
+/// A finished scenario run, passed or not.
+#[derive(Debug)]
+pub struct ScenarioRun {
+    /// What the agent reported.
+    pub result: ScenarioResult,
+    /// The accelerator the VM ran on.
+    pub accel: Accel,
+    /// How the guest's root was shared: `virtiofs` or `9p`.
+    pub root: &'static str,
+    /// QEMU start to the agent's ready line.
+    pub boot: Option<Duration>,
+    /// QEMU start to the agent's result arriving.
+    pub to_result: Duration,
+    /// QEMU start to QEMU exit.
+    pub total: Duration,
+    /// Where the logs were kept (on failure, or when asked).
+    pub kept_logs: Option<PathBuf>,
+    /// The console's last 40 lines.
+    pub console_tail: String,
+    /// The VM's socket directory, gone once the run is over (for leak checks).
+    pub run_dir: PathBuf,
+}
+
+/// A VM that could not produce a result, with what is needed to debug it.
+#[derive(Debug, thiserror::Error)]
+#[error("{failure}\n--- last lines of the console ---\n{console_tail}\n--- last lines of QEMU's stderr ---\n{stderr_tail}\nlogs kept in {}", logs.display())]
+pub struct VmError {
+    /// What went wrong.
+    pub failure: VmFailure,
+    /// The console's last 40 lines.
+    pub console_tail: String,
+    /// The last 20 lines QEMU wrote to stderr.
+    pub stderr_tail: String,
+    /// The kept log directory: console, QEMU's stderr, the agent's result.
+    pub logs: PathBuf,
+    /// The VM's socket directory, gone once the run is over (for leak checks).
+    pub run_dir: PathBuf,
+    /// Whether the agent came up before things went wrong.
+    pub agent_ready: bool,
+}
+
+/// Why a scenario has no result: the harness could not run the VM, or the VM failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The harness could not start or watch the VM (no socket directory,
+    /// QEMU would not start, ...): nothing about the guest.
+    #[error("the harness could not run the VM: {0:#}")]
+    Harness(anyhow::Error),
+    /// The VM ran and failed.
+    #[error(transparent)]
+    Vm(#[from] Box<VmError>),
+}
+
+impl From<VmError> for RunError {
+    fn from(error: VmError) -> Self {
+        RunError::Vm(Box::new(error))
+    }
+}
+
+/// Boots a VM on `accel` that runs `scenario`, and returns its result.
+/// `probing` puts the KVM watchdog on (the first KVM boot on a host).
+pub fn run_scenario_on(
+    artifacts: &Artifacts,
+    scenario: &str,
+    options: &VmOptions,
+    accel: Accel,
+    probing: bool,
+) -> Result<ScenarioRun, RunError> {
+    let agent = AgentCommand::Run(
+        artifacts
+            .run_args(scenario, options.fault)
+            .map_err(RunError::Harness)?,
+    );
+    let binary = artifacts.binary_for(scenario).map_err(RunError::Harness)?;
+    let label = options.label.as_deref().unwrap_or(scenario);
+    let boot = Boot {
+        binary,
+        agent: &agent,
+        label,
+        accel,
+        probing,
+    };
+    let vm = Vm::boot(artifacts, &boot, options)?;
+    let (vm, messages, total) = vm.finish()?;
+    match final_message(&messages) {
+        Some(Message::Scenario(result)) => Ok(vm.into_run(result.clone(), total)),
+        other => {
+            let said = format!("the agent ended with {other:?}, not a scenario's result");
+            Err(vm.fail(VmFailure::BadResult(said)).into())
+        }
+    }
+}
+
+/// A command run in a VM (exec, shell), ended.
+#[derive(Debug)]
+pub struct CommandRun {
+    /// How the command ended: its code or signal, or why it did not start.
+    pub exit: ExitReport,
+    /// The scenario a shell opened in, when there was one.
+    pub scenario: Option<ScenarioResult>,
+}
+
+/// Boots a VM on `accel` whose agent, `binary`, runs `agent` (exec or
+/// shell); `probing` puts the KVM watchdog on.
+pub fn run_command(
+    artifacts: &Artifacts,
+    binary: &Path,
+    agent: &AgentCommand,
+    options: &VmOptions,
+    (accel, probing): (Accel, bool),
+) -> Result<CommandRun, RunError> {
+    let label = options.label.clone().unwrap_or_else(|| "exec".to_owned());
+    let boot = Boot {
+        binary,
+        agent,
+        label: &label,
+        accel,
+        probing,
+    };
+    let vm = Vm::boot(artifacts, &boot, options)?;
+    let (vm, messages, _total) = vm.finish()?;
+    let scenario = messages.iter().find_map(|message| match message {
+        Message::Scenario(result) => Some(result.clone()),
+        _ => None,
+    });
+    match final_message(&messages) {
+        Some(Message::Exited(exit)) => {
+            if vm.options.keep_logs {
+                vm.keep();
+            }
+            Ok(CommandRun {
+                exit: exit.clone(),
+                scenario,
+            })
+        }
+        other => {
+            let said = format!("the agent ended with {other:?}, not the command's exit");
+            Err(vm.fail(VmFailure::BadResult(said)).into())
+        }
+    }
+}
+
+struct Vm {
+    // Field order is drop order: QEMU dies before the daemon it uses.
+    qmp: Option<QmpClient>,
+    qemu: QemuProcess,
+    virtiofsd: Option<Virtiofsd>,
+    /// Sockets, in the temp dir: their paths must stay short.
+    sockets: tempfile::TempDir,
+    /// Console, QEMU's stderr, the result: deleted on success, kept on failure.
+    logs: tempfile::TempDir,
+    spec: VmSpec,
+    started: Instant,
+    options: VmOptions,
+    probing: bool,
+    /// The agent runs a command (exec, shell), not a scenario: its run ends
+    /// with the command's exit.
+    runs_command: bool,
+    watch: Watch,
+    /// The unstripped vmlinux and its build directory, for gdb.
+    kernel_for_gdb: (PathBuf, PathBuf),
+    /// The host's end of the control port, once it has said something.
+    control: Option<std::os::unix::net::UnixStream>,
+}
+
+/// What one VM boots: the binary that is its init, what that agent is to
+/// do, the VM's label, and on which accelerator.
+struct Boot<'a> {
+    binary: &'a Path,
+    agent: &'a AgentCommand,
+    label: &'a str,
+    accel: Accel,
+    /// The first KVM boot on a host: the watchdog is on.
+    probing: bool,
+}
+
+impl Vm {
+    fn boot(artifacts: &Artifacts, boot: &Boot, options: &VmOptions) -> Result<Self, RunError> {
+        check_cmdline_paths(artifacts, boot.binary).map_err(RunError::Harness)?;
+        let sockets = run_dirs::create_socket_dir(boot.label).map_err(RunError::Harness)?;
+        let logs = run_dirs::create_log_dir(boot.label, boot.binary).map_err(RunError::Harness)?;
+        let virtiofsd = start_virtiofsd(artifacts, options, sockets.path(), logs.path());
+        let dirs = (&sockets, &logs);
+        let spec =
+            vm_spec(artifacts, boot, options, &virtiofsd, dirs).map_err(RunError::Harness)?;
+        let cmdline = logs.path().join("qemu.cmdline");
+        std::fs::write(&cmdline, crate::qemu::shell_line(&spec))
+            .with_context(|| format!("writing {}", cmdline.display()))
+            .map_err(RunError::Harness)?;
+        let started = Instant::now();
+        let qemu = QemuProcess::spawn(&spec, logs.path().join("qemu.stderr"))
+            .map_err(RunError::Harness)?;
+        let vm = Vm {
+            qmp: None,
+            qemu,
+            virtiofsd,
+            sockets,
+            logs,
+            spec,
+            started,
+            options: options.clone(),
+            probing: boot.probing,
+            runs_command: !matches!(boot.agent, AgentCommand::Run(_)),
+            watch: Watch::default(),
+            kernel_for_gdb: (
+                artifacts.kernel.vmlinux.clone(),
+                artifacts.kernel.build_dir.clone(),
+            ),
+            control: None,
+        };
+        vm.connect_qmp()
+    }
+
+    /// QMP, or why not: QEMU blaming KVM (while probing) makes KVM broken.
+    fn connect_qmp(mut self) -> Result<Self, RunError> {
+        match QmpClient::connect(&self.spec.qmp_socket, &self.qemu, self.started + QMP_WAIT) {
+            Ok(qmp) => {
+                self.qmp = Some(qmp);
+                // QEMU opens its sockets together: the control one is up too.
+                self.connect_control().map_err(RunError::Harness)?;
+                Ok(self)
+            }
+            Err(err) => match self.qemu.kvm_complaint().filter(|_| self.probing) {
+                Some(complaint) => {
+                    let reason = format!("QEMU could not start a KVM guest: {complaint}");
+                    Err(self.fail(VmFailure::KvmBroken(reason)).into())
+                }
+                None => Err(RunError::Harness(err)),
+            },
+        }
+    }
+
+    /// The console so far (nothing when it is the terminal).
+    fn console(&self) -> String {
+        let Some(log) = self.spec.console.log() else {
+            return String::new();
+        };
+        String::from_utf8_lossy(&std::fs::read(log).unwrap_or_default()).into_owned()
+    }
+
+    /// Waits for the VM to end: the agent's messages, or a failure with
+    /// everything needed to debug it.
+    fn finish(mut self) -> Result<(Self, Vec<Message>, Duration), RunError> {
+        let ending = self.watch()?;
+        let failure = match ending {
+            Ending::QemuExited(status) => return self.read_messages(status),
+            Ending::VirtiofsdDied(status) => VmFailure::VirtiofsdDied { status },
+            Ending::Panicked => {
+                // Let the console finish the panic message before reporting it.
+                std::thread::sleep(Duration::from_millis(300));
+                VmFailure::GuestPanicked {
+                    detail: panic_detail(&self.console()),
+                }
+            }
+            Ending::DeadlinePassed => self.timeout(),
+            Ending::KvmSilent => VmFailure::KvmBroken(format!(
+                "a KVM guest did not reach its init within {}s",
+                KVM_WATCHDOG.as_secs()
+            )),
+        };
+        Err(self.fail(failure).into())
+    }
+
+    /// Whether the vCPUs were running, paused or panicked tells a hang from a stall.
+    fn timeout(&mut self) -> VmFailure {
+        let state = match self.qmp.as_mut().map(QmpClient::status) {
+            Some(Ok(state)) => state,
+            Some(Err(err)) => format!("unknown (QMP: {err:#})"),
+            None => "unknown (no QMP)".to_owned(),
+        };
+        if let Some(qmp) = self.qmp.as_mut() {
+            let _ = qmp.quit();
+        }
+        VmFailure::Timeout {
+            after: self.options.timeout,
+            state,
+        }
+    }
+
+    /// QEMU has exited: the agent's messages, or why there are none.
+    fn read_messages(
+        mut self,
+        status: ExitStatus,
+    ) -> Result<(Self, Vec<Message>, Duration), RunError> {
+        let total = self.started.elapsed();
+        self.stream_output();
+        let console = self.console();
+        if self.probing && console.is_empty() {
+            if let Some(complaint) = self.qemu.kvm_complaint() {
+                let reason = format!(
+                    "QEMU exited ({status}) before the KVM guest printed anything: {complaint}"
+                );
+                return Err(self.fail(VmFailure::KvmBroken(reason)).into());
+            }
+        }
+        let messages = match read_messages(&self.spec.result_file) {
+            Ok(messages) => messages,
+            Err(err) => return Err(self.fail(VmFailure::BadResult(err)).into()),
+        };
+        if final_message(&messages).is_some() {
+            return Ok((self, messages, total));
+        }
+        let failure = if markers::panic_line(&console).is_some() {
+            VmFailure::GuestPanicked {
+                detail: panic_detail(&console),
+            }
+        } else {
+            VmFailure::NoResult {
+                status: status.to_string(),
+            }
+        };
+        Err(self.fail(failure).into())
+    }
+
+    fn into_run(self, result: ScenarioResult, total: Duration) -> ScenarioRun {
+        let console_tail = crate::text::tail(&self.console(), 40);
+        let root = match self.spec.root {
+            RootShare::Virtiofs { .. } => "virtiofs",
+            RootShare::NineP => "9p",
+        };
+        let keep = self.options.keep_logs || !result.passed;
+        if keep {
+            let pretty = serde_json::to_string_pretty(&result).unwrap_or_default();
+            let _ = std::fs::write(self.logs.path().join("result.pretty.json"), pretty);
+        }
+        let to_result = self
+            .watch
+            .result_at
+            .map_or(total, |at| at.duration_since(self.started));
+        ScenarioRun {
+            accel: self.spec.accel,
+            root,
+            boot: self.watch.ready_after,
+            to_result,
+            total,
+            console_tail,
+            run_dir: self.sockets.path().to_owned(),
+            kept_logs: keep.then(|| self.keep()),
+            result,
+        }
+    }
+
+    fn fail(self, failure: VmFailure) -> VmError {
+        let console_tail = crate::text::tail(&self.console(), 40);
+        let stderr_tail = self.qemu.stderr_tail(20);
+        let run_dir = self.sockets.path().to_owned();
+        let agent_ready = self.watch.ready_after.is_some();
+        self.qemu.kill();
+        let logs = self.keep();
+        VmError {
+            failure,
+            console_tail,
+            stderr_tail,
+            logs,
+            run_dir,
+            agent_ready,
+        }
+    }
+
+    /// Stops everything, keeps the log directory and says where it is.
+    fn keep(self) -> PathBuf {
+        let Vm {
+            logs,
+            sockets,
+            qemu,
+            virtiofsd,
+            qmp,
+            ..
+        } = self;
+        drop(qmp);
+        drop(qemu);
+        drop(virtiofsd);
+        drop(sockets);
+        logs.keep()
+    }
+}
+
+/// The read-only virtiofsd, unless 9p is asked for or the daemon cannot start.
+fn start_virtiofsd(
+    artifacts: &Artifacts,
+    options: &VmOptions,
+    sockets: &Path,
+    logs: &Path,
+) -> Option<Virtiofsd> {
+    let binary = artifacts.virtiofsd.as_ref().ok()?;
+    if options.force_9p {
+        return None;
+    }
+    let socket = sockets.join("virtiofsd.sock");
+    match Virtiofsd::spawn(binary, socket, logs.join("virtiofsd.log")) {
+        Ok(daemon) => Some(daemon),
+        Err(err) => {
+            eprintln!("[harness] note: {err:#}; sharing the root over 9p instead");
+            None
+        }
+    }
+}
+
+fn vm_spec(
+    artifacts: &Artifacts,
+    boot: &Boot,
+    options: &VmOptions,
+    virtiofsd: &Option<Virtiofsd>,
+    (sockets, logs): (&tempfile::TempDir, &tempfile::TempDir),
+) -> Result<VmSpec> {
+    let (agent, accel) = (boot.agent, boot.accel);
+    let root = match virtiofsd {
+        Some(daemon) => RootShare::Virtiofs {
+            socket: daemon.socket.clone(),
+        },
+        None => RootShare::NineP,
+    };
+    Ok(VmSpec {
+        accel,
+        kernel_image: artifacts.kernel.boot_image()?,
+        memory_mib: options.memory_mib,
+        cpus: options.cpus,
+        root,
+        init: boot.binary.to_owned(),
+        init_args: agent.argv(),
+        console: match options.interactive {
+            true => Console::Terminal,
+            false => Console::File(logs.path().join("console.log")),
+        },
+        result_file: logs.path().join("result.json"),
+        output_files: matches!(agent, AgentCommand::Exec(_))
+            .then(|| (logs.path().join("stdout"), logs.path().join("stderr"))),
+        control_socket: options.gdb.then(|| sockets.path().join("control.sock")),
+        gdb_port: match options.gdb {
+            true => Some(debugger::free_port()?),
+            false => None,
+        },
+        qmp_socket: sockets.path().join("qmp.sock"),
+        verbose_console: options.verbose_console,
+        preset_lpj: match accel {
+            Accel::Tcg => guest_clock::preset_lpj(&artifacts.kernel.build_dir.join(".config")),
+            // KVM guests have an invariant TSC and skip the calibration anyway.
+            Accel::Kvm => None,
+        },
+    })
+}
+
+/// The kernel splits its command line at spaces, so the paths handed to the
+/// agent there must have none.
+fn check_cmdline_paths(artifacts: &Artifacts, binary: &Path) -> Result<()> {
+    let paths = std::iter::once(binary).chain(artifacts.modules.values().map(PathBuf::as_path));
+    for path in paths {
+        if path.to_string_lossy().chars().any(char::is_whitespace) {
+            anyhow::bail!(
+                "{} has white space in its path, which the kernel command line cannot carry; \
+                 move the checkout or the cache (STRUCT_OPS_CACHE_DIR) to a path without spaces",
+                path.display()
+            );
+        }
+    }
+    Ok(())
+}

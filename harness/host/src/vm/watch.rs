@@ -1,0 +1,214 @@
+//! The watch: short questions asked in turn until one says how the VM
+//! ended. Each answers one thing: did QEMU exit, is the agent up, is its
+//! result in, did the KVM guest stay silent, did virtiofsd go, did the guest
+//! panic; and, along the way, the exec'd command's output is passed on and a
+//! debugger is let in.
+
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::Path;
+use std::process::ExitStatus;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use harness_wire::protocol::Message;
+
+use super::messages::read_messages;
+use super::{RunError, Vm};
+use crate::qmp::{GuestEvent, QmpClient};
+use harness_wire::wait::{wait_until, Poll};
+
+/// How long a guest on KVM may take to reach the agent before KVM is judged broken.
+pub(super) const KVM_WATCHDOG: Duration = Duration::from_secs(20);
+/// How long QEMU may outlive its virtiofsd before that counts as a fault.
+const VIRTIOFSD_GRACE: Duration = Duration::from_secs(2);
+/// How long QEMU may take to exit once the agent's result is in.
+const POWER_OFF_GRACE: Duration = Duration::from_secs(2);
+/// How often the watch asks its questions.
+const WATCH_INTERVAL: Duration = Duration::from_millis(20);
+/// How often QMP is asked for events (each ask is a round trip).
+const QMP_INTERVAL: Duration = Duration::from_millis(250);
+
+/// How a VM's run ended, as the watch saw it.
+#[derive(Debug)]
+pub(super) enum Ending {
+    /// QEMU is gone (it may have been ended by the watch once nothing was left to wait for).
+    QemuExited(ExitStatus),
+    VirtiofsdDied(String),
+    Panicked,
+    DeadlinePassed,
+    KvmSilent,
+}
+
+/// What the watch has seen so far.
+#[derive(Default)]
+pub(super) struct Watch {
+    /// When the agent's ready line appeared, after QEMU started.
+    pub ready_after: Option<Duration>,
+    pub result_at: Option<Instant>,
+    virtiofsd_gone_at: Option<Instant>,
+    last_qmp_poll: Option<Instant>,
+    panicked: bool,
+    debugger_let_in: bool,
+    /// How much of the command's stdout and stderr was passed on.
+    streamed: (u64, u64),
+}
+
+impl Vm {
+    /// Asks the watch's questions until one of them says how the VM ended,
+    /// or the VM's time is up.
+    pub(super) fn watch(&mut self) -> Result<Ending, RunError> {
+        let deadline = self.started + self.options.timeout;
+        let ending = wait_until(deadline, WATCH_INTERVAL, || match self.poll_once() {
+            Ok(Some(ending)) => Poll::Ready(Ok(ending)),
+            Ok(None) => Poll::Pending,
+            Err(err) => Poll::Ready(Err(err)),
+        });
+        ending
+            .unwrap_or(Ok(Ending::DeadlinePassed))
+            .map_err(RunError::Harness)
+    }
+
+    /// One round of questions; the first that has an answer ends the watch.
+    fn poll_once(&mut self) -> Result<Option<Ending>> {
+        self.stream_output();
+        // QEMU's exit is checked first: it explains more than any timeout.
+        if let Some(status) = self.qemu.try_wait()? {
+            return Ok(Some(Ending::QemuExited(status)));
+        }
+        // Read once per round for the two questions that look at it.
+        let console = self.console();
+        self.note_agent_ready(&console);
+        self.let_debugger_in()?;
+        let ending = self
+            .result_is_in()
+            .or_else(|| self.kvm_stayed_silent())
+            .or_else(|| self.virtiofsd_is_gone())
+            .or_else(|| self.guest_panicked(&console));
+        Ok(ending)
+    }
+
+    fn note_agent_ready(&mut self, console: &str) {
+        if self.watch.ready_after.is_none() && harness_wire::markers::agent_ready(console) {
+            self.watch.ready_after = Some(self.started.elapsed());
+        }
+    }
+
+    /// QEMU 7.2 can hang in its vhost-user teardown after the guest powers
+    /// off; once the result is in and QEMU had its grace, it is ended.
+    fn result_is_in(&mut self) -> Option<Ending> {
+        if self.watch.result_at.is_none() && self.result_arrived() {
+            self.watch.result_at = Some(Instant::now());
+        }
+        if self
+            .watch
+            .result_at
+            .is_some_and(|at| at.elapsed() > POWER_OFF_GRACE)
+        {
+            self.qemu.kill();
+        }
+        None
+    }
+
+    /// The message that ends this kind of run is in.
+    fn result_arrived(&self) -> bool {
+        let messages = read_messages(&self.spec.result_file).unwrap_or_default();
+        messages.iter().any(|message| match message {
+            Message::Scenario(_) => !self.runs_command,
+            Message::Exited(_) => self.runs_command,
+            Message::WaitingForDebugger { .. } => false,
+        })
+    }
+
+    /// A KVM guest that works reaches the agent in about a second; one that
+    /// prints and then stalls must not earn a "KVM works" verdict.
+    fn kvm_stayed_silent(&mut self) -> Option<Ending> {
+        let silent = self.probing
+            && self.watch.ready_after.is_none()
+            && self.started.elapsed() > KVM_WATCHDOG;
+        silent.then_some(Ending::KvmSilent)
+    }
+
+    /// virtiofsd also exits, cleanly, when a powered-off guest disconnects, a
+    /// moment before QEMU does; a clean exit means the guest is gone, so QEMU
+    /// is ended and the result, or its absence, speaks. Only a daemon that
+    /// died is a fault.
+    fn virtiofsd_is_gone(&mut self) -> Option<Ending> {
+        let (clean, status) = self.virtiofsd.as_ref()?.has_exited()?;
+        let since = *self
+            .watch
+            .virtiofsd_gone_at
+            .get_or_insert_with(Instant::now);
+        if since.elapsed() <= VIRTIOFSD_GRACE {
+            return None;
+        }
+        if clean {
+            self.qemu.kill();
+            return None;
+        }
+        Some(Ending::VirtiofsdDied(status))
+    }
+
+    fn guest_panicked(&mut self, console: &str) -> Option<Ending> {
+        let due = self
+            .watch
+            .last_qmp_poll
+            .is_none_or(|at| at.elapsed() > QMP_INTERVAL);
+        if due {
+            self.watch.last_qmp_poll = Some(Instant::now());
+            if let Some(Ok(events)) = self.qmp.as_mut().map(QmpClient::events) {
+                self.watch.panicked |= events.contains(&GuestEvent::Panicked);
+            }
+        }
+        (self.watch.panicked || harness_wire::markers::panic_line(console).is_some())
+            .then_some(Ending::Panicked)
+    }
+
+    /// Passes on what the exec'd command printed since the last look.
+    pub(super) fn stream_output(&mut self) {
+        let Some((stdout, stderr)) = self.spec.output_files.clone() else {
+            return;
+        };
+        let (out, err) = self.watch.streamed;
+        let out = forward(&stdout, out, &mut std::io::stdout());
+        let err = forward(&stderr, err, &mut std::io::stderr());
+        self.watch.streamed = (out, err);
+    }
+
+    /// The agent waits for a debugger: pause QEMU, say how to connect, and
+    /// let the agent go on (it does once gdb resumes the VM).
+    fn let_debugger_in(&mut self) -> Result<()> {
+        if self.watch.debugger_let_in || self.spec.gdb_port.is_none() {
+            return Ok(());
+        }
+        let messages = read_messages(&self.spec.result_file).unwrap_or_default();
+        let Some(modules) = messages.iter().find_map(|message| match message {
+            Message::WaitingForDebugger { modules } => Some(modules.clone()),
+            _ => None,
+        }) else {
+            return Ok(());
+        };
+        self.watch.debugger_let_in = true;
+        if let Some(qmp) = self.qmp.as_mut() {
+            qmp.stop()?;
+        }
+        self.announce_debugger(&modules);
+        self.say_go()
+    }
+}
+
+/// Copies what `path` gained past `from` to `to`; returns the new offset.
+fn forward(path: &Path, from: u64, to: &mut impl Write) -> u64 {
+    let Ok(mut file) = std::fs::File::open(path) else {
+        return from;
+    };
+    if file.seek(SeekFrom::Start(from)).is_err() {
+        return from;
+    }
+    let mut fresh = Vec::new();
+    let _ = file.read_to_end(&mut fresh);
+    if !fresh.is_empty() {
+        let _ = to.write_all(&fresh);
+        let _ = to.flush();
+    }
+    from + fresh.len() as u64
+}

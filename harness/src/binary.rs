@@ -1,0 +1,189 @@
+//! The one binary's dispatch: PID 1 in the guest, the loader, the agent as
+//! a plain command, the catalogue, the build step, or (anything else) the
+//! host runner under nextest, one libtest-mimic trial per scenario.
+
+use std::ffi::OsString;
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use guest_agent::scenario::Subject;
+use harness_host::artifacts::{self, Artifacts, PrepareOptions};
+use harness_host::catalogue::{self, Catalogue};
+use harness_host::kernel::Series;
+use harness_host::normalise::Normaliser;
+use harness_host::progress::Progress;
+use harness_host::{setup, suite, vm};
+use harness_wire::catalogue::SubjectInfo;
+use harness_wire::roles;
+use libtest_mimic::{Arguments, Failed, Trial};
+
+/// Where the binary comes from: its package, so the host can build it for
+/// the guest (`harness::main!` fills it in).
+#[derive(Debug, Clone, Copy)]
+pub struct Binary {
+    /// `CARGO_PKG_NAME` of the subject's crate.
+    pub package: &'static str,
+    /// `CARGO_MANIFEST_DIR` of the subject's crate.
+    pub manifest_dir: &'static str,
+}
+
+/// The binary's `main`: dispatches on PID 1 and on its first argument.
+pub fn run_binary(subjects: &'static [&'static Subject], binary: Binary) -> ExitCode {
+    let args: Vec<OsString> = std::env::args_os().collect();
+    if std::process::id() == 1 {
+        guest_agent::agent::run_as_init(subjects, args);
+    }
+    let role = args.get(1).and_then(|word| word.to_str()).unwrap_or("");
+    match role {
+        roles::LOADER => run_loader(subjects, &args),
+        roles::AGENT => {
+            let rest = args[..1].iter().chain(&args[2..]).cloned().collect();
+            guest_agent::agent::run_as_command(subjects, rest)
+        }
+        roles::CATALOGUE => {
+            let infos: Vec<SubjectInfo> = subjects.iter().map(|subject| subject.info()).collect();
+            match serde_json::to_string(&infos) {
+                Ok(json) => {
+                    println!("{json}");
+                    ExitCode::SUCCESS
+                }
+                Err(err) => fail(anyhow::anyhow!("serialising the catalogue: {err}")),
+            }
+        }
+        roles::BUILD => match build(subjects, binary) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => fail(err),
+        },
+        _ => test_main(subjects, binary),
+    }
+}
+
+fn fail(err: anyhow::Error) -> ExitCode {
+    eprintln!("error: {err:#}");
+    ExitCode::FAILURE
+}
+
+/// `__loader <subject> <words>`: the subject's loader with its words.
+fn run_loader(subjects: &[&Subject], args: &[OsString]) -> ExitCode {
+    let name = args.get(2).and_then(|word| word.to_str()).unwrap_or("");
+    let Some(subject) = subjects.iter().find(|subject| subject.name == name) else {
+        return fail(anyhow::anyhow!("no subject named {name:?} in this binary"));
+    };
+    let Some(main) = subject.loader.main else {
+        return fail(anyhow::anyhow!(
+            "this build of {}'s binary has no loader: the harness builds the guest's with the \
+             crate's `loader` feature (cargo test --release --features loader)",
+            subject.name
+        ));
+    };
+    // The loader sees its own name first, as a program does.
+    let words = std::iter::once(OsString::from(subject.loader.name))
+        .chain(args[3..].iter().cloned())
+        .collect();
+    main(words)
+}
+
+/// The subjects of this binary, with the binary built for the guest.
+fn catalogue_of(subjects: &[&Subject], binary: Binary, progress: &Progress) -> Result<Catalogue> {
+    let infos = subjects.iter().map(|subject| subject.info()).collect();
+    catalogue::of_package(
+        Path::new(binary.manifest_dir),
+        binary.package,
+        infos,
+        progress,
+    )
+}
+
+/// `__build`: what a nextest setup script runs before the VM tests, so that
+/// no test's timeout covers a cold kernel build: the host's packages (when
+/// missing), the guest binary, the kernel and the modules.
+fn build(subjects: &[&Subject], binary: Binary) -> Result<()> {
+    setup::ensure()?;
+    let progress = Progress::new();
+    let catalogue = catalogue_of(subjects, binary, &progress)?;
+    let built = artifacts::prepare(&PrepareOptions::from_env()?, &catalogue, &progress)?;
+    eprintln!(
+        "[harness] kernel {} ({} flavour) and {} module(s) ready",
+        built.kernel.version,
+        built.kernel.flavour.name(),
+        built.modules.len()
+    );
+    Ok(())
+}
+
+/// The host runner: one trial per scenario, named by the scenario alone
+/// (names are unique across subjects), so `-E 'test(=NAME)'` selects one.
+fn test_main(subjects: &'static [&'static Subject], binary: Binary) -> ExitCode {
+    let arguments = Arguments::from_args();
+    let trials = subjects
+        .iter()
+        .flat_map(|subject| subject.scenarios.iter())
+        .map(|scenario| {
+            let name = scenario.name;
+            Trial::test(name, move || check(subjects, binary, name))
+        })
+        .collect();
+    libtest_mimic::run(&arguments, trials).exit_code()
+}
+
+/// Boots a VM for `scenario` and checks it: a failed scenario prints its
+/// failed expectations first (they say what went wrong), then the snapshot
+/// is compared (its diff shows where), then the test fails.
+fn check(subjects: &[&Subject], binary: Binary, scenario: &str) -> Result<(), Failed> {
+    let artifacts = artifacts::prepared(|progress| catalogue_of(subjects, binary, progress))
+        .map_err(|err| format!("{err:#}"))?;
+    let (subject, declared) = artifacts
+        .catalogue
+        .find(scenario)
+        .ok_or_else(|| format!("{scenario} is not in the catalogue"))?;
+    let normaliser = Normaliser::for_subject(&subject.info).map_err(|err| format!("{err:#}"))?;
+    let run = suite::run_scenario(artifacts, scenario, &vm::VmOptions::default())
+        .map_err(|err| format!("scenario {scenario} produced no result:\n{err:#}"))?;
+    let failures = failure_report(scenario, &run, &normaliser);
+    if let Some(failures) = &failures {
+        // stdout, where insta prints its diff, so the two come in this order.
+        println!("{failures}");
+    }
+    let snapshot = normaliser.snapshot_text(&run.result);
+    let mut settings = insta::Settings::clone_current();
+    settings.set_snapshot_path(&subject.info.snapshots);
+    settings.set_prepend_module_to_snapshot(false);
+    settings.set_omit_expression(true);
+    // Shared by every kernel but those on which the scenario's declaration
+    // says the kernel's output differs (<scenario>@<series>.snap).
+    if let Some(series) = series_of(artifacts) {
+        if let Some(why) = declared.difference_on(&series) {
+            settings.set_snapshot_suffix(series);
+            settings.set_description(why);
+        }
+    }
+    settings.bind(|| insta::assert_snapshot!(scenario, snapshot));
+    match failures {
+        Some(failures) => Err(failures.into()),
+        None => Ok(()),
+    }
+}
+
+fn series_of(artifacts: &Artifacts) -> Option<String> {
+    Series::parse(&artifacts.kernel.version).map(|series| series.to_string())
+}
+
+fn failure_report(
+    scenario: &str,
+    run: &vm::ScenarioRun,
+    normaliser: &Normaliser,
+) -> Option<String> {
+    if run.result.passed {
+        return None;
+    }
+    let normalised = normaliser.result(&run.result);
+    Some(format!(
+        "scenario {scenario} failed:\n- {}\nlogs kept in {}\nconsole tail:\n{}",
+        normalised.failures.join("\n- "),
+        run.kept_logs
+            .as_ref()
+            .map_or("(not kept)".to_owned(), |path| path.display().to_string()),
+        run.console_tail
+    ))
+}
