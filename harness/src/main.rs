@@ -1,6 +1,8 @@
 //! `harness`: finds the subjects of the workspace it is run in, builds what
 //! is missing, boots the kernel in QEMU and runs their scenarios.
 
+mod new;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -42,6 +44,28 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Start a new subject: a cargo project whose scenarios pass once their
+    /// snapshots are accepted (`--module NAME` for a type a module defines,
+    /// `--kernel-type tcp_congestion_ops` for one the kernel defines).
+    New {
+        /// The new project's directory (its name is the crate's).
+        path: PathBuf,
+        /// The module that defines `struct NAME_ops`.
+        #[arg(long, value_name = "NAME", conflicts_with = "kernel_type")]
+        module: Option<String>,
+        /// A struct_ops type the kernel defines, implemented in BPF.
+        #[arg(long, value_name = "TYPE")]
+        kernel_type: Option<String>,
+        /// The implementation's name, with --kernel-type (default: the directory's).
+        #[arg(long, value_name = "NAME", requires = "kernel_type")]
+        name: Option<String>,
+        /// Depend on the harness at this path (default: this harness's sources).
+        #[arg(long, value_name = "DIR", conflicts_with = "harness_git")]
+        harness_path: Option<PathBuf>,
+        /// Depend on the harness from this git repository.
+        #[arg(long, value_name = "URL")]
+        harness_git: Option<String>,
+    },
     /// Install the host's missing packages and tools (QEMU, the kernel
     /// source, clang, pahole, bpftool, gdb, virtiofsd, virtme-ng; as root).
     Setup,
@@ -205,6 +229,26 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
+        Command::New {
+            path,
+            module,
+            kernel_type,
+            name,
+            harness_path,
+            harness_git,
+        } => {
+            let kind = new::kind(module, kernel_type, name, &path)?;
+            let dependency = new::harness_dependency(harness_git, harness_path)?;
+            let written = new::scaffold(&path, &kind, &dependency)?;
+            println!("wrote {} files in {}; next:", written.len(), path.display());
+            println!("  cd {}", path.display());
+            println!("  cargo nextest run      # builds what it needs; fails only because the snapshots are new");
+            println!(
+                "  cargo insta review     # read each snapshot, accept it (or: cargo insta accept)"
+            );
+            println!("  cargo nextest run      # green");
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Setup => {
             setup::install()?;
             eprintln!("[harness] everything the harness needs is installed");
