@@ -88,6 +88,11 @@ fn scaffold_and_run(crate_name: &str, args: &[&str], scenarios: &[&str]) {
             first.contains(&stored),
             "{scenario}: no new snapshot in:\n{first}"
         );
+        let said = format!("the snapshot of {scenario} is new (");
+        assert!(
+            first.contains(&said),
+            "{scenario}: no word of the new snapshot in:\n{first}"
+        );
         // The scenario itself passed: its only failure is the new snapshot.
         assert!(
             !first.contains(&format!("scenario {scenario} failed")),

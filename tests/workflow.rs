@@ -1,6 +1,6 @@
-//! The GitHub Actions workflow is valid: checked against GitHub's workflow
-//! schema with check-jsonschema (installed by install-deps.sh), and its
-//! helper script parses.
+//! The GitHub Actions workflow and the action users call are valid: each
+//! checked against GitHub's schema with check-jsonschema (installed by
+//! `harness setup`), and their helper scripts parse.
 
 mod common;
 
@@ -9,23 +9,33 @@ use harness_host::{paths, setup};
 
 use common::repo_root;
 
-#[test]
-fn the_ci_workflow_matches_the_github_workflow_schema() {
+/// Checks `file` against one of check-jsonschema's built-in schemas.
+fn check_schema(schema: &str, file: &str) {
     setup::check().unwrap_or_else(|err| panic!("{err:#}"));
     let checker = paths::venv_dir().unwrap().join("bin/check-jsonschema");
-    let workflow = repo_root().join(".github/workflows/ci.yml");
-    let (status, text) = combined_output(duct::cmd!(
-        checker,
-        "--builtin-schema",
-        "vendor.github-workflows",
-        &workflow
-    ))
-    .unwrap();
-    assert!(
-        status.success(),
-        "{} is not a valid workflow:\n{text}",
-        workflow.display()
-    );
+    let path = repo_root().join(file);
+    let (status, text) =
+        combined_output(duct::cmd!(checker, "--builtin-schema", schema, &path)).unwrap();
+    assert!(status.success(), "{file} does not match {schema}:\n{text}");
+}
+
+#[test]
+fn the_ci_workflow_matches_the_github_workflow_schema() {
+    check_schema("vendor.github-workflows", ".github/workflows/ci.yml");
+}
+
+#[test]
+fn the_action_matches_the_github_action_schema() {
+    check_schema("vendor.github-actions", ".github/actions/vmtest/action.yml");
+}
+
+#[test]
+fn the_actions_scripts_parse() {
+    for script in ["container.sh", "harness.sh"] {
+        let path = repo_root().join(".github/actions/vmtest").join(script);
+        let (status, text) = combined_output(duct::cmd!("bash", "-n", &path)).unwrap();
+        assert!(status.success(), "{script}: {text}");
+    }
 }
 
 #[test]
@@ -36,15 +46,38 @@ fn the_container_helper_script_parses() {
 }
 
 #[test]
-fn the_workflow_uses_the_projects_own_package_script_and_cache_key() {
-    let workflow = std::fs::read_to_string(repo_root().join(".github/workflows/ci.yml")).unwrap();
+fn the_workflow_runs_its_subjects_through_the_action_users_call() {
+    let read = |file: &str| std::fs::read_to_string(repo_root().join(file)).unwrap();
+    let workflow = read(".github/workflows/ci.yml");
     for needle in [
         "harness/host/install-deps.sh",
-        "-- cache-key",
+        "uses: ./.github/actions/vmtest",
         "--partition count:",
         "--profile ci",
-        "99-kvm4all.rules",
+        "debug-kernel: \"true\"",
     ] {
         assert!(workflow.contains(needle), "the workflow lacks {needle}");
+    }
+    let action = read(".github/actions/vmtest/action.yml");
+    for needle in [
+        "harness.sh setup",
+        "harness.sh cache-key",
+        "actions/cache@v4",
+        "99-kvm4all.rules",
+        "actions/upload-artifact@v4",
+        "*.snap.new",
+    ] {
+        assert!(action.contains(needle), "the action lacks {needle}");
+    }
+    for input in [
+        "kernel:",
+        "debug-kernel:",
+        "working-directory:",
+        "nextest-args:",
+    ] {
+        assert!(
+            action.contains(&format!("  {input}\n")),
+            "the action lacks the input {input}"
+        );
     }
 }

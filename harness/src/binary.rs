@@ -158,6 +158,20 @@ fn check(subjects: &[&Subject], binary: Binary, scenario: &str) -> Result<(), Fa
             settings.set_description(why);
         }
     }
+    let name = match settings.snapshot_suffix() {
+        Some(suffix) => format!("{scenario}@{suffix}"),
+        None => scenario.to_owned(),
+    };
+    let stored = subject.info.snapshots.join(format!("{name}.snap"));
+    if !stored.is_file() {
+        // insta's words follow; these say what to do, first.
+        println!(
+            "the snapshot of {scenario} is new ({} does not exist yet): read it with \
+             `cargo insta review` and accept it, or write them all with INSTA_UPDATE=always \
+             and read the diff",
+            stored.display()
+        );
+    }
     settings.bind(|| insta::assert_snapshot!(scenario, snapshot));
     match failures {
         Some(failures) => Err(failures.into()),
