@@ -39,13 +39,6 @@ fn the_actions_scripts_parse() {
 }
 
 #[test]
-fn the_container_helper_script_parses() {
-    let script = repo_root().join(".github/debian-container.sh");
-    let (status, text) = combined_output(duct::cmd!("bash", "-n", &script)).unwrap();
-    assert!(status.success(), "{text}");
-}
-
-#[test]
 fn the_workflow_runs_its_subjects_through_the_action_users_call() {
     let read = |file: &str| std::fs::read_to_string(repo_root().join(file)).unwrap();
     let workflow = read(".github/workflows/ci.yml");
