@@ -73,7 +73,9 @@ fn run_loader(subjects: &[&Subject], args: &[OsString]) -> ExitCode {
     let Some(main) = subject.loader.main else {
         return fail(anyhow::anyhow!(
             "this build of {}'s binary has no loader: the harness builds the guest's with the \
-             crate's `loader` feature (cargo test --release --features loader)",
+             crate's `loader` feature (cargo test --release --features loader)\n\
+             A subject that declares none (`.loader(NAME, LOADER)` on its Subject) has no loader \
+             for its scenarios to run",
             subject.name
         ));
     };
