@@ -14,7 +14,7 @@ use harness_host::kernel::Series;
 use harness_host::normalise::Normaliser;
 use harness_host::progress::Progress;
 use harness_host::{setup, suite, vm};
-use harness_wire::catalogue::SubjectInfo;
+use harness_wire::catalogue::{ScenarioInfo, SubjectInfo};
 use harness_wire::roles;
 use libtest_mimic::{Arguments, Failed, Trial};
 
@@ -148,6 +148,23 @@ fn check(subjects: &[&Subject], binary: Binary, scenario: &str) -> Result<(), Fa
         println!("{failures}");
     }
     let snapshot = normaliser.snapshot_text(&run.result);
+    assert_snapshot(artifacts, subject, declared, snapshot);
+    match failures {
+        Some(failures) => Err(failures.into()),
+        None => Ok(()),
+    }
+}
+
+/// The snapshot `tests/snapshots/<scenario>.snap` of `subject` (or, on a
+/// series the scenario declares its output differs on, `<scenario>@<series>.snap`)
+/// holds `snapshot`; insta's assertion, after our words when it is new.
+fn assert_snapshot(
+    artifacts: &Artifacts,
+    subject: &catalogue::Subject,
+    declared: &ScenarioInfo,
+    snapshot: String,
+) {
+    let scenario = declared.name.as_str();
     let mut settings = insta::Settings::clone_current();
     settings.set_snapshot_path(&subject.info.snapshots);
     settings.set_prepend_module_to_snapshot(false);
@@ -175,10 +192,6 @@ fn check(subjects: &[&Subject], binary: Binary, scenario: &str) -> Result<(), Fa
         );
     }
     settings.bind(|| insta::assert_snapshot!(scenario, snapshot));
-    match failures {
-        Some(failures) => Err(failures.into()),
-        None => Ok(()),
-    }
 }
 
 fn series_of(artifacts: &Artifacts) -> Option<String> {
