@@ -29,7 +29,7 @@ macro_rules! template {
 /// Every file of a project of `kind`: (path in the project, template).
 fn files(kind: &Kind) -> Vec<(String, &'static str)> {
     let mut files = vec![
-        ("Cargo.toml".to_owned(), template!("common/Cargo.toml")),
+        ("Cargo.toml".to_owned(), template!("common/manifest.toml")),
         ("build.rs".to_owned(), template!("common/build.rs")),
         ("tests/vm.rs".to_owned(), template!("common/vm.rs")),
         (

@@ -254,7 +254,10 @@ pub fn build_guest_binary(package: &SubjectPackage, progress: &Progress) -> Resu
     if !output.status.success() {
         bail!(
             "building {}'s guest binary failed ({}):\n{}\n\
-             If clang, libelf or the kernel's headers are missing, `harness setup` installs them",
+             The compiler's words are above. A missing clang, libelf or kernel header package \
+             is installed by `harness setup`; a header of your own is looked for in the -I \
+             directories build.rs gives clang; `cargo check --features loader --tests` shows \
+             the loader's errors sooner",
             package.name,
             shell_words(&args),
             String::from_utf8_lossy(&output.stderr).trim_end()
