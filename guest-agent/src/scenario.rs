@@ -48,6 +48,8 @@ pub struct Subject {
     pub normalise: &'static [(&'static str, &'static str)],
     /// Where its snapshots live, relative to `manifest_dir`.
     pub snapshots: &'static str,
+    /// Its verifier budget (`PROGRAM LIMIT` lines), relative to `manifest_dir`.
+    pub verifier_budget: Option<&'static str>,
 }
 
 impl Subject {
@@ -70,6 +72,16 @@ impl Subject {
             fragments: &[],
             normalise: &[],
             snapshots: "tests/snapshots",
+            verifier_budget: None,
+        }
+    }
+
+    /// A budget file: a program whose verifier cost exceeds its line fails
+    /// the scenario that loaded it, with both figures.
+    pub const fn verifier_budget(self, path: &'static str) -> Self {
+        Subject {
+            verifier_budget: Some(path),
+            ..self
         }
     }
 
@@ -151,6 +163,8 @@ pub struct Scenario {
     /// Kernel series on which the kernel's own output differs, and why: such
     /// a series has a snapshot of its own (`<scenario>@<series>.snap`).
     pub differs_on: &'static [(&'static str, &'static str)],
+    /// Programs (BPF function names) that must run during the scenario.
+    pub exercises: &'static [&'static str],
 }
 
 impl Scenario {
@@ -166,6 +180,16 @@ impl Scenario {
             needs_module: false,
             run,
             differs_on: &[],
+            exercises: &[],
+        }
+    }
+
+    /// The same, failing unless each of these programs ran at least once
+    /// (as its loader reports them: `harness::loader::report_programs`).
+    pub const fn exercises(self, programs: &'static [&'static str]) -> Self {
+        Scenario {
+            exercises: programs,
+            ..self
         }
     }
 

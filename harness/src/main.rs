@@ -72,6 +72,13 @@ enum Command {
     /// Build what is missing, boot a VM per scenario, run every scenario (or
     /// those named) and report; with several --kernel, on each of them.
     Run(RunArgs),
+    /// Run every scenario on each kernel and print what the verifier spent
+    /// on each program, program by kernel (budgets: a subject's
+    /// verifier-budget file; a program over its line fails its scenario).
+    Verifier {
+        #[command(flatten)]
+        kernel: KernelArgs,
+    },
     /// Build what is missing and print where the kernel, module and guest binaries are.
     Build(KernelArgs),
     /// Measure build, boot and suite times (min/median/max) against their targets, and vng.
@@ -255,6 +262,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Run(args) => run_scenarios(args),
+        Command::Verifier { kernel } => verifier(kernel),
         Command::Build(kernel) => {
             setup::ensure()?;
             let catalogue = discover()?;
@@ -304,6 +312,38 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Every scenario on each kernel, then the verifier's cost of each program
+/// by kernel, and each failure (a budget exceeded among them).
+fn verifier(kernel: KernelArgs) -> Result<ExitCode> {
+    setup::ensure()?;
+    let catalogue = discover()?;
+    let names = catalogue.names();
+    let args = RunArgs {
+        scenarios: Vec::new(),
+        list: false,
+        json: false,
+        keep_logs: false,
+        jobs: harness_host::suite::DEFAULT_JOBS,
+        timeout: 120,
+        kernel,
+    };
+    let mut runs = Vec::new();
+    for options in args.kernel.options()? {
+        runs.push(run_on_kernel(&args, &options, &catalogue, &names)?);
+    }
+    let columns: Vec<_> = runs.iter().map(|run| (&run.info, &run.rows[..])).collect();
+    print!("{}", report::render_verifier_table(&columns));
+    for run in &runs {
+        print!("{}", report::render_failures(&run.rows, &run.artifacts));
+    }
+    let passed = runs.iter().all(|run| run.rows.iter().all(Row::passed));
+    Ok(if passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// The subjects of the workspace the harness is run in, built for the guest.

@@ -21,6 +21,7 @@ pub const SUBJECT: Subject = Subject::new(
 )
 .loader("tcp_ca", LOADER)
 .scenarios(scenarios::SCENARIOS)
+.verifier_budget("verifier-budget.txt")
 // What the kernel needs for a BPF tcp_congestion_ops (the core asks for it too).
 .fragments(&["../../images/tcp_ca.config"])
 // A struct field's offset in the verifier's reason moves with the kernel's

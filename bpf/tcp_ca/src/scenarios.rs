@@ -23,11 +23,20 @@ const fn scenario(
     Scenario::new(name, summary, run)
 }
 
+/// What one connection with data both ways calls, every time.
+const CONNECTION_OPS: &[&str] = &[
+    "vmtest_reno_init",
+    "vmtest_reno_release",
+    "vmtest_reno_cong_avoid",
+    "vmtest_reno_in_ack_event",
+    "vmtest_reno_pkts_acked",
+];
+
 pub(crate) const SCENARIOS: &[Scenario] = &[
     scenario("tcp_ca_register", "attaching registers vmtest_reno in tcp_available_congestion_control; detaching removes it", register),
-    scenario("tcp_ca_in_use", "a loopback connection selects vmtest_reno, 100 kB flow both ways, init and release run once, the other callbacks run", in_use),
+    scenario("tcp_ca_in_use", "a loopback connection selects vmtest_reno, 100 kB flow both ways, init and release run once, the other callbacks run", in_use).exercises(CONNECTION_OPS),
     scenario("tcp_ca_duplicate", "a second registration under the same name is refused with EEXIST; the first keeps working", duplicate),
-    scenario("tcp_ca_detach_while_used", "detached while a socket uses it: the socket keeps working, the name is gone for new sockets", detach_while_used),
+    scenario("tcp_ca_detach_while_used", "detached while a socket uses it: the socket keeps working, the name is gone for new sockets", detach_while_used).exercises(CONNECTION_OPS),
     scenario("tcp_ca_verifier_reject", "an implementation that writes a tcp_sock field it may not is refused, with the verifier's reason", verifier_reject),
 ];
 

@@ -31,4 +31,5 @@ pub const SUBJECT: Subject = Subject::new(
 )
 .module(MODULE)
 .loader("struct_ops", LOADER)
-.scenarios(scenarios::SCENARIOS);
+.scenarios(scenarios::SCENARIOS)
+.verifier_budget("verifier-budget.txt");

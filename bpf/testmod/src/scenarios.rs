@@ -23,25 +23,32 @@ const fn scenario(
     Scenario::new(name, summary, run).with_module()
 }
 
+/// Every op of the implementation: a scenario that triggers it calls each.
+const ALL_OPS: &[&str] = &[
+    "bpf_testmod_test_1",
+    "bpf_testmod_test_2",
+    "bpf_testmod_test_3",
+];
+
 pub(crate) const SCENARIOS: &[Scenario] = &[
     scenario("attach", "load and attach the BPF implementation; the module logs its registration", attach),
-    scenario("trigger", "write to the proc file: test_1 returns 42, test_2(10, 20) returns 30, test_3 sees the buffer", trigger),
-    scenario("detach", "attach, trigger, detach; the module logs unregistration and a later trigger finds no ops", detach),
-    scenario("second_attach", "a second attach while one is attached is refused with EEXIST; the first keeps working", second_attach),
+    scenario("trigger", "write to the proc file: test_1 returns 42, test_2(10, 20) returns 30, test_3 sees the buffer", trigger).exercises(ALL_OPS),
+    scenario("detach", "attach, trigger, detach; the module logs unregistration and a later trigger finds no ops", detach).exercises(ALL_OPS),
+    scenario("second_attach", "a second attach while one is attached is refused with EEXIST; the first keeps working", second_attach).exercises(ALL_OPS),
     scenario("cycles", "100 attach/trigger/detach cycles, every one checked", cycles),
     scenario("unload_while_attached", "unloading the module while attached is refused; after detach it unloads", unload_while_attached),
     scenario("sigkill_loader", "the loader killed with SIGKILL while attached: the link goes and the module unloads", sigkill_loader),
-    scenario("verifier_reject", "a program calling a helper the ops do not hand out fails to load, with the verifier's reason", verifier_reject),
+    scenario("verifier_reject", "a program calling a helper the ops do not hand out fails to load, with the verifier's reason", verifier_reject).exercises(ALL_OPS),
     Scenario::new(
         "no_module",
         "trigger and attach with no module loaded: the loader says so and how to fix it",
         no_module,
     ),
     scenario("ctx_write_rejected", "a program that writes its context (the kernel's arguments) fails to load, with the verifier's reason", ctx_write_rejected),
-    scenario("long_message", "a 100-byte write: one call of each op, the message cut to the module's 63 bytes", long_message),
+    scenario("long_message", "a 100-byte write: one call of each op, the message cut to the module's 63 bytes", long_message).exercises(ALL_OPS),
     scenario("concurrent_attach", "4 loader processes attach at once, 20 rounds: each round exactly one registers, the rest get EEXIST", concurrent_attach),
     scenario("release_race", "triggers race fresh skeletons loaded, attached, detached and freed; rmmod attempts race them and are refused", release_race),
-    scenario("tutorial_loader", "the tutorial's loader: attach, a trigger, two periodic triggers, Ctrl-C, a clean detach", tutorial_loader),
+    scenario("tutorial_loader", "the tutorial's loader: attach, a trigger, two periodic triggers, Ctrl-C, a clean detach", tutorial_loader).exercises(ALL_OPS),
     scenario("stress", "triggers from many threads while attach/detach loops run: no oops, no splat, every call complete", stress),
 ];
 

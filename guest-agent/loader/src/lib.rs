@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use harness_wire::exit;
+use harness_wire::programs::ProgramStats;
 pub use libbpf_log::{verifier_reason, Capture, LoadFailure};
 
 /// An error that knows which exit code it deserves (see [`exit`]).
@@ -153,4 +154,34 @@ pub fn reexec(subject: &str) -> std::io::Result<std::process::Command> {
     let mut command = std::process::Command::new(std::env::current_exe()?);
     command.arg(harness_wire::roles::LOADER).arg(subject);
     Ok(command)
+}
+
+/// Reports every loaded program of `object` to the agent (one line each on
+/// stderr, which the agent takes out of the step's output): its verifier
+/// cost and, BPF stats being on in a scenario, how often it ran. Call it
+/// before detaching, when the runs are in.
+pub fn report_programs(object: &libbpf_rs::Object) {
+    use std::os::fd::{AsFd, AsRawFd};
+    for program in object.progs() {
+        let mut info = libbpf_rs::libbpf_sys::bpf_prog_info::default();
+        let mut len = std::mem::size_of_val(&info) as u32;
+        // SAFETY: the kernel fills at most `len` bytes of the info we own.
+        let got = unsafe {
+            libbpf_rs::libbpf_sys::bpf_obj_get_info_by_fd(
+                program.as_fd().as_raw_fd(),
+                std::ptr::addr_of_mut!(info).cast(),
+                &mut len,
+            )
+        };
+        if got != 0 {
+            // Not loaded (autoload off): nothing to say of it.
+            continue;
+        }
+        let stats = ProgramStats {
+            name: program.name().to_string_lossy().into_owned(),
+            verified_insns: u64::from(info.verified_insns),
+            run_cnt: info.run_cnt,
+        };
+        eprintln!("{}", stats.render());
+    }
 }

@@ -15,6 +15,7 @@ use harness_wire::shell::quote_words;
 use super::kernel_output::{KernelLog, KernelOutput};
 use super::loader::{Finished, Held, LoaderCommand};
 use super::module::{self, ModuleSpec};
+use super::programs::{self, ProgramChecks};
 use super::taint::{kernel_taint, taint_names, EXPECTED_TAINT};
 
 /// The subject's module and where its built file is.
@@ -39,6 +40,10 @@ pub struct Context {
     result: ScenarioResult,
     started: Instant,
     taint_at_start: u64,
+    /// What to check of the programs the loaders report.
+    checks: ProgramChecks,
+    /// Whether the kernel's BPF stats (run counts) are on, or why not.
+    stats: Result<(), String>,
 }
 
 /// Index of a step in the result, to check its output.
@@ -51,6 +56,7 @@ impl Context {
         loader: LoaderCommand,
         module: Option<Module>,
         pause: Option<Pause>,
+        checks: ProgramChecks,
     ) -> Result<Self> {
         let output = KernelOutput::start()?;
         Ok(Context {
@@ -64,6 +70,8 @@ impl Context {
                 ..ScenarioResult::default()
             },
             started: Instant::now(),
+            checks,
+            stats: programs::enable_stats(),
         })
     }
 
@@ -84,6 +92,7 @@ impl Context {
             timeline,
             summary: Vec::new(),
             duration_ms: duration.as_millis() as u64,
+            programs: Vec::new(),
         });
         Ok(StepId(self.result.steps.len() - 1))
     }
@@ -104,14 +113,19 @@ impl Context {
         )
     }
 
+    /// A loader's step: the lines it wrote about its programs are taken
+    /// out of its stderr and kept as data.
     fn push_finished(&mut self, action: String, finished: Finished) -> Result<StepId> {
-        self.push_step(
+        let (stderr, reported) = harness_wire::programs::take_program_lines(&finished.stderr);
+        let step = self.push_step(
             action,
             finished.outcome,
             finished.stdout,
-            finished.stderr,
+            stderr,
             finished.duration,
-        )
+        )?;
+        self.result.steps[step.0].programs = reported;
+        Ok(step)
     }
 
     /// The subject's module; scenarios that use it are declared as needing it.
@@ -427,6 +441,9 @@ impl Context {
             }
             Err(err) => self.result.failures.push(format!("{err:#}")),
         }
+        let failures = programs::failures(&self.result.steps, &self.checks, &self.stats);
+        self.result.failures.extend(failures);
+        programs::disable_stats();
         self.result.passed = self.result.failures.is_empty();
         self.result.duration_ms = self.started.elapsed().as_millis() as u64;
         self.result

@@ -12,6 +12,7 @@ pub mod module;
 pub(crate) mod mounts;
 pub(crate) mod net;
 mod ports;
+pub(crate) mod programs;
 pub mod run;
 mod shell;
 mod taint;

@@ -13,6 +13,7 @@ use harness_wire::protocol::ScenarioResult;
 use super::context::{Context, Module, Pause};
 use super::loader::LoaderCommand;
 use super::module;
+use super::programs::ProgramChecks;
 use crate::scenario::{self, Scenario, Subject};
 
 /// Bound on the wait for a module's last reference after a detach.
@@ -60,7 +61,13 @@ fn run_with(subjects: &[&Subject], args: &RunArgs, pause: Option<Pause>) -> Scen
         Ok(loader) => loader,
         Err(err) => return failed(format!("{err:#}")),
     };
-    let mut context = match Context::new(scenario.name, loader, module, pause) {
+    let checks = ProgramChecks {
+        exercises: scenario.exercises,
+        budget: subject
+            .verifier_budget
+            .map(|path| std::path::Path::new(subject.manifest_dir).join(path)),
+    };
+    let mut context = match Context::new(scenario.name, loader, module, pause, checks) {
         Ok(context) => context,
         Err(err) => return failed(format!("setting up kernel output capture: {err:#}")),
     };

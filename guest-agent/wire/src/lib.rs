@@ -10,6 +10,7 @@ pub mod catalogue;
 pub mod cli;
 pub mod exit;
 pub mod markers;
+pub mod programs;
 pub mod protocol;
 pub mod report;
 pub mod roles;

@@ -213,6 +213,9 @@ pub struct Step {
     pub summary: Vec<(TimelineLine, usize)>,
     /// How long the step took, in milliseconds.
     pub duration_ms: u64,
+    /// The BPF programs the step's loader reported (verifier cost, runs).
+    #[serde(default)]
+    pub programs: Vec<crate::programs::ProgramStats>,
 }
 
 /// How much kernel output the agent read, and how much the kernel

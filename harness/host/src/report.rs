@@ -302,3 +302,39 @@ pub fn render_cache(entries: &[crate::cache::Entry], cache: &std::path::Path) ->
     );
     text
 }
+
+/// What the verifier spent on each program (instructions processed), one
+/// line per program and one column per kernel: the most any scenario's
+/// loader reported for it there; `-` where no scenario loaded it.
+pub fn render_verifier_table(kernels: &[(&KernelInfo, &[Row])]) -> String {
+    let mut programs: std::collections::BTreeMap<String, Vec<Option<u64>>> = Default::default();
+    for (column, (_, rows)) in kernels.iter().enumerate() {
+        let reported = rows
+            .iter()
+            .filter_map(|row| row.outcome.as_ref().ok())
+            .flat_map(|run| run.result.steps.iter().flat_map(|step| &step.programs));
+        for stats in reported {
+            let cells = programs
+                .entry(stats.name.clone())
+                .or_insert_with(|| vec![None; kernels.len()]);
+            let cell = &mut cells[column];
+            *cell = Some(cell.unwrap_or(0).max(stats.verified_insns));
+        }
+    }
+    let header = "program (verified instructions)";
+    let width = name_width(programs.keys().map(String::as_str)).max(header.len());
+    let mut text = format!("{header:<width$}");
+    for (kernel, _) in kernels {
+        let _ = write!(text, " {:>18}", column_name(kernel));
+    }
+    text.push('\n');
+    for (name, cells) in &programs {
+        let _ = write!(text, "{name:<width$}");
+        for cell in cells {
+            let shown = cell.map_or("-".to_owned(), |insns| insns.to_string());
+            let _ = write!(text, " {shown:>18}");
+        }
+        text.push('\n');
+    }
+    text
+}

@@ -92,8 +92,9 @@ fn run_hold() -> Result<(), Failure> {
     let mut signals = Signals::new([SIGINT, SIGTERM])
         .map_err(|err| anyhow::anyhow!("installing the SIGINT and SIGTERM handlers: {err}"))?;
     let mut storage = MaybeUninit::uninit();
-    let (_loaded, registration) = load_and_attach(&mut storage)?;
+    let (loaded, registration) = load_and_attach(&mut storage)?;
     signals.forever().next();
+    loaded.report();
     drop(registration);
     println!("{}", contract::DETACHED);
     Ok(())
@@ -107,6 +108,7 @@ fn run_once(bytes: u64) -> Result<(), Failure> {
     connection.transfer(bytes)?;
     connection.close()?;
     let calls = wait_for_release(&tcp_ca)?;
+    tcp_ca.report();
     drop(registration);
     println!("{}", contract::DETACHED);
     println!("{}", OnceReport { bytes, calls }.render());
@@ -148,6 +150,7 @@ fn run_detach_while_used(bytes: u64) -> Result<(), Failure> {
     check_name_gone()?;
     connection.close()?;
     let calls = wait_for_release(&tcp_ca)?;
+    tcp_ca.report();
     let report = DetachWhileUsedReport {
         bytes,
         pkts_acked_at_detach,

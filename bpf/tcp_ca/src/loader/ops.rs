@@ -92,6 +92,12 @@ impl<'obj> TcpCa<'obj> {
         Ok(TcpCa { skel, bss })
     }
 
+    /// Reports its programs' verifier cost and runs to the agent.
+    pub fn report(&self) {
+        use libbpf_rs::skel::Skel;
+        harness::loader::report_programs(self.skel.object());
+    }
+
     /// Attaches the struct_ops map, which registers the algorithm.
     pub fn attach(&mut self) -> Result<Registration, AttachError> {
         match self.skel.maps.vmtest_reno.attach_struct_ops() {

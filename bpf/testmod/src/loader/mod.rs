@@ -17,7 +17,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use harness::loader::{self as blocks, Failure};
+use harness::loader::{self as blocks, report_programs, Failure};
+use libbpf_rs::skel::Skel;
 
 use self::ops as struct_ops_loader;
 use self::ops::Refused;
@@ -137,6 +138,7 @@ fn run_tutorial() -> Result<(), Failure> {
         }
     }
     println!("\nDetaching struct_ops...");
+    report_programs(skel.object());
     drop(attachment);
     Ok(())
 }
@@ -148,6 +150,7 @@ fn run_once(message: &str) -> Result<(), Failure> {
     println!("Successfully loaded and attached BPF struct_ops!");
     struct_ops_loader::trigger(message)?;
     println!("Triggered struct_ops");
+    report_programs(skel.object());
     drop(attachment);
     println!("Detached struct_ops");
     Ok(())
@@ -158,6 +161,7 @@ fn run_hold() -> Result<(), Failure> {
     let mut skel = struct_ops_loader::open_and_load(&mut storage)?;
     let attachment = struct_ops_loader::attach(&mut skel)?;
     blocks::hold(contract::HOLD_ATTACHED, || {
+        report_programs(skel.object());
         drop(attachment);
         println!("Detached struct_ops");
         Ok(())

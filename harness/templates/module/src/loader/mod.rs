@@ -7,8 +7,8 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use harness::loader::{self as blocks, errno_of, exit, Capture, Failure};
-use libbpf_rs::skel::{OpenSkel, SkelBuilder};
+use harness::loader::{self as blocks, errno_of, exit, report_programs, Capture, Failure};
+use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 
 use crate::contract::{HOLD_ATTACHED, MODULE_BTF, MODULE_PATH_ENV};
 
@@ -75,8 +75,10 @@ fn hold() -> Result<(), Failure> {
             _ => Failure::other(format!("attaching struct @NAME@_ops failed: {err:#}")),
         }
     })?;
-    // Dropping the link detaches: the module's .unreg runs.
+    // Dropping the link detaches: the module's .unreg runs. Before it, the
+    // programs' verifier cost and runs go to the agent.
     blocks::hold(HOLD_ATTACHED, || {
+        report_programs(skel.object());
         drop(link);
         Ok(())
     })

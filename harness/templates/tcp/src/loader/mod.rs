@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use harness::loader::{self as blocks, errno_of, exit, Capture, Failure};
-use libbpf_rs::skel::{OpenSkel, SkelBuilder};
+use harness::loader::{self as blocks, errno_of, exit, report_programs, Capture, Failure};
+use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 use libbpf_rs::OpenObject;
 
 use crate::contract::{connect_report, ALGORITHM, HOLD_ATTACHED};
@@ -91,6 +91,7 @@ fn hold() -> Result<(), Failure> {
     let (mut loaded, _) = load(&mut storage)?;
     let link = attach(&mut loaded)?;
     blocks::hold(HOLD_ATTACHED, || {
+        report_programs(loaded.object());
         drop(link);
         Ok(())
     })
@@ -139,6 +140,7 @@ fn connect() -> Result<(), Failure> {
     }
     let (init, release) = calls(bss);
     println!("{}", connect_report(init, release));
+    report_programs(loaded.object());
     drop(link);
     Ok(())
 }
