@@ -11,10 +11,6 @@ use crate::contract::{
     AVAILABLE_PATH, REJECTED_PROGRAM, REJECTED_REASON_PREFIX,
 };
 
-fn exited(code: u8) -> Outcome {
-    Outcome::exited(code)
-}
-
 const fn scenario(
     name: &'static str,
     summary: &'static str,
@@ -62,14 +58,14 @@ fn register(context: &mut Context) -> Result<()> {
     let (held, _) = context.hold(ATTACHED)?;
     expect_available(context, true)?;
     let stopped = context.stop(held, Signal::SIGTERM)?;
-    context.expect_outcome(stopped, exited(exit::SUCCESS));
+    context.expect_outcome(stopped, Outcome::exited(exit::SUCCESS));
     expect_available(context, false)?;
     Ok(())
 }
 
 fn in_use(context: &mut Context) -> Result<()> {
     let once = context.run_loader(&["once", "--bytes", BYTES])?;
-    context.expect_outcome(once, exited(exit::SUCCESS));
+    context.expect_outcome(once, Outcome::exited(exit::SUCCESS));
     let report: Option<OnceReport> = context.expect_report(once, "tcp_ca once printed no report");
     let Some(report) = report else {
         return Ok(());
@@ -106,7 +102,7 @@ fn in_use(context: &mut Context) -> Result<()> {
 fn duplicate(context: &mut Context) -> Result<()> {
     let (held, _) = context.hold(ATTACHED)?;
     let second = context.run_loader(&["once", "--bytes", BYTES])?;
-    context.expect_outcome(second, exited(exit::ALREADY_REGISTERED));
+    context.expect_outcome(second, Outcome::exited(exit::ALREADY_REGISTERED));
     context.expect_stderr_contains(second, "EEXIST");
     context.expect_line(
         second,
@@ -115,17 +111,17 @@ fn duplicate(context: &mut Context) -> Result<()> {
     );
     // The first registration still serves connections.
     let connect = context.run_loader(&["connect", "--bytes", BYTES])?;
-    context.expect_outcome(connect, exited(exit::SUCCESS));
+    context.expect_outcome(connect, Outcome::exited(exit::SUCCESS));
     let _: Option<ConnectReport> =
         context.expect_report(connect, "tcp_ca connect printed no report");
     let stopped = context.stop(held, Signal::SIGTERM)?;
-    context.expect_outcome(stopped, exited(exit::SUCCESS));
+    context.expect_outcome(stopped, Outcome::exited(exit::SUCCESS));
     Ok(())
 }
 
 fn detach_while_used(context: &mut Context) -> Result<()> {
     let used = context.run_loader(&["detach-while-used", "--bytes", BYTES])?;
-    context.expect_outcome(used, exited(exit::SUCCESS));
+    context.expect_outcome(used, Outcome::exited(exit::SUCCESS));
     let report: Option<DetachWhileUsedReport> =
         context.expect_report(used, "tcp_ca detach-while-used printed no report");
     if let Some(report) = report {
@@ -148,7 +144,7 @@ fn detach_while_used(context: &mut Context) -> Result<()> {
     }
     // The name is gone for new sockets.
     let connect = context.run_loader(&["connect", "--bytes", BYTES])?;
-    context.expect_outcome(connect, exited(exit::NOT_REGISTERED));
+    context.expect_outcome(connect, Outcome::exited(exit::NOT_REGISTERED));
     context.expect_stderr_contains(connect, "ENOENT");
     expect_available(context, false)?;
     Ok(())
@@ -156,7 +152,7 @@ fn detach_while_used(context: &mut Context) -> Result<()> {
 
 fn verifier_reject(context: &mut Context) -> Result<()> {
     let rejected = context.run_loader(&["load-rejected"])?;
-    context.expect_outcome(rejected, exited(exit::REJECTED_BY_VERIFIER));
+    context.expect_outcome(rejected, Outcome::exited(exit::REJECTED_BY_VERIFIER));
     context.expect_stderr_contains(
         rejected,
         &format!("the verifier rejected {REJECTED_PROGRAM}: {REJECTED_REASON_PREFIX}"),

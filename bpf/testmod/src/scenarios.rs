@@ -10,10 +10,6 @@ use crate::contract::{
     self, exit, ConcurrentAttachReport, ReleaseRaceReport, Report, StressReport,
 };
 
-fn exited(code: u8) -> Outcome {
-    Outcome::exited(code)
-}
-
 /// One of this subject's scenarios: they all start with the module loaded.
 const fn scenario(
     name: &'static str,
@@ -66,7 +62,7 @@ fn attach_and_hold(context: &mut Context) -> Result<Held> {
 /// SIGTERM to a held loader: it detaches and exits 0; the module logs it.
 fn detach_held(context: &mut Context, held: Held) -> Result<StepId> {
     let detached = context.stop(held, Signal::SIGTERM)?;
-    context.expect_outcome(detached, exited(exit::SUCCESS));
+    context.expect_outcome(detached, Outcome::exited(exit::SUCCESS));
     context.expect_line(detached, Kernel, "bpf_testmod_ops unregistered");
     Ok(detached)
 }
@@ -94,7 +90,7 @@ fn attach(context: &mut Context) -> Result<()> {
 
 fn trigger(context: &mut Context) -> Result<()> {
     let once = context.run_loader(&["once", "--message", MESSAGE])?;
-    context.expect_outcome(once, exited(exit::SUCCESS));
+    context.expect_outcome(once, Outcome::exited(exit::SUCCESS));
     context.expect_line(once, Kernel, "bpf_testmod_ops registered");
     expect_one_trigger(context, once, MESSAGE);
     context.expect_line(once, Kernel, "bpf_testmod_ops unregistered");
@@ -104,11 +100,11 @@ fn trigger(context: &mut Context) -> Result<()> {
 fn detach(context: &mut Context) -> Result<()> {
     let held = attach_and_hold(context)?;
     let triggered = context.run_loader(&["trigger", "--message", MESSAGE])?;
-    context.expect_outcome(triggered, exited(exit::SUCCESS));
+    context.expect_outcome(triggered, Outcome::exited(exit::SUCCESS));
     expect_one_trigger(context, triggered, MESSAGE);
     detach_held(context, held)?;
     let after = context.run_loader(&["trigger", "--message", MESSAGE])?;
-    context.expect_outcome(after, exited(exit::SUCCESS));
+    context.expect_outcome(after, Outcome::exited(exit::SUCCESS));
     context.expect_line(after, Kernel, "No struct_ops registered");
     context.expect_lines(after, Bpf, "BPF test_1 called!", 0);
     Ok(())
@@ -117,11 +113,11 @@ fn detach(context: &mut Context) -> Result<()> {
 fn second_attach(context: &mut Context) -> Result<()> {
     let held = attach_and_hold(context)?;
     let second = context.run_loader(&["once", "--message", MESSAGE])?;
-    context.expect_outcome(second, exited(exit::ALREADY_ATTACHED));
+    context.expect_outcome(second, Outcome::exited(exit::ALREADY_ATTACHED));
     context.expect_stderr_contains(second, "EEXIST");
     context.expect_lines(second, Kernel, "bpf_testmod_ops registered", 0);
     let triggered = context.run_loader(&["trigger", "--message", MESSAGE])?;
-    context.expect_outcome(triggered, exited(exit::SUCCESS));
+    context.expect_outcome(triggered, Outcome::exited(exit::SUCCESS));
     expect_one_trigger(context, triggered, MESSAGE);
     detach_held(context, held)?;
     Ok(())
@@ -130,7 +126,7 @@ fn second_attach(context: &mut Context) -> Result<()> {
 fn cycles(context: &mut Context) -> Result<()> {
     let count = CYCLES.to_string();
     let cycles = context.run_loader(&["cycles", "--count", &count, "--message", "cycle"])?;
-    context.expect_outcome(cycles, exited(exit::SUCCESS));
+    context.expect_outcome(cycles, Outcome::exited(exit::SUCCESS));
     context.summarise(cycles);
     for (source, line) in [
         (Kernel, "bpf_testmod_ops registered"),
@@ -185,7 +181,7 @@ fn sigkill_loader(context: &mut Context) -> Result<()> {
 
 fn verifier_reject(context: &mut Context) -> Result<()> {
     let rejected = context.run_loader(&["load-rejected", "--program", "foreign-helper"])?;
-    context.expect_outcome(rejected, exited(exit::REJECTED_BY_VERIFIER));
+    context.expect_outcome(rejected, Outcome::exited(exit::REJECTED_BY_VERIFIER));
     context.expect_stderr_contains(
         rejected,
         "program of this type cannot use helper bpf_skb_load_bytes#26",
@@ -193,14 +189,14 @@ fn verifier_reject(context: &mut Context) -> Result<()> {
     context.expect_lines(rejected, Kernel, "bpf_testmod_ops registered", 0);
     // A rejected load leaves nothing attached: the real program still attaches.
     let once = context.run_loader(&["once", "--message", MESSAGE])?;
-    context.expect_outcome(once, exited(exit::SUCCESS));
+    context.expect_outcome(once, Outcome::exited(exit::SUCCESS));
     expect_one_trigger(context, once, MESSAGE);
     Ok(())
 }
 
 fn ctx_write_rejected(context: &mut Context) -> Result<()> {
     let rejected = context.run_loader(&["load-rejected", "--program", "ctx-write"])?;
-    context.expect_outcome(rejected, exited(exit::REJECTED_BY_VERIFIER));
+    context.expect_outcome(rejected, Outcome::exited(exit::REJECTED_BY_VERIFIER));
     context.expect_stderr_contains(rejected, "invalid bpf_context access off=0 size=8");
     context.expect_lines(rejected, Kernel, "bpf_testmod_ops registered", 0);
     Ok(())
@@ -216,7 +212,7 @@ fn long_text() -> String {
 fn long_message(context: &mut Context) -> Result<()> {
     let message = long_text();
     let once = context.run_loader(&["once", "--message", &message])?;
-    context.expect_outcome(once, exited(exit::SUCCESS));
+    context.expect_outcome(once, Outcome::exited(exit::SUCCESS));
     // One write, one call of each op: the message is cut, not sent twice.
     context.expect_line(once, Kernel, "trigger: message of 100 bytes cut to 63");
     context.expect_line(once, Kernel, "Calling struct_ops callbacks:");
@@ -230,11 +226,11 @@ fn long_message(context: &mut Context) -> Result<()> {
 
 fn no_module(context: &mut Context) -> Result<()> {
     let triggered = context.run_loader(&["trigger", "--message", MESSAGE])?;
-    context.expect_outcome(triggered, exited(exit::MODULE_NOT_LOADED));
+    context.expect_outcome(triggered, Outcome::exited(exit::MODULE_NOT_LOADED));
     context.expect_stderr_contains(triggered, "the bpf_testmod module is not loaded");
     context.expect_stderr_contains(triggered, "Load it with: insmod ");
     let attached = context.run_loader(&["once", "--message", MESSAGE])?;
-    context.expect_outcome(attached, exited(exit::MODULE_NOT_LOADED));
+    context.expect_outcome(attached, Outcome::exited(exit::MODULE_NOT_LOADED));
     context.expect_stderr_contains(attached, "the bpf_testmod module is not loaded");
     context.expect_stderr_contains(attached, "Load it with: insmod ");
     Ok(())
@@ -242,7 +238,7 @@ fn no_module(context: &mut Context) -> Result<()> {
 
 fn stress(context: &mut Context) -> Result<()> {
     let stress = context.run_loader(&["stress", "--threads", "4", "--seconds", "3"])?;
-    context.expect_outcome(stress, exited(exit::SUCCESS));
+    context.expect_outcome(stress, Outcome::exited(exit::SUCCESS));
     let report: Option<StressReport> =
         context.expect_report(stress, "stress: the loader printed no report");
     if let Some(report) = report {
@@ -255,7 +251,7 @@ fn stress(context: &mut Context) -> Result<()> {
 fn release_race(context: &mut Context) -> Result<()> {
     let args = ["release-race", "--threads", "2", "--seconds", "3"];
     let race = context.run_loader(&args)?;
-    context.expect_outcome(race, exited(exit::SUCCESS));
+    context.expect_outcome(race, Outcome::exited(exit::SUCCESS));
     let report: Option<ReleaseRaceReport> =
         context.expect_report(race, "release_race: the loader printed no report");
     if let Some(report) = report {
@@ -352,7 +348,7 @@ fn concurrent_attach(context: &mut Context) -> Result<()> {
         &rounds,
     ];
     let race = context.run_loader(&args)?;
-    context.expect_outcome(race, exited(exit::SUCCESS));
+    context.expect_outcome(race, Outcome::exited(exit::SUCCESS));
     context.summarise(race);
     let expected = ConcurrentAttachReport {
         rounds: RACE_ROUNDS,
@@ -395,7 +391,7 @@ fn tutorial_loader(context: &mut Context) -> Result<()> {
     let periodic = format!("Full buffer: {}", contract::TUTORIAL_PERIODIC_MESSAGE);
     context.expect_lines(started, Bpf, &periodic, 2);
     let stopped = context.stop(running, Signal::SIGINT)?;
-    context.expect_outcome(stopped, exited(exit::SUCCESS));
+    context.expect_outcome(stopped, Outcome::exited(exit::SUCCESS));
     context.expect_line(stopped, Kernel, "bpf_testmod_ops unregistered");
     context.expect_lines(stopped, Kernel, "Calling struct_ops callbacks:", 0);
     Ok(())
