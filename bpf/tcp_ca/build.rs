@@ -15,7 +15,9 @@ mod skeletons {
 
     use libbpf_cargo::SkeletonBuilder;
 
-    const PROGRAMS: &[&str] = &["tcp_ca", "tcp_ca_rejected"];
+    /// Each compiles to OUT_DIR/NAME.bpf.o and NAME.skel.rs; the contract
+    /// object is opened from its .o, a case's maps at a time.
+    const PROGRAMS: &[&str] = &["tcp_ca", "tcp_ca_rejected", "contract"];
 
     pub fn build() {
         let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
@@ -34,6 +36,7 @@ mod skeletons {
             let skeleton = out_dir.join(format!("{name}.skel.rs"));
             let built = SkeletonBuilder::new()
                 .source(&source)
+                .obj(out_dir.join(format!("{name}.bpf.o")))
                 .clang_args([
                     "-I".into(),
                     include_dir.clone().into_os_string(),

@@ -30,6 +30,8 @@ pub use harness_host as host;
 pub use harness_loader as loader;
 /// The contracts between host, agent and loader.
 pub use harness_wire as wire;
+/// The lines a loader prints through a contract case, for it and its scenario.
+pub use harness_wire::case;
 pub use harness_wire::exit;
 pub use harness_wire::protocol::{Outcome, Source};
 pub use harness_wire::report::Report;

@@ -93,6 +93,10 @@ enum Command {
         /// (default: the first one `run --list` shows).
         #[arg(long, value_name = "NAME")]
         scenario: Option<String>,
+        /// Also time only these scenarios (repeat; the catalogue as it was
+        /// before new ones, say) and print the whole suite's ratio to them.
+        #[arg(long, value_name = "NAME")]
+        baseline: Vec<String>,
         #[command(flatten)]
         kernel: KernelArgs,
     },
@@ -275,8 +279,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             runs,
             cold_kernel,
             scenario,
+            baseline,
             kernel,
-        } => bench(runs, cold_kernel, scenario, &kernel),
+        } => bench(runs, cold_kernel, scenario, baseline, &kernel),
         Command::CacheKey(kernel) => {
             let cache = paths::cache_dir()?;
             let recipe = kernel.one("cache-key")?.recipe(&cache, &discover()?)?;
@@ -370,6 +375,7 @@ fn bench(
     runs: usize,
     cold_kernel: bool,
     scenario: Option<String>,
+    baseline: Vec<String>,
     kernel: &KernelArgs,
 ) -> Result<ExitCode> {
     setup::ensure()?;
@@ -387,6 +393,7 @@ fn bench(
         cold_kernel,
         scenario,
         dir: std::env::current_dir().context("finding the current directory")?,
+        baseline,
     };
     harness_host::bench::run(&kernel.one("bench")?, &catalogue, &options)?;
     Ok(ExitCode::SUCCESS)

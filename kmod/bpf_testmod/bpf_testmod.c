@@ -13,6 +13,7 @@
 #include <linux/bpf_verifier.h>
 #include <linux/mutex.h>
 #include <linux/slab.h>
+#include <linux/srcu.h>
 
 #include "bpf_testmod.h"
 
@@ -21,9 +22,17 @@ static struct bpf_testmod_ops __rcu *testmod_ops;
 static struct proc_dir_entry *trigger_file;
 
 /*
+ * The sleepable member is called outside the RCU read section (a sleepable
+ * program may sleep); this SRCU keeps its implementation alive meanwhile,
+ * and .unreg and .update wait for it before the old one may go.
+ */
+DEFINE_STATIC_SRCU(testmod_srcu);
+
+/*
  * Bugs planted on purpose, each in a test-only build of its own
  * (-DPLANT_...), to prove that the debug kernel reports them
- * (tests/vm_debug_kernel.rs). The normal build has none of them.
+ * (tests/vm_debug_kernel.rs) or that a scenario fails on them
+ * (tests/vm_mutants.rs). The normal build has none of them.
  */
 #ifdef PLANT_MISSING_RCU_READ_LOCK
 /* The ops are read and called outside an RCU read section. */
@@ -96,10 +105,30 @@ static int bpf_testmod_ops__test_3(const char *buf, int len)
 	return 0;
 }
 
+/* The __nullable suffix is how the verifier learns that the argument may be NULL. */
+static int bpf_testmod_ops__test_maybe_null(int len,
+					    const struct bpf_testmod_message *message__nullable)
+{
+	return 0;
+}
+
+static int bpf_testmod_ops__test_sleepable(int len)
+{
+	return 0;
+}
+
+static int bpf_testmod_ops__test_reserved(void)
+{
+	return 0;
+}
+
 static struct bpf_testmod_ops __bpf_ops_bpf_testmod_ops = {
 	.test_1 = bpf_testmod_ops__test_1,
 	.test_2 = bpf_testmod_ops__test_2,
 	.test_3 = bpf_testmod_ops__test_3,
+	.test_maybe_null = bpf_testmod_ops__test_maybe_null,
+	.test_sleepable = bpf_testmod_ops__test_sleepable,
+	.test_reserved = bpf_testmod_ops__test_reserved,
 };
 
 static int bpf_testmod_ops_init(struct btf *btf)
@@ -145,11 +174,54 @@ static int bpf_testmod_ops_init_member(const struct btf_type *t,
 	return 0;
 }
 
-static int bpf_testmod_ops_reg(void *kdata, struct bpf_link *link)
+/*
+ * Which member a program may implement, asked by the verifier at load:
+ * none may implement the reserved member, and only test_sleepable may be
+ * sleepable, since the others are called inside an RCU read section.
+ */
+static int bpf_testmod_ops_check_member(const struct btf_type *t,
+					const struct btf_member *member,
+					const struct bpf_prog *prog)
+{
+	u32 moff = __btf_member_bit_offset(t, member) / 8;
+
+	switch (moff) {
+	case offsetof(struct bpf_testmod_ops, test_reserved):
+		return -EOPNOTSUPP;
+	case offsetof(struct bpf_testmod_ops, test_sleepable):
+		return 0;
+	default:
+		return prog->sleepable ? -EINVAL : 0;
+	}
+}
+
+/*
+ * An implementation must have test_1. The core calls this when a link's map
+ * is written, that is at attach, before .reg or .update; .reg calls it for a
+ * map attached without a link, which the core does not validate.
+ */
+static int bpf_testmod_ops_validate(void *kdata)
 {
 	struct bpf_testmod_ops *ops = kdata;
 
+	if (!ops->test_1) {
+		pr_err("bpf_testmod_ops: test_1 is required\n");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int bpf_testmod_ops_reg(void *kdata, struct bpf_link *link)
+{
+	struct bpf_testmod_ops *ops = kdata;
+	int err;
+
 	planted_take_locks(false);
+	if (!link) {
+		err = bpf_testmod_ops_validate(kdata);
+		if (err)
+			return err;
+	}
 	/* One implementation at a time: a second attach is refused. */
 	if (cmpxchg(&testmod_ops, NULL, ops) != NULL)
 		return -EEXIST;
@@ -166,20 +238,101 @@ static void bpf_testmod_ops_unreg(void *kdata, struct bpf_link *link)
 		pr_warn("bpf_testmod_ops: unexpected unreg\n");
 		return;
 	}
+	synchronize_srcu(&testmod_srcu);
 
 	pr_info("bpf_testmod_ops unregistered\n");
 }
+
+#ifdef PLANT_UPDATE_NOOP
+/* An .update that says yes and switches nothing: the old one keeps running. */
+static int bpf_testmod_ops_update(void *kdata, void *old_kdata, struct bpf_link *link)
+{
+	pr_info("bpf_testmod_ops updated\n");
+	return 0;
+}
+#else
+/*
+ * A link switches implementation: the new one replaces the old one in one
+ * store, so a trigger calls one or the other, never neither and never both.
+ * The core has validated the new one and checked it is of this type.
+ */
+static int bpf_testmod_ops_update(void *kdata, void *old_kdata, struct bpf_link *link)
+{
+	struct bpf_testmod_ops *ops = kdata, *old = old_kdata;
+
+	if (cmpxchg(&testmod_ops, old, ops) != old)
+		return -ENOENT;
+	synchronize_srcu(&testmod_srcu);
+	pr_info("bpf_testmod_ops updated\n");
+	return 0;
+}
+#endif
 
 static struct bpf_struct_ops bpf_testmod_ops_struct_ops = {
 	.verifier_ops = &bpf_testmod_verifier_ops,
 	.init = bpf_testmod_ops_init,
 	.init_member = bpf_testmod_ops_init_member,
+	.check_member = bpf_testmod_ops_check_member,
+	.validate = bpf_testmod_ops_validate,
 	.reg = bpf_testmod_ops_reg,
 	.unreg = bpf_testmod_ops_unreg,
+	.update = bpf_testmod_ops_update,
 	.cfi_stubs = &__bpf_ops_bpf_testmod_ops,
 	.name = "bpf_testmod_ops",
 	.owner = THIS_MODULE,
 };
+
+__bpf_kfunc_start_defs();
+
+/* A kfunc the ops may call; registered for struct_ops programs only. */
+__bpf_kfunc int bpf_testmod_double(int n)
+{
+	pr_info("bpf_testmod_double(%d) called\n", n);
+	return 2 * n;
+}
+
+__bpf_kfunc_end_defs();
+
+BTF_KFUNCS_START(bpf_testmod_kfunc_ids)
+BTF_ID_FLAGS(func, bpf_testmod_double)
+BTF_KFUNCS_END(bpf_testmod_kfunc_ids)
+
+static const struct btf_kfunc_id_set bpf_testmod_kfunc_set = {
+	.owner = THIS_MODULE,
+	.set = &bpf_testmod_kfunc_ids,
+};
+
+/*
+ * The sleepable member, outside the RCU read section the others run in,
+ * where its program may sleep.
+ */
+static void call_sleepable(size_t len)
+{
+	struct bpf_testmod_ops *ops;
+	int idx, ret;
+
+	idx = srcu_read_lock(&testmod_srcu);
+	ops = srcu_dereference(testmod_ops, &testmod_srcu);
+	if (ops && ops->test_sleepable) {
+		ret = ops->test_sleepable(len);
+		pr_info("test_sleepable(%zu) returned: %d\n", len, ret);
+	}
+	srcu_read_unlock(&testmod_srcu, idx);
+}
+
+/* test_maybe_null gets the message, or NULL for an empty write. */
+static void call_maybe_null(struct bpf_testmod_ops *ops,
+			    const struct bpf_testmod_message *message)
+{
+	const struct bpf_testmod_message *arg = message->len ? message : NULL;
+	int ret;
+
+	if (!ops->test_maybe_null)
+		return;
+	ret = ops->test_maybe_null(message->len, arg);
+	pr_info("test_maybe_null(%d, %s) returned: %d\n", message->len,
+		arg ? "message" : "NULL", ret);
+}
 
 /*
  * One write(2) is one call of each op, whatever its length: the message is
@@ -191,14 +344,16 @@ static ssize_t trigger_write(struct file *file, const char __user *buf,
 			     size_t count, loff_t *pos)
 {
 	struct bpf_testmod_ops *ops;
-	char kbuf[64];
-	size_t len = min(count, sizeof(kbuf) - 1);
+	struct bpf_testmod_message message = {};
+	char *kbuf = message.text;
+	size_t len = min(count, sizeof(message.text) - 1);
 	int ret = 0;
 
 	if (copy_from_user(kbuf, buf, len))
 		return -EFAULT;
 
 	kbuf[len] = '\0';
+	message.len = len;
 	if (len < count)
 		pr_info("trigger: message of %zu bytes cut to %zu\n", count, len);
 	planted_use_after_free(kbuf, len);
@@ -224,10 +379,12 @@ static ssize_t trigger_write(struct file *file, const char __user *buf,
 			ops->test_3(kbuf, len);
 			pr_info("test_3() called with buffer\n");
 		}
+		call_maybe_null(ops, &message);
 	} else {
 		pr_info("No struct_ops registered\n");
 	}
 	trigger_read_unlock();
+	call_sleepable(len);
 
 	return count;
 }
@@ -239,6 +396,12 @@ static const struct proc_ops trigger_proc_ops = {
 static int __init testmod_init(void)
 {
 	int ret;
+
+	ret = register_btf_kfunc_id_set(BPF_PROG_TYPE_STRUCT_OPS, &bpf_testmod_kfunc_set);
+	if (ret) {
+		pr_err("Failed to register the kfuncs: %d\n", ret);
+		return ret;
+	}
 
 	ret = register_bpf_struct_ops(&bpf_testmod_ops_struct_ops, bpf_testmod_ops);
 	if (ret) {

@@ -181,6 +181,28 @@ impl Report for DetachWhileUsedReport {
     }
 }
 
+/// What `tcp_ca contract CASE` prints, step by step (through
+/// `harness::case`), and the words of each step.
+pub mod case {
+    /// The name both of contract.bpf.c's switchable implementations register.
+    pub const UPDATE_ALGORITHM: &str = "vmtest_update";
+    pub const ATTACHED_1: &str = "ca_update_1 attached, 1 connection";
+    pub const UPDATED_2: &str = "the link updated to ca_update_2, 1 connection";
+    pub const UPDATE_UNLINKED: &str = "the link updated to ca_unlinked, a map without a link";
+    pub const AFTER_REFUSED: &str = "after the refused update, 1 connection";
+    pub const REPLACE_WRONG_OLD: &str =
+        "ca_update_2 replaced by ca_update_1, naming ca_update_1 as the old map";
+    pub const REPLACE_RIGHT_OLD: &str =
+        "ca_update_2 replaced by ca_update_1, naming ca_update_2 as the old map";
+    pub const REPLACED_1: &str = "after the replace, 1 connection";
+    pub const DETACHED: &str = "the link detached";
+    pub const CONNECT_DETACHED: &str = "a connection asking for vmtest_update";
+    pub const ATTACHED_AGAIN: &str = "ca_update_1 attached again, 1 connection";
+    pub const ATTACH_INCOMPLETE: &str =
+        "attaching ca_incomplete, which has no ssthresh and no undo_cwnd";
+    pub const LOAD_UNSUPPORTED: &str = "loading ca_unsupported, a program for get_info";
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

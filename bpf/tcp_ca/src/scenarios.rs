@@ -1,6 +1,8 @@
 //! The scenarios: each is declared once, in `SCENARIOS`, beside its steps
 //! and expectations. They use loopback TCP only (the agent brings `lo` up).
 
+mod contract_cases;
+
 use std::path::Path;
 
 use anyhow::Result;
@@ -33,6 +35,9 @@ pub(crate) const SCENARIOS: &[Scenario] = &[
     scenario("tcp_ca_in_use", "a loopback connection selects vmtest_reno, 100 kB flow both ways, init and release run once, the other callbacks run", in_use).exercises(CONNECTION_OPS),
     scenario("tcp_ca_duplicate", "a second registration under the same name is refused with EEXIST; the first keeps working", duplicate),
     scenario("tcp_ca_detach_while_used", "detached while a socket uses it: the socket keeps working, the name is gone for new sockets", detach_while_used).exercises(CONNECTION_OPS),
+    scenario("tcp_ca_link_update", "a link switches vmtest_update between two implementations, counting each one's connections; to a map without a link refused; a replace naming the wrong old map refused, the right one done", contract_cases::link_update).exercises(&["update_1_init", "update_2_init"]),
+    scenario("tcp_ca_reattach", "attach, detach through the link (its fd reports POLLHUP, the name is gone), attach the same map again", contract_cases::reattach).exercises(&["update_1_init"]),
+    scenario("tcp_ca_member_rules", "no ssthresh and no undo_cwnd: refused at attach, with the kernel's reason; a program for get_info refused at load", contract_cases::member_rules),
     scenario("tcp_ca_verifier_reject", "an implementation that writes a tcp_sock field it may not is refused, with the verifier's reason", verifier_reject),
 ];
 

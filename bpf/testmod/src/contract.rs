@@ -117,6 +117,36 @@ pub mod race_member {
     pub const DETACHED: &str = "detached";
 }
 
+/// What `struct_ops contract CASE` prints, step by step (through
+/// `harness::case`), and the words of each step.
+pub mod case {
+    /// What each case's triggers write.
+    pub const MESSAGE: &str = "contract";
+    pub const ATTACHED_A: &str = "ops_a attached, 2 triggers";
+    pub const UPDATED_B: &str = "the link updated to ops_b, 2 triggers";
+    pub const UPDATE_UNLINKED: &str = "the link updated to ops_unlinked, a map without a link";
+    pub const AFTER_REFUSED: &str = "after the refused update, 1 trigger";
+    pub const REPLACE_WRONG_OLD: &str = "ops_b replaced by ops_a, naming ops_a as the old map";
+    pub const REPLACE_RIGHT_OLD: &str = "ops_b replaced by ops_a, naming ops_b as the old map";
+    pub const REPLACED_A: &str = "after the replace, 1 trigger";
+    pub const ATTACHED_ONCE: &str = "ops_a attached, 1 trigger";
+    pub const DETACHED: &str = "the link detached";
+    pub const ATTACHED_AGAIN: &str = "ops_a attached again, 1 trigger";
+    pub const ATTACH_INCOMPLETE: &str = "attaching ops_incomplete, which has no test_1";
+    pub const LOAD_RESERVED: &str = "loading ops_reserved, a program for test_reserved";
+    pub const LOAD_FUTURE_SET: &str = "loading ops_future_set, future_field set to 1";
+    pub const ATTACHED_FUTURE_ZERO: &str =
+        "ops_future_zero attached (future_field 0), test_2 and test_3 NULL, 1 trigger";
+    pub const LOAD_SLEEPABLE_TEST_1: &str = "loading a sleepable program for test_1";
+    pub const ATTACHED_SLEEPABLE: &str =
+        "a sleepable program for test_sleepable attached, 1 trigger";
+    pub const LOAD_UNCHECKED: &str = "loading test_maybe_null reading its message unchecked";
+    pub const ATTACHED_CHECKED: &str =
+        "test_maybe_null checking its message attached, an empty trigger and a message";
+    pub const LOAD_KFUNC_SYSCALL: &str = "loading a syscall program calling bpf_testmod_double";
+    pub const ATTACHED_KFUNC: &str = "test_2 calling bpf_testmod_double attached, 1 trigger";
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -32,4 +32,6 @@ pub const SUBJECT: Subject = Subject::new(
 .module(MODULE)
 .loader("struct_ops", LOADER)
 .scenarios(scenarios::SCENARIOS)
-.verifier_budget("verifier-budget.txt");
+.verifier_budget("verifier-budget.txt")
+// The register the verifier names follows the compiler's allocation.
+.normalise(&[(r"\bR\d+ (invalid mem access)", "R<n> ${1}")]);

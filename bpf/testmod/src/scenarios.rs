@@ -2,6 +2,8 @@
 //! and expectations below that make it fail when the kernel, the module or
 //! the BPF program misbehaves.
 
+mod contract_cases;
+
 use anyhow::Result;
 use harness::{Context, Errno, Held, Outcome, Scenario, Signal, Source, StepId, UNLOAD_LIMIT};
 use Source::{Bpf, Kernel};
@@ -46,6 +48,12 @@ pub(crate) const SCENARIOS: &[Scenario] = &[
     scenario("release_race", "triggers race fresh skeletons loaded, attached, detached and freed; rmmod attempts race them and are refused", release_race),
     scenario("tutorial_loader", "the tutorial's loader: attach, a trigger, two periodic triggers, Ctrl-C, a clean detach", tutorial_loader).exercises(ALL_OPS),
     scenario("stress", "triggers from many threads while attach/detach loops run: no oops, no splat, every call complete", stress),
+    scenario("link_update", "a link switches A to B with exact call counts; to a map without a link refused (B still called); a replace naming the wrong old map refused, the right one done", contract_cases::link_update).exercises(&["ops_a_test_1", "ops_b_test_1"]),
+    scenario("reattach", "attach, detach through the link (its fd reports POLLHUP), attach the same map again", contract_cases::reattach).exercises(&["ops_a_test_1"]),
+    scenario("member_rules", "no test_1: refused at attach by .validate; a program for the reserved member refused; a nonzero unknown field refused; NULL members never called", contract_cases::member_rules).exercises(&["ops_a_test_1"]),
+    scenario("sleepable_member", "a sleepable program for test_1 refused; for test_sleepable it loads and runs", contract_cases::sleepable).exercises(&["sleepable_test_sleepable"]),
+    scenario("nullable_argument", "test_maybe_null's __nullable argument read unchecked is refused; checked, it runs with NULL and with a message", contract_cases::nullable).exercises(&["checked_test_maybe_null"]),
+    scenario("kfunc", "an op calls the module's kfunc; a syscall program calling it is refused", contract_cases::kfunc).exercises(&["kfunc_test_2"]),
 ];
 
 const MESSAGE: &str = contract::DEFAULT_MESSAGE;

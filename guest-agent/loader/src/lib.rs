@@ -15,6 +15,7 @@
 #![deny(missing_docs)]
 
 mod libbpf_log;
+pub mod struct_ops;
 
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -87,20 +88,13 @@ pub fn finish(outcome: Result<(), Failure>) -> ExitCode {
 
 /// The OS error a libbpf-rs error carries, if any (EEXIST for a second attach, say).
 pub fn errno_of(err: &libbpf_rs::Error) -> Option<i32> {
-    // libbpf-rs keeps the OS error as the source of its error chain.
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
-    while let Some(current) = source {
-        if let Some(io) = current.downcast_ref::<std::io::Error>() {
-            if let Some(code) = io.raw_os_error() {
-                return Some(code);
-            }
-        }
-        source = current.source();
-    }
-    match err.kind() {
-        libbpf_rs::ErrorKind::AlreadyExists => Some(libc::EEXIST),
-        _ => None,
-    }
+    // libbpf-rs keeps its io::Error out of the source chain; std renders
+    // one made from an errno as "... (os error N)", which the alternate
+    // Display (the whole chain) keeps.
+    let text = format!("{err:#}");
+    let (_, after) = text.rsplit_once("(os error ")?;
+    let digits: String = after.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
 }
 
 /// A flag that SIGINT or SIGTERM sets: the loader's way to stop cleanly.
@@ -183,5 +177,22 @@ pub fn report_programs(object: &libbpf_rs::Object) {
             run_cnt: info.run_cnt,
         };
         eprintln!("{}", stats.render());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_errno_survives_libbpf_rs_context() {
+        use libbpf_rs::ErrorExt as _;
+        let plain = libbpf_rs::Error::from_raw_os_error(libc::EINVAL);
+        assert_eq!(errno_of(&plain), Some(libc::EINVAL));
+        let wrapped: libbpf_rs::Result<()> = Err(libbpf_rs::Error::from_raw_os_error(libc::EPERM));
+        let wrapped = wrapped.context("failed to attach struct_ops").unwrap_err();
+        assert_eq!(errno_of(&wrapped), Some(libc::EPERM));
+        let none = libbpf_rs::Error::from(std::io::Error::other("no errno here"));
+        assert_eq!(errno_of(&none), None);
     }
 }

@@ -375,6 +375,18 @@ impl Context {
         self.expect_lines(step, source, text, 1);
     }
 
+    /// The step's stdout holds the line `line`, exactly.
+    pub fn expect_stdout_line(&mut self, step: StepId, line: &str) {
+        let stdout = &self.step(step).stdout;
+        let found = stdout.lines().any(|printed| printed.trim_end() == line);
+        let what = format!(
+            "`{}`: expected the line \"{line}\" on stdout, it was:\n{}",
+            self.step(step).action,
+            stdout.trim_end()
+        );
+        self.expect(found, what);
+    }
+
     /// The step's stderr holds `text`.
     pub fn expect_stderr_contains(&mut self, step: StepId, text: &str) {
         let stderr = &self.step(step).stderr;

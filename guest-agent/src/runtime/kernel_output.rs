@@ -58,6 +58,10 @@ impl KernelOutput {
     /// from /dev/kmsg.
     pub fn start() -> Result<Self> {
         write_tracing_file("events/printk/console/enable", "1")?;
+        // The kernel enables bpf_trace_printk's event itself when a program
+        // using it loads, but from a workqueue (6.12 and later): a program
+        // called at once after its load printed into a disabled event.
+        write_tracing_file("events/bpf_trace/bpf_trace_printk/enable", "1")?;
         // Trace events only from our pid, and from every task it forks or clones.
         write_tracing_file("options/event-fork", "1")?;
         write_tracing_file("set_event_pid", &std::process::id().to_string())?;

@@ -6,6 +6,7 @@
 //! constant here, never a string built on one side and parsed on the other.
 #![deny(missing_docs)]
 
+pub mod case;
 pub mod catalogue;
 pub mod cli;
 pub mod exit;

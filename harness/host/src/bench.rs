@@ -24,6 +24,9 @@ pub struct BenchOptions {
     /// The directory whose workspace the subjects were found in (the
     /// guest binaries' warm build is timed there).
     pub dir: std::path::PathBuf,
+    /// Scenarios to time on their own too (the catalogue as it was before
+    /// new ones, say): the whole suite's ratio to them is printed.
+    pub baseline: Vec<String>,
 }
 
 /// One figure: its samples and the target it is judged against.
@@ -101,6 +104,11 @@ pub fn run(
     figures.extend(one_vm(&artifacts, &options.scenario, runs)?);
     let suite = suite_figure(&artifacts, runs.min(3), prepare_options.flavour)?;
     let mut ratios = Vec::new();
+    if !options.baseline.is_empty() {
+        let baseline = baseline_figure(&artifacts, &options.baseline, runs.min(3))?;
+        figures.push(baseline.clone());
+        ratios.push(("suite, all scenarios / the --baseline ones", &suite, baseline, 1.5));
+    }
     if prepare_options.flavour == Flavour::Debug {
         let default = PrepareOptions {
             flavour: Flavour::Default,
@@ -155,6 +163,19 @@ fn suite_figure(artifacts: &Artifacts, runs: usize, flavour: Flavour) -> Result<
         suite.samples.push(time(|| run_suite(artifacts))?.0);
     }
     Ok(suite)
+}
+
+/// Only the `names` scenarios, 2 VMs at a time, `runs` times.
+fn baseline_figure(artifacts: &Artifacts, names: &[String], runs: usize) -> Result<Figure> {
+    for name in names {
+        artifacts.catalogue.check(name)?;
+    }
+    let name = format!("the {} --baseline scenarios, warm, 2 VMs at a time", names.len());
+    let mut figure = Figure::new(&name, None);
+    for _ in 0..runs {
+        figure.samples.push(time(|| run_named(artifacts, names))?.0);
+    }
+    Ok(figure)
 }
 
 /// The default flavour's cold build (when its cache entry was built), to
@@ -314,10 +335,13 @@ fn one_vm(artifacts: &Artifacts, scenario: &str, runs: usize) -> Result<Vec<Figu
 
 /// All scenarios, as many VMs at a time as `harness run` and the nextest `vm` group.
 fn run_suite(artifacts: &Artifacts) -> Result<()> {
-    let names = artifacts.catalogue.names();
+    run_named(artifacts, &artifacts.catalogue.names())
+}
+
+fn run_named(artifacts: &Artifacts, names: &[String]) -> Result<()> {
     let rows = crate::suite::run_many(
         artifacts,
-        &names,
+        names,
         &VmOptions::default(),
         crate::suite::DEFAULT_JOBS,
         |_| {},

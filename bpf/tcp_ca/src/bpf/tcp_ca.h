@@ -59,6 +59,9 @@ struct tcp_congestion_ops {
 			     const struct rate_sample *rs);
 	__u32 (*undo_cwnd)(struct sock *sk);
 	__u32 (*sndbuf_expand)(struct sock *sk);
+	/* A member a BPF implementation may not provide: the kernel refuses a
+	 * program for it (contract.bpf.c checks that it does). */
+	__u64 (*get_info)(struct sock *sk, __u32 ext, int *attr, void *info);
 	char name[TCP_CA_NAME_MAX];
 	__u32 flags;
 	void (*init)(struct sock *sk);

@@ -4,6 +4,7 @@
 //! `crate::contract`. Every connection is on 127.0.0.1.
 
 mod connection;
+mod contract_cases;
 mod ops;
 mod skel;
 
@@ -63,6 +64,11 @@ enum Command {
     },
     /// Load an implementation the verifier must refuse, and report why it did.
     LoadRejected,
+    /// One case of the contract between tcp_congestion_ops and BPF implementations.
+    Contract {
+        #[arg(value_enum)]
+        case: contract_cases::Case,
+    },
 }
 
 impl From<SelectError> for Failure {
@@ -82,6 +88,7 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         Command::Connect { bytes } => run_connect(bytes),
         Command::DetachWhileUsed { bytes } => run_detach_while_used(bytes),
         Command::LoadRejected => run_load_rejected(),
+        Command::Contract { case } => contract_cases::run(case),
     };
     blocks::finish(outcome)
 }

@@ -6,6 +6,7 @@
 //! subcommands are the building blocks the scenarios use; what they print
 //! and how they exit is `crate::contract`.
 
+mod contract_cases;
 mod ops;
 mod paths;
 mod races;
@@ -80,6 +81,11 @@ enum Command {
         #[arg(long, default_value_t = 20)]
         rounds: u32,
     },
+    /// One case of the contract between bpf_testmod_ops and its implementations.
+    Contract {
+        #[arg(value_enum)]
+        case: contract_cases::Case,
+    },
     /// One process of concurrent-attach, driven line by line on stdin.
     #[command(hide = true)]
     RaceMember,
@@ -114,6 +120,7 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
             races::concurrent_attach(processes, rounds)
         }
         Some(Command::RaceMember) => races::race_member(),
+        Some(Command::Contract { case }) => contract_cases::run(case),
     };
     blocks::finish(outcome)
 }

@@ -110,8 +110,9 @@ pub fn attach(skel: &mut StructOpsSkel<'_>) -> Result<Attachment, AttachError> {
     }
 }
 
-/// Writes `message` to the module's proc file, which calls test_1, test_2
-/// and test_3 of whatever implementation is attached.
+/// Writes `message` to the module's proc file in one write(2), which calls
+/// each op of whatever implementation is attached once (an empty message
+/// too: test_maybe_null then gets NULL).
 pub fn trigger(message: &str) -> Result<(), TriggerError> {
     use std::io::Write as _;
     let mut file = match std::fs::OpenOptions::new().write(true).open(TRIGGER_PATH) {
@@ -123,11 +124,18 @@ pub fn trigger(message: &str) -> Result<(), TriggerError> {
         }
         Err(err) => return Err(err.into()),
     };
-    file.write_all(message.as_bytes())?;
+    // One write, even of nothing: the module takes it whole, whatever its length.
+    let written = file.write(message.as_bytes())?;
+    if written != message.len() {
+        return Err(TriggerError::Io(std::io::Error::other(format!(
+            "the module took {written} of {} bytes",
+            message.len()
+        ))));
+    }
     Ok(())
 }
 
-fn ensure_module_btf() -> Result<(), LoadError> {
+pub fn ensure_module_btf() -> Result<(), LoadError> {
     let btf = module_btf_path();
     if btf.exists() {
         return Ok(());
