@@ -165,6 +165,9 @@ pub struct Scenario {
     pub differs_on: &'static [(&'static str, &'static str)],
     /// Programs (BPF function names) that must run during the scenario.
     pub exercises: &'static [&'static str],
+    /// Whether it provokes races, so that on a KCSAN kernel the agent
+    /// samples memory accesses densely while it runs.
+    pub hunts_races: bool,
 }
 
 impl Scenario {
@@ -181,6 +184,18 @@ impl Scenario {
             run,
             differs_on: &[],
             exercises: &[],
+            hunts_races: false,
+        }
+    }
+
+    /// The same, marked as a scenario that provokes races: on the race
+    /// kernel (KCSAN) one memory access in 100 is watched while it runs,
+    /// instead of KCSAN's one in 4000, which suits hours of fuzzing, not
+    /// seconds of a scenario.
+    pub const fn hunts_races(self) -> Self {
+        Scenario {
+            hunts_races: true,
+            ..self
         }
     }
 

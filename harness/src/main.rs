@@ -174,9 +174,13 @@ struct KernelArgs {
     #[arg(long, value_name = "DIR")]
     kernel_tree: Option<PathBuf>,
     /// The debug kernel: the default one plus harness/host/images/debug.config (KASAN, KFENCE,
-    /// lockdep, RCU and sleep checks); also STRUCT_OPS_DEBUG_KERNEL=1.
-    #[arg(long)]
+    /// lockdep, RCU and sleep checks, UBSAN, kmemleak); also STRUCT_OPS_DEBUG_KERNEL=1.
+    #[arg(long, conflicts_with = "race_kernel")]
     debug_kernel: bool,
+    /// The race kernel: the default one plus harness/host/images/race.config (KCSAN, which
+    /// cannot share a kernel with KASAN); also STRUCT_OPS_RACE_KERNEL=1.
+    #[arg(long)]
+    race_kernel: bool,
 }
 
 impl KernelArgs {
@@ -187,7 +191,7 @@ impl KernelArgs {
         if specs.is_empty() {
             specs.push(KernelSpec::from_env()?);
         }
-        let flavour = Flavour::choose(self.debug_kernel);
+        let flavour = Flavour::choose(self.debug_kernel, self.race_kernel);
         Ok(specs
             .into_iter()
             .map(|kernel| PrepareOptions { kernel, flavour })
@@ -218,9 +222,10 @@ struct RunArgs {
     /// Keep every VM's logs, not only those of failures.
     #[arg(long)]
     keep_logs: bool,
-    /// How many VMs run at a time.
-    #[arg(long, default_value_t = harness_host::suite::DEFAULT_JOBS)]
-    jobs: usize,
+    /// How many VMs run at a time [default: 2; 4 on the debug kernel, whose
+    /// VMs wait idle for kmemleak before each leak scan].
+    #[arg(long)]
+    jobs: Option<usize>,
     /// Per-VM timeout in seconds; a VM still running then is killed.
     #[arg(long, default_value_t = 120)]
     timeout: u64,
@@ -330,7 +335,7 @@ fn verifier(kernel: KernelArgs) -> Result<ExitCode> {
         list: false,
         json: false,
         keep_logs: false,
-        jobs: harness_host::suite::DEFAULT_JOBS,
+        jobs: None,
         timeout: 120,
         kernel,
     };
@@ -525,7 +530,10 @@ fn run_on_kernel(
         ..VmOptions::default()
     };
     let width = report::name_width(names.iter().map(String::as_str));
-    let rows = harness_host::suite::run_many(&artifacts, names, &vm_options, args.jobs, |row| {
+    let jobs = args
+        .jobs
+        .unwrap_or_else(|| harness_host::suite::jobs_for(options.flavour));
+    let rows = harness_host::suite::run_many(&artifacts, names, &vm_options, jobs, |row| {
         eprintln!(
             "[harness] {} {:<width$} {} ({:.1}s)",
             info.version,

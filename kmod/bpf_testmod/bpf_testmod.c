@@ -85,6 +85,89 @@ static void planted_use_after_free(const char *message, size_t len)
 }
 #endif
 
+#ifdef PLANT_LEAK
+/* Keeps a copy of every message and never frees it. */
+static void planted_leak(const char *message, size_t len)
+{
+	char *copy = kmemdup(message, len + 1, GFP_KERNEL);
+
+	/* Hide the pointer from the compiler, which would drop the copy. */
+	OPTIMIZER_HIDE_VAR(copy);
+}
+#else
+static void planted_leak(const char *message, size_t len)
+{
+}
+#endif
+
+#ifdef PLANT_SHIFT
+static unsigned int planted_bits;
+
+/* Shifts by more than the type's width once the message is 12 bytes or more. */
+static void planted_shift(size_t len)
+{
+	unsigned int shift = len + 20;
+
+	OPTIMIZER_HIDE_VAR(shift);
+	WRITE_ONCE(planted_bits, 1u << shift);
+}
+#else
+static void planted_shift(size_t len)
+{
+}
+#endif
+
+#ifdef PLANT_INDEX
+/*
+ * Indexes past a fixed array into the member after it: the access stays
+ * inside the object, where KASAN sees nothing, and UBSAN's bounds check
+ * sees the index.
+ */
+static struct {
+	char recent[8];
+	unsigned long triggers;
+} planted_stats;
+
+static void planted_index(size_t len)
+{
+	size_t index = len % 12;
+
+	OPTIMIZER_HIDE_VAR(index);
+	WRITE_ONCE(planted_stats.recent[index], 1);
+}
+#else
+static void planted_index(size_t len)
+{
+}
+#endif
+
+#ifdef PLANT_DATA_RACE
+static unsigned long planted_calls;
+
+/*
+ * Counts the triggers, as a lost update: read as a trigger starts, written
+ * as it ends, with no lock, while concurrent triggers do the same.
+ */
+static unsigned long planted_count_begin(void)
+{
+	return planted_calls;
+}
+
+static void planted_count_end(unsigned long seen)
+{
+	planted_calls = seen + 1;
+}
+#else
+static unsigned long planted_count_begin(void)
+{
+	return 0;
+}
+
+static void planted_count_end(unsigned long seen)
+{
+}
+#endif
+
 /*
  * CFI stubs: with kCFI the kernel calls a BPF trampoline through a pointer
  * whose type hash comes from these functions, so each needs the member's exact
@@ -347,6 +430,7 @@ static ssize_t trigger_write(struct file *file, const char __user *buf,
 	struct bpf_testmod_message message = {};
 	char *kbuf = message.text;
 	size_t len = min(count, sizeof(message.text) - 1);
+	unsigned long seen;
 	int ret = 0;
 
 	if (copy_from_user(kbuf, buf, len))
@@ -357,6 +441,10 @@ static ssize_t trigger_write(struct file *file, const char __user *buf,
 	if (len < count)
 		pr_info("trigger: message of %zu bytes cut to %zu\n", count, len);
 	planted_use_after_free(kbuf, len);
+	planted_leak(kbuf, len);
+	planted_shift(len);
+	planted_index(len);
+	seen = planted_count_begin();
 	planted_take_locks(true);
 
 	/* RCU keeps the ops alive while a concurrent detach swaps them out. */
@@ -385,6 +473,7 @@ static ssize_t trigger_write(struct file *file, const char __user *buf,
 	}
 	trigger_read_unlock();
 	call_sleepable(len);
+	planted_count_end(seen);
 
 	return count;
 }

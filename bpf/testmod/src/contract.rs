@@ -48,6 +48,26 @@ impl Report for StressReport {
     }
 }
 
+/// `struct_ops trigger-storm`: triggers from several threads, nothing attached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TriggerStormReport {
+    pub threads: u64,
+    pub triggers: u64,
+}
+
+impl Report for TriggerStormReport {
+    fn from_numbers(numbers: &[u64]) -> Option<Self> {
+        let [threads, triggers] = numbers.try_into().ok()?;
+        Some(TriggerStormReport { threads, triggers })
+    }
+    fn render(&self) -> String {
+        format!(
+            "{} threads triggered {} times with nothing attached",
+            self.threads, self.triggers
+        )
+    }
+}
+
 /// `struct_ops release-race`: fresh skeletons loaded, attached, detached and
 /// freed while threads trigger and rmmod is attempted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -9,7 +9,7 @@ use harness::{Context, Errno, Held, Outcome, Scenario, Signal, Source, StepId, U
 use Source::{Bpf, Kernel};
 
 use crate::contract::{
-    self, exit, ConcurrentAttachReport, ReleaseRaceReport, Report, StressReport,
+    self, exit, ConcurrentAttachReport, ReleaseRaceReport, Report, StressReport, TriggerStormReport,
 };
 
 /// One of this subject's scenarios: they all start with the module loaded.
@@ -44,10 +44,11 @@ pub(crate) const SCENARIOS: &[Scenario] = &[
     ),
     scenario("ctx_write_rejected", "a program that writes its context (the kernel's arguments) fails to load, with the verifier's reason", ctx_write_rejected),
     scenario("long_message", "a 100-byte write: one call of each op, the message cut to the module's 63 bytes", long_message).exercises(ALL_OPS),
-    scenario("concurrent_attach", "4 loader processes attach at once, 20 rounds: each round exactly one registers, the rest get EEXIST", concurrent_attach),
-    scenario("release_race", "triggers race fresh skeletons loaded, attached, detached and freed; rmmod attempts race them and are refused", release_race),
+    scenario("concurrent_attach", "4 loader processes attach at once, 20 rounds: each round exactly one registers, the rest get EEXIST", concurrent_attach).hunts_races(),
+    scenario("release_race", "triggers race fresh skeletons loaded, attached, detached and freed; rmmod attempts race them and are refused", release_race).hunts_races(),
     scenario("tutorial_loader", "the tutorial's loader: attach, a trigger, two periodic triggers, Ctrl-C, a clean detach", tutorial_loader).exercises(ALL_OPS),
-    scenario("stress", "triggers from many threads while attach/detach loops run: no oops, no splat, every call complete", stress),
+    scenario("stress", "triggers from many threads while attach/detach loops run: no oops, no splat, every call complete", stress).hunts_races(),
+    scenario("trigger_storm", "4 threads trigger for 2 s with nothing attached: every trigger finds no ops, nothing else is printed", trigger_storm).hunts_races(),
     scenario("link_update", "a link switches A to B with exact call counts; to a map without a link refused (B still called); a replace naming the wrong old map refused, the right one done", contract_cases::link_update).exercises(&["ops_a_test_1", "ops_b_test_1"]),
     scenario("reattach", "attach, detach through the link (its fd reports POLLHUP), attach the same map again", contract_cases::reattach).exercises(&["ops_a_test_1"]),
     scenario("member_rules", "no test_1: refused at attach by .validate; a program for the reserved member refused; a nonzero unknown field refused; NULL members never called", contract_cases::member_rules).exercises(&["ops_a_test_1"]),
@@ -253,6 +254,31 @@ fn stress(context: &mut Context) -> Result<()> {
         expect_every_call_complete(context, stress, report.cycles, report.triggers);
     }
     context.keep_out_of_snapshot(stress);
+    Ok(())
+}
+
+fn trigger_storm(context: &mut Context) -> Result<()> {
+    let storm = context.run_loader(&["trigger-storm", "--threads", "4", "--seconds", "2"])?;
+    context.expect_outcome(storm, Outcome::exited(exit::SUCCESS));
+    let report: Option<TriggerStormReport> =
+        context.expect_report(storm, "trigger_storm: the loader printed no report");
+    if let Some(report) = report {
+        let no_ops = context.count_lines(storm, Kernel, "No struct_ops registered") as u64;
+        context.expect(
+            report.triggers > 0 && no_ops == report.triggers,
+            format!(
+                "{} triggers, but {no_ops} \"No struct_ops registered\"",
+                report.triggers
+            ),
+        );
+        let unexpected = context.lines_outside(storm, &RACE_LINES[11..]);
+        context.expect(
+            unexpected.is_empty(),
+            format!("unexpected kernel output: {unexpected:?}"),
+        );
+        context.measure(format!("{} triggers, none found ops", report.triggers));
+    }
+    context.keep_out_of_snapshot(storm);
     Ok(())
 }
 

@@ -13,6 +13,7 @@ use harness_wire::report::Report;
 use harness_wire::shell::quote_words;
 
 use super::kernel_output::{KernelLog, KernelOutput};
+use super::kmemleak::LeakCheck;
 use super::loader::{Finished, Held, LoaderCommand};
 use super::module::{self, ModuleSpec};
 use super::programs::{self, ProgramChecks};
@@ -44,6 +45,8 @@ pub struct Context {
     checks: ProgramChecks,
     /// Whether the kernel's BPF stats (run counts) are on, or why not.
     stats: Result<(), String>,
+    /// The leak check, on a kernel with kmemleak; why it could not start.
+    leaks: Result<Option<LeakCheck>, String>,
 }
 
 /// Index of a step in the result, to check its output.
@@ -59,6 +62,8 @@ impl Context {
         checks: ProgramChecks,
     ) -> Result<Self> {
         let output = KernelOutput::start()?;
+        crate::splat::tune_kcsan(checks.hunts_races)
+            .context("setting KCSAN's sampling interval")?;
         Ok(Context {
             pause,
             loader,
@@ -72,6 +77,7 @@ impl Context {
             started: Instant::now(),
             checks,
             stats: programs::enable_stats(),
+            leaks: LeakCheck::start().map_err(|err| format!("{err:#}")),
         })
     }
 
@@ -143,6 +149,9 @@ impl Context {
             Ok(()) => Outcome::Ok,
             Err(outcome) => outcome,
         };
+        if let Ok(Some(leaks)) = &mut self.leaks {
+            leaks.module_loaded(module.spec.name);
+        }
         let action = format!("insmod {}", module.spec.file_name());
         let step = self.push_quiet_step(action, outcome, start)?;
         self.expect_outcome(step, Outcome::Ok);
@@ -416,7 +425,16 @@ impl Context {
                 stats.trace_lost, stats.trace_lines
             ));
         }
+        let module = self.module.as_ref().map(|module| module.spec.name);
         for splat in &log.splats {
+            let race = splat.class == crate::splat::RACE_CLASS;
+            if race && !crate::splat::race_is_the_subjects(&splat.lines, module) {
+                let header = splat.lines.first().map_or("", String::as_str);
+                self.measure(format!(
+                    "a data race outside the subject, not counted: {header}"
+                ));
+                continue;
+            }
             self.result.failures.push(format!(
                 "the kernel log holds a splat ({}):\n{}",
                 splat.class,
@@ -427,6 +445,32 @@ impl Context {
         self.result.kmsg_tail = log.tail;
     }
 
+    /// kmemleak's reports of what the scenario allocated and no longer references.
+    fn check_leaks(&mut self) {
+        let found = match &self.leaks {
+            Ok(None) => return,
+            Ok(Some(check)) => check
+                .finish(Instant::now())
+                .map_err(|err| format!("{err:#}")),
+            Err(err) => Err(err.clone()),
+        };
+        match found {
+            Ok(leaks) => {
+                for leak in leaks {
+                    self.result.failures.push(format!(
+                        "kmemleak's scan after the scenario found a splat ({}):\n{}",
+                        crate::splat::LEAK_CLASS,
+                        leak.trim_end()
+                    ));
+                }
+            }
+            Err(err) => self
+                .result
+                .failures
+                .push(format!("the leak check could not run: {err}")),
+        }
+    }
+
     /// Collects what is left, checks the whole log for splats and closes the result.
     pub(crate) fn finish(mut self, error: Option<anyhow::Error>) -> ScenarioResult {
         if let Some(error) = error {
@@ -434,6 +478,7 @@ impl Context {
                 .failures
                 .push(format!("the scenario could not run: {error:#}"));
         }
+        self.check_leaks();
         match self.output.finish() {
             Ok(log) => self.check_log(log),
             Err(err) => self.result.failures.push(format!(

@@ -271,7 +271,14 @@ struct TraceReader {
     /// Each CPU buffer's overrun count when capture started.
     overruns_at_start: u64,
     error: Option<String>,
+    /// The tasks (`comm-pid`) printing a KCSAN report now, which the splat
+    /// check reads from the kernel log: it is the detector's output, not
+    /// the step's, even when a step's task printed it.
+    in_race_report: Vec<String>,
 }
+
+/// KCSAN's reports start and end with a line of these.
+const REPORT_RULE: &str = "==================================================================";
 
 impl TraceReader {
     fn open() -> Result<Self> {
@@ -288,6 +295,7 @@ impl TraceReader {
             stats: LogStats::default(),
             overruns_at_start: trace_overruns(),
             error: None,
+            in_race_report: Vec::new(),
         })
     }
 
@@ -330,10 +338,35 @@ impl TraceReader {
             if in_interrupt(line) {
                 continue;
             }
+            let task = line.split_whitespace().next().unwrap_or("").to_owned();
             if let Some(line) = parse_trace_line(line) {
-                self.lines.push(line);
+                self.push(task, line);
             }
         }
+    }
+
+    /// Keeps a line `task` printed, unless it belongs to a KCSAN report.
+    fn push(&mut self, task: String, line: TimelineLine) {
+        let kernel = line.source == Source::Kernel;
+        if kernel && line.text.starts_with("BUG: KCSAN:") {
+            // The rule before the header: the last rule line kept.
+            if let Some(rule) = self.lines.iter().rposition(|kept| kept.text == REPORT_RULE) {
+                self.lines.remove(rule);
+            }
+            self.in_race_report.push(task);
+            return;
+        }
+        if let Some(at) = self
+            .in_race_report
+            .iter()
+            .position(|printing| *printing == task)
+        {
+            if kernel && line.text == REPORT_RULE {
+                self.in_race_report.remove(at);
+            }
+            return;
+        }
+        self.lines.push(line);
     }
 
     /// Events the ring buffer overwrote since capture started (a backstop for

@@ -7,6 +7,7 @@ mod debugger;
 mod exec;
 pub(crate) mod init;
 mod kernel_output;
+pub(crate) mod kmemleak;
 pub mod loader;
 pub mod module;
 pub(crate) mod mounts;

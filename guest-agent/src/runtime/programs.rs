@@ -18,6 +18,8 @@ pub(crate) struct ProgramChecks {
     pub(crate) exercises: &'static [&'static str],
     /// The subject's budget file (`PROGRAM LIMIT` lines), if it has one.
     pub(crate) budget: Option<PathBuf>,
+    /// Whether the scenario hunts races (KCSAN samples densely then).
+    pub(crate) hunts_races: bool,
 }
 
 /// Turns the kernel's BPF stats on (run counts and times), or says why not.
@@ -157,6 +159,7 @@ mod tests {
         let checks = ProgramChecks {
             exercises: &["op_1", "op_2", "op_3"],
             budget: None,
+            hunts_races: false,
         };
         let steps = [step(&[("op_1", 10, 1), ("op_2", 10, 0)])];
         let failures = failures(&steps, &checks, &Ok(()));
@@ -177,6 +180,7 @@ mod tests {
         let checks = ProgramChecks {
             exercises: &[],
             budget: Some(budget.clone()),
+            hunts_races: false,
         };
         let failures = failures(
             &[step(&[("op_1", 90, 1), ("op_2", 7, 1)])],

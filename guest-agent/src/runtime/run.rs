@@ -66,6 +66,7 @@ fn run_with(subjects: &[&Subject], args: &RunArgs, pause: Option<Pause>) -> Scen
         budget: subject
             .verifier_budget
             .map(|path| std::path::Path::new(subject.manifest_dir).join(path)),
+        hunts_races: scenario.hunts_races,
     };
     let mut context = match Context::new(scenario.name, loader, module, pause, checks) {
         Ok(context) => context,

@@ -51,7 +51,7 @@ impl PrepareOptions {
     pub fn from_env() -> Result<Self> {
         Ok(PrepareOptions {
             kernel: KernelSpec::from_env()?,
-            flavour: Flavour::choose(false),
+            flavour: Flavour::choose(false, false),
         })
     }
 

@@ -103,25 +103,27 @@ pub fn run(
     figures.extend(warm_builds(prepare_options, &artifacts, options)?);
     figures.extend(one_vm(&artifacts, &options.scenario, runs)?);
     let suite = suite_figure(&artifacts, runs.min(3), prepare_options.flavour)?;
+    let flavour_ratio = format!("suite, {} kernel / default kernel", prepare_options.flavour);
+    let flavour_ratio = flavour_ratio.as_str();
     let mut ratios = Vec::new();
     if !options.baseline.is_empty() {
         let baseline = baseline_figure(&artifacts, &options.baseline, runs.min(3))?;
         figures.push(baseline.clone());
-        ratios.push(("suite, all scenarios / the --baseline ones", &suite, baseline, 1.5));
+        ratios.push((
+            "suite, all scenarios / the --baseline ones",
+            &suite,
+            baseline,
+            1.5,
+        ));
     }
-    if prepare_options.flavour == Flavour::Debug {
+    if prepare_options.flavour != Flavour::Default {
         let default = PrepareOptions {
             flavour: Flavour::Default,
             ..prepare_options.clone()
         };
         let default = artifacts::prepare(&default, catalogue, &quiet)?;
         let baseline = suite_figure(&default, runs.min(3), Flavour::Default)?;
-        ratios.push((
-            "suite, debug kernel / default kernel",
-            &suite,
-            baseline.clone(),
-            3.0,
-        ));
+        ratios.push((flavour_ratio, &suite, baseline.clone(), 3.0));
         figures.push(default_build(&default));
         figures.push(baseline);
     }
@@ -153,7 +155,10 @@ fn print_ratio(name: &str, numerator: &Figure, denominator: &Figure, target: f64
 
 /// The whole catalogue, 2 VMs at a time, `runs` times.
 fn suite_figure(artifacts: &Artifacts, runs: usize, flavour: Flavour) -> Result<Figure> {
-    let target = (flavour == Flavour::Default).then_some(Duration::from_secs(30));
+    // 1.5 s a scenario on the default kernel: 30 s for the first 20.
+    let per_scenario = Duration::from_millis(1500);
+    let count = artifacts.catalogue.names().len() as u32;
+    let target = (flavour == Flavour::Default).then_some(per_scenario * count);
     let name = format!(
         "whole scenario suite, {} kernel, warm, 2 VMs at a time",
         flavour.name()
@@ -170,7 +175,10 @@ fn baseline_figure(artifacts: &Artifacts, names: &[String], runs: usize) -> Resu
     for name in names {
         artifacts.catalogue.check(name)?;
     }
-    let name = format!("the {} --baseline scenarios, warm, 2 VMs at a time", names.len());
+    let name = format!(
+        "the {} --baseline scenarios, warm, 2 VMs at a time",
+        names.len()
+    );
     let mut figure = Figure::new(&name, None);
     for _ in 0..runs {
         figure.samples.push(time(|| run_named(artifacts, names))?.0);
@@ -343,7 +351,7 @@ fn run_named(artifacts: &Artifacts, names: &[String]) -> Result<()> {
         artifacts,
         names,
         &VmOptions::default(),
-        crate::suite::DEFAULT_JOBS,
+        crate::suite::jobs_for(artifacts.kernel.flavour),
         |_| {},
     );
     let failed: Vec<&str> = rows

@@ -56,10 +56,10 @@ pub fn render_header(info: &KernelInfo) -> String {
         let _ = writeln!(
             text,
             "not checked, this kernel cannot report them{}: {}",
-            if info.flavour == Flavour::Debug {
-                ""
-            } else {
-                " (--debug-kernel can)"
+            match info.flavour {
+                Flavour::Default => " (--debug-kernel or --race-kernel can)",
+                Flavour::Debug => " (--race-kernel can see data races)",
+                Flavour::Race => " (--debug-kernel can see the others)",
             },
             info.unchecked_splat_classes.join(", ")
         );
@@ -73,8 +73,9 @@ fn kernel_options(artifacts: &Artifacts) -> String {
     if artifacts.spec != KernelSpec::default() {
         let _ = write!(options, " --kernel {}", artifacts.spec);
     }
-    if artifacts.kernel.flavour == Flavour::Debug {
-        options.push_str(" --debug-kernel");
+    if let Some(option) = artifacts.kernel.flavour.option() {
+        options.push(' ');
+        options.push_str(option);
     }
     options
 }

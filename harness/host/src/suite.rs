@@ -15,6 +15,17 @@ use crate::vm::{self, RunError, ScenarioRun, VmFailure, VmOptions};
 /// Two VMs, each with 2 vCPUs, keep a 2-core machine busy without thrashing it.
 pub const DEFAULT_JOBS: usize = 2;
 
+/// How many VMs at a time suit a flavour's kernel: the debug one's spend
+/// about 5 s of each scenario idle, waiting for what the scenario allocated
+/// to reach kmemleak's minimum age before the leak scan, so twice as many
+/// keep the cores as busy.
+pub fn jobs_for(flavour: crate::kernel::Flavour) -> usize {
+    match flavour {
+        crate::kernel::Flavour::Debug => 2 * DEFAULT_JOBS,
+        _ => DEFAULT_JOBS,
+    }
+}
+
 /// One scenario's outcome: a result from the guest, or why there is none.
 pub struct Row {
     /// The scenario's name.

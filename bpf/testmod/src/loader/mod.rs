@@ -65,6 +65,13 @@ enum Command {
         #[arg(long, default_value_t = 3)]
         seconds: u64,
     },
+    /// Trigger from THREADS threads for SECONDS, nothing attached.
+    TriggerStorm {
+        #[arg(long, default_value_t = 4)]
+        threads: u32,
+        #[arg(long, default_value_t = 2)]
+        seconds: u64,
+    },
     /// Trigger from THREADS threads while another thread loads, attaches,
     /// detaches and frees fresh skeletons and a third attempts rmmod, for SECONDS.
     ReleaseRace {
@@ -112,6 +119,9 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         Some(Command::LoadRejected { program }) => run_load_rejected(program),
         Some(Command::Stress { threads, seconds }) => {
             races::stress(threads, Duration::from_secs(seconds))
+        }
+        Some(Command::TriggerStorm { threads, seconds }) => {
+            races::trigger_storm(threads, Duration::from_secs(seconds))
         }
         Some(Command::ReleaseRace { threads, seconds }) => {
             races::release_race(threads, Duration::from_secs(seconds))

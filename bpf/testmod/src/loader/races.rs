@@ -16,6 +16,7 @@ use harness::{module, Errno};
 use super::ops::{self as struct_ops_loader, AttachError, TriggerError};
 use crate::contract::{
     race_member, ConcurrentAttachReport, ReleaseRaceReport, Report, StressReport,
+    TriggerStormReport,
 };
 
 /// Threads that write to the trigger file until `stop`, each returning its count.
@@ -83,6 +84,21 @@ pub fn stress(threads: u32, duration: Duration) -> Result<(), Failure> {
     }
     let report = StressReport {
         cycles,
+        threads: threads.into(),
+        triggers: triggered,
+    };
+    println!("{}", report.render());
+    Ok(())
+}
+
+/// Triggers from `threads` threads for `duration`, nothing attached: the
+/// module's own path under concurrency, as fast as it goes.
+pub fn trigger_storm(threads: u32, duration: Duration) -> Result<(), Failure> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let triggers = start_triggers(threads, &stop);
+    thread::sleep(duration);
+    let triggered = join_triggers(&stop, triggers)?;
+    let report = TriggerStormReport {
         threads: threads.into(),
         triggers: triggered,
     };

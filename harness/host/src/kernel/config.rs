@@ -40,19 +40,30 @@ pub enum Flavour {
     /// The default fragments only.
     #[default]
     Default,
-    /// `harness/host/images/debug.config` on top: KASAN, KFENCE, lockdep, RCU and sleep checks.
+    /// `harness/host/images/debug.config` on top: KASAN, KFENCE, lockdep,
+    /// RCU and sleep checks, UBSAN, kmemleak.
     Debug,
+    /// `harness/host/images/race.config` on top: KCSAN, which cannot share
+    /// a kernel with KASAN.
+    Race,
 }
 
 impl Flavour {
     /// `STRUCT_OPS_DEBUG_KERNEL=1` asks for the debug flavour.
     pub const DEBUG_ENV: &'static str = "STRUCT_OPS_DEBUG_KERNEL";
+    /// `STRUCT_OPS_RACE_KERNEL=1` asks for the race flavour.
+    pub const RACE_ENV: &'static str = "STRUCT_OPS_RACE_KERNEL";
+    /// Every flavour with a fragment of its own.
+    pub const CHECKING: [Flavour; 2] = [Flavour::Debug, Flavour::Race];
 
-    /// The debug flavour if `asked`, or if the environment asks for it.
-    pub fn choose(asked: bool) -> Self {
-        let from_env = std::env::var_os(Self::DEBUG_ENV).is_some_and(|value| value == "1");
-        if asked || from_env {
+    /// The flavour asked for (`--debug-kernel`, `--race-kernel`), or the
+    /// environment's; the debug one if both are.
+    pub fn choose(debug: bool, race: bool) -> Self {
+        let env = |name| std::env::var_os(name).is_some_and(|value| value == "1");
+        if debug || env(Self::DEBUG_ENV) {
             Flavour::Debug
+        } else if race || env(Self::RACE_ENV) {
+            Flavour::Race
         } else {
             Flavour::Default
         }
@@ -63,14 +74,25 @@ impl Flavour {
         match self {
             Flavour::Default => None,
             Flavour::Debug => Some("debug.config"),
+            Flavour::Race => Some("race.config"),
         }
     }
 
-    /// `default` or `debug`, as reports and the cache list name it.
+    /// `default`, `debug` or `race`, as reports and the cache list name it.
     pub fn name(self) -> &'static str {
         match self {
             Flavour::Default => "default",
             Flavour::Debug => "debug",
+            Flavour::Race => "race",
+        }
+    }
+
+    /// The option that asks for this flavour, for a command to rerun.
+    pub fn option(self) -> Option<&'static str> {
+        match self {
+            Flavour::Default => None,
+            Flavour::Debug => Some("--debug-kernel"),
+            Flavour::Race => Some("--race-kernel"),
         }
     }
 }
@@ -158,6 +180,7 @@ const CORE_FRAGMENTS: &[(&str, &str)] = &[
     ("bpf.config", include_str!("../../images/bpf.config")),
     ("checks.config", include_str!("../../images/checks.config")),
     ("debug.config", include_str!("../../images/debug.config")),
+    ("race.config", include_str!("../../images/race.config")),
     (
         "debugging.config",
         include_str!("../../images/debugging.config"),
@@ -200,7 +223,7 @@ pub fn select_fragments(
     flavour: Flavour,
     series: Series,
 ) -> Result<Vec<Fragment>, FragmentError> {
-    let flavour_fragments = [Flavour::Debug].map(|other| other.fragment());
+    let flavour_fragments = Flavour::CHECKING.map(|other| other.fragment());
     let mut selected = Vec::new();
     for fragment in all {
         let name = fragment.path.file_name().and_then(|name| name.to_str());
@@ -419,6 +442,7 @@ mod tests {
         let all = [
             fragment("bpf.config", "CONFIG_BPF=y\n"),
             fragment("debug.config", "CONFIG_KASAN=y\n"),
+            fragment("race.config", "CONFIG_KCSAN=y\n"),
             fragment("sysctl.config", "# kernel: < 7.0\nCONFIG_PROC_SYSCTL=y\n"),
             fragment(
                 "new.config",
@@ -437,6 +461,10 @@ mod tests {
         assert_eq!(
             names(Flavour::Debug, "6.12.117"),
             "bpf.config debug.config sysctl.config"
+        );
+        assert_eq!(
+            names(Flavour::Race, "6.12"),
+            "bpf.config race.config sysctl.config"
         );
         assert_eq!(names(Flavour::Default, "7.3"), "bpf.config new.config");
         let bad = [fragment("odd.config", "# kernel: about 7\n")];

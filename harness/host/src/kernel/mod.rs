@@ -153,7 +153,7 @@ impl Kernel {
     /// bzImage.
     pub fn boot_image(&self) -> Result<PathBuf> {
         match self.flavour {
-            Flavour::Default => self.pvh_image(),
+            Flavour::Default | Flavour::Race => self.pvh_image(),
             Flavour::Debug => Ok(self.bzimage.clone()),
         }
     }
@@ -242,11 +242,66 @@ fn ensure_cached(
             .with_context(|| format!("removing the unfinished {}", entry.display()))?;
     }
     let source_dir = recipe.source.prepare(cache, progress)?;
+    seed_from_sibling(entry, &source_dir, recipe.flavour)?;
     let kernel = build(recipe, key, entry, source_dir, None, progress)?;
     Ok(Kernel {
         fresh: true,
         ..kernel
     })
+}
+
+/// Starts a new entry's build directory as a copy of the closest finished
+/// one built from the same source (the same flavour if there is one), so
+/// that make rebuilds only what the new configuration changes: Kbuild
+/// tracks each object's config options and command line. A changed
+/// fragment then costs what it touches; a flavour whose compiler flags
+/// differ (KASAN, KCSAN) rebuilds nearly everything, less the host tools.
+/// The copy's .config goes, so that the entry is configured afresh.
+fn seed_from_sibling(entry: &Path, source_dir: &Path, flavour: Flavour) -> Result<()> {
+    let Some(kernels) = entry.parent() else {
+        return Ok(());
+    };
+    let Some(seed) = closest_sibling(kernels, source_dir, flavour) else {
+        return Ok(());
+    };
+    let build_dir = entry.join("build");
+    std::fs::create_dir_all(entry).with_context(|| format!("creating {}", entry.display()))?;
+    eprintln!(
+        "[harness] starting from {}'s objects (make rebuilds what the configuration changes)",
+        seed.key
+    );
+    let copied = duct::cmd!("cp", "-a", "--reflink=auto", &seed.build_dir, &build_dir)
+        .stderr_to_stdout()
+        .unchecked()
+        .run()
+        .with_context(|| format!("copying {}", seed.build_dir.display()))?;
+    if !copied.status.success() {
+        // A partial copy is only slower than none: start clean instead.
+        let _ = std::fs::remove_dir_all(&build_dir);
+        return Ok(());
+    }
+    let _ = std::fs::remove_file(build_dir.join(".config"));
+    Ok(())
+}
+
+/// The finished entry in `kernels` built from `source_dir`, of `flavour`
+/// if one is, most recently built first.
+fn closest_sibling(kernels: &Path, source_dir: &Path, flavour: Flavour) -> Option<Kernel> {
+    let mut candidates: Vec<(bool, std::time::SystemTime, Kernel)> = std::fs::read_dir(kernels)
+        .ok()?
+        .flatten()
+        .filter_map(|dir| {
+            let ready = dir.path().join(READY);
+            let built = ready.metadata().and_then(|meta| meta.modified()).ok()?;
+            let kernel = read_ready(&dir.path()).ok().flatten()?;
+            let usable = kernel.source_dir == source_dir
+                && kernel.tree_fingerprint.is_none()
+                && kernel.build_dir.join(".config").is_file();
+            usable.then(|| (kernel.flavour == flavour, built, kernel))
+        })
+        .collect();
+    candidates.sort_by_key(|candidate| std::cmp::Reverse((candidate.0, candidate.1)));
+    candidates.into_iter().next().map(|(_, _, kernel)| kernel)
 }
 
 /// A tree's own build directory, reused from edit to edit: make runs only

@@ -1,0 +1,116 @@
+//! What the planted-bug and mutant tests share: the module built with one
+//! `PLANT_*` switch (kmod/bpf_testmod/bpf_testmod.c), a scenario run with
+//! it on a kernel of one flavour, through the harness's host API as any
+//! crate could, and the check that a failure names a splat class.
+
+// Each test binary that includes this module uses part of it.
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::sync::{Mutex, OnceLock};
+
+use harness::host::artifacts::{self, Artifacts, PrepareOptions};
+use harness::host::catalogue;
+use harness::host::kernel::Flavour;
+use harness::host::kmod;
+use harness::host::progress::Progress;
+use harness::host::suite::run_scenario;
+use harness::host::vm::VmOptions;
+use harness::wire::protocol::ScenarioResult;
+
+/// The kernel of `flavour`, the module and the guest binary, prepared once.
+fn artifacts_for(flavour: Flavour) -> Artifacts {
+    static PREPARED: OnceLock<Mutex<Vec<(Flavour, Artifacts)>>> = OnceLock::new();
+    let prepared = PREPARED.get_or_init(|| Mutex::new(Vec::new()));
+    let mut prepared = prepared
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some((_, artifacts)) = prepared.iter().find(|(made, _)| *made == flavour) {
+        return artifacts.clone();
+    }
+    let options = PrepareOptions {
+        flavour,
+        ..PrepareOptions::from_env().unwrap_or_else(|err| panic!("{err:#}"))
+    };
+    let progress = Progress::new();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let subjects = vec![bpf_testmod::SUBJECT.info()];
+    let catalogue = catalogue::of_package(dir, env!("CARGO_PKG_NAME"), subjects, &progress)
+        .unwrap_or_else(|err| panic!("{err:#}"));
+    let artifacts =
+        artifacts::prepare(&options, &catalogue, &progress).unwrap_or_else(|err| panic!("{err:#}"));
+    prepared.push((flavour, artifacts.clone()));
+    artifacts
+}
+
+/// `scenario` on the `flavour` kernel, with the module built with `plant`.
+pub fn run_with(flavour: Flavour, plant: &str, scenario: &str) -> ScenarioResult {
+    let base = artifacts_for(flavour);
+    let info = bpf_testmod::SUBJECT.info();
+    let module = info.module.expect("bpf_testmod has a module");
+    let progress = Progress::new();
+    let planted = kmod::ensure_built(&module, &base.kernel, &base.cache, &progress, &[plant])
+        .unwrap_or_else(|err| panic!("{err:#}"));
+    let mut artifacts = base.clone();
+    artifacts.modules.insert(module.name, planted);
+    let label = format!("{}-{flavour}-{}", plant.to_lowercase(), std::process::id());
+    let options = VmOptions {
+        label: Some(label),
+        ..VmOptions::default()
+    };
+    let run = run_scenario(&artifacts, scenario, &options).unwrap_or_else(|err| panic!("{err:#}"));
+    // A failure here is the expected one; its logs need no reading.
+    if let Some(logs) = &run.kept_logs {
+        let _ = std::fs::remove_dir_all(logs);
+    }
+    run.result
+}
+
+/// `scenario` with `plant` fails on `flavour` with a splat of `class`
+/// holding `text`, and passes blind on the default kernel.
+pub fn assert_caught(flavour: Flavour, plant: &str, scenario: &str, class: &str, text: &str) {
+    assert_caught_within(1, flavour, plant, scenario, class, text);
+}
+
+/// As [`assert_caught`], for a detector that samples (KCSAN): the scenario
+/// runs up to `attempts` times, until one run reports the bug.
+pub fn assert_caught_within(
+    attempts: usize,
+    flavour: Flavour,
+    plant: &str,
+    scenario: &str,
+    class: &str,
+    text: &str,
+) {
+    let splat = format!("splat ({class})");
+    let names_the_class = |failure: &&String| {
+        failure
+            .lines()
+            .next()
+            .is_some_and(|first| first.contains(&splat))
+    };
+    let mut last = None;
+    for attempt in 1..=attempts {
+        let result = run_with(flavour, plant, scenario);
+        if let Some(found) = result.failures.iter().find(names_the_class) {
+            assert!(found.contains(text), "expected {text:?} in:\n{found}");
+            eprintln!("{plant}: reported on run {attempt} of at most {attempts}");
+            last = None;
+            break;
+        }
+        last = Some(result);
+    }
+    if let Some(result) = last {
+        panic!(
+            "the planted bug went unnoticed in {attempts} run(s); the last: failures {:#?}\n\
+             steps {:#?}\nmeasured: {:#?}",
+            result.failures, result.steps, result.measurements
+        );
+    }
+    let blind = run_with(Flavour::Default, plant, scenario);
+    assert!(
+        blind.passed,
+        "the default kernel was to pass {plant} blind: {:#?}",
+        blind.failures
+    );
+}

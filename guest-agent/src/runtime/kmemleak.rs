@@ -1,0 +1,212 @@
+//! Memory leaks, as kmemleak finds them (the debug flavour has it): at a
+//! scenario's start the agent clears what kmemleak already suspects; at its
+//! end, once the subject's module is unloaded (its globals referenced what
+//! it allocated until then), it waits until what the scenario allocated is
+//! old enough for kmemleak to judge, scans, and reports every object still
+//! unreferenced that the scenario's processes allocated, with the stack
+//! that allocated it. The module's frames are named from the symbols the
+//! agent read while it was loaded: kmemleak prints a bare address for them
+//! once it is gone.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result};
+
+const KMEMLEAK: &str = "/sys/kernel/debug/kmemleak";
+
+/// kmemleak reports an object only once it is 5 s old (MSECS_MIN_AGE, fixed
+/// in the kernel), so that a pointer still in a register is not taken for a
+/// leak; the margin covers a scan that starts a tick early.
+const MIN_AGE: Duration = Duration::from_millis(5_300);
+
+/// A scenario's leak check, on a kernel with kmemleak.
+pub(crate) struct LeakCheck {
+    /// Objects allocated by this pid and later ones are the scenario's.
+    first_pid: u32,
+    /// The subject's module's symbols, read while it was loaded.
+    module_symbols: Vec<(u64, String)>,
+}
+
+impl LeakCheck {
+    /// Clears kmemleak's suspects; None on a kernel without kmemleak.
+    pub(crate) fn start() -> Result<Option<Self>> {
+        if !Path::new(KMEMLEAK).exists() {
+            return Ok(None);
+        }
+        write("clear")?;
+        Ok(Some(LeakCheck {
+            first_pid: last_pid()? + 1,
+            module_symbols: Vec::new(),
+        }))
+    }
+
+    /// Reads the symbols of the module `name` from /proc/kallsyms.
+    pub(crate) fn module_loaded(&mut self, name: &str) {
+        let tag = format!("[{name}]");
+        let kallsyms = std::fs::read_to_string("/proc/kallsyms").unwrap_or_default();
+        self.module_symbols = kallsyms
+            .lines()
+            .filter(|line| line.ends_with(&tag))
+            .filter_map(|line| {
+                let mut words = line.split_whitespace();
+                let address = u64::from_str_radix(words.next()?, 16).ok()?;
+                let name = words.nth(1)?;
+                Some((address, format!("{name} {tag}")))
+            })
+            .collect();
+        self.module_symbols.sort();
+    }
+
+    /// Scans twice, the second time once everything allocated by
+    /// `last_activity` is old enough, and returns each leak the scenario's
+    /// processes made. kmemleak reports an object only when two scans in a
+    /// row found it unreferenced and unchanged: the first one only takes its
+    /// checksum, so it runs at once, during the wait.
+    pub(crate) fn finish(&self, last_activity: Instant) -> Result<Vec<String>> {
+        write("scan")?;
+        std::thread::sleep(MIN_AGE.saturating_sub(last_activity.elapsed()));
+        write("scan")?;
+        let text = std::fs::read_to_string(KMEMLEAK)
+            .with_context(|| format!("reading {KMEMLEAK} after a scan"))?;
+        Ok(reports(&text)
+            .into_iter()
+            .filter(|report| pid_of(report).is_some_and(|pid| pid >= self.first_pid))
+            .map(|report| self.name_frames(&report))
+            .collect())
+    }
+
+    /// The module's frames, bare addresses (`0xffffffffc0001234`, after
+    /// `[<...>] ` before 6.x), as `symbol+0x34 [module]`.
+    fn name_frames(&self, report: &str) -> String {
+        let mut named = String::new();
+        for line in report.lines() {
+            let frame = line.trim();
+            let frame = frame.rsplit_once("] ").map_or(frame, |(_, after)| after);
+            let address = frame
+                .strip_prefix("0x")
+                .and_then(|hex| u64::from_str_radix(hex, 16).ok());
+            match address.and_then(|address| self.symbol_at(address)) {
+                Some(symbol) => named.push_str(&line.replace(frame, &symbol)),
+                None => named.push_str(line),
+            }
+            named.push('\n');
+        }
+        named
+    }
+
+    fn symbol_at(&self, address: u64) -> Option<String> {
+        let index = self
+            .module_symbols
+            .partition_point(|(start, _)| *start <= address);
+        let (start, name) = self.module_symbols.get(index.checked_sub(1)?)?;
+        let (symbol, module) = name.split_once(' ')?;
+        Some(format!("{symbol}+{:#x} {module}", address - start))
+    }
+}
+
+fn write(command: &str) -> Result<()> {
+    std::fs::write(KMEMLEAK, command).with_context(|| format!("writing {command} to {KMEMLEAK}"))
+}
+
+/// The pid created last (the last field of /proc/loadavg).
+fn last_pid() -> Result<u32> {
+    let loadavg = std::fs::read_to_string("/proc/loadavg").context("reading /proc/loadavg")?;
+    loadavg
+        .split_whitespace()
+        .last()
+        .and_then(|pid| pid.parse().ok())
+        .with_context(|| format!("no last pid in /proc/loadavg: {loadavg:?}"))
+}
+
+/// Each `unreferenced object` report of kmemleak's file, whole.
+fn reports(text: &str) -> Vec<String> {
+    let mut reports: Vec<String> = Vec::new();
+    for line in text.lines() {
+        if line.starts_with("unreferenced object") {
+            reports.push(String::new());
+        }
+        if let Some(report) = reports.last_mut() {
+            report.push_str(line);
+            report.push('\n');
+        }
+    }
+    reports
+}
+
+/// The pid that allocated a report's object: `  comm "x", pid 123, jiffies ...`.
+fn pid_of(report: &str) -> Option<u32> {
+    let (_, after) = report.split_once(", pid ")?;
+    let digits: String = after.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FILE: &str = "\
+unreferenced object 0xffff888003b1c0a0 (size 32):
+  comm \"init\", pid 1, jiffies 4294892000
+  backtrace (crc 0):
+    [<ffffffff81234567>] kmemleak_alloc+0x4a/0x80
+unreferenced object 0xffff888003b1c100 (size 22):
+  comm \"vm-1234\", pid 87, jiffies 4294895000
+  hex dump (first 22 bytes):
+    48 65 6c 6c 6f 20 66 72 6f 6d 20 75 73 65 72 73  Hello from users
+  backtrace (crc 5d2c61fa):
+    [<ffffffff81234567>] kmemleak_alloc+0x4a/0x80
+    [<ffffffff81345678>] kmemdup_noprof+0x24/0x60
+    [<ffffffffc0001234>] 0xffffffffc0001234
+    [<ffffffff81456789>] proc_reg_write+0x9a/0xe0
+";
+
+    /// 6.12's form: frames without the `[<address>]` prefix.
+    const FILE_612: &str = "\
+unreferenced object 0xffff888008aa8b00 (size 32):
+  comm \"sh\", pid 43, jiffies 4294893589
+  backtrace (crc 33c9ba40):
+    __kmalloc_node_track_caller_noprof+0x26c/0x420
+    kmemdup_noprof+0x20/0x40
+    0xffffffffc000142f
+    proc_reg_write+0x1a5/0x270
+";
+
+    #[test]
+    fn a_bare_module_frame_is_named_in_either_form() {
+        let check = LeakCheck {
+            first_pid: 40,
+            module_symbols: vec![(0xffffffffc0001400, "trigger_write [demo_mod]".into())],
+        };
+        let named = check.name_frames(&reports(FILE_612)[0]);
+        assert!(
+            named.contains("    trigger_write+0x2f [demo_mod]\n"),
+            "{named}"
+        );
+        assert!(named.contains("kmemdup_noprof+0x20/0x40"));
+    }
+
+    #[test]
+    fn only_the_scenarios_leaks_are_kept_with_the_modules_frames_named() {
+        let check = LeakCheck {
+            first_pid: 80,
+            module_symbols: vec![
+                (0xffffffffc0001000, "planted_leak [demo_mod]".into()),
+                (0xffffffffc0001200, "trigger_write [demo_mod]".into()),
+            ],
+        };
+        let kept: Vec<String> = reports(FILE)
+            .into_iter()
+            .filter(|report| pid_of(report).is_some_and(|pid| pid >= check.first_pid))
+            .map(|report| check.name_frames(&report))
+            .collect();
+        assert_eq!(kept.len(), 1, "{kept:?}");
+        assert!(kept[0].contains("(size 22)"));
+        assert!(
+            kept[0].contains("[<ffffffffc0001234>] trigger_write+0x34 [demo_mod]"),
+            "{}",
+            kept[0]
+        );
+        assert!(kept[0].contains("proc_reg_write+0x9a/0xe0"));
+    }
+}
