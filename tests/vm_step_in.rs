@@ -92,7 +92,7 @@ fn exec_with_the_module_shows_its_struct_ops_type() {
     let (code, stdout, stderr) = harness(&args);
     assert_eq!(code, 0, "{stderr}");
     assert!(
-        stdout.contains("STRUCT 'bpf_testmod_ops' size=24 vlen=3"),
+        stdout.contains("STRUCT 'bpf_testmod_ops' size=48 vlen=6"),
         "{stdout}"
     );
 }

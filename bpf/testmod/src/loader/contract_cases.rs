@@ -58,6 +58,26 @@ fn trigger(message: &str, times: usize) -> Result<(), Failure> {
     Ok(())
 }
 
+/// Loads `map` alone, attaches it, writes each of `messages`, and prints
+/// `program`'s runs after `what`.
+fn run_alone(map: &str, messages: &[&str], what: &str, program: &str) -> Result<(), Failure> {
+    let mut object = load(&[map])?;
+    let link = attach(&mut object, map)?;
+    for message in messages {
+        trigger(message, 1)?;
+    }
+    print_runs(&object, what, &[program]);
+    report_programs(&object);
+    drop(link);
+    Ok(())
+}
+
+/// Prints how loading `map` alone, which the kernel must refuse, came out.
+fn print_map_refusal(what: &str, map: &str) {
+    let loaded = Selection::new("contract", OBJECT).maps(&[map]).load();
+    print_load_refusal(what, loaded, "");
+}
+
 fn link_update_case() -> Result<(), Failure> {
     const AB: &[&str] = &["ops_a_test_1", "ops_b_test_1"];
     let mut object = load(&["ops_a", "ops_b", "ops_unlinked"])?;
@@ -119,58 +139,27 @@ fn member_rules() -> Result<(), Failure> {
         try_attach(&mut incomplete, "ops_incomplete")?,
     );
     drop(incomplete);
-    let reserved = Selection::new("contract", OBJECT)
-        .maps(&["ops_reserved"])
-        .load();
-    print_load_refusal(words::LOAD_RESERVED, reserved, "");
+    print_map_refusal(words::LOAD_RESERVED, "ops_reserved");
     let future = Selection::new("contract", OBJECT)
         .maps(&["ops_future_set"])
         .load();
     print_load_refusal(words::LOAD_FUTURE_SET, future, "Cannot find member");
-    let mut zero = load(&["ops_future_zero"])?;
-    let link = attach(&mut zero, "ops_future_zero")?;
-    trigger(words::MESSAGE, 1)?;
-    print_runs(&zero, words::ATTACHED_FUTURE_ZERO, &["ops_a_test_1"]);
-    report_programs(&zero);
-    drop(link);
-    Ok(())
+    let what = words::ATTACHED_FUTURE_ZERO;
+    run_alone("ops_future_zero", &[words::MESSAGE], what, "ops_a_test_1")
 }
 
 fn sleepable() -> Result<(), Failure> {
-    let wrong = Selection::new("contract", OBJECT)
-        .maps(&["ops_sleepable_wrong"])
-        .load();
-    print_load_refusal(words::LOAD_SLEEPABLE_TEST_1, wrong, "");
-    let mut object = load(&["ops_sleepable"])?;
-    let link = attach(&mut object, "ops_sleepable")?;
-    trigger(words::MESSAGE, 1)?;
-    print_runs(
-        &object,
-        words::ATTACHED_SLEEPABLE,
-        &["sleepable_test_sleepable"],
-    );
-    report_programs(&object);
-    drop(link);
-    Ok(())
+    print_map_refusal(words::LOAD_SLEEPABLE_TEST_1, "ops_sleepable_wrong");
+    let (what, program) = (words::ATTACHED_SLEEPABLE, "sleepable_test_sleepable");
+    run_alone("ops_sleepable", &[words::MESSAGE], what, program)
 }
 
 fn nullable() -> Result<(), Failure> {
-    let unchecked = Selection::new("contract", OBJECT)
-        .maps(&["ops_null_unchecked"])
-        .load();
-    print_load_refusal(words::LOAD_UNCHECKED, unchecked, "");
-    let mut object = load(&["ops_null_checked"])?;
-    let link = attach(&mut object, "ops_null_checked")?;
-    trigger("", 1)?;
-    trigger(words::MESSAGE, 1)?;
-    print_runs(
-        &object,
-        words::ATTACHED_CHECKED,
-        &["checked_test_maybe_null"],
-    );
-    report_programs(&object);
-    drop(link);
-    Ok(())
+    print_map_refusal(words::LOAD_UNCHECKED, "ops_null_unchecked");
+    // An empty write gives test_maybe_null NULL.
+    let messages = ["", words::MESSAGE];
+    let (what, program) = (words::ATTACHED_CHECKED, "checked_test_maybe_null");
+    run_alone("ops_null_checked", &messages, what, program)
 }
 
 fn kfunc() -> Result<(), Failure> {
@@ -178,11 +167,10 @@ fn kfunc() -> Result<(), Failure> {
         .programs(&["kfunc_from_syscall"])
         .load();
     print_load_refusal(words::LOAD_KFUNC_SYSCALL, elsewhere, "");
-    let mut object = load(&["ops_kfunc"])?;
-    let link = attach(&mut object, "ops_kfunc")?;
-    trigger(words::MESSAGE, 1)?;
-    print_runs(&object, words::ATTACHED_KFUNC, &["kfunc_test_2"]);
-    report_programs(&object);
-    drop(link);
-    Ok(())
+    run_alone(
+        "ops_kfunc",
+        &[words::MESSAGE],
+        words::ATTACHED_KFUNC,
+        "kfunc_test_2",
+    )
 }

@@ -44,6 +44,23 @@ const CALLING: &str = "Calling struct_ops callbacks:";
 const A_CALLED: &str = "A test_1 called";
 const A_RETURNED: &str = "test_1() returned: 1";
 
+/// Attached once, `triggers` triggers, each calling ops_a_test_1 (test_1
+/// returns 1), detached: and `more`.
+fn attached_a<'a>(
+    triggers: usize,
+    more: &[(Source, &'a str, usize)],
+) -> Vec<(Source, &'a str, usize)> {
+    let mut lines = vec![
+        (Kernel, REGISTERED, 1),
+        (Kernel, UNREGISTERED, 1),
+        (Kernel, CALLING, triggers),
+        (Bpf, A_CALLED, triggers),
+        (Kernel, A_RETURNED, triggers),
+    ];
+    lines.extend_from_slice(more);
+    lines
+}
+
 pub(super) fn link_update(context: &mut Context) -> Result<()> {
     let step = run_case(context, "link-update")?;
     let runs = |what, a, b| case::runs(what, &[("ops_a_test_1", a), ("ops_b_test_1", b)]);
@@ -104,14 +121,7 @@ pub(super) fn member_rules(context: &mut Context) -> Result<()> {
         ),
         case::runs(words::ATTACHED_FUTURE_ZERO, &[("ops_a_test_1", 1)]),
     ];
-    let kernel = [
-        (Kernel, "bpf_testmod_ops: test_1 is required", 1),
-        (Kernel, REGISTERED, 1),
-        (Kernel, UNREGISTERED, 1),
-        (Kernel, CALLING, 1),
-        (Bpf, A_CALLED, 1),
-        (Kernel, A_RETURNED, 1),
-    ];
+    let kernel = attached_a(1, &[(Kernel, "bpf_testmod_ops: test_1 is required", 1)]);
     expect_all(context, step, &lines, &kernel);
     Ok(())
 }
@@ -128,15 +138,13 @@ pub(super) fn sleepable(context: &mut Context) -> Result<()> {
             &[("sleepable_test_sleepable", 1)],
         ),
     ];
-    let kernel = [
-        (Kernel, REGISTERED, 1),
-        (Kernel, UNREGISTERED, 1),
-        (Kernel, CALLING, 1),
-        (Bpf, A_CALLED, 1),
-        (Kernel, A_RETURNED, 1),
-        (Bpf, "sleepable test_sleepable called with length 8", 1),
-        (Kernel, "test_sleepable(8) returned: 8", 1),
-    ];
+    let kernel = attached_a(
+        1,
+        &[
+            (Bpf, "sleepable test_sleepable called with length 8", 1),
+            (Kernel, "test_sleepable(8) returned: 8", 1),
+        ],
+    );
     expect_all(context, step, &lines, &kernel);
     Ok(())
 }
@@ -160,17 +168,15 @@ pub(super) fn nullable(context: &mut Context) -> Result<()> {
         words::ATTACHED_CHECKED,
         &[("checked_test_maybe_null", 2)],
     )];
-    let kernel = [
-        (Kernel, REGISTERED, 1),
-        (Kernel, UNREGISTERED, 1),
-        (Kernel, CALLING, 2),
-        (Bpf, A_CALLED, 2),
-        (Kernel, A_RETURNED, 2),
-        (Bpf, "test_maybe_null: no message", 1),
-        (Kernel, "test_maybe_null(0, NULL) returned: -1", 1),
-        (Bpf, "test_maybe_null: a message of 8 bytes", 1),
-        (Kernel, "test_maybe_null(8, message) returned: 8", 1),
-    ];
+    let kernel = attached_a(
+        2,
+        &[
+            (Bpf, "test_maybe_null: no message", 1),
+            (Kernel, "test_maybe_null(0, NULL) returned: -1", 1),
+            (Bpf, "test_maybe_null: a message of 8 bytes", 1),
+            (Kernel, "test_maybe_null(8, message) returned: 8", 1),
+        ],
+    );
     expect_all(context, step, &lines, &kernel);
     Ok(())
 }
@@ -184,15 +190,13 @@ pub(super) fn kfunc(context: &mut Context) -> Result<()> {
         ),
         case::runs(words::ATTACHED_KFUNC, &[("kfunc_test_2", 1)]),
     ];
-    let kernel = [
-        (Kernel, REGISTERED, 1),
-        (Kernel, UNREGISTERED, 1),
-        (Kernel, CALLING, 1),
-        (Bpf, A_CALLED, 1),
-        (Kernel, A_RETURNED, 1),
-        (Kernel, "bpf_testmod_double(30) called", 1),
-        (Kernel, "test_2(10, 20) returned: 60", 1),
-    ];
+    let kernel = attached_a(
+        1,
+        &[
+            (Kernel, "bpf_testmod_double(30) called", 1),
+            (Kernel, "test_2(10, 20) returned: 60", 1),
+        ],
+    );
     expect_all(context, step, &lines, &kernel);
     Ok(())
 }
