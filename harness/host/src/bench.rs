@@ -160,8 +160,9 @@ fn suite_figure(artifacts: &Artifacts, runs: usize, flavour: Flavour) -> Result<
     let count = artifacts.catalogue.names().len() as u32;
     let target = (flavour == Flavour::Default).then_some(per_scenario * count);
     let name = format!(
-        "whole scenario suite, {} kernel, warm, 2 VMs at a time",
-        flavour.name()
+        "whole scenario suite, {} kernel, warm, {} VMs at a time",
+        flavour.name(),
+        crate::suite::jobs_for(flavour)
     );
     let mut suite = Figure::new(&name, target);
     for _ in 0..runs {
