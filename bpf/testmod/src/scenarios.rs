@@ -271,11 +271,7 @@ fn trigger_storm(context: &mut Context) -> Result<()> {
                 report.triggers
             ),
         );
-        let unexpected = context.lines_outside(storm, &RACE_LINES[11..]);
-        context.expect(
-            unexpected.is_empty(),
-            format!("unexpected kernel output: {unexpected:?}"),
-        );
+        context.expect_only_lines(storm, &RACE_LINES[11..]);
         context.measure(format!("{} triggers, none found ops", report.triggers));
     }
     context.keep_out_of_snapshot(storm);
@@ -330,11 +326,7 @@ fn expect_every_call_complete(context: &mut Context, step: StepId, cycles: u64, 
         calls + no_ops == triggers,
         format!("{triggers} triggers, but {calls} calls into the ops and {no_ops} without ops"),
     );
-    let unexpected = context.lines_outside(step, &RACE_LINES);
-    context.expect(
-        unexpected.is_empty(),
-        format!("unexpected kernel output: {unexpected:?}"),
-    );
+    context.expect_only_lines(step, &RACE_LINES);
     context.measure(format!(
         "{cycles} attaches, {triggers} triggers: {calls} calls into the ops, {no_ops} without ops"
     ));
@@ -401,11 +393,7 @@ fn concurrent_attach(context: &mut Context) -> Result<()> {
     let rounds = RACE_ROUNDS as usize;
     context.expect_lines(race, Kernel, "bpf_testmod_ops registered", rounds);
     context.expect_lines(race, Kernel, "bpf_testmod_ops unregistered", rounds);
-    let unexpected = context.lines_outside(race, &RACE_LINES[9..11]);
-    context.expect(
-        unexpected.is_empty(),
-        format!("unexpected kernel output: {unexpected:?}"),
-    );
+    context.expect_only_lines(race, &RACE_LINES[9..11]);
     Ok(())
 }
 

@@ -369,6 +369,15 @@ impl Context {
         self.step(step).lines_outside(allowed)
     }
 
+    /// The step's kernel output holds nothing but lines of `allowed`.
+    pub fn expect_only_lines(&mut self, step: StepId, allowed: &[(Source, &str)]) {
+        let unexpected = self.lines_outside(step, allowed);
+        self.expect(
+            unexpected.is_empty(),
+            format!("unexpected kernel output: {unexpected:?}"),
+        );
+    }
+
     /// The step's kernel output holds `text` from `source` exactly `times` times.
     pub fn expect_lines(&mut self, step: StepId, source: Source, text: &str, times: usize) {
         let found = self.count_lines(step, source, text);
