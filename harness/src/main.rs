@@ -222,8 +222,8 @@ struct RunArgs {
     /// Keep every VM's logs, not only those of failures.
     #[arg(long)]
     keep_logs: bool,
-    /// How many VMs run at a time [default: 2; 4 on the debug kernel, whose
-    /// VMs wait idle for kmemleak before each leak scan].
+    /// How many VMs run at a time [default: 2; 3 on the debug kernel, whose
+    /// VMs wait idle for kmemleak before each second leak scan].
     #[arg(long)]
     jobs: Option<usize>,
     /// Per-VM timeout in seconds; a VM still running then is killed.

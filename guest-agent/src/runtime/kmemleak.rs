@@ -106,7 +106,16 @@ impl LeakCheck {
 }
 
 fn write(command: &str) -> Result<()> {
-    std::fs::write(KMEMLEAK, command).with_context(|| format!("writing {command} to {KMEMLEAK}"))
+    std::fs::write(KMEMLEAK, command).map_err(|err| {
+        // kmemleak refuses every command once it has turned itself off.
+        let why = if err.kind() == std::io::ErrorKind::PermissionDenied {
+            ": kmemleak is off, and the kernel log's `kmemleak:` lines say why \
+             (\"Memory pool empty\": raise CONFIG_DEBUG_KMEMLEAK_MEM_POOL_SIZE)"
+        } else {
+            ""
+        };
+        anyhow::Error::new(err).context(format!("writing {command} to {KMEMLEAK}{why}"))
+    })
 }
 
 /// The pid created last (the last field of /proc/loadavg).
