@@ -69,9 +69,8 @@ fn register(context: &mut Context) -> Result<()> {
 }
 
 fn in_use(context: &mut Context) -> Result<()> {
-    let once = context.run_loader(&["once", "--bytes", BYTES])?;
-    context.expect_outcome(once, Outcome::exited(exit::SUCCESS));
-    let report: Option<OnceReport> = context.expect_report(once, "tcp_ca once printed no report");
+    let (once, report) =
+        context.run_loader_for_report::<OnceReport>(&["once", "--bytes", BYTES])?;
     let Some(report) = report else {
         return Ok(());
     };
@@ -115,20 +114,18 @@ fn duplicate(context: &mut Context) -> Result<()> {
         &format!("TCP: {ALGORITHM} already registered or non-unique key"),
     );
     // The first registration still serves connections.
-    let connect = context.run_loader(&["connect", "--bytes", BYTES])?;
-    context.expect_outcome(connect, Outcome::exited(exit::SUCCESS));
-    let _: Option<ConnectReport> =
-        context.expect_report(connect, "tcp_ca connect printed no report");
+    context.run_loader_for_report::<ConnectReport>(&["connect", "--bytes", BYTES])?;
     let stopped = context.stop(held, Signal::SIGTERM)?;
     context.expect_outcome(stopped, Outcome::exited(exit::SUCCESS));
     Ok(())
 }
 
 fn detach_while_used(context: &mut Context) -> Result<()> {
-    let used = context.run_loader(&["detach-while-used", "--bytes", BYTES])?;
-    context.expect_outcome(used, Outcome::exited(exit::SUCCESS));
-    let report: Option<DetachWhileUsedReport> =
-        context.expect_report(used, "tcp_ca detach-while-used printed no report");
+    let (used, report) = context.run_loader_for_report::<DetachWhileUsedReport>(&[
+        "detach-while-used",
+        "--bytes",
+        BYTES,
+    ])?;
     if let Some(report) = report {
         let went_on = report.pkts_acked_after > report.pkts_acked_at_detach;
         context.expect(

@@ -246,10 +246,13 @@ fn no_module(context: &mut Context) -> Result<()> {
 }
 
 fn stress(context: &mut Context) -> Result<()> {
-    let stress = context.run_loader(&["stress", "--threads", "4", "--seconds", "3"])?;
-    context.expect_outcome(stress, Outcome::exited(exit::SUCCESS));
-    let report: Option<StressReport> =
-        context.expect_report(stress, "stress: the loader printed no report");
+    let (stress, report) = context.run_loader_for_report::<StressReport>(&[
+        "stress",
+        "--threads",
+        "4",
+        "--seconds",
+        "3",
+    ])?;
     if let Some(report) = report {
         expect_every_call_complete(context, stress, report.cycles, report.triggers);
     }
@@ -258,10 +261,8 @@ fn stress(context: &mut Context) -> Result<()> {
 }
 
 fn trigger_storm(context: &mut Context) -> Result<()> {
-    let storm = context.run_loader(&["trigger-storm", "--threads", "4", "--seconds", "2"])?;
-    context.expect_outcome(storm, Outcome::exited(exit::SUCCESS));
-    let report: Option<TriggerStormReport> =
-        context.expect_report(storm, "trigger_storm: the loader printed no report");
+    let args = ["trigger-storm", "--threads", "4", "--seconds", "2"];
+    let (storm, report) = context.run_loader_for_report::<TriggerStormReport>(&args)?;
     if let Some(report) = report {
         let no_ops = context.count_lines(storm, Kernel, "No struct_ops registered") as u64;
         context.expect(
@@ -280,10 +281,7 @@ fn trigger_storm(context: &mut Context) -> Result<()> {
 
 fn release_race(context: &mut Context) -> Result<()> {
     let args = ["release-race", "--threads", "2", "--seconds", "3"];
-    let race = context.run_loader(&args)?;
-    context.expect_outcome(race, Outcome::exited(exit::SUCCESS));
-    let report: Option<ReleaseRaceReport> =
-        context.expect_report(race, "release_race: the loader printed no report");
+    let (race, report) = context.run_loader_for_report::<ReleaseRaceReport>(&args)?;
     if let Some(report) = report {
         context.expect(
             report.rmmod_refused > 0,

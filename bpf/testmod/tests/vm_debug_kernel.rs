@@ -52,9 +52,9 @@ fn debug_kernel_catches_lock_order_inversion() {
 /// `trigger`: kmemleak takes any word that looks like an object's address
 /// for a reference, and `trigger`'s one leaked object went unreported in 3
 /// of 4 full test runs on a loaded machine (never idle, nor in 6 runs alone
-/// under the same load). A dead task's kernel stack stays mapped in a per-CPU cache,
-/// which kmemleak reads whole, and the stale copy of the address in it is
-/// the likely reference. A leak on the trigger path leaks at every call; the
+/// under the same load). A dead task's kernel stack stays mapped in a
+/// per-CPU cache, which kmemleak reads whole, and the stale copy of the
+/// address in it is the likely reference. A leak on the trigger path leaks at every call; the
 /// later calls overwrite the earlier ones' stale copies.
 #[test]
 fn debug_kernel_catches_a_leak() {

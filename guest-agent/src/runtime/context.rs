@@ -223,6 +223,20 @@ impl Context {
         self.push_finished(action, finished)
     }
 
+    /// Runs `<loader> ARGS`, expects it to exit with success, and returns its
+    /// step with the report `R` it printed: None, and a failure naming the
+    /// command, when it printed none.
+    pub fn run_loader_for_report<R: Report>(
+        &mut self,
+        args: &[&str],
+    ) -> Result<(StepId, Option<R>)> {
+        let step = self.run_loader(args)?;
+        self.expect_outcome(step, Outcome::exited(harness_wire::exit::SUCCESS));
+        let missing = format!("`{}` printed no report", self.step(step).action);
+        let report = self.expect_report(step, &missing);
+        Ok((step, report))
+    }
+
     /// Starts `<loader> hold` and returns once it printed `attached_line`.
     pub fn hold(&mut self, attached_line: &str) -> Result<(Held, StepId)> {
         let start = Instant::now();
