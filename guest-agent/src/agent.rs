@@ -65,15 +65,19 @@ fn run_scenario(subjects: &[&Subject], args: &RunArgs) -> ExitCode {
         eprintln!("guest-agent: {err:#}");
         return ExitCode::FAILURE;
     }
-    let result = run::run_scenario(subjects, args);
-    if args.json {
-        println!("{}", result.to_json());
-    } else {
-        print!("{}", render_report(&result));
+    let mut passed = true;
+    let stopped = run::run_scenarios(subjects, args, &mut |result| {
+        passed &= result.passed;
+        match args.json {
+            true => println!("{}", result.to_json()),
+            false => print!("{}", render_report(&result)),
+        }
+    });
+    if let Some(reason) = stopped {
+        eprintln!("guest-agent: stopped: {reason}");
     }
-    if result.passed {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
+    match passed {
+        true => ExitCode::SUCCESS,
+        false => ExitCode::FAILURE,
     }
 }

@@ -222,11 +222,16 @@ struct RunArgs {
     /// Keep every VM's logs, not only those of failures.
     #[arg(long)]
     keep_logs: bool,
-    /// How many VMs run at a time [default: 2; 3 on the debug kernel, whose
-    /// VMs wait idle for kmemleak before each second leak scan].
+    /// How many VMs run at a time [default: 2].
     #[arg(long)]
     jobs: Option<usize>,
-    /// Per-VM timeout in seconds; a VM still running then is killed.
+    /// How many scenarios of one subject a VM runs, one after another, while
+    /// each passes [default: 1; 8 on the debug kernel, whose boot costs more
+    /// than most scenarios]. 1: every scenario in a freshly booted kernel.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    scenarios_per_vm: Option<u16>,
+    /// Per-VM timeout in seconds, counted again from each scenario's result;
+    /// a VM still running then is killed.
     #[arg(long, default_value_t = 120)]
     timeout: u64,
     #[command(flatten)]
@@ -336,6 +341,7 @@ fn verifier(kernel: KernelArgs) -> Result<ExitCode> {
         json: false,
         keep_logs: false,
         jobs: None,
+        scenarios_per_vm: None,
         timeout: 120,
         kernel,
     };
@@ -530,10 +536,13 @@ fn run_on_kernel(
         ..VmOptions::default()
     };
     let width = report::name_width(names.iter().map(String::as_str));
-    let jobs = args
-        .jobs
-        .unwrap_or_else(|| harness_host::suite::jobs_for(options.flavour));
-    let rows = harness_host::suite::run_many(&artifacts, names, &vm_options, jobs, |row| {
+    let jobs = args.jobs.unwrap_or(harness_host::suite::DEFAULT_JOBS);
+    let per_vm = args.scenarios_per_vm.map_or_else(
+        || harness_host::suite::scenarios_per_vm(options.flavour),
+        usize::from,
+    );
+    let how = (&vm_options, jobs, per_vm);
+    let rows = harness_host::suite::run_many(&artifacts, names, how, |row| {
         eprintln!(
             "[harness] {} {:<width$} {} ({:.1}s)",
             info.version,

@@ -67,6 +67,58 @@ fn debug_kernel_catches_a_leak() {
     );
 }
 
+/// One VM running several scenarios, as `harness run` does on this kernel:
+/// the scan after each scenario takes the checksums of what it allocated
+/// and judges what the ones before it did, so the leak of `cycles`, which
+/// runs first, is found by the scans after `attach` and `no_module` (which
+/// do not trigger, and pass), and is counted against `cycles` alone.
+#[test]
+fn debug_kernel_finds_a_leak_in_a_vm_that_runs_on() {
+    let batch = common::run_in_one_vm(
+        Flavour::Debug,
+        "PLANT_LEAK",
+        &["cycles", "attach", "no_module"],
+    );
+    if let Err(err) = &batch.ended {
+        panic!("the VM failed: {err:#}");
+    }
+    let results: Vec<_> = batch.runs.iter().map(|run| &run.result).collect();
+    let names: Vec<&str> = results
+        .iter()
+        .map(|result| result.scenario.as_str())
+        .collect();
+    assert_eq!(names, ["cycles", "attach", "no_module"]);
+    let leak = results[0]
+        .failures
+        .iter()
+        .find(|failure| failure.starts_with("kmemleak's scan after the scenario found a splat"));
+    let leak = leak.unwrap_or_else(|| panic!("no leak reported: {:#?}", results[0].failures));
+    assert!(leak.contains("[bpf_testmod]"), "{leak}");
+    for result in &results[1..] {
+        assert!(result.passed, "{}: {:#?}", result.scenario, result.failures);
+    }
+}
+
+/// A scenario that fails ends its VM: the kernel may no longer be clean
+/// (lockdep turns itself off at its first report), so the agent runs
+/// nothing after it and says why; `harness run` runs the rest in a fresh VM.
+#[test]
+fn debug_kernel_runs_nothing_after_a_failure_in_the_same_vm() {
+    let batch = common::run_in_one_vm(
+        Flavour::Debug,
+        "PLANT_USE_AFTER_FREE",
+        &["trigger", "attach"],
+    );
+    if let Err(err) = &batch.ended {
+        panic!("the VM failed: {err:#}");
+    }
+    let names: Vec<&str> = (batch.runs.iter())
+        .map(|run| run.result.scenario.as_str())
+        .collect();
+    assert_eq!(names, ["trigger"], "attach ran after a failure");
+    assert!(!batch.runs[0].result.passed);
+}
+
 /// `1u << (len + 20)`, past the type's width for a 21-byte message.
 #[test]
 fn debug_kernel_catches_a_shift_past_the_width() {

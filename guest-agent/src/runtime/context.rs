@@ -13,7 +13,7 @@ use harness_wire::report::Report;
 use harness_wire::shell::quote_words;
 
 use super::kernel_output::{KernelLog, KernelOutput};
-use super::kmemleak::LeakCheck;
+use super::kmemleak::{LeakCheck, LeakQueue, Settled};
 use super::loader::{Finished, Held, LoaderCommand};
 use super::module::{self, ModuleSpec};
 use super::programs::{self, ProgramChecks};
@@ -471,48 +471,46 @@ impl Context {
         self.result.kmsg_tail = log.tail;
     }
 
-    /// kmemleak's reports of what the scenario allocated and no longer
-    /// references: a leak on a path called in a loop leaks at every call,
-    /// and a few reports show its stack as well as a thousand would.
-    fn check_leaks(&mut self) {
-        let found = match &self.leaks {
-            Ok(None) => return,
-            Ok(Some(check)) => check
-                .finish(Instant::now())
+    /// Queues the scenario's leak check and scans once: the scan judges
+    /// the checks of scenarios before it, and this one's too when `turn`
+    /// settles (no scenario follows in this VM). It runs before the kernel
+    /// output closes, so a splat during a scan is still this scenario's.
+    fn queue_leak_check(&mut self, turn: LeakTurn) -> Settled {
+        let queued = match std::mem::replace(&mut self.leaks, Ok(None)) {
+            Ok(None) => Ok(false),
+            Ok(Some(check)) => turn
+                .queue
+                .push(turn.id, check)
+                .map(|()| true)
                 .map_err(|err| format!("{err:#}")),
-            Err(err) => Err(err.clone()),
+            Err(err) => Err(err),
         };
-        match found {
-            Ok(leaks) => {
-                for leak in leaks.iter().take(LEAKS_SHOWN) {
-                    self.result.failures.push(format!(
-                        "kmemleak's scan after the scenario found a splat ({}):\n{}",
-                        crate::splat::LEAK_CLASS,
-                        leak.trim_end()
-                    ));
-                }
-                if leaks.len() > LEAKS_SHOWN {
-                    self.result.failures.push(format!(
-                        "kmemleak found {} more objects the scenario leaked, not shown",
-                        leaks.len() - LEAKS_SHOWN
-                    ));
-                }
-            }
-            Err(err) => self
-                .result
-                .failures
-                .push(format!("the leak check could not run: {err}")),
+        match queued {
+            Err(err) => add_leaks(&mut self.result, Err(err)),
+            // Nothing to scan for unless earlier scenarios' checks wait.
+            Ok(false) if turn.queue.is_empty() => return Settled::new(),
+            Ok(_) => {}
+        }
+        match turn.settle {
+            true => turn.queue.settle_all(),
+            false => turn.queue.scan(),
         }
     }
 
     /// Collects what is left, checks the whole log for splats and closes the result.
-    pub(crate) fn finish(mut self, error: Option<anyhow::Error>) -> ScenarioResult {
+    /// What `turn`'s scans settled comes back beside the result (this
+    /// scenario's leaks among them once settled; see [`add_leaks`]).
+    pub(crate) fn finish(
+        mut self,
+        error: Option<anyhow::Error>,
+        turn: LeakTurn,
+    ) -> (ScenarioResult, Settled) {
         if let Some(error) = error {
             self.result
                 .failures
                 .push(format!("the scenario could not run: {error:#}"));
         }
-        self.check_leaks();
+        let settled = self.queue_leak_check(turn);
         match self.output.finish() {
             Ok(log) => self.check_log(log),
             Err(err) => self.result.failures.push(format!(
@@ -537,8 +535,43 @@ impl Context {
         programs::disable_stats();
         self.result.passed = self.result.failures.is_empty();
         self.result.duration_ms = self.started.elapsed().as_millis() as u64;
-        self.result
+        (self.result, settled)
     }
+}
+
+/// A scenario's place in its VM's leak checks: the queue, the scenario's
+/// id there, and whether every check must be settled before it returns.
+pub(crate) struct LeakTurn<'a> {
+    pub(crate) queue: &'a mut LeakQueue,
+    pub(crate) id: usize,
+    pub(crate) settle: bool,
+}
+
+/// Adds kmemleak's reports of what a scenario allocated and no longer
+/// references to its result: a leak on a path called in a loop leaks at
+/// every call, and a few reports show its stack as well as a thousand would.
+pub(crate) fn add_leaks(result: &mut ScenarioResult, leaks: Result<Vec<String>, String>) {
+    match leaks {
+        Ok(leaks) => {
+            for leak in leaks.iter().take(LEAKS_SHOWN) {
+                result.failures.push(format!(
+                    "kmemleak's scan after the scenario found a splat ({}):\n{}",
+                    crate::splat::LEAK_CLASS,
+                    leak.trim_end()
+                ));
+            }
+            if leaks.len() > LEAKS_SHOWN {
+                result.failures.push(format!(
+                    "kmemleak found {} more objects the scenario leaked, not shown",
+                    leaks.len() - LEAKS_SHOWN
+                ));
+            }
+        }
+        Err(err) => result
+            .failures
+            .push(format!("the leak check could not run: {err}")),
+    }
+    result.passed = result.failures.is_empty();
 }
 
 /// A failed file operation's errno when it has one, its words otherwise.

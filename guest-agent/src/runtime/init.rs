@@ -41,7 +41,7 @@ fn init_steps(subjects: &[&Subject], command: Result<AgentCommand, String>) -> R
     let message = match command {
         Ok(AgentCommand::Run(args)) => match inject_fault(&args) {
             Some(Flow::Stop) => return Ok(()),
-            None => Message::Scenario(super::run::run_scenario(subjects, &args)),
+            None => return run_scenarios(subjects, &args, &mut link),
         },
         Ok(AgentCommand::Exec(args)) => Message::Exited(super::exec::run(&args, &mut link)?),
         Ok(AgentCommand::Shell(args)) => {
@@ -51,6 +51,21 @@ fn init_steps(subjects: &[&Subject], command: Result<AgentCommand, String>) -> R
         Err(usage) => bad_arguments(usage),
     };
     link.send(&message)
+}
+
+/// Each result goes to the host as it is settled; a run that stops early says why.
+fn run_scenarios(subjects: &[&Subject], args: &RunArgs, link: &mut HostLink) -> Result<()> {
+    let mut sent = Ok(());
+    let stopped = super::run::run_scenarios(subjects, args, &mut |result| {
+        if sent.is_ok() {
+            sent = link.send(&Message::Scenario(result));
+        }
+    });
+    sent?;
+    match stopped {
+        Some(reason) => link.send(&Message::Stopped { reason }),
+        None => Ok(()),
+    }
 }
 
 /// The host sees a clean exit with the reason rather than a hang.

@@ -1,16 +1,18 @@
-//! Running one scenario: its subject's module loaded first when it needs
-//! one, its steps, the module's clean unload at the end, every failure
-//! recorded in the result. Never panics: a scenario that cannot run is a
-//! failed result.
+//! Running scenarios: each one's subject's module loaded first when it
+//! needs one, its steps, the module's clean unload at the end, every
+//! failure recorded in its result. Never panics: a scenario that cannot
+//! run is a failed result.
 
 use std::ffi::OsString;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use harness_wire::cli::RunArgs;
 use harness_wire::protocol::ScenarioResult;
 
-use super::context::{Context, Module, Pause};
+use super::context::{add_leaks, Context, LeakTurn, Module, Pause};
+use super::kmemleak::{LeakQueue, Settled};
 use super::loader::LoaderCommand;
 use super::module;
 use super::programs::ProgramChecks;
@@ -19,32 +21,113 @@ use crate::scenario::{self, Scenario, Subject};
 /// Bound on the wait for a module's last reference after a detach.
 pub const UNLOAD_LIMIT: Duration = Duration::from_secs(10);
 
-/// Runs the scenario `args` names, from `subjects`.
-pub(crate) fn run_scenario(subjects: &[&Subject], args: &RunArgs) -> ScenarioResult {
-    run_with(subjects, args, None)
+/// Runs the scenarios `args` names (`--scenario`, then each `--then`), one
+/// after another in this kernel, handing each result to `send` as soon as
+/// its leak check is settled. A scenario that fails ends the run, since the
+/// kernel may no longer be clean (lockdep turns itself off at its first
+/// report); what is returned then says why, and the host runs the rest in
+/// a fresh VM.
+pub(crate) fn run_scenarios(
+    subjects: &[&Subject],
+    args: &RunArgs,
+    send: &mut dyn FnMut(ScenarioResult),
+) -> Option<String> {
+    let names: Vec<&str> = std::iter::once(&args.scenario)
+        .chain(&args.then)
+        .map(String::as_str)
+        .collect();
+    let mut queue = LeakQueue::default();
+    let mut waiting = std::collections::BTreeMap::new();
+    for (id, name) in names.iter().enumerate() {
+        let last = id + 1 == names.len();
+        let turn = LeakTurn {
+            queue: &mut queue,
+            id,
+            settle: last,
+        };
+        let (result, settled) = run_with(subjects, name, args.module.as_ref(), None, turn);
+        let failed = !result.passed;
+        waiting.insert(id, result);
+        deliver(&mut waiting, settled, &queue, send);
+        if failed && !last {
+            deliver(&mut waiting, queue.settle_all(), &queue, send);
+            return Some(format!(
+                "{name} failed, so the kernel may no longer be clean for {}",
+                names[id + 1..].join(", ")
+            ));
+        }
+    }
+    None
 }
 
-/// The scenario, with `pause` called once: when it first stops a loader it
-/// holds (the loader still attached), or else after its steps. `pause` gets
-/// where the scenario is and returns what came of it (a shell's exit).
+/// Adds what the scans settled to the waiting results, and sends, in order,
+/// every result whose leak check no longer waits.
+fn deliver(
+    waiting: &mut std::collections::BTreeMap<usize, ScenarioResult>,
+    settled: Settled,
+    queue: &LeakQueue,
+    send: &mut dyn FnMut(ScenarioResult),
+) {
+    for (id, leaks) in settled {
+        if let Some(result) = waiting.get_mut(&id) {
+            add_leaks(result, leaks);
+        }
+    }
+    while let Some(entry) = waiting.first_entry() {
+        if queue.waits_for(*entry.key()) {
+            break;
+        }
+        send(entry.remove());
+    }
+}
+
+/// The scenario `args` names, with `pause` called once: when it first
+/// stops a loader it holds (the loader still attached), or else after its
+/// steps. `pause` gets where the scenario is and returns what came of it
+/// (a shell's exit).
 pub(crate) fn run_scenario_pausing(
     subjects: &[&Subject],
     args: &RunArgs,
     pause: Pause,
 ) -> ScenarioResult {
-    run_with(subjects, args, Some(pause))
+    let mut queue = LeakQueue::default();
+    let turn = LeakTurn {
+        queue: &mut queue,
+        id: 0,
+        settle: true,
+    };
+    let (mut result, settled) = run_with(
+        subjects,
+        &args.scenario,
+        args.module.as_ref(),
+        Some(pause),
+        turn,
+    );
+    for (_, leaks) in settled {
+        add_leaks(&mut result, leaks);
+    }
+    result
 }
 
-fn run_with(subjects: &[&Subject], args: &RunArgs, pause: Option<Pause>) -> ScenarioResult {
-    let failed = |failure: String| ScenarioResult {
-        scenario: args.scenario.clone(),
-        failures: vec![failure],
-        ..ScenarioResult::default()
+fn run_with(
+    subjects: &[&Subject],
+    name: &str,
+    module_path: Option<&PathBuf>,
+    pause: Option<Pause>,
+    turn: LeakTurn,
+) -> (ScenarioResult, Settled) {
+    let mut failed = |failure: String| {
+        let result = ScenarioResult {
+            scenario: name.to_owned(),
+            failures: vec![failure],
+            ..ScenarioResult::default()
+        };
+        (result, turn.queue.settle_all())
     };
-    let Some((subject, scenario)) = scenario::find(subjects, &args.scenario) else {
-        return failed(scenario::unknown(subjects, &args.scenario));
+    let Some((subject, scenario)) = scenario::find(subjects, name) else {
+        return failed(scenario::unknown(subjects, name));
     };
-    let module = match (subject.module, &args.module) {
+    let module = match (subject.module, module_path) {
         (Some(spec), Some(path)) => Some(Module {
             spec,
             path: path.clone(),
@@ -80,7 +163,7 @@ fn run_with(subjects: &[&Subject], args: &RunArgs, pause: Option<Pause>) -> Scen
         Ok(Err(err)) => Some(err),
         Err(_) => Some(anyhow::anyhow!("the scenario panicked")),
     };
-    context.finish(error)
+    context.finish(error, turn)
 }
 
 /// The subject's loader: this binary, re-executed in the loader role, told

@@ -36,6 +36,7 @@ pub(crate) fn run(
     };
     let run = RunArgs {
         scenario: scenario.clone(),
+        then: Vec::new(),
         module: args.module.first().cloned(),
         json: false,
         fault: None,

@@ -108,6 +108,10 @@ pub struct RunArgs {
     /// The scenario to run (see `list`).
     #[arg(long)]
     pub scenario: String,
+    /// Scenarios of the same subject to run after it in the same kernel
+    /// (repeat for several), while each one before passes.
+    #[arg(long)]
+    pub then: Vec<String>,
     /// The scenario's subject's module (`.ko`), if the subject has one.
     #[arg(long)]
     pub module: Option<PathBuf>,
@@ -202,10 +206,13 @@ impl ShellArgs {
 }
 
 impl RunArgs {
-    /// `run --scenario NAME [--module PATH] [--json] [--fault F]`.
+    /// `run --scenario NAME [--then NAME]... [--module PATH] [--json] [--fault F]`.
     pub fn argv(&self) -> Vec<String> {
         let mut words = vec!["run".to_owned()];
         options(&mut words, &[("scenario", Some(self.scenario.clone()))]);
+        for then in &self.then {
+            options(&mut words, &[("then", Some(then.clone()))]);
+        }
         modules(&mut words, self.module.as_slice());
         if self.json {
             words.push("--json".to_owned());
@@ -234,6 +241,7 @@ mod tests {
             for json in [false, true] {
                 let command = AgentCommand::Run(RunArgs {
                     scenario: "attach".to_owned(),
+                    then: Vec::new(),
                     module: json.then(|| "/c/kmod/0123/subject.ko".into()),
                     json,
                     fault,

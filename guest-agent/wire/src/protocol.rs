@@ -26,6 +26,12 @@ pub enum Message {
     },
     /// A scenario's result.
     Scenario(ScenarioResult),
+    /// The agent runs no more of the scenarios it was given (`run --then`):
+    /// the one before failed, and the kernel may no longer be clean.
+    Stopped {
+        /// Why, in words.
+        reason: String,
+    },
     /// How an exec'd command, or a shell, ended.
     Exited(ExitReport),
 }

@@ -140,6 +140,7 @@ impl Artifacts {
         };
         Ok(RunArgs {
             scenario: scenario.to_owned(),
+            then: Vec::new(),
             module,
             json: false,
             fault,

@@ -159,10 +159,14 @@ fn suite_figure(artifacts: &Artifacts, runs: usize, flavour: Flavour) -> Result<
     let per_scenario = Duration::from_millis(1500);
     let count = artifacts.catalogue.names().len() as u32;
     let target = (flavour == Flavour::Default).then_some(per_scenario * count);
+    let per_vm = match crate::suite::scenarios_per_vm(flavour) {
+        1 => String::new(),
+        many => format!(", up to {many} scenarios a VM"),
+    };
     let name = format!(
-        "whole scenario suite, {} kernel, warm, {} VMs at a time",
+        "whole scenario suite, {} kernel, warm, {} VMs at a time{per_vm}",
         flavour.name(),
-        crate::suite::jobs_for(flavour)
+        crate::suite::DEFAULT_JOBS
     );
     let mut suite = Figure::new(&name, target);
     for _ in 0..runs {
@@ -351,8 +355,11 @@ fn run_named(artifacts: &Artifacts, names: &[String]) -> Result<()> {
     let rows = crate::suite::run_many(
         artifacts,
         names,
-        &VmOptions::default(),
-        crate::suite::jobs_for(artifacts.kernel.flavour),
+        (
+            &VmOptions::default(),
+            crate::suite::DEFAULT_JOBS,
+            crate::suite::scenarios_per_vm(artifacts.kernel.flavour),
+        ),
         |_| {},
     );
     let failed: Vec<&str> = rows

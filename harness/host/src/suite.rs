@@ -2,7 +2,6 @@
 //! time), or several, a few VMs at a time (the same concurrency as the
 //! nextest `vm` group), reported in the order they were asked for.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -14,19 +13,6 @@ use crate::vm::{self, RunError, ScenarioRun, VmFailure, VmOptions};
 
 /// Two VMs, each with 2 vCPUs, keep a 2-core machine busy without thrashing it.
 pub const DEFAULT_JOBS: usize = 2;
-
-/// How many VMs at a time suit a flavour's kernel: the debug one's spend
-/// about 3.6 s of each scenario idle, waiting for what the scenario allocated
-/// to reach kmemleak's minimum age before the second leak scan, so a third VM
-/// keeps the cores busy meanwhile. A fourth was slower (213 s against 194 s
-/// for the catalogue on 2 cores, 2 VMs 224 s): four VMs of two vCPUs each on
-/// two cores spend more CPU on the same work, 415 core-seconds against 345.
-pub fn jobs_for(flavour: crate::kernel::Flavour) -> usize {
-    match flavour {
-        crate::kernel::Flavour::Debug => DEFAULT_JOBS + 1,
-        _ => DEFAULT_JOBS,
-    }
-}
 
 /// One scenario's outcome: a result from the guest, or why there is none.
 pub struct Row {
@@ -153,25 +139,50 @@ pub fn run_probing<T>(
     }
 }
 
-/// Runs `names`, `jobs` VMs at a time, calling `on_done` as each finishes;
-/// the rows come back in the order of `names`. The longest scenarios of the
-/// last run start first, so the short ones fill in beside them and the
-/// whole run ends sooner.
+/// How many scenarios one VM runs, one after another, on a flavour's
+/// kernel: the debug kernel's boot costs about 4 s of CPU under TCG
+/// (KASAN, lockdep and kmemleak at every allocation), more than most of its
+/// scenarios, so its VMs run several; a failed scenario ends its VM, and
+/// the rest run in a fresh one. It also halves its leak scans: one VM's
+/// scan after a scenario judges the one before (see the agent's
+/// `kmemleak`). The other kernels boot in about a second: a VM each, the
+/// cleanest start a scenario can have. Measured: the debug catalogue took
+/// 194 s with a VM each (3 at a time, to fill their idle waits for
+/// kmemleak), 87.9 s with up to 8 scenarios a VM (2 at a time).
+pub fn scenarios_per_vm(flavour: crate::kernel::Flavour) -> usize {
+    match flavour {
+        crate::kernel::Flavour::Debug => 8,
+        _ => 1,
+    }
+}
+
+/// Runs `names`, `jobs` VMs at a time, each VM up to `per_vm` scenarios of
+/// one subject, calling `on_done` as each finishes; the rows come back in
+/// the order of `names`. The longest scenarios of the last run start
+/// first, so the short ones fill in beside them and the whole run ends sooner.
 pub fn run_many(
     artifacts: &Artifacts,
     names: &[String],
-    options: &VmOptions,
-    jobs: usize,
+    (options, jobs, per_vm): (&VmOptions, usize, usize),
     on_done: impl Fn(&Row) + Sync,
 ) -> Vec<Row> {
-    let order = longest_first(names, &Durations::load(&artifacts.cache));
-    let next = AtomicUsize::new(0);
+    let durations = Durations::load(&artifacts.cache);
+    let order = longest_first(names, &durations);
+    // A scenario the catalogue does not know runs alone, to fail with the reason.
+    let subject_of = |name: &str| artifacts.binary_for(name).ok();
+    let batches = batches(names, &order, subject_of, (per_vm, jobs));
+    let queue = Mutex::new(std::collections::VecDeque::from(batches));
     let rows: Mutex<Vec<(usize, Row)>> = Mutex::new(Vec::new());
     std::thread::scope(|scope| {
         for _ in 0..jobs.clamp(1, names.len().max(1)) {
             scope.spawn(|| {
-                while let Some(&index) = order.get(next.fetch_add(1, Ordering::Relaxed)) {
-                    run_one(artifacts, &names[index], index, options, &on_done, &rows);
+                while let Some(batch) = queue.lock().ok().and_then(|mut queue| queue.pop_front()) {
+                    let left = run_batch(artifacts, names, &batch, options, &on_done, &rows);
+                    if !left.is_empty() {
+                        if let Ok(mut queue) = queue.lock() {
+                            queue.push_front(left);
+                        }
+                    }
                 }
             });
         }
@@ -183,25 +194,94 @@ pub fn run_many(
     rows
 }
 
-/// One scenario of a `run_many`, its row kept beside its place in the list.
-fn run_one(
+/// `order`'s scenarios in VMs of up to `per_vm`, each VM's of one subject
+/// (`subject_of`; None runs alone), and, with several `jobs`, small enough
+/// that the VMs share the work evenly (two VMs a job): each subject's
+/// scenarios are dealt out in turn, longest first, to as few VMs as that allows.
+fn batches<'a>(
+    names: &[String],
+    order: &[usize],
+    subject_of: impl Fn(&str) -> Option<&'a Path>,
+    (per_vm, jobs): (usize, usize),
+) -> Vec<Vec<usize>> {
+    let size = match jobs {
+        0 | 1 => per_vm,
+        _ => names.len().div_ceil(2 * jobs),
+    }
+    .clamp(1, per_vm.max(1));
+    let mut subjects: Vec<(Option<&Path>, Vec<usize>)> = Vec::new();
+    for &index in order {
+        let binary = subject_of(&names[index]);
+        match subjects
+            .iter_mut()
+            .find(|(of, _)| binary.is_some() && *of == binary)
+        {
+            Some((_, indices)) => indices.push(index),
+            None => subjects.push((binary, vec![index])),
+        }
+    }
+    let mut batches = Vec::new();
+    for (_, indices) in subjects {
+        let count = indices.len().div_ceil(size);
+        let mut dealt = vec![Vec::new(); count];
+        for (turn, index) in indices.into_iter().enumerate() {
+            dealt[turn % count].push(index);
+        }
+        batches.extend(dealt);
+    }
+    batches
+}
+
+/// One VM's scenarios of a `run_many`, each row kept beside its place in
+/// the list; returns the scenarios it did not run (after a failure), for
+/// another VM.
+fn run_batch(
     artifacts: &Artifacts,
-    name: &str,
-    index: usize,
+    names: &[String],
+    batch: &[usize],
     options: &VmOptions,
     on_done: &(impl Fn(&Row) + Sync),
     rows: &Mutex<Vec<(usize, Row)>>,
-) {
+) -> Vec<usize> {
+    let scenarios: Vec<String> = batch.iter().map(|&index| names[index].clone()).collect();
     let start = Instant::now();
-    let row = Row {
-        scenario: name.to_owned(),
-        outcome: run_scenario(artifacts, name, options),
-        wall: start.elapsed(),
+    let boot = |accel, probing| {
+        let options = VmOptions {
+            verbose_console: options.verbose_console || probing,
+            ..options.clone()
+        };
+        vm::run_batch_on(artifacts, &scenarios, &options, accel, probing)
     };
-    on_done(&row);
-    if let Ok(mut rows) = rows.lock() {
-        rows.push((index, row));
+    let (runs, ended) = match on_decided_accel(&artifacts.cache, boot) {
+        Ok(batch) => (batch.runs, batch.ended),
+        Err(error) => (Vec::new(), Err(error)),
+    };
+    let mut done = Vec::new();
+    let mut since = start;
+    for run in runs {
+        let at = start + run.total;
+        done.push(Row {
+            scenario: run.result.scenario.clone(),
+            outcome: Ok(run),
+            wall: at.saturating_duration_since(since),
+        });
+        since = at;
     }
+    if let Err(error) = ended {
+        done.push(Row {
+            scenario: scenarios[done.len()].clone(),
+            outcome: Err(error),
+            wall: since.elapsed(),
+        });
+    }
+    let ran = done.len();
+    for (row, &index) in done.into_iter().zip(batch) {
+        on_done(&row);
+        if let Ok(mut rows) = rows.lock() {
+            rows.push((index, row));
+        }
+    }
+    batch[ran..].to_vec()
 }
 
 /// How long each scenario took last time, kept in the cache.
@@ -246,6 +326,30 @@ fn longest_first(names: &[String], durations: &Durations) -> Vec<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_vm_runs_scenarios_of_one_subject_dealt_out_longest_first() {
+        let names: Vec<String> = ["a1", "a2", "a3", "a4", "a5", "b1", "b2", "unknown"]
+            .map(String::from)
+            .to_vec();
+        let order: Vec<usize> = (0..names.len()).collect();
+        let subject_of = |name: &str| match name.as_bytes()[0] {
+            b'a' => Some(Path::new("/a")),
+            b'b' => Some(Path::new("/b")),
+            _ => None,
+        };
+        // 8 scenarios, 2 jobs: VMs of up to 2, each subject's dealt out in turn.
+        let batches = batches(&names, &order, subject_of, (8, 2));
+        assert_eq!(
+            batches,
+            [vec![0, 3], vec![1, 4], vec![2], vec![5, 6], vec![7]]
+        );
+        // One job: as many as a VM takes.
+        let batches = super::batches(&names, &order, subject_of, (4, 1));
+        assert_eq!(batches, [vec![0, 2, 4], vec![1, 3], vec![5, 6], vec![7]]);
+        // One a VM: every scenario alone.
+        assert_eq!(super::batches(&names, &order, subject_of, (1, 2)).len(), 8);
+    }
 
     #[test]
     fn the_longest_start_first_and_new_ones_before_them() {

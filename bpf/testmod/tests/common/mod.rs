@@ -14,8 +14,8 @@ use harness::host::catalogue;
 use harness::host::kernel::Flavour;
 use harness::host::kmod;
 use harness::host::progress::Progress;
-use harness::host::suite::run_scenario;
-use harness::host::vm::VmOptions;
+use harness::host::suite::{on_decided_accel, run_scenario};
+use harness::host::vm::{self, Batch, VmOptions};
 use harness::wire::protocol::ScenarioResult;
 
 /// The kernel of `flavour`, the module and the guest binary, prepared once.
@@ -43,8 +43,8 @@ fn artifacts_for(flavour: Flavour) -> Artifacts {
     artifacts
 }
 
-/// `scenario` on the `flavour` kernel, with the module built with `plant`.
-pub fn run_with(flavour: Flavour, plant: &str, scenario: &str) -> ScenarioResult {
+/// The `flavour` kernel's artifacts, the module built with `plant`.
+fn planted(flavour: Flavour, plant: &str) -> Artifacts {
     let base = artifacts_for(flavour);
     let info = bpf_testmod::SUBJECT.info();
     let module = info.module.expect("bpf_testmod has a module");
@@ -53,6 +53,12 @@ pub fn run_with(flavour: Flavour, plant: &str, scenario: &str) -> ScenarioResult
         .unwrap_or_else(|err| panic!("{err:#}"));
     let mut artifacts = base.clone();
     artifacts.modules.insert(module.name, planted);
+    artifacts
+}
+
+/// `scenario` on the `flavour` kernel, with the module built with `plant`.
+pub fn run_with(flavour: Flavour, plant: &str, scenario: &str) -> ScenarioResult {
+    let artifacts = planted(flavour, plant);
     let label = format!("{}-{flavour}-{}", plant.to_lowercase(), std::process::id());
     let options = VmOptions {
         label: Some(label),
@@ -64,6 +70,28 @@ pub fn run_with(flavour: Flavour, plant: &str, scenario: &str) -> ScenarioResult
         let _ = std::fs::remove_dir_all(logs);
     }
     run.result
+}
+
+/// `scenarios`, in this order, in one VM of the `flavour` kernel, with the
+/// module built with `plant`: what `harness run` does on the debug kernel.
+pub fn run_in_one_vm(flavour: Flavour, plant: &str, scenarios: &[&str]) -> Batch {
+    let artifacts = planted(flavour, plant);
+    let scenarios: Vec<String> = scenarios.iter().map(|name| name.to_string()).collect();
+    let options = VmOptions {
+        label: Some(format!(
+            "batch-{}-{}",
+            plant.to_lowercase(),
+            std::process::id()
+        )),
+        ..VmOptions::default()
+    };
+    let boot = |accel, probing| vm::run_batch_on(&artifacts, &scenarios, &options, accel, probing);
+    let batch = on_decided_accel(&artifacts.cache, boot).unwrap_or_else(|err| panic!("{err:#}"));
+    // A failure here is the expected one; its logs need no reading.
+    if let Some(logs) = batch.runs.iter().find_map(|run| run.kept_logs.as_ref()) {
+        let _ = std::fs::remove_dir_all(logs);
+    }
+    batch
 }
 
 /// `scenario` with `plant` fails on `flavour` with a splat of `class`

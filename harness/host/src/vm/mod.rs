@@ -4,6 +4,7 @@
 //! another until one of them says how the VM ended), finish (turn that ending
 //! into a run or a failure with everything needed to debug it).
 
+mod batch;
 mod debugger;
 mod messages;
 mod watch;
@@ -171,6 +172,8 @@ impl From<VmError> for RunError {
     }
 }
 
+pub use self::batch::{run_batch_on, Batch};
+
 /// Boots a VM on `accel` that runs `scenario`, and returns its result.
 /// `probing` puts the KVM watchdog on (the first KVM boot on a host).
 pub fn run_scenario_on(
@@ -270,6 +273,8 @@ struct Vm {
     /// The agent runs a command (exec, shell), not a scenario: its run ends
     /// with the command's exit.
     runs_command: bool,
+    /// How many scenario results end the run (`run --then` asks for several).
+    expected_results: usize,
     watch: Watch,
     /// The unstripped vmlinux and its build directory, for gdb.
     kernel_for_gdb: (PathBuf, PathBuf),
@@ -315,6 +320,10 @@ impl Vm {
             options: options.clone(),
             probing: boot.probing,
             runs_command: !matches!(boot.agent, AgentCommand::Run(_)),
+            expected_results: match boot.agent {
+                AgentCommand::Run(args) => 1 + args.then.len(),
+                _ => 0,
+            },
             watch: Watch::default(),
             kernel_for_gdb: (
                 artifacts.kernel.vmlinux.clone(),

@@ -44,7 +44,10 @@ pub(super) enum Ending {
 pub(super) struct Watch {
     /// When the agent's ready line appeared, after QEMU started.
     pub ready_after: Option<Duration>,
+    /// When the run's last result arrived (every scenario's, or the command's exit).
     pub result_at: Option<Instant>,
+    /// When each scenario's result arrived, in order.
+    pub results_at: Vec<Instant>,
     virtiofsd_gone_at: Option<Instant>,
     last_qmp_poll: Option<Instant>,
     panicked: bool,
@@ -55,17 +58,26 @@ pub(super) struct Watch {
 
 impl Vm {
     /// Asks the watch's questions until one of them says how the VM ended,
-    /// or the VM's time is up.
+    /// or the VM's time is up: its timeout, counted again from each
+    /// scenario's result when it runs several.
     pub(super) fn watch(&mut self) -> Result<Ending, RunError> {
-        let deadline = self.started + self.options.timeout;
-        let ending = wait_until(deadline, WATCH_INTERVAL, || match self.poll_once() {
-            Ok(Some(ending)) => Poll::Ready(Ok(ending)),
-            Ok(None) => Poll::Pending,
-            Err(err) => Poll::Ready(Err(err)),
-        });
-        ending
-            .unwrap_or(Ok(Ending::DeadlinePassed))
-            .map_err(RunError::Harness)
+        loop {
+            let results = self.watch.results_at.len();
+            let since = self.watch.results_at.last().copied();
+            let deadline = since.unwrap_or(self.started) + self.options.timeout;
+            let ending = wait_until(deadline, WATCH_INTERVAL, || match self.poll_once() {
+                Ok(Some(ending)) => Poll::Ready(Some(Ok(ending))),
+                // A new result: the clock starts again.
+                Ok(None) if self.watch.results_at.len() > results => Poll::Ready(None),
+                Ok(None) => Poll::Pending,
+                Err(err) => Poll::Ready(Some(Err(err))),
+            });
+            match ending {
+                Some(Some(ending)) => return ending.map_err(RunError::Harness),
+                Some(None) => continue,
+                None => return Ok(Ending::DeadlinePassed),
+            }
+        }
     }
 
     /// One round of questions; the first that has an answer ends the watch.
@@ -109,14 +121,22 @@ impl Vm {
         None
     }
 
-    /// The message that ends this kind of run is in.
-    fn result_arrived(&self) -> bool {
+    /// The messages that end this kind of run are in: the command's exit,
+    /// or every scenario's result (or the agent's word that it stopped).
+    fn result_arrived(&mut self) -> bool {
         let messages = read_messages(&self.spec.result_file).unwrap_or_default();
+        let results = messages
+            .iter()
+            .filter(|message| matches!(message, Message::Scenario(_)))
+            .count();
+        let now = Instant::now();
+        let new = results.saturating_sub(self.watch.results_at.len());
+        self.watch.results_at.extend(std::iter::repeat_n(now, new));
         messages.iter().any(|message| match message {
-            Message::Scenario(_) => !self.runs_command,
             Message::Exited(_) => self.runs_command,
-            Message::WaitingForDebugger { .. } => false,
-        })
+            Message::Stopped { .. } => !self.runs_command,
+            Message::Scenario(_) | Message::WaitingForDebugger { .. } => false,
+        }) || (!self.runs_command && results >= self.expected_results)
     }
 
     /// A KVM guest that works reaches the agent in about a second; one that
