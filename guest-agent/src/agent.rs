@@ -66,13 +66,18 @@ fn run_scenario(subjects: &[&Subject], args: &RunArgs) -> ExitCode {
         return ExitCode::FAILURE;
     }
     let mut passed = true;
-    let stopped = run::run_scenarios(subjects, args, &mut |result| {
+    let mut send = |result: harness_wire::protocol::ScenarioResult| {
         passed &= result.passed;
         match args.json {
             true => println!("{}", result.to_json()),
             false => print!("{}", render_report(&result)),
         }
-    });
+    };
+    let reports = run::Reports {
+        starts: &mut |_| {},
+        send: &mut send,
+    };
+    let stopped = run::run_scenarios(subjects, args, reports);
     if let Some(reason) = stopped {
         eprintln!("guest-agent: stopped: {reason}");
     }

@@ -9,7 +9,7 @@ use nix::mount::{mount, MsFlags};
 use nix::sys::reboot::{reboot, RebootMode};
 
 use harness_wire::cli::{AgentCommand, Fault, RunArgs};
-use harness_wire::markers::{AGENT_ERROR, AGENT_READY};
+use harness_wire::markers::{AGENT_ERROR, AGENT_READY, SCENARIO_STARTS};
 use harness_wire::protocol::{ExitReport, Message};
 
 use super::ports::HostLink;
@@ -56,11 +56,23 @@ fn init_steps(subjects: &[&Subject], command: Result<AgentCommand, String>) -> R
 /// Each result goes to the host as it is settled; a run that stops early says why.
 fn run_scenarios(subjects: &[&Subject], args: &RunArgs, link: &mut HostLink) -> Result<()> {
     let mut sent = Ok(());
-    let stopped = super::run::run_scenarios(subjects, args, &mut |result| {
+    // With several scenarios, the console says which one a VM that dies was in.
+    let several = !args.then.is_empty();
+    let mut starts = |name: &str| {
+        if several {
+            console_line(&format!("{SCENARIO_STARTS}{name}"));
+        }
+    };
+    let mut send = |result| {
         if sent.is_ok() {
             sent = link.send(&Message::Scenario(result));
         }
-    });
+    };
+    let reports = super::run::Reports {
+        starts: &mut starts,
+        send: &mut send,
+    };
+    let stopped = super::run::run_scenarios(subjects, args, reports);
     sent?;
     match stopped {
         Some(reason) => link.send(&Message::Stopped { reason }),

@@ -30,7 +30,7 @@ pub const UNLOAD_LIMIT: Duration = Duration::from_secs(10);
 pub(crate) fn run_scenarios(
     subjects: &[&Subject],
     args: &RunArgs,
-    send: &mut dyn FnMut(ScenarioResult),
+    Reports { starts, send }: Reports,
 ) -> Option<String> {
     let names: Vec<&str> = std::iter::once(&args.scenario)
         .chain(&args.then)
@@ -40,6 +40,7 @@ pub(crate) fn run_scenarios(
     let mut waiting = std::collections::BTreeMap::new();
     for (id, name) in names.iter().enumerate() {
         let last = id + 1 == names.len();
+        starts(name);
         let turn = LeakTurn {
             queue: &mut queue,
             id,
@@ -58,6 +59,13 @@ pub(crate) fn run_scenarios(
         }
     }
     None
+}
+
+/// Where a run of scenarios says what it does: each scenario as it starts,
+/// each result as it is settled.
+pub(crate) struct Reports<'a> {
+    pub(crate) starts: &'a mut dyn FnMut(&str),
+    pub(crate) send: &'a mut dyn FnMut(ScenarioResult),
 }
 
 /// Adds what the scans settled to the waiting results, and sends, in order,

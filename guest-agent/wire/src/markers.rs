@@ -8,6 +8,20 @@ pub const AGENT_READY: &str = "guest-agent: ready";
 /// The agent's last words when it could not run at all, before power-off.
 pub const AGENT_ERROR: &str = "guest-agent: error: ";
 
+/// In a VM that runs several scenarios, the agent prints this and the
+/// scenario's name on the console as each one starts, so a VM that dies
+/// says which scenario it died in.
+pub const SCENARIO_STARTS: &str = "guest-agent: scenario ";
+
+/// The scenario the console last said had started, if any.
+pub fn last_scenario_started(console: &str) -> Option<&str> {
+    console
+        .lines()
+        .rev()
+        .find_map(|line| line.strip_prefix(SCENARIO_STARTS))
+        .map(str::trim)
+}
+
 /// What the kernel prints when it panics.
 pub const KERNEL_PANIC: &str = "Kernel panic";
 
@@ -25,6 +39,10 @@ pub fn panic_line(console: &str) -> Option<&str> {
 mod tests {
     use super::*;
 
+    fn console_without_scenarios() -> &'static str {
+        "[ 1.0] ok\nguest-agent: ready\n"
+    }
+
     #[test]
     fn the_panic_line_is_found_among_the_others() {
         let console = "[ 1.0] ok\n[ 1.2] Kernel panic - not syncing: Attempted to kill init!\n";
@@ -34,5 +52,9 @@ mod tests {
         );
         assert_eq!(panic_line("all quiet\n"), None);
         assert!(agent_ready(&format!("x\n{AGENT_READY}\n")));
+        let console =
+            format!("{SCENARIO_STARTS}attach\n[ 9.1] x\n{SCENARIO_STARTS}kfunc\n[ 9.5] y\n");
+        assert_eq!(last_scenario_started(&console), Some("kfunc"));
+        assert_eq!(last_scenario_started(console_without_scenarios()), None);
     }
 }

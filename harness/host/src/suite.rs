@@ -252,36 +252,51 @@ fn run_batch(
         };
         vm::run_batch_on(artifacts, &scenarios, &options, accel, probing)
     };
-    let (runs, ended) = match on_decided_accel(&artifacts.cache, boot) {
-        Ok(batch) => (batch.runs, batch.ended),
-        Err(error) => (Vec::new(), Err(error)),
+    let (runs, ended, failed_in) = match on_decided_accel(&artifacts.cache, boot) {
+        Ok(batch) => (batch.runs, batch.ended, batch.failed_in),
+        Err(error) => (Vec::new(), Err(error), None),
     };
-    let mut done = Vec::new();
-    let mut since = start;
-    for run in runs {
-        let at = start + run.total;
-        done.push(Row {
+    // Results arrive together when they wait for a later scan: each row's
+    // time is its scenario's own, as the guest timed it, the first one's boot added.
+    let done: Vec<Row> = (runs.into_iter())
+        .map(|run| Row {
             scenario: run.result.scenario.clone(),
+            wall: run.boot.unwrap_or_default() + Duration::from_millis(run.result.duration_ms),
             outcome: Ok(run),
-            wall: at.saturating_duration_since(since),
-        });
-        since = at;
-    }
+        })
+        .collect();
+    let reported = done.len();
+    let mut left: Vec<usize> = batch[reported..].to_vec();
     if let Err(error) = ended {
-        done.push(Row {
-            scenario: scenarios[done.len()].clone(),
+        // The failure is the scenario's the VM was in; the ones before it
+        // that lost their results with the VM run again in another.
+        let blamed = (left.iter())
+            .position(|&index| Some(&names[index]) == failed_in.as_ref())
+            .unwrap_or(0);
+        let index = left.remove(blamed);
+        let row = Row {
+            scenario: names[index].clone(),
             outcome: Err(error),
-            wall: since.elapsed(),
-        });
+            wall: start.elapsed(),
+        };
+        report(row, index, on_done, rows);
     }
-    let ran = done.len();
     for (row, &index) in done.into_iter().zip(batch) {
-        on_done(&row);
-        if let Ok(mut rows) = rows.lock() {
-            rows.push((index, row));
-        }
+        report(row, index, on_done, rows);
     }
-    batch[ran..].to_vec()
+    left
+}
+
+fn report(
+    row: Row,
+    index: usize,
+    on_done: &(impl Fn(&Row) + Sync),
+    rows: &Mutex<Vec<(usize, Row)>>,
+) {
+    on_done(&row);
+    if let Ok(mut rows) = rows.lock() {
+        rows.push((index, row));
+    }
 }
 
 /// How long each scenario took last time, kept in the cache.

@@ -7,6 +7,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use harness_wire::cli::AgentCommand;
+use harness_wire::markers;
 use harness_wire::protocol::{Message, ScenarioResult};
 
 use super::messages::read_messages;
@@ -20,13 +21,18 @@ pub struct Batch {
     /// A run for each scenario that reported, in the order asked.
     pub runs: Vec<ScenarioRun>,
     /// Why it ran no more: `Ok` when it ran them all or the agent stopped
-    /// after a failure; else the VM's failure, which is the next scenario's.
+    /// after a failure; else the VM's failure.
     pub ended: Result<(), RunError>,
+    /// The scenario the console last said had started, when the VM failed:
+    /// the one it failed in (those before it may still have been waiting
+    /// for their leak checks, and lost their results with the VM).
+    pub failed_in: Option<String>,
 }
 
 /// Boots a VM on `accel` that runs `scenarios` (all of one subject) in
-/// turn. An error only when the VM failed before any result (so a KVM
-/// probe can judge it); a later failure is in [`Batch::ended`].
+/// turn. An error only when the VM failed before any result or any
+/// scenario's start (so a KVM probe can judge it); a later failure is in
+/// [`Batch::ended`].
 pub fn run_batch_on(
     artifacts: &Artifacts,
     scenarios: &[String],
@@ -58,12 +64,14 @@ pub fn run_batch_on(
         Err(error) => Batch {
             runs: Vec::new(),
             ended: Err(error),
+            failed_in: None,
         },
     };
     match batch {
         Batch {
             runs,
             ended: Err(error),
+            failed_in: None,
         } if runs.is_empty() => Err(error),
         batch => Ok(batch),
     }
@@ -133,8 +141,10 @@ fn salvage(shared: &Shared, error: Box<super::VmError>) -> Batch {
             run
         })
         .collect();
+    let console = std::fs::read_to_string(error.logs.join("console.log")).unwrap_or_default();
     Batch {
         runs,
+        failed_in: markers::last_scenario_started(&console).map(str::to_owned),
         ended: Err(RunError::Vm(error)),
     }
 }
@@ -163,14 +173,23 @@ impl Vm {
             })
             .collect();
         if runs.len() < asked && !stopped {
+            let console = self.console();
+            let failed_in = markers::last_scenario_started(&console).map(str::to_owned);
             let said = format!(
-                "the agent ended after {} of its {asked} scenarios without saying why",
-                runs.len()
+                "the VM ended (QEMU: {}) after {} of its {asked} scenarios' results, with \
+                 no word from the agent or the kernel on the console: a guest reset (a \
+                 triple fault prints nothing, and -no-reboot ends QEMU) or QEMU itself; \
+                 the last scenario started: {}",
+                self.exit_status
+                    .map_or("still running".to_owned(), |status| status.to_string()),
+                runs.len(),
+                failed_in.as_deref().unwrap_or("none"),
             );
             let error = self.fail(VmFailure::BadResult(said));
             return Batch {
                 runs,
                 ended: Err(error.into()),
+                failed_in,
             };
         }
         if let Some(logs) = &kept {
@@ -180,6 +199,7 @@ impl Vm {
         Batch {
             runs,
             ended: Ok(()),
+            failed_in: None,
         }
     }
 }

@@ -275,6 +275,8 @@ struct Vm {
     runs_command: bool,
     /// How many scenario results end the run (`run --then` asks for several).
     expected_results: usize,
+    /// QEMU's exit status, once it has exited by itself.
+    exit_status: Option<ExitStatus>,
     watch: Watch,
     /// The unstripped vmlinux and its build directory, for gdb.
     kernel_for_gdb: (PathBuf, PathBuf),
@@ -320,6 +322,7 @@ impl Vm {
             options: options.clone(),
             probing: boot.probing,
             runs_command: !matches!(boot.agent, AgentCommand::Run(_)),
+            exit_status: None,
             expected_results: match boot.agent {
                 AgentCommand::Run(args) => 1 + args.then.len(),
                 _ => 0,
@@ -406,6 +409,7 @@ impl Vm {
         status: ExitStatus,
     ) -> Result<(Self, Vec<Message>, Duration), RunError> {
         let total = self.started.elapsed();
+        self.exit_status = Some(status);
         self.stream_output();
         let console = self.console();
         if self.probing && console.is_empty() {
