@@ -1,10 +1,10 @@
 //! Memory leaks, as kmemleak finds them (the debug flavour has it): at a
 //! scenario's start the agent clears what kmemleak already suspects; at its
 //! end, once the subject's module is unloaded (its globals referenced what
-//! it allocated until then), it waits until what the scenario allocated is
-//! old enough for kmemleak to judge, scans, and reports every object still
-//! unreferenced that the scenario's processes allocated, with the stack
-//! that allocated it. The module's frames are named from the symbols the
+//! it allocated until then), it scans, and once what the scenario allocated
+//! is old enough for kmemleak to judge and a later scan has run, it
+//! reports every object still unreferenced that the scenario's processes
+//! allocated, with the stack that allocated it. The module's frames are named from the symbols the
 //! agent read while it was loaded: kmemleak prints a bare address for them
 //! once it is gone.
 //!
@@ -146,10 +146,19 @@ impl LeakQueue {
 
     /// Queues a scenario's check as it ends (after its module's unload).
     pub(crate) fn push(&mut self, id: usize, check: LeakCheck) -> Result<()> {
+        let last_pid = last_pid()?;
+        if last_pid < check.first_pid {
+            // Pids wrapped around: the scenario's are no longer one range.
+            anyhow::bail!(
+                "the kernel's pids wrapped around during the scenario (from {} to {last_pid}), \
+                 so its allocations cannot be told from others'; run it in a fresh VM",
+                check.first_pid
+            );
+        }
         self.pending.push_back(Pending {
             id,
             check,
-            last_pid: last_pid()?,
+            last_pid,
             ended: Instant::now(),
             checksummed: false,
             found: Vec::new(),

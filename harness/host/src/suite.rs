@@ -20,7 +20,9 @@ pub struct Row {
     pub scenario: String,
     /// Its run, or why the VM produced none.
     pub outcome: Result<ScenarioRun, RunError>,
-    /// How long the run took as the host timed it, boot included.
+    /// How long the run took as the host timed it, boot included; in a VM
+    /// that ran several, the scenario's own time as the guest timed it (the
+    /// first one's boot added).
     pub wall: Duration,
 }
 
@@ -256,35 +258,78 @@ fn run_batch(
         Ok(batch) => (batch.runs, batch.ended, batch.failed_in),
         Err(error) => (Vec::new(), Err(error), None),
     };
-    // Results arrive together when they wait for a later scan: each row's
-    // time is its scenario's own, as the guest timed it, the first one's boot added.
-    let done: Vec<Row> = (runs.into_iter())
+    let single = scenarios.len() == 1;
+    let mut done: Vec<Row> = (runs.into_iter())
         .map(|run| Row {
             scenario: run.result.scenario.clone(),
-            wall: run.boot.unwrap_or_default() + Duration::from_millis(run.result.duration_ms),
+            wall: match single {
+                true => start.elapsed(),
+                // Results arrive together when they wait for a later scan:
+                // the scenario's own time, as the guest timed it, the first one's boot added.
+                false => {
+                    run.boot.unwrap_or_default() + Duration::from_millis(run.result.duration_ms)
+                }
+            },
             outcome: Ok(run),
         })
         .collect();
-    let reported = done.len();
-    let mut left: Vec<usize> = batch[reported..].to_vec();
+    let mut left: Vec<usize> = batch[done.len()..].to_vec();
+    let ended = match ended {
+        // An agent that stops says so after a result; without one, nothing would ever run.
+        Ok(()) if done.is_empty() && !left.is_empty() => Err(RunError::Harness(anyhow::anyhow!(
+            "the VM's agent stopped before its first scenario's result"
+        ))),
+        ended => ended,
+    };
     if let Err(error) = ended {
-        // The failure is the scenario's the VM was in; the ones before it
-        // that lost their results with the VM run again in another.
-        let blamed = (left.iter())
-            .position(|&index| Some(&names[index]) == failed_in.as_ref())
-            .unwrap_or(0);
-        let index = left.remove(blamed);
-        let row = Row {
-            scenario: names[index].clone(),
-            outcome: Err(error),
-            wall: start.elapsed(),
-        };
-        report(row, index, on_done, rows);
+        let left_names: Vec<&str> = left.iter().map(|&index| names[index].as_str()).collect();
+        let done_names: Vec<&str> = done.iter().map(|row| row.scenario.as_str()).collect();
+        match blame(&left_names, &done_names, failed_in.as_deref()) {
+            Blame::Unreported(at) => {
+                let index = left.remove(at);
+                let row = Row {
+                    scenario: names[index].clone(),
+                    outcome: Err(error),
+                    wall: start.elapsed(),
+                };
+                report(row, index, on_done, rows);
+            }
+            Blame::Reported(at) => {
+                if let Some(row) = done.get_mut(at) {
+                    row.outcome = Err(error);
+                }
+            }
+        }
     }
     for (row, &index) in done.into_iter().zip(batch) {
         report(row, index, on_done, rows);
     }
     left
+}
+
+/// Which scenario a VM's failure is: one of those without a result (the
+/// others of which run again in another VM), or one that reported.
+#[derive(Debug, PartialEq, Eq)]
+enum Blame {
+    Unreported(usize),
+    Reported(usize),
+}
+
+/// The scenario the console says the VM was in (`failed_in`), whether or
+/// not it reported (a kernel can panic as it powers off); without that
+/// word, the first without a result, or the last that reported.
+fn blame(left: &[&str], done: &[&str], failed_in: Option<&str>) -> Blame {
+    let named = |names: &[&str]| failed_in.and_then(|name| names.iter().position(|&n| n == name));
+    if let Some(at) = named(left) {
+        return Blame::Unreported(at);
+    }
+    if let Some(at) = named(done) {
+        return Blame::Reported(at);
+    }
+    match left.is_empty() {
+        false => Blame::Unreported(0),
+        true => Blame::Reported(done.len().saturating_sub(1)),
+    }
 }
 
 fn report(
@@ -364,6 +409,26 @@ mod tests {
         assert_eq!(batches, [vec![0, 2, 4], vec![1, 3], vec![5, 6], vec![7]]);
         // One a VM: every scenario alone.
         assert_eq!(super::batches(&names, &order, subject_of, (1, 2)).len(), 8);
+    }
+
+    #[test]
+    fn a_vm_failure_is_the_scenario_it_was_in() {
+        let blame = super::blame;
+        // In c: a and b reported, c and d did not.
+        assert_eq!(
+            blame(&["c", "d"], &["a", "b"], Some("c")),
+            Blame::Unreported(0)
+        );
+        // In d: c lost its result with the VM and runs again elsewhere.
+        assert_eq!(
+            blame(&["c", "d"], &["a", "b"], Some("d")),
+            Blame::Unreported(1)
+        );
+        // Every result in, the kernel panicked after b's.
+        assert_eq!(blame(&[], &["a", "b"], Some("b")), Blame::Reported(1));
+        assert_eq!(blame(&[], &["a", "b"], None), Blame::Reported(1));
+        // One scenario a VM: no word on the console.
+        assert_eq!(blame(&["a"], &[], None), Blame::Unreported(0));
     }
 
     #[test]

@@ -96,7 +96,7 @@ impl Shared {
         }
     }
 
-    /// The run of the `index`th result, which arrived at `at`.
+    /// The run of a result that arrived at `at`.
     fn run(&self, result: ScenarioResult, at: Instant, boot: Option<Duration>) -> ScenarioRun {
         ScenarioRun {
             accel: self.accel,
@@ -175,11 +175,14 @@ impl Vm {
         if runs.len() < asked && !stopped {
             let console = self.console();
             let failed_in = markers::last_scenario_started(&console).map(str::to_owned);
+            let last = match super::messages::final_message(messages) {
+                Some(Message::Scenario(_)) | None => String::new(),
+                Some(other) => format!("; the agent's last message: {other:?}"),
+            };
             let said = format!(
-                "the VM ended (QEMU: {}) after {} of its {asked} scenarios' results, with \
-                 no word from the agent or the kernel on the console: a guest reset (a \
-                 triple fault prints nothing, and -no-reboot ends QEMU) or QEMU itself; \
-                 the last scenario started: {}",
+                "the VM ended (QEMU: {}) after {} of its {asked} scenarios' results, without \
+                 the agent saying it stopped; the last scenario started: {}{last}; the console \
+                 says more (a guest reset, a triple fault say, prints nothing there)",
                 self.exit_status
                     .map_or("still running".to_owned(), |status| status.to_string()),
                 runs.len(),
@@ -204,11 +207,15 @@ impl Vm {
     }
 }
 
-/// Each failed result, readable, beside the raw messages.
+/// Each result, readable, beside the raw messages: `result.pretty.json`
+/// for a VM's only scenario, `<scenario>.result.pretty.json` for several.
 fn write_pretty(logs: &Path, runs: &[ScenarioRun]) {
     for run in runs {
         let pretty = serde_json::to_string_pretty(&run.result).unwrap_or_default();
-        let name = format!("{}.result.pretty.json", run.result.scenario);
+        let name = match runs.len() {
+            1 => "result.pretty.json".to_owned(),
+            _ => format!("{}.result.pretty.json", run.result.scenario),
+        };
         let _ = std::fs::write(logs.join(name), pretty);
     }
 }

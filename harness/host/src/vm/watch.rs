@@ -10,6 +10,7 @@ use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
+use harness_wire::markers;
 use harness_wire::protocol::Message;
 
 use super::messages::read_messages;
@@ -48,6 +49,8 @@ pub(super) struct Watch {
     pub result_at: Option<Instant>,
     /// When each scenario's result arrived, in order.
     pub results_at: Vec<Instant>,
+    /// How many scenarios the console says have started (with several a VM).
+    scenarios_started: usize,
     virtiofsd_gone_at: Option<Instant>,
     last_qmp_poll: Option<Instant>,
     panicked: bool,
@@ -59,25 +62,30 @@ pub(super) struct Watch {
 impl Vm {
     /// Asks the watch's questions until one of them says how the VM ended,
     /// or the VM's time is up: its timeout, counted again from each
-    /// scenario's result when it runs several.
+    /// scenario's start and each result when it runs several.
     pub(super) fn watch(&mut self) -> Result<Ending, RunError> {
+        let mut since = self.started;
         loop {
-            let results = self.watch.results_at.len();
-            let since = self.watch.results_at.last().copied();
-            let deadline = since.unwrap_or(self.started) + self.options.timeout;
+            let progress = self.progress();
+            let deadline = since + self.options.timeout;
             let ending = wait_until(deadline, WATCH_INTERVAL, || match self.poll_once() {
                 Ok(Some(ending)) => Poll::Ready(Some(Ok(ending))),
-                // A new result: the clock starts again.
-                Ok(None) if self.watch.results_at.len() > results => Poll::Ready(None),
+                // The clock starts again.
+                Ok(None) if self.progress() > progress => Poll::Ready(None),
                 Ok(None) => Poll::Pending,
                 Err(err) => Poll::Ready(Some(Err(err))),
             });
             match ending {
                 Some(Some(ending)) => return ending.map_err(RunError::Harness),
-                Some(None) => continue,
+                Some(None) => since = Instant::now(),
                 None => return Ok(Ending::DeadlinePassed),
             }
         }
+    }
+
+    /// Scenarios started and results in, so far.
+    fn progress(&self) -> usize {
+        self.watch.scenarios_started + self.watch.results_at.len()
     }
 
     /// One round of questions; the first that has an answer ends the watch.
@@ -90,6 +98,7 @@ impl Vm {
         // Read once per round for the two questions that look at it.
         let console = self.console();
         self.note_agent_ready(&console);
+        self.watch.scenarios_started = console.matches(markers::SCENARIO_STARTS).count();
         self.let_debugger_in()?;
         let ending = self
             .result_is_in()
