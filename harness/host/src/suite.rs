@@ -55,9 +55,34 @@ pub fn run_scenario(
             verbose_console: options.verbose_console || probing,
             ..options.clone()
         };
-        vm::run_scenario_on(artifacts, scenario, &options, accel, probing)
+        again_after_a_boot_panic(|| {
+            vm::run_scenario_on(artifacts, scenario, &options, accel, probing)
+        })
     };
     on_decided_accel(&artifacts.cache, boot)
+}
+
+/// `boot`, and once more if the guest kernel panicked before the agent was
+/// ready. Nothing of the subject has run by then (the agent loads its
+/// module), so such a panic says nothing of the scenario: seen once, on the
+/// debug kernel under load, in `setup_IO_APIC` at 0.024 s. A kernel that
+/// panics at every boot still fails, the second time; the first boot's
+/// logs are kept, and said where.
+fn again_after_a_boot_panic<T>(boot: impl Fn() -> Result<T, RunError>) -> Result<T, RunError> {
+    match boot() {
+        Err(RunError::Vm(error))
+            if matches!(error.failure, VmFailure::GuestPanicked { .. }) && !error.agent_ready =>
+        {
+            eprintln!(
+                "[harness] warning: {} during boot, before the agent was ready (logs: {}); \
+                 booting once more",
+                error.failure,
+                error.logs.display()
+            );
+            boot()
+        }
+        outcome => outcome,
+    }
 }
 
 /// `boot(accel, probing)` on the accelerator this host supports: KVM when
@@ -252,7 +277,9 @@ fn run_batch(
             verbose_console: options.verbose_console || probing,
             ..options.clone()
         };
-        vm::run_batch_on(artifacts, &scenarios, &options, accel, probing)
+        again_after_a_boot_panic(|| {
+            vm::run_batch_on(artifacts, &scenarios, &options, accel, probing)
+        })
     };
     let (runs, ended, failed_in) = match on_decided_accel(&artifacts.cache, boot) {
         Ok(batch) => (batch.runs, batch.ended, batch.failed_in),
@@ -409,6 +436,46 @@ mod tests {
         assert_eq!(batches, [vec![0, 2, 4], vec![1, 3], vec![5, 6], vec![7]]);
         // One a VM: every scenario alone.
         assert_eq!(super::batches(&names, &order, subject_of, (1, 2)).len(), 8);
+    }
+
+    fn panicked(agent_ready: bool) -> RunError {
+        RunError::Vm(Box::new(vm::VmError {
+            failure: VmFailure::GuestPanicked {
+                detail: ": Kernel panic - not syncing: Fatal exception in interrupt".into(),
+            },
+            console_tail: String::new(),
+            stderr_tail: String::new(),
+            logs: std::path::PathBuf::from("/nonexistent"),
+            run_dir: std::path::PathBuf::new(),
+            agent_ready,
+        }))
+    }
+
+    #[test]
+    fn only_a_panic_before_the_agent_is_ready_boots_again() {
+        let calls = std::cell::Cell::new(0);
+        let flaky = || {
+            calls.set(calls.get() + 1);
+            match calls.get() {
+                1 => Err(panicked(false)),
+                _ => Ok(calls.get()),
+            }
+        };
+        assert_eq!(again_after_a_boot_panic(flaky).ok(), Some(2));
+        calls.set(0);
+        let every_time = || {
+            calls.set(calls.get() + 1);
+            Err::<(), _>(panicked(false))
+        };
+        assert!(again_after_a_boot_panic(every_time).is_err());
+        assert_eq!(calls.get(), 2, "a kernel that panics at every boot still fails");
+        calls.set(0);
+        let in_the_scenario = || {
+            calls.set(calls.get() + 1);
+            Err::<(), _>(panicked(true))
+        };
+        assert!(again_after_a_boot_panic(in_the_scenario).is_err());
+        assert_eq!(calls.get(), 1, "a panic once the agent ran is the scenario's");
     }
 
     #[test]
