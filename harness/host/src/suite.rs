@@ -468,14 +468,22 @@ mod tests {
             Err::<(), _>(panicked(false))
         };
         assert!(again_after_a_boot_panic(every_time).is_err());
-        assert_eq!(calls.get(), 2, "a kernel that panics at every boot still fails");
+        assert_eq!(
+            calls.get(),
+            2,
+            "a kernel that panics at every boot still fails"
+        );
         calls.set(0);
         let in_the_scenario = || {
             calls.set(calls.get() + 1);
             Err::<(), _>(panicked(true))
         };
         assert!(again_after_a_boot_panic(in_the_scenario).is_err());
-        assert_eq!(calls.get(), 1, "a panic once the agent ran is the scenario's");
+        assert_eq!(
+            calls.get(),
+            1,
+            "a panic once the agent ran is the scenario's"
+        );
     }
 
     #[test]
