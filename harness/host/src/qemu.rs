@@ -156,8 +156,14 @@ pub fn qemu_args(spec: &VmSpec) -> Vec<OsString> {
     qmp.push(&spec.qmp_socket);
     qmp.push(",server=on,wait=off");
     args.extend(["-qmp".into(), qmp]);
-    // A guest panic becomes a GUEST_PANICKED event on QMP.
+    // A guest panic becomes a GUEST_PANICKED event on QMP. QEMU's default
+    // for it, shutting down, comes before the kernel flushes its panic
+    // message to the console (the notifier runs first): a panic printed
+    // from a context that defers printing ended QEMU with status 0 and not
+    // a word on the console. With `none` the kernel flushes, then resets
+    // (panic=-1), which -no-reboot turns into QEMU exiting.
     args.extend(["-device".into(), "pvpanic-pci".into()]);
+    args.extend(["-action".into(), "panic=none".into()]);
     args.extend(root_args(spec));
     args
 }
@@ -491,6 +497,7 @@ mod tests {
             "virtserialport,chardev=result,name=agent-result",
             "-qmp unix:/t/qmp.sock,server=on,wait=off",
             "-device pvpanic-pci",
+            "-action panic=none",
             "-no-reboot",
         ] {
             assert!(args.contains(expected), "missing {expected}: {args}");
