@@ -20,6 +20,9 @@ fn nextest(dir: &Path) -> (bool, String) {
         .args(["nextest", "run", "--no-fail-fast"])
         .current_dir(dir)
         .env("CARGO_TARGET_DIR", repo_root().join("target"))
+        // This workspace's debug info setting, so that the core crates'
+        // builds are shared rather than built again beside them.
+        .env("CARGO_PROFILE_DEV_DEBUG", "line-tables-only")
         // What insta does by hand; in CI it would write nothing new.
         .env("INSTA_UPDATE", "new");
     // The outer nextest's own variables are not the inner one's.

@@ -120,6 +120,9 @@ fn cargo_test(dir: &Path, args: &[&str]) -> (bool, String) {
     let output = duct::cmd(cargo, words)
         .dir(dir)
         .env("CARGO_TARGET_DIR", repo_root().join("target"))
+        // This workspace's debug info setting, so that the core crates'
+        // builds are shared rather than built again beside them.
+        .env("CARGO_PROFILE_DEV_DEBUG", "line-tables-only")
         .env("INSTA_UPDATE", "always")
         .stderr_to_stdout()
         .stdout_capture()

@@ -282,6 +282,12 @@ fn extract_tarball(
         return Ok(tree);
     }
     std::fs::create_dir_all(&sources).with_context(|| format!("creating {}", sources.display()))?;
+    // An extracted 6.12 or 7.3 tree takes 1.7 to 1.8 GB.
+    crate::cache::require_room(
+        &sources,
+        2 << 30,
+        &format!("extracting {}", tarball.display()),
+    )?;
     // Extract beside the final place and rename, so a half-extracted tree is never used.
     let partial = tempfile::Builder::new()
         .prefix(".extracting-")
