@@ -10,9 +10,10 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 
 use crate::kernel::Kernel;
+use crate::paths::human;
 
 /// Caps the cache (e.g. `25G`, `500M`); the default is `DEFAULT_LIMIT`.
 pub const LIMIT_ENV: &str = "STRUCT_OPS_CACHE_LIMIT";
@@ -226,32 +227,6 @@ fn limit() -> Result<u64> {
     }
 }
 
-/// Fails, before `what` starts, when the filesystem holding `dir` has less
-/// than `need` bytes free: a kernel build that runs out of disk fails
-/// half an hour in, with make's words about one object file.
-pub fn require_room(dir: &Path, need: u64, what: &str) -> Result<()> {
-    let free = free_bytes(dir)?;
-    if free >= need {
-        return Ok(());
-    }
-    bail!(
-        "{what} needs about {} free in {}, and {} is: free some space \
-         (`harness cache list` shows the kernels, `harness cache prune --keep N` \
-         removes the least recently used) or point {} at a larger disk",
-        human(need),
-        dir.display(),
-        human(free),
-        crate::paths::CACHE_DIR_ENV
-    )
-}
-
-/// Bytes an unprivileged process may still write on `dir`'s filesystem.
-fn free_bytes(dir: &Path) -> Result<u64> {
-    let stat = nix::sys::statvfs::statvfs(dir)
-        .with_context(|| format!("reading the free space of {}", dir.display()))?;
-    Ok(stat.blocks_available() as u64 * stat.fragment_size() as u64)
-}
-
 /// `25G`, `500M`, `1024K` or plain bytes.
 pub fn parse_size(text: &str) -> Result<u64> {
     let text = text.trim();
@@ -268,30 +243,9 @@ pub fn parse_size(text: &str) -> Result<u64> {
     Ok(value << shift)
 }
 
-/// `1.5G`, `500M` or `12K`, for people to read.
-pub(crate) fn human(bytes: u64) -> String {
-    match bytes {
-        b if b >= 1 << 30 => format!("{:.1}G", b as f64 / (1u64 << 30) as f64),
-        b if b >= 1 << 20 => format!("{:.0}M", b as f64 / (1u64 << 20) as f64),
-        b => format!("{}K", b >> 10),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn too_little_room_is_refused_naming_the_fix() {
-        let dir = tempfile::tempdir().unwrap();
-        assert!(require_room(dir.path(), 1, "a small write").is_ok());
-        let err = require_room(dir.path(), u64::MAX >> 2, "a kernel build")
-            .unwrap_err()
-            .to_string();
-        assert!(err.starts_with("a kernel build needs about "), "{err}");
-        assert!(err.contains("harness cache prune --keep N"), "{err}");
-        assert!(err.contains("STRUCT_OPS_CACHE_DIR"), "{err}");
-    }
 
     #[test]
     fn sizes_read_as_people_write_them() {

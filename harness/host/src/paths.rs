@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 
 /// Overrides where kernels, modules and KVM verdicts are cached.
 pub const CACHE_DIR_ENV: &str = "STRUCT_OPS_CACHE_DIR";
@@ -80,10 +80,57 @@ pub fn lock_exclusive(path: &std::path::Path, busy: &str) -> Result<std::fs::Fil
     Ok(lock)
 }
 
+/// Fails, before `what` starts, when the filesystem holding `dir` has less
+/// than `need` bytes free: a kernel build that runs out of disk fails
+/// half an hour in, with make's words about one object file.
+pub fn require_room(dir: &std::path::Path, need: u64, what: &str) -> Result<()> {
+    let free = free_bytes(dir)?;
+    if free >= need {
+        return Ok(());
+    }
+    bail!(
+        "{what} needs about {} free in {}, and {} is: free some space \
+         (`harness cache list` shows the kernels, `harness cache prune --keep N` \
+         removes the least recently used) or point {} at a larger disk",
+        human(need),
+        dir.display(),
+        human(free),
+        CACHE_DIR_ENV
+    )
+}
+
+/// Bytes an unprivileged process may still write on `dir`'s filesystem.
+fn free_bytes(dir: &std::path::Path) -> Result<u64> {
+    let stat = nix::sys::statvfs::statvfs(dir)
+        .with_context(|| format!("reading the free space of {}", dir.display()))?;
+    Ok(stat.blocks_available() as u64 * stat.fragment_size() as u64)
+}
+
+/// `1.5G`, `500M` or `12K`, for people to read.
+pub(crate) fn human(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1 << 30 => format!("{:.1}G", b as f64 / (1u64 << 30) as f64),
+        b if b >= 1 << 20 => format!("{:.0}M", b as f64 / (1u64 << 20) as f64),
+        b => format!("{}K", b >> 10),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::ffi::OsString;
+
+    #[test]
+    fn too_little_room_is_refused_naming_the_fix() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(require_room(dir.path(), 1, "a small write").is_ok());
+        let err = require_room(dir.path(), u64::MAX >> 2, "a kernel build")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("a kernel build needs about "), "{err}");
+        assert!(err.contains("harness cache prune --keep N"), "{err}");
+        assert!(err.contains("STRUCT_OPS_CACHE_DIR"), "{err}");
+    }
 
     fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<OsString> {
         let pairs: Vec<(String, String)> = pairs

@@ -288,7 +288,7 @@ pub fn render_cache(entries: &[crate::cache::Entry], cache: &std::path::Path) ->
             text,
             "{:<18} {:>8} {:>12}  {}",
             entry.key,
-            crate::cache::human(entry.bytes),
+            crate::paths::human(entry.bytes),
             age,
             entry.describe()
         );
@@ -298,7 +298,7 @@ pub fn render_cache(entries: &[crate::cache::Entry], cache: &std::path::Path) ->
         text,
         "{} entries, {} in {}",
         entries.len(),
-        crate::cache::human(total),
+        crate::paths::human(total),
         cache.join("kernels").display()
     );
     text

@@ -246,7 +246,7 @@ fn ensure_cached(
             .with_context(|| format!("removing the unfinished {}", entry.display()))?;
     }
     let source_dir = recipe.source.prepare(cache, progress)?;
-    crate::cache::require_room(cache, BUILD_ROOM, &format!("building kernel {key}"))?;
+    crate::paths::require_room(cache, BUILD_ROOM, &format!("building kernel {key}"))?;
     seed_from_sibling(entry, &source_dir, recipe.flavour)?;
     let kernel = build(recipe, key, entry, source_dir, None, progress)?;
     Ok(Kernel {

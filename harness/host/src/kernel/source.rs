@@ -283,7 +283,7 @@ fn extract_tarball(
     }
     std::fs::create_dir_all(&sources).with_context(|| format!("creating {}", sources.display()))?;
     // An extracted 6.12 or 7.3 tree takes 1.7 to 1.8 GB.
-    crate::cache::require_room(
+    crate::paths::require_room(
         &sources,
         2 << 30,
         &format!("extracting {}", tarball.display()),
