@@ -166,13 +166,15 @@ impl Vm {
             .map(|(index, result)| {
                 let boot = self.watch.ready_after.filter(|_| index == 0);
                 let mut run = shared.run(result, arrived(index), boot);
+                run.total = total;
                 run.kept_logs.clone_from(&kept);
                 run.console_tail.clone_from(&console_tail);
                 run.run_dir = self.sockets.path().to_owned();
                 run
             })
             .collect();
-        if runs.len() < asked && !stopped {
+        // No result at all is a failure even if the agent said it stopped.
+        if runs.is_empty() || (runs.len() < asked && !stopped) {
             let console = self.console();
             let failed_in = markers::last_scenario_started(&console).map(str::to_owned);
             let last = match super::messages::final_message(messages) {

@@ -174,8 +174,9 @@ impl From<VmError> for RunError {
 
 pub use self::batch::{run_batch_on, Batch};
 
-/// Boots a VM on `accel` that runs `scenario`, and returns its result.
-/// `probing` puts the KVM watchdog on (the first KVM boot on a host).
+/// Boots a VM on `accel` that runs `scenario`, and returns its result:
+/// a batch of one. `probing` puts the KVM watchdog on (the first KVM boot
+/// on a host).
 pub fn run_scenario_on(
     artifacts: &Artifacts,
     scenario: &str,
@@ -183,28 +184,13 @@ pub fn run_scenario_on(
     accel: Accel,
     probing: bool,
 ) -> Result<ScenarioRun, RunError> {
-    let agent = AgentCommand::Run(
-        artifacts
-            .run_args(scenario, options.fault)
-            .map_err(RunError::Harness)?,
-    );
-    let binary = artifacts.binary_for(scenario).map_err(RunError::Harness)?;
-    let label = options.label.as_deref().unwrap_or(scenario);
-    let boot = Boot {
-        binary,
-        agent: &agent,
-        label,
-        accel,
-        probing,
-    };
-    let vm = Vm::boot(artifacts, &boot, options)?;
-    let (vm, messages, total) = vm.finish()?;
-    match final_message(&messages) {
-        Some(Message::Scenario(result)) => Ok(vm.into_run(result.clone(), total)),
-        other => {
-            let said = format!("the agent ended with {other:?}, not a scenario's result");
-            Err(vm.fail(VmFailure::BadResult(said)).into())
-        }
+    let batch = run_batch_on(artifacts, &[scenario.to_owned()], options, accel, probing)?;
+    match (batch.runs.into_iter().next(), batch.ended) {
+        (Some(run), _) => Ok(run),
+        (None, ended) => Err(ended.err().unwrap_or_else(|| {
+            // A batch with no run always ends in an error (Vm::into_batch).
+            RunError::Harness(anyhow::anyhow!("the VM of {scenario} gave no result"))
+        })),
     }
 }
 
@@ -437,34 +423,6 @@ impl Vm {
             }
         };
         Err(self.fail(failure).into())
-    }
-
-    fn into_run(self, result: ScenarioResult, total: Duration) -> ScenarioRun {
-        let console_tail = crate::text::tail(&self.console(), 40);
-        let root = match self.spec.root {
-            RootShare::Virtiofs { .. } => "virtiofs",
-            RootShare::NineP => "9p",
-        };
-        let keep = self.options.keep_logs || !result.passed;
-        if keep {
-            let pretty = serde_json::to_string_pretty(&result).unwrap_or_default();
-            let _ = std::fs::write(self.logs.path().join("result.pretty.json"), pretty);
-        }
-        let to_result = self
-            .watch
-            .result_at
-            .map_or(total, |at| at.duration_since(self.started));
-        ScenarioRun {
-            accel: self.spec.accel,
-            root,
-            boot: self.watch.ready_after,
-            to_result,
-            total,
-            console_tail,
-            run_dir: self.sockets.path().to_owned(),
-            kept_logs: keep.then(|| self.keep()),
-            result,
-        }
     }
 
     fn fail(self, failure: VmFailure) -> VmError {
