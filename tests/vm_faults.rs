@@ -139,6 +139,30 @@ fn guest_hang_is_ended_by_the_timeout() {
 }
 
 #[test]
+fn a_boot_that_never_gets_ready_is_tried_twice_then_reported() {
+    let label = label("neverready");
+    let options = VmOptions {
+        timeout: Duration::from_secs(16),
+        ..options(&label, Fault::HangBeforeReady)
+    };
+    let start = Instant::now();
+    let error = expect_vm_error(run_scenario(artifacts(), "no_module", &options));
+    let took = start.elapsed();
+    assert!(
+        matches!(error.failure, VmFailure::NeverReady { after } if after == Duration::from_secs(8)),
+        "{error}"
+    );
+    assert!(!error.agent_ready, "{error}");
+    assert!(error.to_string().contains("did not say ready"), "{error}");
+    // Two boots, each ended at its 8 s deadline, not at the 16 s timeout.
+    assert!(
+        took >= Duration::from_secs(16) && took < Duration::from_secs(30),
+        "took {took:?}"
+    );
+    assert_cleaned_up(&error);
+}
+
+#[test]
 fn agent_exiting_without_a_result_is_reported() {
     let label = label("noresult");
     let error = expect_vm_error(run_scenario(

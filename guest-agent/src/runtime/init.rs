@@ -37,6 +37,10 @@ fn init_steps(subjects: &[&Subject], command: Result<AgentCommand, String>) -> R
     mounts::mount_filesystems(true)?;
     net::bring_up_loopback()?;
     let mut link = HostLink::open()?;
+    if matches!(&command, Ok(AgentCommand::Run(args)) if args.fault == Some(Fault::HangBeforeReady))
+    {
+        hang();
+    }
     announce_ready();
     let message = match command {
         Ok(AgentCommand::Run(args)) => match inject_fault(&args) {
@@ -99,15 +103,22 @@ enum Flow {
 fn inject_fault(args: &RunArgs) -> Option<Flow> {
     match args.fault? {
         Fault::ExitInit => std::process::exit(1),
-        Fault::Hang => loop {
-            std::thread::park();
-        },
+        Fault::Hang => hang(),
+        // Hung before the ready line, in init_steps.
+        Fault::HangBeforeReady => None,
         Fault::NoResult => Some(Flow::Stop),
         Fault::WriteHost => {
             let binary = std::env::current_exe().unwrap_or_default();
             try_write_host(binary.parent().unwrap_or(Path::new("/")));
             None
         }
+    }
+}
+
+/// What the fault tests need from a guest that stops answering.
+fn hang() -> ! {
+    loop {
+        std::thread::park();
     }
 }
 

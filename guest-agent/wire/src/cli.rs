@@ -130,6 +130,8 @@ pub enum Fault {
     ExitInit,
     /// Never finish: the harness's timeout must end the VM.
     Hang,
+    /// Never say ready: the harness's boot deadline must end the VM.
+    HangBeforeReady,
     /// Power off without sending a result.
     NoResult,
     /// Try to write to the host's filesystem first and print what happened.

@@ -93,6 +93,13 @@ pub enum VmFailure {
         /// QMP's run state at that moment (`running`, `paused`, ...), or why it is unknown.
         state: String,
     },
+    /// The agent did not say ready within the boot deadline (half the
+    /// timeout): the guest stalled while booting.
+    #[error("the guest's agent did not say ready within {after:?} of QEMU's start and the VM was killed (a stalled boot: the console's last lines say where)")]
+    NeverReady {
+        /// The boot deadline it missed.
+        after: Duration,
+    },
     /// QEMU exited, and the agent had sent no final message.
     #[error("QEMU exited ({status}) without a result from the agent: did the guest panic or the agent crash?")]
     NoResult {
@@ -365,6 +372,9 @@ impl Vm {
                 }
             }
             Ending::DeadlinePassed => self.timeout(),
+            Ending::NeverReady => VmFailure::NeverReady {
+                after: watch::boot_deadline(self.options.timeout),
+            },
             Ending::KvmSilent => VmFailure::KvmBroken(format!(
                 "a KVM guest did not reach its init within {}s",
                 KVM_WATCHDOG.as_secs()
