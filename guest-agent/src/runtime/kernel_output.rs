@@ -64,7 +64,7 @@ impl KernelOutput {
         write_tracing_file("events/bpf_trace/bpf_trace_printk/enable", "1")?;
         // Trace events only from our pid, and from every task it forks or clones.
         write_tracing_file("options/event-fork", "1")?;
-        write_tracing_file("set_event_pid", &std::process::id().to_string())?;
+        add_event_pid(std::process::id())?;
         // Room for bursts the drain thread has not reached yet.
         write_tracing_file("buffer_size_kb", "2048")?;
         clear_trace()?;
@@ -400,6 +400,24 @@ fn stat_value(stats: &str, name: &str) -> u64 {
 fn write_tracing_file(name: &str, value: &str) -> Result<()> {
     std::fs::write(format!("{TRACING}/{name}"), value)
         .with_context(|| format!("writing {value} to {TRACING}/{name}"))
+}
+
+/// Adds `pid` to the trace event pid filter without truncating it. Opening
+/// `set_event_pid` with O_TRUNC unregisters the filter's probes on the
+/// scheduler's tracepoints and the write registers them again: dozens of
+/// live code patches (int3, then the new call) at every scenario's start.
+/// Under TCG a vCPU once ran a stale int3 from such a patch ("Oops: int3"
+/// in `ttwu_do_activate`, at the start of a debug VM's second scenario),
+/// which panicked the kernel. Appending the agent's own pid, which is the
+/// same for every scenario of a VM, patches only the first time.
+fn add_event_pid(pid: u32) -> Result<()> {
+    let path = format!("{TRACING}/set_event_pid");
+    let mut file = OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .with_context(|| format!("opening {path}"))?;
+    file.write_all(format!("{pid}\n").as_bytes())
+        .with_context(|| format!("writing {pid} to {path}"))
 }
 
 fn clear_trace() -> Result<()> {
