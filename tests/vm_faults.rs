@@ -149,11 +149,17 @@ fn a_boot_that_never_gets_ready_is_tried_twice_then_reported() {
     let error = expect_vm_error(run_scenario(artifacts(), "no_module", &options));
     let took = start.elapsed();
     assert!(
-        matches!(error.failure, VmFailure::NeverReady { after } if after == Duration::from_secs(8)),
+        matches!(error.failure, VmFailure::NeverReady { after, .. } if after == Duration::from_secs(8)),
         "{error}"
     );
     assert!(!error.agent_ready, "{error}");
     assert!(error.to_string().contains("did not say ready"), "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains("QEMU reported the VM as running"),
+        "{error}"
+    );
     // Two boots, each ended at its 8 s deadline, not at the 16 s timeout.
     assert!(
         took >= Duration::from_secs(16) && took < Duration::from_secs(30),

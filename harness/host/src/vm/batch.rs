@@ -181,10 +181,14 @@ impl Vm {
                 Some(Message::Scenario(_)) | None => String::new(),
                 Some(other) => format!("; the agent's last message: {other:?}"),
             };
+            let how = match stopped {
+                true => "the agent saying it stopped before any result",
+                false => "without the agent saying it stopped",
+            };
             let said = format!(
-                "the VM ended (QEMU: {}) after {} of its {asked} scenarios' results, without \
-                 the agent saying it stopped; the last scenario started: {}{last}; the console \
-                 says more (a guest reset, a triple fault say, prints nothing there)",
+                "the VM ended (QEMU: {}) after {} of its {asked} scenarios' results, {how}; \
+                 the last scenario started: {}{last}; the console says more (a guest reset, \
+                 a triple fault say, prints nothing there)",
                 self.exit_status
                     .map_or("still running".to_owned(), |status| status.to_string()),
                 runs.len(),

@@ -95,10 +95,12 @@ pub enum VmFailure {
     },
     /// The agent did not say ready within the boot deadline (half the
     /// timeout): the guest stalled while booting.
-    #[error("the guest's agent did not say ready within {after:?} of QEMU's start and the VM was killed (a stalled boot: the console's last lines say where)")]
+    #[error("the guest's agent did not say ready within {after:?} of QEMU's start and the VM was killed (a stalled boot: the console's last lines say where); QEMU reported the VM as {state}")]
     NeverReady {
         /// The boot deadline it missed.
         after: Duration,
+        /// QMP's run state at that moment, or why it is unknown.
+        state: String,
     },
     /// QEMU exited, and the agent had sent no final message.
     #[error("QEMU exited ({status}) without a result from the agent: did the guest panic or the agent crash?")]
@@ -193,11 +195,13 @@ pub fn run_scenario_on(
 ) -> Result<ScenarioRun, RunError> {
     let batch = run_batch_on(artifacts, &[scenario.to_owned()], options, accel, probing)?;
     match (batch.runs.into_iter().next(), batch.ended) {
-        (Some(run), _) => Ok(run),
-        (None, ended) => Err(ended.err().unwrap_or_else(|| {
-            // A batch with no run always ends in an error (Vm::into_batch).
-            RunError::Harness(anyhow::anyhow!("the VM of {scenario} gave no result"))
-        })),
+        // A panic while powering off, say, after the result: still a failure.
+        (_, Err(error)) => Err(error),
+        (Some(run), Ok(())) => Ok(run),
+        // Vm::into_batch ends a batch with no run in an error.
+        (None, Ok(())) => Err(RunError::Harness(anyhow::anyhow!(
+            "the VM of {scenario} gave no result"
+        ))),
     }
 }
 
@@ -374,6 +378,7 @@ impl Vm {
             Ending::DeadlinePassed => self.timeout(),
             Ending::NeverReady => VmFailure::NeverReady {
                 after: watch::boot_deadline(self.options.timeout),
+                state: self.last_run_state(),
             },
             Ending::KvmSilent => VmFailure::KvmBroken(format!(
                 "a KVM guest did not reach its init within {}s",
@@ -385,6 +390,14 @@ impl Vm {
 
     /// Whether the vCPUs were running, paused or panicked tells a hang from a stall.
     fn timeout(&mut self) -> VmFailure {
+        VmFailure::Timeout {
+            after: self.options.timeout,
+            state: self.last_run_state(),
+        }
+    }
+
+    /// QMP's run state, asked as the VM is ended (then QEMU is told to quit).
+    fn last_run_state(&mut self) -> String {
         let state = match self.qmp.as_mut().map(QmpClient::status) {
             Some(Ok(state)) => state,
             Some(Err(err)) => format!("unknown (QMP: {err:#})"),
@@ -393,10 +406,7 @@ impl Vm {
         if let Some(qmp) = self.qmp.as_mut() {
             let _ = qmp.quit();
         }
-        VmFailure::Timeout {
-            after: self.options.timeout,
-            state,
-        }
+        state
     }
 
     /// QEMU has exited: the agent's messages, or why there are none.

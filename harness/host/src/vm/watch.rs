@@ -170,11 +170,14 @@ impl Vm {
     /// its boot (seen once under TCG: a vCPU that took no interrupts, and
     /// the console's user-space output stuck behind it). Nothing of the
     /// subject runs before the ready line, so the caller may boot again.
-    /// Not while a person drives the VM, who may hold it in a debugger.
+    /// Only for scenarios: not while a person drives the VM (who may hold
+    /// it in a debugger), not for a command (whose `--timeout` covers its
+    /// boot), not while probing KVM (the watchdog judges that boot).
     fn never_ready(&self) -> Option<Ending> {
-        let driven = self.options.gdb || self.options.interactive;
+        let exempt =
+            self.options.gdb || self.options.interactive || self.runs_command || self.probing;
         let late = self.started.elapsed() > boot_deadline(self.options.timeout);
-        (!driven && late && self.watch.ready_after.is_none()).then_some(Ending::NeverReady)
+        (!exempt && late && self.watch.ready_after.is_none()).then_some(Ending::NeverReady)
     }
 
     /// virtiofsd also exits, cleanly, when a powered-off guest disconnects, a
