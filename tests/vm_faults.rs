@@ -110,16 +110,22 @@ fn guest_panic_is_reported_within_seconds() {
     assert_cleaned_up(&error);
 }
 
-#[test]
-fn guest_hang_is_ended_by_the_timeout() {
-    let label = label("hang");
+/// Boots a VM whose agent causes `fault` under a `timeout` of that many
+/// seconds, and returns its error and how long the run took.
+fn with_timeout(name: &str, fault: Fault, timeout: u64) -> (VmError, Duration) {
+    let label = label(name);
     let options = VmOptions {
-        timeout: Duration::from_secs(15),
-        ..options(&label, Fault::Hang)
+        timeout: Duration::from_secs(timeout),
+        ..options(&label, fault)
     };
     let start = Instant::now();
     let error = expect_vm_error(run_scenario(artifacts(), "no_module", &options));
-    let took = start.elapsed();
+    (error, start.elapsed())
+}
+
+#[test]
+fn guest_hang_is_ended_by_the_timeout() {
+    let (error, took) = with_timeout("hang", Fault::Hang, 15);
     assert!(
         matches!(error.failure, VmFailure::Timeout { .. }),
         "{error}"
@@ -140,14 +146,7 @@ fn guest_hang_is_ended_by_the_timeout() {
 
 #[test]
 fn a_boot_that_never_gets_ready_is_tried_twice_then_reported() {
-    let label = label("neverready");
-    let options = VmOptions {
-        timeout: Duration::from_secs(16),
-        ..options(&label, Fault::HangBeforeReady)
-    };
-    let start = Instant::now();
-    let error = expect_vm_error(run_scenario(artifacts(), "no_module", &options));
-    let took = start.elapsed();
+    let (error, took) = with_timeout("neverready", Fault::HangBeforeReady, 16);
     assert!(
         matches!(error.failure, VmFailure::NeverReady { after, .. } if after == Duration::from_secs(8)),
         "{error}"

@@ -54,7 +54,7 @@ pub(super) struct Watch {
     /// When the agent's ready line appeared, after QEMU started.
     pub ready_after: Option<Duration>,
     /// When the run's last result arrived (every scenario's, or the command's exit).
-    pub result_at: Option<Instant>,
+    result_at: Option<Instant>,
     /// When each scenario's result arrived, in order.
     pub results_at: Vec<Instant>,
     /// How many scenarios the console says have started (with several a VM).
