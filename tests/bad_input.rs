@@ -87,7 +87,7 @@ fn debian_6_1_is_refused_as_too_old_for_struct_ops_in_modules() {
     let tarball = Path::new("/usr/src/linux-source-6.1.tar.xz");
     assert!(
         tarball.is_file(),
-        "install-deps.sh installs linux-source-6.1"
+        "`harness setup` installs linux-source-6.1"
     );
     let tree = tempfile::tempdir().unwrap();
     // The version check needs only these two files; extracting the rest takes long.

@@ -236,7 +236,7 @@ fn require_virtiofsd() {
     if let Err(reason) = &artifacts().virtiofsd {
         panic!(
             "this test needs a virtiofsd with --readonly, and there is none: {reason}.\n\
-             Run harness/install-deps.sh (it runs `cargo install --locked virtiofsd@1.14.0`)"
+             Run `harness setup` (it runs `cargo install --locked virtiofsd@1.14.0`)"
         );
     }
 }

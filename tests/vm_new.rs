@@ -1,8 +1,10 @@
 //! `harness new` end to end, as a new user would go: the scaffold in a
 //! directory outside this workspace, its first `cargo nextest run` (it
-//! builds what it needs and fails only because the snapshots are new), the
-//! snapshots accepted, and a second run that is green. For each kind of
-//! subject: a module that defines its type, and a BPF tcp_congestion_ops.
+//! builds what it needs and fails only because the snapshots are new) and
+//! its first `harness run` (which fails the same way), the snapshots
+//! accepted, and a second run that is green; then a snapshot edited by
+//! hand, restored and deleted, each judged by `harness run`. For each kind
+//! of subject: a module that defines its type, and a BPF tcp_congestion_ops.
 
 mod common;
 
@@ -32,6 +34,22 @@ fn nextest(dir: &Path) -> (bool, String) {
         }
     }
     let output = command.output().unwrap();
+    let text = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    (output.status.success(), text)
+}
+
+/// Runs `harness run ARGS` in `dir` as a user would, sharing this
+/// repository's target directory; (passed, output).
+fn harness_run(dir: &Path, args: &[&str]) -> (bool, String) {
+    let output = std::process::Command::new(common::harness_binary())
+        .arg("run")
+        .args(args)
+        .current_dir(dir)
+        .env("CARGO_TARGET_DIR", repo_root().join("target"))
+        .env("CARGO_PROFILE_DEV_DEBUG", "line-tables-only")
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&output.stdout).into_owned()
         + &String::from_utf8_lossy(&output.stderr);
     (output.status.success(), text)
@@ -102,6 +120,13 @@ fn scaffold_and_run(crate_name: &str, args: &[&str], scenarios: &[&str]) {
             "{first}"
         );
     }
+    // The main command judges snapshots too: none is accepted yet.
+    let (passed, run) = harness_run(&dir, &[]);
+    assert!(!passed, "harness run passed without snapshots:\n{run}");
+    for scenario in scenarios {
+        let said = format!("the snapshot of {scenario} is new (");
+        assert!(run.contains(&said), "{scenario}: not new in:\n{run}");
+    }
     let expected: Vec<String> = scenarios
         .iter()
         .map(|scenario| format!("{scenario}.snap"))
@@ -111,6 +136,35 @@ fn scaffold_and_run(crate_name: &str, args: &[&str], scenarios: &[&str]) {
     assert_eq!(accept_snapshots(&dir), expected);
     let (passed, second) = nextest(&dir);
     assert!(passed, "the second run, snapshots accepted:\n{second}");
+    snapshot_edited_restored_and_deleted(&dir, scenarios[scenarios.len() - 1]);
+}
+
+/// `harness run --scenario NAME` fails with the diff when NAME's snapshot
+/// says what the kernel never printed, passes once it is restored (leaving
+/// no pending snapshot), and fails as new, leaving a pending one, when it
+/// is deleted.
+fn snapshot_edited_restored_and_deleted(dir: &Path, scenario: &str) {
+    let stored = dir.join(format!("tests/snapshots/{scenario}.snap"));
+    let pending = stored.with_extension("snap.new");
+    let original = std::fs::read_to_string(&stored).unwrap();
+    let edited = format!("{original}  [kernel] a line the kernel never printed\n");
+    std::fs::write(&stored, edited).unwrap();
+    let (passed, run) = harness_run(dir, &["--scenario", scenario]);
+    assert!(!passed, "an edited snapshot passed:\n{run}");
+    assert!(
+        run.contains("-  [kernel] a line the kernel never printed"),
+        "no diff in:\n{run}"
+    );
+    assert!(pending.is_file(), "no pending snapshot after:\n{run}");
+    std::fs::write(&stored, &original).unwrap();
+    let (passed, run) = harness_run(dir, &["--scenario", scenario]);
+    assert!(passed, "the restored snapshot failed:\n{run}");
+    assert!(!pending.exists(), "a stale pending snapshot is left");
+    std::fs::remove_file(&stored).unwrap();
+    let (passed, run) = harness_run(dir, &["--scenario", scenario, "--json"]);
+    assert!(!passed, "a deleted snapshot passed:\n{run}");
+    assert!(run.contains("\"snapshot\": \"new\""), "{run}");
+    assert!(pending.is_file(), "no pending snapshot after:\n{run}");
 }
 
 #[test]

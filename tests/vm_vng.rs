@@ -1,5 +1,5 @@
 //! Manual debugging works: the command `harness vng SCENARIO` prints boots the
-//! harness's kernel under virtme-ng (installed by install-deps.sh into a
+//! harness's kernel under virtme-ng (installed by `harness setup` into a
 //! virtualenv) and runs the scenario with the agent as a plain command.
 
 use std::io::Read;

@@ -43,7 +43,7 @@ fn the_workflow_runs_its_subjects_through_the_action_users_call() {
     let read = |file: &str| std::fs::read_to_string(repo_root().join(file)).unwrap();
     let workflow = read(".github/workflows/ci.yml");
     for needle in [
-        "harness/host/install-deps.sh",
+        "cargo run -p harness -- setup",
         "uses: ./.github/actions/vmtest",
         "--partition count:",
         "--profile ci",

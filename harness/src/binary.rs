@@ -10,9 +10,9 @@ use anyhow::Result;
 use guest_agent::scenario::Subject;
 use harness_host::artifacts::{self, Artifacts, PrepareOptions};
 use harness_host::catalogue::{self, Catalogue};
-use harness_host::kernel::Series;
 use harness_host::normalise::Normaliser;
 use harness_host::progress::Progress;
+use harness_host::snapshot::SnapshotFile;
 use harness_host::{setup, suite, vm};
 use harness_wire::catalogue::{ScenarioInfo, SubjectInfo};
 use harness_wire::roles;
@@ -155,47 +155,38 @@ fn check(subjects: &[&Subject], binary: Binary, scenario: &str) -> Result<(), Fa
     }
 }
 
-/// The snapshot `tests/snapshots/<scenario>.snap` of `subject` (or, on a
-/// series the scenario declares its output differs on, `<scenario>@<series>.snap`)
-/// holds `snapshot`; insta's assertion, after our words when it is new.
+/// The snapshot of `declared` on this kernel (named as `harness run` names
+/// it: [`SnapshotFile::of`]) holds `snapshot`; insta's assertion, after our
+/// words when it is new.
 fn assert_snapshot(
     artifacts: &Artifacts,
     subject: &catalogue::Subject,
     declared: &ScenarioInfo,
     snapshot: String,
 ) {
-    let scenario = declared.name.as_str();
+    let file = SnapshotFile::of(&subject.info, declared, &artifacts.kernel.version);
     let mut settings = insta::Settings::clone_current();
     settings.set_snapshot_path(&subject.info.snapshots);
     settings.set_prepend_module_to_snapshot(false);
     settings.set_omit_expression(true);
-    // Shared by every kernel but those on which the scenario's declaration
-    // says the kernel's output differs (<scenario>@<series>.snap).
-    if let Some(series) = series_of(artifacts) {
-        if let Some(why) = declared.difference_on(&series) {
-            settings.set_snapshot_suffix(series);
-            settings.set_description(why);
-        }
+    if let Some(suffix) = &file.suffix {
+        settings.set_snapshot_suffix(suffix);
     }
-    let name = match settings.snapshot_suffix() {
-        Some(suffix) => format!("{scenario}@{suffix}"),
-        None => scenario.to_owned(),
-    };
-    let stored = subject.info.snapshots.join(format!("{name}.snap"));
-    if !stored.is_file() {
+    if let Some(why) = &file.description {
+        settings.set_description(why);
+    }
+    if !file.path.is_file() {
         // insta's words follow; these say what to do, first.
         println!(
-            "the snapshot of {scenario} is new ({} does not exist yet): read it with \
+            "the snapshot of {} is new ({} does not exist yet): read it with \
              `cargo insta review` and accept it, or write them all with INSTA_UPDATE=always \
              and read the diff",
-            stored.display()
+            declared.name,
+            file.path.display()
         );
     }
+    let scenario = declared.name.as_str();
     settings.bind(|| insta::assert_snapshot!(scenario, snapshot));
-}
-
-fn series_of(artifacts: &Artifacts) -> Option<String> {
-    Series::parse(&artifacts.kernel.version).map(|series| series.to_string())
 }
 
 fn failure_report(

@@ -17,7 +17,7 @@ use harness_host::kernel::Flavour;
 use harness_host::progress::Progress;
 use harness_host::report::{self, KernelInfo};
 use harness_host::step_in::{self, StepIn};
-use harness_host::suite::Row;
+use harness_host::suite::{Row, SuiteOptions};
 use harness_host::vm::VmOptions;
 use harness_host::{paths, setup, vng};
 
@@ -68,7 +68,14 @@ enum Command {
     },
     /// Install the host's missing packages and tools (QEMU, the kernel
     /// source, clang, pahole, bpftool, gdb, virtiofsd, virtme-ng; as root).
-    Setup,
+    /// apt is asked first: if it would remove or downgrade a package this
+    /// machine has, setup stops before changing anything and says why.
+    Setup {
+        /// Let apt remove or downgrade this package to install the missing
+        /// ones (repeat for several); any other removal still stops setup.
+        #[arg(long, value_name = "PACKAGE")]
+        allow_remove: Vec<String>,
+    },
     /// Build what is missing, boot a VM per scenario, run every scenario (or
     /// those named) and report; with several --kernel, on each of them.
     Run(RunArgs),
@@ -222,6 +229,11 @@ struct RunArgs {
     /// Keep every VM's logs, not only those of failures.
     #[arg(long)]
     keep_logs: bool,
+    /// Judge each scenario by its expectations alone: do not compare its
+    /// output with its snapshot (by default a snapshot that is new or differs
+    /// fails the scenario, as in `cargo nextest run`); the report says so.
+    #[arg(long)]
+    no_snapshots: bool,
     /// How many VMs run at a time [default: 2].
     #[arg(long)]
     jobs: Option<usize>,
@@ -270,8 +282,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             println!("  cargo nextest run      # green");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Setup => {
-            setup::install()?;
+        Command::Setup { allow_remove } => {
+            setup::install(&setup::Consent::allow_remove(allow_remove))?;
             eprintln!("[harness] everything the harness needs is installed");
             Ok(ExitCode::SUCCESS)
         }
@@ -340,6 +352,7 @@ fn verifier(kernel: KernelArgs) -> Result<ExitCode> {
         list: false,
         json: false,
         keep_logs: false,
+        no_snapshots: false,
         jobs: None,
         scenarios_per_vm: None,
         timeout: 120,
@@ -491,6 +504,12 @@ fn run_scenarios(args: RunArgs) -> Result<ExitCode> {
         println!("{}", report::render_json(&rows));
     } else {
         print_report(&runs);
+        if args.no_snapshots {
+            println!(
+                "snapshots not compared (--no-snapshots): each pass is the scenario's \
+                 expectations alone"
+            );
+        }
         println!("total {:.1}s", start.elapsed().as_secs_f64());
     }
     let passed = runs.iter().all(|run| run.rows.iter().all(Row::passed));
@@ -530,21 +549,25 @@ fn run_on_kernel(
         info.flavour,
         start.elapsed().as_secs_f64()
     );
-    let vm_options = VmOptions {
-        timeout: Duration::from_secs(args.timeout),
-        keep_logs: args.keep_logs,
-        ..VmOptions::default()
+    let defaults = SuiteOptions::for_flavour(options.flavour);
+    let suite = SuiteOptions {
+        vm: VmOptions {
+            timeout: Duration::from_secs(args.timeout),
+            keep_logs: args.keep_logs,
+            ..defaults.vm.clone()
+        },
+        jobs: args.jobs.unwrap_or(defaults.jobs),
+        per_vm: args.scenarios_per_vm.map_or(defaults.per_vm, usize::from),
+        snapshots: !args.no_snapshots,
     };
     let width = report::name_width(names.iter().map(String::as_str));
-    let jobs = args.jobs.unwrap_or(harness_host::suite::DEFAULT_JOBS);
-    let per_vm = args.scenarios_per_vm.map_or_else(
-        || harness_host::suite::scenarios_per_vm(options.flavour),
-        usize::from,
-    );
-    let how = (&vm_options, jobs, per_vm);
-    let rows = harness_host::suite::run_many(&artifacts, names, how, |row| {
+    let rows = harness_host::suite::run_many(&artifacts, names, &suite, |row| {
+        let snapshot = match row.snapshot_word() {
+            "matched" | "not_compared" | "-" => String::new(),
+            word => format!(", snapshot {word}"),
+        };
         eprintln!(
-            "[harness] {} {:<width$} {} ({:.1}s)",
+            "[harness] {} {:<width$} {} ({:.1}s{snapshot})",
             info.version,
             row.scenario,
             row.verdict(),

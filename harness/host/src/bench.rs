@@ -352,16 +352,12 @@ fn run_suite(artifacts: &Artifacts) -> Result<()> {
 }
 
 fn run_named(artifacts: &Artifacts, names: &[String]) -> Result<()> {
-    let rows = crate::suite::run_many(
-        artifacts,
-        names,
-        (
-            &VmOptions::default(),
-            crate::suite::DEFAULT_JOBS,
-            crate::suite::scenarios_per_vm(artifacts.kernel.flavour),
-        ),
-        |_| {},
-    );
+    // A benchmark times the scenarios; `harness run` judges their snapshots.
+    let suite = crate::suite::SuiteOptions {
+        snapshots: false,
+        ..crate::suite::SuiteOptions::for_flavour(artifacts.kernel.flavour)
+    };
+    let rows = crate::suite::run_many(artifacts, names, &suite, |_| {});
     let failed: Vec<&str> = rows
         .iter()
         .filter(|row| !row.passed())

@@ -23,6 +23,7 @@ mod qmp;
 pub mod report;
 pub mod run_dirs;
 pub mod setup;
+pub mod snapshot;
 pub mod step_in;
 pub mod suite;
 mod text;

@@ -37,12 +37,12 @@ fn cache_dir_from(var: impl Fn(&str) -> Option<std::ffi::OsString>) -> Result<Pa
     Ok(PathBuf::from(home).join(".cache/struct-ops-vmtest"))
 }
 
-/// The virtualenv install-deps.sh fills with virtme-ng and check-jsonschema.
+/// The virtualenv `harness setup` fills with virtme-ng and check-jsonschema.
 pub fn venv_dir() -> Result<PathBuf> {
     Ok(venv_in(&cache_dir()?))
 }
 
-/// Where install-deps.sh puts its virtualenv in the cache `cache`.
+/// Where `harness setup` puts its virtualenv in the cache `cache`.
 pub fn venv_in(cache: &std::path::Path) -> PathBuf {
     cache.join("venv")
 }

@@ -323,7 +323,7 @@ pub fn find_qemu(path: Option<std::ffi::OsString>) -> Result<PathBuf> {
     crate::process::which_in(QEMU_BINARY, path).with_context(|| {
         format!(
             "{QEMU_BINARY} not found in PATH. Install Debian's qemu-system-x86 \
-             (`apt-get install qemu-system-x86`; harness/install-deps.sh does)"
+             (`apt-get install qemu-system-x86`; `harness setup` does)"
         )
     })
 }

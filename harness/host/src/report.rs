@@ -9,6 +9,7 @@ use crate::artifacts::Artifacts;
 use crate::kernel::source::KernelSpec;
 use crate::kernel::Flavour;
 use crate::normalise::Normaliser;
+use crate::snapshot::SnapshotVerdict;
 use crate::suite::Row;
 
 /// The kernel a report is about: its version and flavour, and the splat
@@ -123,8 +124,8 @@ pub fn render_table(rows: &[Row]) -> String {
     let width = name_width(rows.iter().map(|row| row.scenario.as_str()));
     let _ = writeln!(
         text,
-        "{:<width$} {:<6} {:>8} {:>8}  accel/root",
-        "scenario", "result", "time", "boot"
+        "{:<width$} {:<6} {:>8} {:>8}  {:<9} accel/root",
+        "scenario", "result", "time", "boot", "snapshot"
     );
     for row in rows {
         let (boot, how) = match &row.outcome {
@@ -137,11 +138,12 @@ pub fn render_table(rows: &[Row]) -> String {
         };
         let _ = writeln!(
             text,
-            "{:<width$} {:<6} {:>7.1}s {:>8}  {how}",
+            "{:<width$} {:<6} {:>7.1}s {:>8}  {:<9} {how}",
             row.scenario,
             row.verdict(),
             row.wall.as_secs_f64(),
-            boot
+            boot,
+            row.snapshot_word()
         );
     }
     let passed = rows.iter().filter(|row| row.passed()).count();
@@ -149,37 +151,15 @@ pub fn render_table(rows: &[Row]) -> String {
     text
 }
 
-/// For each row that did not pass: what went wrong, where its logs are,
-/// and the commands that rerun it alone.
+/// For each row that did not pass: what went wrong (the failed
+/// expectations, then how the output differs from its snapshot), where its
+/// logs are, and the commands that rerun it alone.
 pub fn render_failures(rows: &[Row], artifacts: &Artifacts) -> String {
     let mut text = String::new();
     for row in rows.iter().filter(|row| !row.passed()) {
         let _ = writeln!(text, "\n=== {} ({}) ===", row.scenario, row.verdict());
         match &row.outcome {
-            Ok(run) => {
-                let normaliser = artifacts
-                    .catalogue
-                    .find(&row.scenario)
-                    .and_then(|(subject, _)| Normaliser::for_subject(&subject.info).ok())
-                    .unwrap_or_default();
-                let normalised = normaliser.result(&run.result);
-                for failure in &normalised.failures {
-                    let _ = writeln!(text, "- {failure}");
-                }
-                let _ = writeln!(
-                    text,
-                    "--- what the scenario did and the kernel printed (normalised) ---"
-                );
-                text.push_str(&guest_agent::render::render_steps(&normalised));
-                let _ = writeln!(
-                    text,
-                    "--- last lines of the console ---\n{}",
-                    run.console_tail
-                );
-                if let Some(logs) = &run.kept_logs {
-                    let _ = writeln!(text, "full logs: {}", logs.display());
-                }
-            }
+            Ok(run) => render_failed_run(&mut text, row, run, artifacts),
             Err(error) => {
                 let _ = writeln!(text, "{error}");
             }
@@ -194,6 +174,46 @@ pub fn render_failures(rows: &[Row], artifacts: &Artifacts) -> String {
     text
 }
 
+/// A failed row's run: its failed expectations; what it did and the
+/// kernel printed, with the console's last lines, when an expectation
+/// failed; then its snapshot's difference.
+fn render_failed_run(
+    text: &mut String,
+    row: &Row,
+    run: &crate::vm::ScenarioRun,
+    artifacts: &Artifacts,
+) {
+    let normaliser = artifacts
+        .catalogue
+        .find(&row.scenario)
+        .and_then(|(subject, _)| Normaliser::for_subject(&subject.info).ok())
+        .unwrap_or_default();
+    let normalised = normaliser.result(&run.result);
+    for failure in &normalised.failures {
+        let _ = writeln!(text, "- {failure}");
+    }
+    if !run.result.passed {
+        let _ = writeln!(
+            text,
+            "--- what the scenario did and the kernel printed (normalised) ---"
+        );
+        text.push_str(&guest_agent::render::render_steps(&normalised));
+        let _ = writeln!(
+            text,
+            "--- last lines of the console ---\n{}",
+            run.console_tail
+        );
+    }
+    if let Some(explained) =
+        (row.snapshot.as_ref()).and_then(|(file, verdict)| verdict.explain(file))
+    {
+        let _ = writeln!(text, "--- snapshot ---\n{explained}");
+    }
+    if let Some(logs) = &run.kept_logs {
+        let _ = writeln!(text, "full logs: {}", logs.display());
+    }
+}
+
 #[derive(Serialize)]
 struct JsonRow<'a> {
     scenario: &'a str,
@@ -205,6 +225,11 @@ struct JsonRow<'a> {
     root: Option<&'a str>,
     logs: Option<String>,
     error: Option<String>,
+    /// `matched`, `new`, `differs`, `not_compared`, `unreadable`; null without a result.
+    snapshot: Option<&'static str>,
+    snapshot_file: Option<String>,
+    /// The `.snap.new` written when the snapshot is new or differs.
+    pending_snapshot: Option<String>,
     result: Option<&'a harness_wire::protocol::ScenarioResult>,
 }
 
@@ -231,6 +256,17 @@ fn json_row<'a>(kernel: &'a KernelInfo, row: &'a Row) -> JsonRow<'a> {
             .and_then(|run| run.kept_logs.as_ref())
             .map(|path| path.display().to_string()),
         error: row.outcome.as_ref().err().map(|err| format!("{err:#}")),
+        snapshot: row.snapshot.as_ref().map(|(_, verdict)| verdict.as_str()),
+        snapshot_file: (row.snapshot.as_ref()).map(|(file, _)| file.path.display().to_string()),
+        pending_snapshot: row
+            .snapshot
+            .as_ref()
+            .and_then(|(_, verdict)| match verdict {
+                SnapshotVerdict::New { pending } | SnapshotVerdict::Differs { pending, .. } => {
+                    Some(pending.display().to_string())
+                }
+                _ => None,
+            }),
         result: run.map(|run| &run.result),
     }
 }

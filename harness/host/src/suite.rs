@@ -9,6 +9,8 @@ use std::path::Path;
 
 use crate::accel::{self, Accel, Choice};
 use crate::artifacts::Artifacts;
+use crate::normalise::Normaliser;
+use crate::snapshot::{self, SnapshotFile, SnapshotVerdict};
 use crate::vm::{self, RunError, ScenarioRun, VmFailure, VmOptions};
 
 /// Two VMs, each with 2 vCPUs, keep a 2-core machine busy without thrashing it.
@@ -24,20 +26,71 @@ pub struct Row {
     /// that ran several, the scenario's own time as the guest timed it (the
     /// first one's boot added).
     pub wall: Duration,
+    /// Its snapshot, and how its output compared with it; None when the VM
+    /// gave no result.
+    pub snapshot: Option<(SnapshotFile, SnapshotVerdict)>,
 }
 
 impl Row {
-    /// Whether the VM ran and the scenario passed.
-    pub fn passed(&self) -> bool {
-        matches!(&self.outcome, Ok(run) if run.result.passed)
+    fn new(scenario: String, outcome: Result<ScenarioRun, RunError>, wall: Duration) -> Self {
+        Row {
+            scenario,
+            outcome,
+            wall,
+            snapshot: None,
+        }
     }
 
-    /// `pass`, `FAIL` (the scenario failed) or `ERROR` (no result from the VM).
+    /// Whether the VM ran, the scenario passed and its output matched its
+    /// snapshot (or the run was asked not to compare it).
+    pub fn passed(&self) -> bool {
+        let snapshot = self.snapshot.as_ref();
+        let matched = snapshot.is_none_or(|(_, verdict)| verdict.passed());
+        matches!(&self.outcome, Ok(run) if run.result.passed) && matched
+    }
+
+    /// `pass`, `FAIL` (the scenario or its snapshot failed) or `ERROR` (no
+    /// result from the VM).
     pub fn verdict(&self) -> &'static str {
         match &self.outcome {
-            Ok(run) if run.result.passed => "pass",
+            Ok(_) if self.passed() => "pass",
             Ok(_) => "FAIL",
             Err(_) => "ERROR",
+        }
+    }
+
+    /// How the output compared with its snapshot: `matched`, `new`,
+    /// `differs`, `not_compared`; `-` without a result.
+    pub fn snapshot_word(&self) -> &'static str {
+        self.snapshot
+            .as_ref()
+            .map_or("-", |(_, verdict)| verdict.as_str())
+    }
+}
+
+/// How a suite runs its scenarios.
+#[derive(Debug, Clone)]
+pub struct SuiteOptions {
+    /// Each VM's.
+    pub vm: VmOptions,
+    /// How many VMs run at a time.
+    pub jobs: usize,
+    /// How many scenarios of one subject a VM runs, one after another.
+    pub per_vm: usize,
+    /// Whether each scenario's output is compared with its snapshot (the
+    /// default); without, a pass is the scenario's expectations alone.
+    pub snapshots: bool,
+}
+
+impl SuiteOptions {
+    /// `harness run`'s defaults on `flavour`'s kernel: [`DEFAULT_JOBS`] VMs
+    /// at a time, [`scenarios_per_vm`], snapshots compared.
+    pub fn for_flavour(flavour: crate::kernel::Flavour) -> Self {
+        SuiteOptions {
+            vm: VmOptions::default(),
+            jobs: DEFAULT_JOBS,
+            per_vm: scenarios_per_vm(flavour),
+            snapshots: true,
         }
     }
 }
@@ -191,15 +244,21 @@ pub fn scenarios_per_vm(flavour: crate::kernel::Flavour) -> usize {
 }
 
 /// Runs `names`, `jobs` VMs at a time, each VM up to `per_vm` scenarios of
-/// one subject, calling `on_done` as each finishes; the rows come back in
+/// one subject, comparing each one's output with its snapshot (unless told
+/// not to) and calling `on_done` as each finishes; the rows come back in
 /// the order of `names`. The longest scenarios of the last run start
 /// first, so the short ones fill in beside them and the whole run ends sooner.
 pub fn run_many(
     artifacts: &Artifacts,
     names: &[String],
-    (options, jobs, per_vm): (&VmOptions, usize, usize),
+    suite: &SuiteOptions,
     on_done: impl Fn(&Row) + Sync,
 ) -> Vec<Row> {
+    let (options, jobs, per_vm) = (&suite.vm, suite.jobs, suite.per_vm);
+    let on_done = |row: &mut Row| {
+        row.snapshot = compare_snapshot(artifacts, row, suite.snapshots);
+        on_done(row);
+    };
     let durations = Durations::load(&artifacts.cache);
     let order = longest_first(names, &durations);
     // A scenario the catalogue does not know runs alone, to fail with the reason.
@@ -274,7 +333,7 @@ fn run_batch(
     names: &[String],
     batch: &[usize],
     options: &VmOptions,
-    on_done: &(impl Fn(&Row) + Sync),
+    on_done: &(impl Fn(&mut Row) + Sync),
     rows: &Mutex<Vec<(usize, Row)>>,
 ) -> Vec<usize> {
     let scenarios: Vec<String> = batch.iter().map(|&index| names[index].clone()).collect();
@@ -294,17 +353,16 @@ fn run_batch(
     };
     let single = scenarios.len() == 1;
     let mut done: Vec<Row> = (runs.into_iter())
-        .map(|run| Row {
-            scenario: run.result.scenario.clone(),
-            wall: match single {
+        .map(|run| {
+            let wall = match single {
                 true => start.elapsed(),
                 // Results arrive together when they wait for a later scan:
                 // the scenario's own time, as the guest timed it, the first one's boot added.
                 false => {
                     run.boot.unwrap_or_default() + Duration::from_millis(run.result.duration_ms)
                 }
-            },
-            outcome: Ok(run),
+            };
+            Row::new(run.result.scenario.clone(), Ok(run), wall)
         })
         .collect();
     let mut left: Vec<usize> = batch[done.len()..].to_vec();
@@ -316,11 +374,7 @@ fn run_batch(
         match blame(&left_names, &done_names, failed_in.as_deref()) {
             Blame::Unreported(at) => {
                 let index = left.remove(at);
-                let row = Row {
-                    scenario: names[index].clone(),
-                    outcome: Err(error),
-                    wall: start.elapsed(),
-                };
+                let row = Row::new(names[index].clone(), Err(error), start.elapsed());
                 report(row, index, on_done, rows);
             }
             Blame::Reported(at) => {
@@ -362,15 +416,37 @@ fn blame(left: &[&str], done: &[&str], failed_in: Option<&str>) -> Blame {
 }
 
 fn report(
-    row: Row,
+    mut row: Row,
     index: usize,
-    on_done: &(impl Fn(&Row) + Sync),
+    on_done: &(impl Fn(&mut Row) + Sync),
     rows: &Mutex<Vec<(usize, Row)>>,
 ) {
-    on_done(&row);
+    on_done(&mut row);
     if let Ok(mut rows) = rows.lock() {
         rows.push((index, row));
     }
+}
+
+/// `row`'s snapshot and how its normalised output compares with it (or
+/// [`SnapshotVerdict::NotCompared`] when `compare` is false); None without
+/// a result. A snapshot that cannot be read fails the row, saying why.
+fn compare_snapshot(
+    artifacts: &Artifacts,
+    row: &Row,
+    compare: bool,
+) -> Option<(SnapshotFile, SnapshotVerdict)> {
+    let run = row.outcome.as_ref().ok()?;
+    let (subject, declared) = artifacts.catalogue.find(&row.scenario)?;
+    let file = SnapshotFile::of(&subject.info, declared, &artifacts.kernel.version);
+    if !compare {
+        return Some((file, SnapshotVerdict::NotCompared));
+    }
+    let verdict = Normaliser::for_subject(&subject.info)
+        .and_then(|normaliser| snapshot::compare(&file, &normaliser.snapshot_text(&run.result)))
+        .unwrap_or_else(|err| SnapshotVerdict::Unreadable {
+            error: format!("{err:#}"),
+        });
+    Some((file, verdict))
 }
 
 /// How long each scenario took last time, kept in the cache.

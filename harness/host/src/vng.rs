@@ -1,6 +1,6 @@
 //! virtme-ng, the alternative way into the harness's kernel: the same
 //! kernel, module and agent, booted by vng from the virtualenv that
-//! install-deps.sh made, with the agent as a plain command.
+//! `harness setup` made, with the agent as a plain command.
 
 use harness_wire::cli::AgentCommand;
 use harness_wire::roles;

@@ -74,9 +74,7 @@ impl Make<'_> {
             .stderr_to_stdout()
             .unchecked()
             .reader()
-            .with_context(|| {
-                format!("starting {what} (is make installed? run harness/install-deps.sh)")
-            })?;
+            .with_context(|| format!("starting {what} (is make installed? run `harness setup`)"))?;
         let mut lines = BufReader::new(&reader);
         let mut line = String::new();
         loop {

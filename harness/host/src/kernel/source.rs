@@ -15,7 +15,7 @@ use crate::progress::Progress;
 pub const KERNEL_ENV: &str = "STRUCT_OPS_KERNEL";
 /// Names a kernel tree (as `--kernel-tree` does), kept as a synonym.
 pub const KERNEL_TREE_ENV: &str = "STRUCT_OPS_KERNEL_TREE";
-/// Bookworm's own kernel source, installed by harness/install-deps.sh.
+/// Bookworm's own kernel source, installed by `harness setup`.
 pub const DEFAULT_SERIES: Series = Series {
     major: 6,
     minor: 12,
@@ -112,7 +112,7 @@ pub enum KernelSource {
 enum SourceError {
     #[error(
         "no kernel source: {path} does not exist.\n\
-         Install Debian's package with `apt-get install linux-source-6.12` (harness/install-deps.sh does), \
+         Install Debian's package with `apt-get install linux-source-6.12` (`harness setup` does), \
          or name another kernel with --kernel (a Debian series such as 7.3, or a kernel tree)"
     )]
     TarballMissing { path: String },

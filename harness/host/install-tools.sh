@@ -1,62 +1,13 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the harness needs, and only the missing ones:
-# `harness setup` runs it (and `harness run`, `harness build` and the nextest
-# setup script run `harness setup` when something is missing); so does .ci/run.
-# As root it runs apt-get; otherwise it prints the exact command and fails.
+# Installs the tools the harness needs beyond Debian's packages (which
+# `harness setup` installs first, see harness/host/src/setup/apt.rs): the
+# Rust virtiofsd and a virtualenv of Python tools. `harness setup` runs it
+# (and `harness run`, `harness build` and the nextest setup script run
+# `harness setup` when something is missing).
 # With --check it installs nothing: it names what is missing and exits 1.
 set -euo pipefail
 check_only=false
 [ "${1:-}" = "--check" ] && check_only=true
-
-packages=(
-  # The VM.
-  qemu-system-x86
-  # The default kernel source: Debian's 6.12 tarball under /usr/src; 6.1 is
-  # the real "too old for struct_ops in modules" input of a test.
-  linux-source-6.12 linux-source-6.1
-  # Building that kernel with BTF.
-  make gcc flex bison bc libelf-dev libssl-dev dwarves xz-utils
-  # The out-of-tree module.
-  kmod
-  # The BPF program (clang -target bpf) and libbpf, vendored by libbpf-sys.
-  clang llvm libelf-dev zlib1g-dev pkg-config linux-libc-dev
-  # virtme-ng (installed below into a virtualenv) for manual debugging with
-  # vng; its guest init needs udev to name the virtio ports it talks over.
-  python3-venv udev
-  # Building the Rust virtiofsd (below).
-  libcap-ng-dev libseccomp-dev
-  # Stepping into the VM: bpftool to run there (harness exec), gdb for
-  # --gdb, and tmux, which the shell's test types into.
-  bpftool gdb tmux
-)
-
-installed() {
-  dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q '^install ok installed$'
-}
-
-missing=()
-for package in "${packages[@]}"; do
-  installed "$package" || missing+=("$package")
-done
-# The same package may be listed twice above, once for each reason it is needed.
-mapfile -t missing < <(printf '%s\n' "${missing[@]}" | awk 'NF && !seen[$0]++')
-
-if $check_only && [ ${#missing[@]} -gt 0 ]; then
-  echo "missing Debian packages: ${missing[*]}" >&2
-  exit 1
-fi
-if [ ${#missing[@]} -gt 0 ]; then
-  if [ "$(id -u)" -ne 0 ]; then
-    echo "Missing Debian packages: ${missing[*]}" >&2
-    echo "Install them with:" >&2
-    echo "  sudo apt-get update && sudo apt-get install -y ${missing[*]}" >&2
-    exit 1
-  fi
-  echo "Installing missing Debian packages: ${missing[*]}" >&2
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq >&2
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
-fi
 
 # The guest's root is the host's, shared read-only. Debian 12 ships only the
 # old C virtiofsd, which cannot share read-only; the Rust one (crates.io) can.
