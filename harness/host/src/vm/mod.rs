@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use harness_wire::cli::{AgentCommand, Fault};
-use harness_wire::markers;
 use harness_wire::protocol::{ExitReport, Message, ScenarioResult};
 
 use self::messages::{final_message, panic_detail, read_messages};
@@ -109,7 +108,7 @@ pub enum VmFailure {
         status: String,
     },
     /// virtiofsd exited while the guest still needed its root.
-    #[error("virtiofsd exited mid-run ({status}); the guest lost its root filesystem")]
+    #[error("virtiofsd, which serves the guest its root filesystem, failed mid-run ({status}) and the guest lost its root: was it killed or did it crash? Its log, virtiofsd.log, is kept with the others")]
     VirtiofsdDied {
         /// virtiofsd's exit status.
         status: String,
@@ -433,15 +432,7 @@ impl Vm {
         if final_message(&messages).is_some() {
             return Ok((self, messages, total));
         }
-        let failure = if markers::panic_line(&console).is_some() {
-            VmFailure::GuestPanicked {
-                detail: panic_detail(&console),
-            }
-        } else {
-            VmFailure::NoResult {
-                status: status.to_string(),
-            }
-        };
+        let failure = self.watch.no_result(&console, status);
         Err(self.fail(failure).into())
     }
 

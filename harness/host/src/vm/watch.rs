@@ -13,8 +13,8 @@ use anyhow::Result;
 use harness_wire::markers;
 use harness_wire::protocol::Message;
 
-use super::messages::read_messages;
-use super::{RunError, Vm};
+use super::messages::{panic_detail, read_messages};
+use super::{RunError, Vm, VmFailure};
 use crate::qmp::{GuestEvent, QmpClient};
 use harness_wire::wait::{wait_until, Poll};
 
@@ -60,11 +60,38 @@ pub(super) struct Watch {
     /// How many scenarios the console says have started (with several a VM).
     scenarios_started: usize,
     virtiofsd_gone_at: Option<Instant>,
+    /// virtiofsd's status, when it was seen to fail (not exit cleanly) while
+    /// QEMU still ran: QEMU may then exit before the grace is over, and its
+    /// exit must still be put down to the daemon.
+    virtiofsd_died: Option<String>,
     last_qmp_poll: Option<Instant>,
     panicked: bool,
     debugger_let_in: bool,
     /// How much of the command's stdout and stderr was passed on.
     streamed: (u64, u64),
+}
+
+impl Watch {
+    /// Why QEMU exited without the agent's result. A virtiofsd that failed
+    /// while QEMU still ran comes first: the guest lost its root, and what
+    /// followed (an agent that could not go on, its panic, QEMU giving up)
+    /// stems from that. QEMU's own exit is checked first in each round, so
+    /// a daemon that went because QEMU did is never seen here.
+    pub(super) fn no_result(&self, console: &str, status: ExitStatus) -> VmFailure {
+        if let Some(status) = &self.virtiofsd_died {
+            VmFailure::VirtiofsdDied {
+                status: status.clone(),
+            }
+        } else if markers::panic_line(console).is_some() {
+            VmFailure::GuestPanicked {
+                detail: panic_detail(console),
+            }
+        } else {
+            VmFailure::NoResult {
+                status: status.to_string(),
+            }
+        }
+    }
 }
 
 impl Vm {
@@ -186,6 +213,11 @@ impl Vm {
     /// died is a fault.
     fn virtiofsd_is_gone(&mut self) -> Option<Ending> {
         let (clean, status) = self.virtiofsd.as_ref()?.has_exited()?;
+        if !clean {
+            self.watch
+                .virtiofsd_died
+                .get_or_insert_with(|| status.clone());
+        }
         let since = *self
             .watch
             .virtiofsd_gone_at
@@ -263,4 +295,33 @@ fn forward(path: &Path, from: u64, to: &mut impl Write) -> u64 {
         let _ = to.flush();
     }
     from + fresh.len() as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::process::ExitStatusExt;
+
+    const PANIC: &str = "[ 2.0] Kernel panic - not syncing: Attempted to kill init!\n";
+
+    #[test]
+    fn qemu_exiting_after_virtiofsd_failed_is_put_down_to_virtiofsd() {
+        let killed = ExitStatus::from_raw(9);
+        let mut watch = Watch::default();
+        assert!(
+            matches!(watch.no_result("", killed), VmFailure::NoResult { status } if status.contains("signal: 9")),
+        );
+        assert!(matches!(
+            watch.no_result(PANIC, killed),
+            VmFailure::GuestPanicked { .. }
+        ));
+        watch.virtiofsd_died = Some("signal: 9 (SIGKILL)".to_owned());
+        for console in ["", PANIC] {
+            let failure = watch.no_result(console, ExitStatus::from_raw(1 << 8));
+            assert!(
+                matches!(&failure, VmFailure::VirtiofsdDied { status } if status == "signal: 9 (SIGKILL)"),
+                "{failure}"
+            );
+        }
+    }
 }
