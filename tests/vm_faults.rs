@@ -2,6 +2,8 @@
 //! with the console tail and kept logs, and leaves no process or socket
 //! directory behind. These boot VMs: select them with `-E 'binary(vm_faults)'`.
 
+use std::path::Path;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 mod common;
@@ -11,6 +13,7 @@ use harness_host::process::processes_mentioning;
 use harness_host::suite::run_scenario;
 use harness_host::vm::{RunError, ScenarioRun, VmError, VmFailure, VmOptions};
 use harness_wire::cli::Fault;
+use harness_wire::markers;
 use harness_wire::wait::{wait_until, Poll};
 
 use common::artifacts;
@@ -60,28 +63,78 @@ fn assert_cleaned_up(error: &VmError) {
     let _ = std::fs::remove_dir_all(&error.logs);
 }
 
-/// Kills the first process whose command line holds `needle` and `program`, once it has run for `after`.
-fn kill_when_running(
-    needle: String,
-    program: &'static str,
-    after: Duration,
-) -> std::thread::JoinHandle<bool> {
+/// The console log QEMU writes, from its command line (`-chardev
+/// file,id=console,path=...`): the live VM's own, never a kept log of an
+/// earlier run.
+fn console_log_of(qemu_cmdline: &str) -> Option<&str> {
+    let (_, rest) = qemu_cmdline.split_once("file,id=console,path=")?;
+    rest.split_whitespace().next()
+}
+
+/// Whether `cmdline` runs `program` (its argv[0]'s file name starts with
+/// it): QEMU's own command line names the virtiofsd socket, so a substring
+/// would find QEMU when virtiofsd is meant.
+fn runs(cmdline: &str, program: &str) -> bool {
+    let argv0 = cmdline.split_whitespace().next().unwrap_or_default();
+    Path::new(argv0)
+        .file_name()
+        .is_some_and(|name| name.to_string_lossy().starts_with(program))
+}
+
+/// The pid of the VM labelled `label`'s `program`, once its agent has said
+/// ready on the console; while not yet, what was seen instead.
+fn ready_vms_process(label: &str, program: &str) -> Result<u32, String> {
+    let processes = processes_mentioning(label);
+    let Some(console) = processes
+        .iter()
+        .filter(|(_, cmdline)| runs(cmdline, "qemu-system"))
+        .find_map(|(_, cmdline)| console_log_of(cmdline))
+    else {
+        return Err(format!("no QEMU of {label} running: {processes:#?}"));
+    };
+    let text = std::fs::read_to_string(console).unwrap_or_default();
+    if !markers::agent_ready(&text) {
+        let lines: Vec<&str> = text.lines().collect();
+        let tail = lines[lines.len().saturating_sub(20)..].join("\n");
+        return Err(format!(
+            "no {:?} in {console}:\n{tail}",
+            markers::AGENT_READY
+        ));
+    }
+    processes
+        .iter()
+        .find(|(_, cmdline)| runs(cmdline, program))
+        .map(|(pid, _)| *pid)
+        .ok_or_else(|| format!("the agent is ready, but no {program} of {label}: {processes:#?}"))
+}
+
+/// Kills the VM labelled `label`'s `program` once its agent has said ready
+/// (a VM whose agent hangs then waits for the kill); or says what it saw
+/// instead, within a minute.
+fn kill_when_ready(label: String, program: &'static str) -> JoinHandle<Result<(), String>> {
     std::thread::spawn(move || {
+        let mut seen = String::new();
         let found = wait_until(
             Instant::now() + Duration::from_secs(60),
             Duration::from_millis(50),
-            || match processes_mentioning(&needle)
-                .into_iter()
-                .find(|(_, cmdline)| cmdline.contains(program))
-            {
-                Some((pid, _)) => Poll::Ready(pid),
-                None => Poll::Pending,
+            || match ready_vms_process(&label, program) {
+                Ok(pid) => Poll::Ready(pid),
+                Err(what) => {
+                    seen = what;
+                    Poll::Pending
+                }
             },
         );
-        let Some(pid) = found else { return false };
-        std::thread::sleep(after);
-        // SAFETY: kill(2) on a pid we just found; at worst it is already gone.
-        unsafe { libc::kill(pid as i32, libc::SIGKILL) == 0 }
+        let pid =
+            found.ok_or_else(|| format!("not ready to kill {program} within 60 s: {seen}"))?;
+        // SAFETY: kill(2) on a pid just found; at worst it has gone since.
+        match unsafe { libc::kill(pid as i32, libc::SIGKILL) } {
+            0 => Ok(()),
+            _ => Err(format!(
+                "kill {pid} ({program}): {}",
+                std::io::Error::last_os_error()
+            )),
+        }
     })
 }
 
@@ -188,24 +241,28 @@ fn agent_exiting_without_a_result_is_reported() {
     assert_cleaned_up(&error);
 }
 
-/// Boots a VM whose agent hangs, kills its `program` from outside once it has
-/// run for `after`, and returns the VM's error and how long the run took.
-fn kill_from_outside(name: &str, program: &'static str, after: Duration) -> (VmError, Duration) {
+/// Boots a VM whose agent hangs, kills its `program` from outside once the
+/// agent has said ready, and returns the VM's error and how long the run took.
+fn kill_from_outside(name: &str, program: &'static str) -> (VmError, Duration) {
     let label = label(name);
-    let killer = kill_when_running(label.clone(), program, after);
+    let killer = kill_when_ready(label.clone(), program);
     let start = Instant::now();
     let error = expect_vm_error(run_scenario(
         artifacts(),
         "no_module",
         &options(&label, Fault::Hang),
     ));
-    assert!(killer.join().unwrap(), "never found {program} to kill");
-    (error, start.elapsed())
+    let took = start.elapsed();
+    if let Err(why) = killer.join().unwrap() {
+        panic!("{why}\nthe VM ended with: {error}");
+    }
+    assert!(error.agent_ready, "killed before the agent was up: {error}");
+    (error, took)
 }
 
 #[test]
 fn qemu_killed_from_outside_is_reported_at_once() {
-    let (error, took) = kill_from_outside("qemukill", "qemu-system", Duration::from_secs(2));
+    let (error, took) = kill_from_outside("qemukill", "qemu-system");
     assert!(
         matches!(error.failure, VmFailure::NoResult { .. }),
         "{error}"
@@ -218,15 +275,19 @@ fn qemu_killed_from_outside_is_reported_at_once() {
 #[test]
 fn virtiofsd_killed_mid_run_is_reported() {
     require_virtiofsd();
-    let (error, took) = kill_from_outside("vfskill", "virtiofsd", Duration::from_secs(3));
-    // Either the harness sees the daemon gone while QEMU runs on, or QEMU gives up first.
+    let (error, took) = kill_from_outside("vfskill", "virtiofsd");
+    // The daemon's death, not QEMU's exit or the guest's hang, is the failure.
     assert!(
-        matches!(
-            error.failure,
-            VmFailure::VirtiofsdDied { .. } | VmFailure::NoResult { .. }
-        ),
+        matches!(&error.failure, VmFailure::VirtiofsdDied { status } if status.contains("signal: 9")),
         "{error}"
     );
+    assert!(
+        error
+            .to_string()
+            .starts_with("virtiofsd, which serves the guest its root filesystem, failed mid-run"),
+        "{error}"
+    );
+    assert!(error.logs.join("virtiofsd.log").is_file(), "{error}");
     assert!(took < Duration::from_secs(30), "took {took:?}");
     assert_cleaned_up(&error);
 }

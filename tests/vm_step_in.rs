@@ -178,6 +178,44 @@ fn wait_for_screen(session: &str, text: &str, within: Duration) {
     );
 }
 
+/// Whether `line` is the guest shell's prompt (`[vm DIR]# `, the agent's
+/// PS1; tmux drops the trailing space).
+fn is_prompt(line: &str) -> bool {
+    let line = line.trim_end();
+    line.starts_with("[vm ") && line.ends_with("]#")
+}
+
+/// Whether the screen's last line (of those with anything on them) is a
+/// prompt, with `after` on some line above it: the shell has finished what
+/// printed `after` and waits for the next command.
+fn prompt_after(screen: &str, after: &str) -> bool {
+    let lines: Vec<&str> = screen
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .collect();
+    let Some((last, above)) = lines.split_last() else {
+        return false;
+    };
+    is_prompt(last) && above.iter().any(|line| line.contains(after))
+}
+
+/// Waits until the shell shows its prompt again below `after`.
+fn wait_for_prompt_after(session: &str, after: &str, within: Duration) {
+    let seen = wait_until(
+        Instant::now() + within,
+        Duration::from_millis(200),
+        || match prompt_after(&screen(session), after) {
+            true => Poll::Ready(()),
+            false => Poll::Pending,
+        },
+    );
+    assert!(
+        seen.is_some(),
+        "never saw the prompt below {after:?}; the screen:\n{}",
+        screen(session)
+    );
+}
+
 /// A tmux session, killed however the test ends.
 struct Tmux(String);
 
@@ -229,14 +267,21 @@ fn a_shell_under_tmux_runs_commands_takes_ctrl_c_and_exits_cleanly() {
     wait_for_screen(session, "[vm ", Duration::from_secs(90));
     let harness = harness_pid_in(session);
     type_line(session, &["echo hello-$((6*7)); lsmod", "Enter"]);
-    wait_for_screen(session, "hello-42", Duration::from_secs(20));
-    wait_for_screen(session, "bpf_testmod", Duration::from_secs(20));
-    // Ctrl-C stops the guest's foreground program, not the harness.
-    type_line(session, &["sleep 300", "Enter"]);
-    std::thread::sleep(Duration::from_secs(1));
+    wait_for_prompt_after(session, "hello-42", Duration::from_secs(20));
+    let shown = screen(session);
+    let (_, below) = shown.rsplit_once("hello-42").unwrap();
+    assert!(below.contains("bpf_testmod"), "no module listed:\n{shown}");
+    // Ctrl-C goes once the program is in the foreground: it says so itself,
+    // then becomes sleep (exec keeps its process and its process group).
+    let foreground = "sh -c 'echo in-the-foreground-$((40+2)); exec sleep 300'";
+    type_line(session, &[foreground, "Enter"]);
+    wait_for_screen(session, "in-the-foreground-42", Duration::from_secs(20));
     type_line(session, &["C-c"]);
-    type_line(session, &["echo still-$((2+3))", "Enter"]);
-    wait_for_screen(session, "still-5", Duration::from_secs(20));
+    // Back at the prompt long before sleep's 300 s, its status 128 + SIGINT:
+    // Ctrl-C ended the guest's foreground program, not the harness.
+    wait_for_prompt_after(session, "in-the-foreground-42", Duration::from_secs(20));
+    type_line(session, &["echo status-$?", "Enter"]);
+    wait_for_prompt_after(session, "status-130", Duration::from_secs(20));
     type_line(session, &["exit", "Enter"]);
     wait_for_screen(session, "harness-exited-0", Duration::from_secs(30));
     assert_no_vm_left(&format!("shell-{harness}"));
