@@ -73,6 +73,23 @@ pub fn first_line_of(program: &str, arg: &str) -> String {
         .unwrap_or_else(|| "missing".to_owned())
 }
 
+/// How a person runs the harness here: `cargo run -p harness --` in the
+/// harness's own repository (its binary is in this directory's target),
+/// `harness` elsewhere. It lives with the process helpers, which depend on
+/// nothing of the crate: setup's advice names it, and in `report` it closed
+/// the cycle artifacts -> setup -> setup/apt -> report -> artifacts.
+pub fn harness_command() -> &'static str {
+    let in_own_repository = std::env::current_exe()
+        .ok()
+        .zip(std::env::current_dir().ok())
+        .is_some_and(|(exe, dir)| exe.starts_with(dir.join("target")));
+    if in_own_repository {
+        "cargo run -p harness --"
+    } else {
+        "harness"
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

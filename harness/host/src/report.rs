@@ -9,6 +9,7 @@ use crate::artifacts::Artifacts;
 use crate::kernel::source::KernelSpec;
 use crate::kernel::Flavour;
 use crate::normalise::Normaliser;
+use crate::process::harness_command;
 use crate::snapshot::SnapshotVerdict;
 use crate::suite::Row;
 
@@ -79,21 +80,6 @@ fn kernel_options(artifacts: &Artifacts) -> String {
         options.push_str(option);
     }
     options
-}
-
-/// How a person runs the harness here: `cargo run -p harness --` in the
-/// harness's own repository (its binary is in this directory's target),
-/// `harness` elsewhere.
-pub fn harness_command() -> &'static str {
-    let in_own_repository = std::env::current_exe()
-        .ok()
-        .zip(std::env::current_dir().ok())
-        .is_some_and(|(exe, dir)| exe.starts_with(dir.join("target")));
-    if in_own_repository {
-        "cargo run -p harness --"
-    } else {
-        "harness"
-    }
 }
 
 /// The commands that rerun `scenario` alone: the harness, a shell in it, vng.

@@ -317,7 +317,7 @@ pub(crate) fn refusal(missing: &[&str], plan: &Plan, losses: &[&Change]) -> Stri
         text,
         "\n  - let apt change them: `{} setup{}`, or by hand, as root: \
          `apt-get install --no-install-recommends {}`",
-        crate::report::harness_command(),
+        crate::process::harness_command(),
         names
             .iter()
             .map(|name| format!(" --allow-remove {name}"))
