@@ -49,3 +49,34 @@ pub fn git_status() -> (bool, String) {
         String::from_utf8_lossy(&output.stdout).into_owned(),
     )
 }
+
+/// Writes `text` to `dir/file`, making the directories it needs.
+pub fn write(dir: &Path, file: &str, text: &str) {
+    let path = dir.join(file);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+}
+
+/// `cargo test --test vm -- ARGS` in `dir`, sharing this repository's target
+/// directory (and its lock file's versions) so that little is rebuilt.
+pub fn cargo_test(dir: &Path, args: &[&str]) -> (bool, String) {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut words = vec!["test", "--quiet", "--test", "vm", "--"];
+    words.extend(args);
+    let output = duct::cmd(cargo, words)
+        .dir(dir)
+        .env("CARGO_TARGET_DIR", repo_root().join("target"))
+        // This workspace's debug info setting, so that the core crates'
+        // builds are shared rather than built again beside them.
+        .env("CARGO_PROFILE_DEV_DEBUG", "line-tables-only")
+        .env("INSTA_UPDATE", "always")
+        .stderr_to_stdout()
+        .stdout_capture()
+        .unchecked()
+        .run()
+        .unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+    )
+}

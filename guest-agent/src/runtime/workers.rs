@@ -11,7 +11,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use harness_wire::workload::{
-    Activity, SchedClass, SetupFailure, ThreadReport, WorkloadArgs, WorkloadReport,
+    cgroup_in, Activity, SchedClass, SetupFailure, ThreadReport, WorkloadArgs, WorkloadReport,
 };
 use nix::errno::Errno;
 use nix::sched::{sched_getcpu, sched_setaffinity, CpuSet};
@@ -197,6 +197,9 @@ fn report(seen: Seen, rounds: u64, assigned_cpu: Option<usize>) -> ThreadReport 
         classes: seen.classes,
         samples: seen.samples,
         cpus: (0..seen.cpus.len()).filter(|&cpu| seen.cpus[cpu]).collect(),
+        cgroup: std::fs::read_to_string("/proc/thread-self/cgroup")
+            .ok()
+            .and_then(|text| cgroup_in(&text)),
         rounds,
         cpu_time_us: usage.map_or(0, |usage| {
             micros(usage.user_time()) + micros(usage.system_time())

@@ -198,6 +198,9 @@ pub struct ThreadReport {
     pub samples: u32,
     /// The CPUs it was seen running on (`sched_getcpu`), ascending.
     pub cpus: Vec<usize>,
+    /// Its cgroup v2 path (`/w`), from `/proc/thread-self/cgroup`; None
+    /// on a kernel without cgroups.
+    pub cgroup: Option<String>,
     /// How many rounds of its activity it did (spins, yields, sleeps).
     pub rounds: u64,
     /// Its CPU time, user and system, in microseconds.
@@ -250,6 +253,14 @@ impl ThreadReport {
     }
 }
 
+/// The cgroup v2 path in the text of `/proc/<pid>/cgroup` (its `0::`
+/// line); None without one (no CONFIG_CGROUPS).
+pub fn cgroup_in(text: &str) -> Option<String> {
+    text.lines()
+        .find_map(|line| line.strip_prefix("0::"))
+        .map(str::to_owned)
+}
+
 /// A setup step that failed in the child, before any worker ran.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SetupFailure {
@@ -295,23 +306,23 @@ impl WorkloadReport {
     }
 
     /// What is the same every run, for a step's stdout: how many threads
-    /// ran, how many were on each class (in the order first seen), and
-    /// with pinning, how many stayed on their CPU. Figures stay out.
+    /// ran, how many were on each class and in each cgroup (in the order
+    /// first seen), and with pinning, how many stayed on their CPU.
+    /// Figures stay out.
     pub fn summary(&self) -> String {
         let mut text = format!("{} ran\n", count_threads(self.threads.len(), ""));
         if let Some(failure) = &self.setup_failure {
             text.push_str(&format!("setup failed: {}\n", failure.what));
         }
-        let mut classes: Vec<(String, usize)> = Vec::new();
-        for thread in &self.threads {
-            let class = thread.class_text();
-            match classes.iter_mut().find(|(seen, _)| *seen == class) {
-                Some((_, count)) => *count += 1,
-                None => classes.push((class, 1)),
-            }
-        }
-        for (class, count) in classes {
+        for (class, count) in tally(self.threads.iter().map(ThreadReport::class_text)) {
             text.push_str(&format!("class {class}: {count}\n"));
+        }
+        let cgroups = self
+            .threads
+            .iter()
+            .filter_map(|thread| thread.cgroup.clone());
+        for (cgroup, count) in tally(cgroups) {
+            text.push_str(&format!("in cgroup {cgroup}: {count}\n"));
         }
         let pinned = self
             .threads
@@ -323,6 +334,18 @@ impl WorkloadReport {
         }
         text
     }
+}
+
+/// Each distinct value and how many times it came, in the order first seen.
+fn tally(values: impl Iterator<Item = String>) -> Vec<(String, usize)> {
+    let mut counts: Vec<(String, usize)> = Vec::new();
+    for value in values {
+        match counts.iter_mut().find(|(seen, _)| *seen == value) {
+            Some((_, count)) => *count += 1,
+            None => counts.push((value, 1)),
+        }
+    }
+    counts
 }
 
 #[cfg(test)]
@@ -424,6 +447,7 @@ mod tests {
                 thread(&[Ext], Some(0), &[0]),
                 ThreadReport {
                     cpu_time_us: 123_456,
+                    cgroup: Some("/w".to_owned()),
                     ..thread(&[Ext], Some(1), &[1])
                 },
                 thread(&[Fair, Ext], Some(0), &[0, 1]),
@@ -431,7 +455,7 @@ mod tests {
         };
         assert_eq!(
             report.summary(),
-            "3 threads ran\nclass ext: 2\nclass fair, then ext: 1\n\
+            "3 threads ran\nclass ext: 2\nclass fair, then ext: 1\nin cgroup /w: 1\n\
              on their assigned cpu throughout: 2\n"
         );
         assert_eq!(report.on_class(Ext), 2);
@@ -444,6 +468,13 @@ mod tests {
             unpinned.summary(),
             "2 threads ran\nclass unknown (no ext.enabled line: the kernel cannot say): 2\n"
         );
+    }
+
+    #[test]
+    fn the_cgroup_is_the_v2_line_of_proc_cgroup() {
+        assert_eq!(cgroup_in("0::/w\n"), Some("/w".to_owned()));
+        assert_eq!(cgroup_in("1:name=systemd:/\n0::/\n"), Some("/".to_owned()));
+        assert_eq!(cgroup_in(""), None);
     }
 
     #[test]
