@@ -35,8 +35,8 @@ pub(crate) struct Module {
 pub(crate) type Pause = Box<dyn FnMut(&str) -> Outcome>;
 
 /// What a scenario works with: it runs the subject's loader, loads and
-/// unloads its module, reads and writes files, and records what it expects
-/// of each step. Every action is a step in the result.
+/// unloads its module, reads and writes files, runs workloads, and records
+/// what it expects of each step. Every action is a step in the result.
 pub struct Context {
     /// Where a person looks around mid-scenario (`harness shell --scenario`).
     pause: Option<Pause>,
