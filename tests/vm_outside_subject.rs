@@ -7,27 +7,7 @@
 
 mod common;
 
-use common::{cargo_test, repo_root, write};
-
-const MANIFEST: &str = r#"[package]
-name = "outside-subject"
-version = "0.1.0"
-edition = "2021"
-publish = false
-
-[package.metadata.harness]
-vm-test = "vm"
-
-[workspace]
-
-[dependencies]
-anyhow = "1"
-harness = { path = "@HARNESS@" }
-
-[[test]]
-name = "vm"
-harness = false
-"#;
+use common::{cargo_test, write, write_subject_crate};
 
 const LIB: &str = r#"use std::path::Path;
 
@@ -107,19 +87,7 @@ $ rmmod outside_hello (retried for up to 10 s)
 fn a_subject_outside_the_workspace_runs_with_no_edit_here() {
     let scratch = tempfile::tempdir().unwrap();
     let dir = scratch.path().join("outside");
-    let harness = repo_root().join("harness");
-    write(
-        &dir,
-        "Cargo.toml",
-        &MANIFEST.replace("@HARNESS@", &harness.display().to_string()),
-    );
-    std::fs::copy(repo_root().join("Cargo.lock"), dir.join("Cargo.lock")).unwrap();
-    write(&dir, "src/lib.rs", LIB);
-    write(
-        &dir,
-        "tests/vm.rs",
-        "harness::main!(outside_subject::SUBJECT);\n",
-    );
+    write_subject_crate(&dir, "outside-subject", LIB);
     write(
         &dir,
         "kmod/outside_hello/Kbuild",

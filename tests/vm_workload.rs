@@ -9,27 +9,7 @@
 
 mod common;
 
-use common::{cargo_test, repo_root, write};
-
-const MANIFEST: &str = r#"[package]
-name = "workload-subject"
-version = "0.1.0"
-edition = "2021"
-publish = false
-
-[package.metadata.harness]
-vm-test = "vm"
-
-[workspace]
-
-[dependencies]
-anyhow = "1"
-harness = { path = "@HARNESS@" }
-
-[[test]]
-name = "vm"
-harness = false
-"#;
+use common::{cargo_test, write_subject_crate};
 
 const LIB: &str = r#"use std::path::Path;
 use std::time::Duration;
@@ -117,19 +97,7 @@ pub const SUBJECT: Subject = Subject::new("workload", "workloads on this kernel"
 fn workloads_run_and_report_what_the_kernel_says() {
     let scratch = tempfile::tempdir().unwrap();
     let dir = scratch.path().join("workload");
-    let harness = repo_root().join("harness");
-    write(
-        &dir,
-        "Cargo.toml",
-        &MANIFEST.replace("@HARNESS@", &harness.display().to_string()),
-    );
-    std::fs::copy(repo_root().join("Cargo.lock"), dir.join("Cargo.lock")).unwrap();
-    write(&dir, "src/lib.rs", LIB);
-    write(
-        &dir,
-        "tests/vm.rs",
-        "harness::main!(workload_subject::SUBJECT);\n",
-    );
+    write_subject_crate(&dir, "workload-subject", LIB);
     let (passed, output) = cargo_test(&dir, &[]);
     assert!(passed, "{output}");
     let snapshot = std::fs::read_to_string(dir.join("tests/snapshots/workloads.snap")).unwrap();

@@ -80,3 +80,41 @@ pub fn cargo_test(dir: &Path, args: &[&str]) -> (bool, String) {
         String::from_utf8_lossy(&output.stdout).into_owned(),
     )
 }
+
+/// A subject's crate as a user's repository holds one, outside this
+/// workspace: the harness as a path dependency, `[package.metadata.harness]`,
+/// the VM test target. `@PACKAGE@` and `@HARNESS@` are filled in.
+const SUBJECT_MANIFEST: &str = r#"[package]
+name = "@PACKAGE@"
+version = "0.1.0"
+edition = "2021"
+publish = false
+
+[package.metadata.harness]
+vm-test = "vm"
+
+[workspace]
+
+[dependencies]
+anyhow = "1"
+harness = { path = "@HARNESS@" }
+
+[[test]]
+name = "vm"
+harness = false
+"#;
+
+/// Writes the crate `package` into `dir` with `lib` as its `src/lib.rs`
+/// (which declares `SUBJECT`), its VM test target and this repository's
+/// lock file (its versions, so that little is rebuilt).
+pub fn write_subject_crate(dir: &Path, package: &str, lib: &str) {
+    let harness = repo_root().join("harness");
+    let manifest = SUBJECT_MANIFEST
+        .replace("@PACKAGE@", package)
+        .replace("@HARNESS@", &harness.display().to_string());
+    write(dir, "Cargo.toml", &manifest);
+    std::fs::copy(repo_root().join("Cargo.lock"), dir.join("Cargo.lock")).unwrap();
+    write(dir, "src/lib.rs", lib);
+    let main = format!("harness::main!({}::SUBJECT);\n", package.replace('-', "_"));
+    write(dir, "tests/vm.rs", &main);
+}
