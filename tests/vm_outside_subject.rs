@@ -7,29 +7,7 @@
 
 mod common;
 
-use std::path::Path;
-
-use common::repo_root;
-
-const MANIFEST: &str = r#"[package]
-name = "outside-subject"
-version = "0.1.0"
-edition = "2021"
-publish = false
-
-[package.metadata.harness]
-vm-test = "vm"
-
-[workspace]
-
-[dependencies]
-anyhow = "1"
-harness = { path = "@HARNESS@" }
-
-[[test]]
-name = "vm"
-harness = false
-"#;
+use common::{cargo_test, write, write_subject_crate};
 
 const LIB: &str = r#"use std::path::Path;
 
@@ -105,53 +83,11 @@ $ rmmod outside_hello (retried for up to 10 s)
   [kernel] outside_hello unloaded
 ";
 
-fn write(dir: &Path, file: &str, text: &str) {
-    let path = dir.join(file);
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, text).unwrap();
-}
-
-/// `cargo test --test vm -- ARGS` in `dir`, sharing this repository's target
-/// directory (and its lock file's versions) so that little is rebuilt.
-fn cargo_test(dir: &Path, args: &[&str]) -> (bool, String) {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut words = vec!["test", "--quiet", "--test", "vm", "--"];
-    words.extend(args);
-    let output = duct::cmd(cargo, words)
-        .dir(dir)
-        .env("CARGO_TARGET_DIR", repo_root().join("target"))
-        // This workspace's debug info setting, so that the core crates'
-        // builds are shared rather than built again beside them.
-        .env("CARGO_PROFILE_DEV_DEBUG", "line-tables-only")
-        .env("INSTA_UPDATE", "always")
-        .stderr_to_stdout()
-        .stdout_capture()
-        .unchecked()
-        .run()
-        .unwrap();
-    (
-        output.status.success(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-    )
-}
-
 #[test]
 fn a_subject_outside_the_workspace_runs_with_no_edit_here() {
     let scratch = tempfile::tempdir().unwrap();
     let dir = scratch.path().join("outside");
-    let harness = repo_root().join("harness");
-    write(
-        &dir,
-        "Cargo.toml",
-        &MANIFEST.replace("@HARNESS@", &harness.display().to_string()),
-    );
-    std::fs::copy(repo_root().join("Cargo.lock"), dir.join("Cargo.lock")).unwrap();
-    write(&dir, "src/lib.rs", LIB);
-    write(
-        &dir,
-        "tests/vm.rs",
-        "harness::main!(outside_subject::SUBJECT);\n",
-    );
+    write_subject_crate(&dir, "outside-subject", LIB);
     write(
         &dir,
         "kmod/outside_hello/Kbuild",

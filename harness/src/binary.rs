@@ -1,6 +1,7 @@
-//! The one binary's dispatch: PID 1 in the guest, the loader, the agent as
-//! a plain command, the catalogue, the build step, or (anything else) the
-//! host runner under nextest, one libtest-mimic trial per scenario.
+//! The one binary's dispatch: PID 1 in the guest, the loader, a workload's
+//! threads, the agent as a plain command, the catalogue, the build step, or
+//! (anything else) the host runner under nextest, one libtest-mimic trial
+//! per scenario.
 
 use std::ffi::OsString;
 use std::path::Path;
@@ -16,6 +17,7 @@ use harness_host::snapshot::SnapshotFile;
 use harness_host::{setup, suite, vm};
 use harness_wire::catalogue::{ScenarioInfo, SubjectInfo};
 use harness_wire::roles;
+use harness_wire::workload::WorkloadArgs;
 use libtest_mimic::{Arguments, Failed, Trial};
 
 /// Where the binary comes from: its package, so the host can build it for
@@ -37,6 +39,7 @@ pub fn run_binary(subjects: &'static [&'static Subject], binary: Binary) -> Exit
     let role = args.get(1).and_then(|word| word.to_str()).unwrap_or("");
     match role {
         roles::LOADER => run_loader(subjects, &args),
+        roles::WORKLOAD => run_workload(&args[2..]),
         roles::AGENT => {
             let rest = args[..1].iter().chain(&args[2..]).cloned().collect();
             guest_agent::agent::run_as_command(subjects, rest)
@@ -84,6 +87,21 @@ fn run_loader(subjects: &[&Subject], args: &[OsString]) -> ExitCode {
         .chain(args[3..].iter().cloned())
         .collect();
     main(words)
+}
+
+/// `__workload <words>`: a scenario's worker threads, in a process of
+/// their own; their report, one JSON line on stdout, is what the agent reads.
+fn run_workload(words: &[OsString]) -> ExitCode {
+    let args = match WorkloadArgs::parse_words(words) {
+        Ok(args) => args,
+        Err(err) => return fail(anyhow::anyhow!("{} words: {err}", roles::WORKLOAD)),
+    };
+    let report = guest_agent::runtime::workers::run_workers(&args);
+    println!("{}", report.to_json());
+    match report.setup_failure {
+        Some(_) => ExitCode::FAILURE,
+        None => ExitCode::SUCCESS,
+    }
 }
 
 /// The subjects of this binary, with the binary built for the guest.

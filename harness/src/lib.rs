@@ -6,7 +6,8 @@
 //! - under `cargo nextest run` (or `cargo test`), the host runner: one test
 //!   per scenario, each booting a VM and checking an insta snapshot;
 //! - built in release by the harness, PID 1 in the guest (the agent), which
-//!   runs a scenario's steps and re-executes itself as the loader;
+//!   runs a scenario's steps and re-executes itself as the loader, and as
+//!   the process a [`Workload`]'s threads run in (`__workload`);
 //! - `__catalogue`: what it declares, as JSON, for the `harness` tool.
 //!
 //! ```ignore
@@ -22,6 +23,7 @@ pub use guest_agent::runtime::context::{Context, StepId};
 pub use guest_agent::runtime::loader::Held;
 pub use guest_agent::runtime::module::{self, ModuleSpec};
 pub use guest_agent::runtime::run::UNLOAD_LIMIT;
+pub use guest_agent::runtime::workload::Workload;
 pub use guest_agent::scenario::{Scenario, Subject};
 /// The host side, for tests that drive it directly.
 pub use harness_host as host;
@@ -35,6 +37,7 @@ pub use harness_wire::case;
 pub use harness_wire::exit;
 pub use harness_wire::protocol::{Outcome, Source};
 pub use harness_wire::report::Report;
+pub use harness_wire::workload::{SchedClass, ThreadReport, WorkloadReport};
 pub use nix::errno::Errno;
 pub use nix::sys::signal::Signal;
 

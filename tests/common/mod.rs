@@ -49,3 +49,72 @@ pub fn git_status() -> (bool, String) {
         String::from_utf8_lossy(&output.stdout).into_owned(),
     )
 }
+
+/// Writes `text` to `dir/file`, making the directories it needs.
+pub fn write(dir: &Path, file: &str, text: &str) {
+    let path = dir.join(file);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+}
+
+/// `cargo test --test vm -- ARGS` in `dir`, sharing this repository's target
+/// directory (and its lock file's versions) so that little is rebuilt.
+pub fn cargo_test(dir: &Path, args: &[&str]) -> (bool, String) {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut words = vec!["test", "--quiet", "--test", "vm", "--"];
+    words.extend(args);
+    let output = duct::cmd(cargo, words)
+        .dir(dir)
+        .env("CARGO_TARGET_DIR", repo_root().join("target"))
+        // This workspace's debug info setting, so that the core crates'
+        // builds are shared rather than built again beside them.
+        .env("CARGO_PROFILE_DEV_DEBUG", "line-tables-only")
+        .env("INSTA_UPDATE", "always")
+        .stderr_to_stdout()
+        .stdout_capture()
+        .unchecked()
+        .run()
+        .unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+    )
+}
+
+/// A subject's crate as a user's repository holds one, outside this
+/// workspace: the harness as a path dependency, `[package.metadata.harness]`,
+/// the VM test target. `@PACKAGE@` and `@HARNESS@` are filled in.
+const SUBJECT_MANIFEST: &str = r#"[package]
+name = "@PACKAGE@"
+version = "0.1.0"
+edition = "2021"
+publish = false
+
+[package.metadata.harness]
+vm-test = "vm"
+
+[workspace]
+
+[dependencies]
+anyhow = "1"
+harness = { path = "@HARNESS@" }
+
+[[test]]
+name = "vm"
+harness = false
+"#;
+
+/// Writes the crate `package` into `dir` with `lib` as its `src/lib.rs`
+/// (which declares `SUBJECT`), its VM test target and this repository's
+/// lock file (its versions, so that little is rebuilt).
+pub fn write_subject_crate(dir: &Path, package: &str, lib: &str) {
+    let harness = repo_root().join("harness");
+    let manifest = SUBJECT_MANIFEST
+        .replace("@PACKAGE@", package)
+        .replace("@HARNESS@", &harness.display().to_string());
+    write(dir, "Cargo.toml", &manifest);
+    std::fs::copy(repo_root().join("Cargo.lock"), dir.join("Cargo.lock")).unwrap();
+    write(dir, "src/lib.rs", lib);
+    let main = format!("harness::main!({}::SUBJECT);\n", package.replace('-', "_"));
+    write(dir, "tests/vm.rs", &main);
+}

@@ -11,6 +11,7 @@ use nix::sys::signal::Signal;
 use harness_wire::protocol::{Outcome, ScenarioResult, Source, Step};
 use harness_wire::report::Report;
 use harness_wire::shell::quote_words;
+use harness_wire::workload::WorkloadReport;
 
 use super::kernel_output::{KernelLog, KernelOutput};
 use super::kmemleak::{LeakCheck, LeakQueue, Settled};
@@ -18,6 +19,7 @@ use super::loader::{Finished, Held, LoaderCommand};
 use super::module::{self, ModuleSpec};
 use super::programs::{self, ProgramChecks};
 use super::taint::{kernel_taint, taint_names, EXPECTED_TAINT};
+use super::workload::{self, Workload};
 
 /// How many of kmemleak's reports a result shows in full.
 const LEAKS_SHOWN: usize = 3;
@@ -33,8 +35,8 @@ pub(crate) struct Module {
 pub(crate) type Pause = Box<dyn FnMut(&str) -> Outcome>;
 
 /// What a scenario works with: it runs the subject's loader, loads and
-/// unloads its module, reads and writes files, and records what it expects
-/// of each step. Every action is a step in the result.
+/// unloads its module, reads and writes files, runs workloads, and records
+/// what it expects of each step. Every action is a step in the result.
 pub struct Context {
     /// Where a person looks around mid-scenario (`harness shell --scenario`).
     pause: Option<Pause>,
@@ -258,6 +260,42 @@ impl Context {
         let action = format!("{} & (until it printed {until:?} {times} times)", held.what);
         let step = self.push_quiet_step(action, Outcome::Running, start)?;
         Ok((held, step))
+    }
+
+    /// Runs `workload`'s threads in a child process to their end, as a
+    /// step: its outcome is `exit 0`, the errno of a setup the kernel
+    /// refused (SCHED_EXT without sched_ext: EINVAL), or why it could not
+    /// start (no cgroup v2); its stdout is the report's summary (the same
+    /// every run), and each thread's figures are measurements.
+    pub fn run_workload(&mut self, workload: &Workload) -> Result<(StepId, WorkloadReport)> {
+        let action = workload.action();
+        let ran =
+            workload::run(&self.loader.binary, workload).with_context(|| format!("`{action}`"))?;
+        let Some(report) = ran.report else {
+            let step = self.push_step(action, ran.outcome, ran.stdout, ran.stderr, ran.duration)?;
+            let step = self.step(step);
+            anyhow::bail!(
+                "`{}` printed no report ({}): {}",
+                step.action,
+                step.outcome,
+                step.stderr.trim()
+            );
+        };
+        let stdout = report.summary();
+        let step = self.push_step(
+            action.clone(),
+            ran.outcome,
+            stdout,
+            ran.stderr,
+            ran.duration,
+        )?;
+        for (index, thread) in report.threads.iter().enumerate() {
+            self.measure(format!("{action}: thread {index}: {}", thread.figures()));
+        }
+        if let Some(cleanup) = ran.cleanup {
+            self.expect(false, format!("`{action}`: {cleanup}"));
+        }
+        Ok((step, report))
     }
 
     /// Calls the pause, if it has not been called yet, as a step of its own.

@@ -3,7 +3,7 @@
 
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Read};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::thread::{self, JoinHandle};
@@ -57,15 +57,7 @@ impl LoaderCommand {
 
     /// Runs the loader with `args` to completion (or to COMMAND_LIMIT, then kills it).
     pub(crate) fn run(&self, args: &[&str]) -> Result<Finished> {
-        let start = Instant::now();
-        let mut child = self
-            .command(args)
-            .spawn()
-            .with_context(|| format!("starting {}", self.binary.display()))?;
-        let stdout = read_to_string_in_background(child.stdout.take());
-        let stderr = read_to_string_in_background(child.stderr.take());
-        let status = wait_with_deadline(&mut child, start + COMMAND_LIMIT)?;
-        Ok(finished(status, stdout, stderr, start))
+        run_to_end(self.command(args), COMMAND_LIMIT)
     }
 
     /// Starts the loader with `args` and returns once it has printed the
@@ -179,6 +171,20 @@ impl Drop for Held {
     }
 }
 
+/// Runs `command` (stdout and stderr piped) to completion, or for `limit`
+/// and then kills it, capturing what it printed.
+pub(crate) fn run_to_end(mut command: Command, limit: Duration) -> Result<Finished> {
+    let start = Instant::now();
+    let program = command.get_program().to_owned();
+    let mut child = command
+        .spawn()
+        .with_context(|| format!("starting {}", Path::new(&program).display()))?;
+    let stdout = read_to_string_in_background(child.stdout.take());
+    let stderr = read_to_string_in_background(child.stderr.take());
+    let status = wait_with_deadline(&mut child, start + limit)?;
+    Ok(finished(status, stdout, stderr, start))
+}
+
 fn read_to_string_in_background<R: Read + Send + 'static>(pipe: Option<R>) -> JoinHandle<String> {
     thread::spawn(move || {
         let mut text = String::new();
@@ -191,7 +197,7 @@ fn read_to_string_in_background<R: Read + Send + 'static>(pipe: Option<R>) -> Jo
 
 fn wait_with_deadline(child: &mut Child, deadline: Instant) -> Result<ExitStatus> {
     loop {
-        if let Some(status) = child.try_wait().context("waiting for the loader")? {
+        if let Some(status) = child.try_wait().context("waiting for the child process")? {
             return Ok(status);
         }
         if Instant::now() >= deadline {

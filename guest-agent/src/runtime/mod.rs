@@ -1,5 +1,6 @@
 //! What runs in the guest: PID 1's steps, the mounts, the kernel's output,
-//! modules and loaders, the taint flags, and a scenario's run and checks.
+//! modules and loaders, the taint flags, a scenario's run and checks, and
+//! the workloads it runs.
 //! What a scenario uses is public; the agent's own machinery is not.
 
 pub mod context;
@@ -17,3 +18,5 @@ pub(crate) mod programs;
 pub mod run;
 mod shell;
 mod taint;
+pub mod workers;
+pub mod workload;

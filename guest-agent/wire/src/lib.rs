@@ -1,9 +1,10 @@
 //! The contracts between the harness's host side, its guest agent and a
 //! subject's loader: the agent's command line, the messages on the result
 //! port, step outcomes, console markers, report lines, the roles of a
-//! subject's one binary, the catalogue it declares, loader exit codes, and
-//! the one polling loop both sides wait with. Each is a type or a named
-//! constant here, never a string built on one side and parsed on the other.
+//! subject's one binary, the catalogue it declares, loader exit codes, a
+//! workload's words and report, and the one polling loop both sides wait
+//! with. Each is a type or a named constant here, never a string built on
+//! one side and parsed on the other.
 #![deny(missing_docs)]
 
 pub mod case;
@@ -17,3 +18,4 @@ pub mod report;
 pub mod roles;
 pub mod shell;
 pub mod wait;
+pub mod workload;

@@ -6,6 +6,12 @@
 /// Re-executed by its own scenarios as a subject's loader: the word after it
 /// names the subject, the words after that are its loader's command line.
 pub const LOADER: &str = "__loader";
+/// Re-executed by the agent to run a scenario's workload (its worker
+/// threads) in a process of its own, so that neither the scheduler under
+/// test nor a cgroup ever takes the agent's own threads: the words after
+/// it are [`crate::workload::WorkloadArgs`]; it prints a
+/// [`crate::workload::WorkloadReport`].
+pub const WORKLOAD: &str = "__workload";
 /// The agent as a plain command (under `vng --exec`): the words after it are
 /// an agent command line ([`crate::cli::AgentCli`]).
 pub const AGENT: &str = "__agent";
