@@ -8,7 +8,10 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use harness_wire::catalogue::{ModuleInfo, ScenarioInfo, SubjectInfo};
+use harness_wire::catalogue::{
+    BpfObjectInfo, BpfSource, ModuleInfo, ScenarioInfo, SubjectInfo, Topology,
+};
+use harness_wire::kernel_type::{ExitKind, KernelType};
 
 use crate::runtime::context::Context;
 use crate::runtime::module::ModuleSpec;
@@ -50,6 +53,80 @@ pub struct Subject {
     pub snapshots: &'static str,
     /// Its verifier budget (`PROGRAM LIMIT` lines), relative to `manifest_dir`.
     pub verifier_budget: Option<&'static str>,
+    /// The struct_ops type the kernel defines that it implements, if any.
+    pub kernel_type: Option<KernelType>,
+    /// Prefixes of kernel log lines that belong to it whoever prints them.
+    pub log_prefixes: &'static [&'static str],
+    /// BPF objects the harness compiles against each kernel.
+    pub bpf_objects: &'static [BpfObject],
+}
+
+/// A BPF object the harness compiles against each kernel a subject runs on
+/// (that kernel's `vmlinux.h`, libbpf headers and, for a type the kernel
+/// defines, its headers), which its loader opens by name
+/// (`harness::loader::object`): for programs that need the kernel's own
+/// types, and for code nobody here wrote, compiled from the kernel's source.
+#[derive(Debug, Clone, Copy)]
+pub struct BpfObject {
+    source: ObjectSource,
+    includes: &'static [&'static str],
+}
+
+#[derive(Debug, Clone, Copy)]
+enum ObjectSource {
+    Kernel(&'static str),
+    Subject(&'static str),
+}
+
+impl BpfObject {
+    /// A source of the kernel under test, relative to its top
+    /// (`tools/sched_ext/scx_simple.bpf.c`).
+    pub const fn from_kernel(path: &'static str) -> Self {
+        BpfObject {
+            source: ObjectSource::Kernel(path),
+            includes: &[],
+        }
+    }
+
+    /// A source of the subject's crate, relative to it (`src/bpf/sched.bpf.c`).
+    pub const fn own(path: &'static str) -> Self {
+        BpfObject {
+            source: ObjectSource::Subject(path),
+            includes: &[],
+        }
+    }
+
+    /// Directories of the subject's crate it includes from, beyond its own.
+    pub const fn includes(self, dirs: &'static [&'static str]) -> Self {
+        BpfObject {
+            includes: dirs,
+            ..self
+        }
+    }
+
+    /// What the host needs to build it; `dir` is the subject's crate.
+    pub fn info(&self, dir: &Path) -> BpfObjectInfo {
+        let path = match self.source {
+            ObjectSource::Kernel(path) | ObjectSource::Subject(path) => Path::new(path),
+        };
+        let file = path.file_name().map(|name| name.to_string_lossy());
+        let name = file.as_deref().unwrap_or("");
+        let name = name.strip_suffix(".bpf.c").unwrap_or(name);
+        let name = name.strip_suffix(".c").unwrap_or(name).to_owned();
+        let source = match self.source {
+            ObjectSource::Kernel(path) => BpfSource::Kernel(path.into()),
+            ObjectSource::Subject(path) => BpfSource::Subject(dir.join(path)),
+        };
+        BpfObjectInfo {
+            name,
+            source,
+            includes: self
+                .includes
+                .iter()
+                .map(|include| dir.join(include))
+                .collect(),
+        }
+    }
 }
 
 impl Subject {
@@ -73,6 +150,37 @@ impl Subject {
             normalise: &[],
             snapshots: "tests/snapshots",
             verifier_budget: None,
+            kernel_type: None,
+            log_prefixes: &[],
+            bpf_objects: &[],
+        }
+    }
+
+    /// The struct_ops type the kernel defines that it implements: the core
+    /// then knows what its healthy and ejected states look like and which
+    /// kernel lines are its (sched_ext's, whoever prints them).
+    pub const fn implements(self, kernel_type: KernelType) -> Self {
+        Subject {
+            kernel_type: Some(kernel_type),
+            ..self
+        }
+    }
+
+    /// Prefixes of kernel log lines that belong to the subject whichever
+    /// task, kthread or interrupt prints them: they join its steps' output
+    /// (and snapshots), as its type's own do.
+    pub const fn log_prefixes(self, prefixes: &'static [&'static str]) -> Self {
+        Subject {
+            log_prefixes: prefixes,
+            ..self
+        }
+    }
+
+    /// BPF objects the harness compiles against each kernel it runs on.
+    pub const fn bpf_objects(self, objects: &'static [BpfObject]) -> Self {
+        Subject {
+            bpf_objects: objects,
+            ..self
         }
     }
 
@@ -143,6 +251,9 @@ impl Subject {
                 .iter()
                 .map(|(pattern, replacement)| ((*pattern).to_owned(), (*replacement).to_owned()))
                 .collect(),
+            kernel_type: self.kernel_type,
+            log_prefixes: self.log_prefixes.iter().map(|p| (*p).to_owned()).collect(),
+            bpf_objects: self.bpf_objects.iter().map(|o| o.info(dir)).collect(),
         }
     }
 }
@@ -168,6 +279,11 @@ pub struct Scenario {
     /// Whether it provokes races, so that on a KCSAN kernel the agent
     /// samples memory accesses densely while it runs.
     pub hunts_races: bool,
+    /// The ejection the kernel must make during it (its kind, and a regex
+    /// its message must match); any other ejection fails it.
+    pub expected_exit: Option<(ExitKind, &'static str)>,
+    /// Its VM's vCPUs and NUMA nodes.
+    pub topology: Topology,
 }
 
 impl Scenario {
@@ -185,6 +301,28 @@ impl Scenario {
             differs_on: &[],
             exercises: &[],
             hunts_races: false,
+            expected_exit: None,
+            topology: Topology::DEFAULT,
+        }
+    }
+
+    /// The same, expecting the kernel to eject its subject's implementation
+    /// during it, with `kind` and a message matching the regex `message`
+    /// (sched_ext's exit kinds). The scenario fails if it does not; without
+    /// this, any ejection fails it, naming the kind and the reason.
+    pub const fn expects_exit(self, kind: ExitKind, message: &'static str) -> Self {
+        Scenario {
+            expected_exit: Some((kind, message)),
+            ..self
+        }
+    }
+
+    /// The same, in a VM of `cpus` vCPUs in `nodes` NUMA nodes (default
+    /// 2 in 1); each vCPU costs a host thread under TCG.
+    pub const fn topology(self, cpus: u16, nodes: u16) -> Self {
+        Scenario {
+            topology: Topology { cpus, nodes },
+            ..self
         }
     }
 
@@ -235,6 +373,7 @@ impl Scenario {
                 .iter()
                 .map(|(series, why)| ((*series).to_owned(), (*why).to_owned()))
                 .collect(),
+            topology: self.topology,
         }
     }
 }

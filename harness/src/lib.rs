@@ -23,8 +23,9 @@ pub use guest_agent::runtime::context::{Context, StepId};
 pub use guest_agent::runtime::loader::Held;
 pub use guest_agent::runtime::module::{self, ModuleSpec};
 pub use guest_agent::runtime::run::UNLOAD_LIMIT;
+pub use guest_agent::runtime::sched_ext::SchedExtState;
 pub use guest_agent::runtime::workload::Workload;
-pub use guest_agent::scenario::{Scenario, Subject};
+pub use guest_agent::scenario::{BpfObject, Scenario, Subject};
 /// The host side, for tests that drive it directly.
 pub use harness_host as host;
 /// Building blocks for a loader (with the `loader` feature).
@@ -35,6 +36,7 @@ pub use harness_wire as wire;
 /// The lines a loader prints through a contract case, for it and its scenario.
 pub use harness_wire::case;
 pub use harness_wire::exit;
+pub use harness_wire::kernel_type::{ExitKind, KernelType, TypeExit};
 pub use harness_wire::protocol::{Outcome, Source};
 pub use harness_wire::report::Report;
 pub use harness_wire::workload::{SchedClass, ThreadReport, WorkloadReport};

@@ -15,6 +15,8 @@
 #![deny(missing_docs)]
 
 mod libbpf_log;
+pub mod object;
+pub mod sched_ext;
 pub mod struct_ops;
 
 use std::process::ExitCode;
@@ -175,6 +177,8 @@ pub fn report_programs(object: &libbpf_rs::Object) {
             name: program.name().to_string_lossy().into_owned(),
             verified_insns: u64::from(info.verified_insns),
             run_cnt: info.run_cnt,
+            object: (object.name())
+                .map_or(String::new(), |name| name.to_string_lossy().into_owned()),
         };
         eprintln!("{}", stats.render());
     }

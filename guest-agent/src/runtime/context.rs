@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result};
 use nix::sys::signal::Signal;
 
+use harness_wire::kernel_type::{ExitKind, KernelType, TypeExit};
 use harness_wire::protocol::{Outcome, ScenarioResult, Source, Step};
 use harness_wire::report::Report;
 use harness_wire::shell::quote_words;
@@ -18,6 +19,7 @@ use super::kmemleak::{LeakCheck, LeakQueue, Settled};
 use super::loader::{Finished, Held, LoaderCommand};
 use super::module::{self, ModuleSpec};
 use super::programs::{self, ProgramChecks};
+use super::sched_ext::{self, SchedExtState};
 use super::taint::{kernel_taint, taint_names, EXPECTED_TAINT};
 use super::workload::{self, Workload};
 
@@ -33,6 +35,20 @@ pub(crate) struct Module {
 
 /// Called once, where a scenario may be looked at (see `run_scenario_pausing`).
 pub(crate) type Pause = Box<dyn FnMut(&str) -> Outcome>;
+
+/// What a scenario's subject owns in the kernel beyond its module: the
+/// type it implements, the log lines that are its, and the ejection its
+/// scenario expects.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Owned {
+    pub(crate) kernel_type: Option<KernelType>,
+    pub(crate) log_prefixes: Vec<String>,
+    pub(crate) expected_exit: Option<(ExitKind, &'static str)>,
+}
+
+/// How long a scheduler's ejection may take to finish disabling after the
+/// scenario's steps (the kernel does it from a kthread, within milliseconds).
+const DISABLE_LIMIT: Duration = Duration::from_secs(5);
 
 /// What a scenario works with: it runs the subject's loader, loads and
 /// unloads its module, reads and writes files, runs workloads, and records
@@ -52,6 +68,8 @@ pub struct Context {
     stats: Result<(), String>,
     /// The leak check, on a kernel with kmemleak; why it could not start.
     leaks: Result<Option<LeakCheck>, String>,
+    /// The type it implements and what the kernel says of it.
+    owned: Owned,
 }
 
 /// Index of a step in the result, to check its output.
@@ -64,9 +82,9 @@ impl Context {
         loader: LoaderCommand,
         module: Option<Module>,
         pause: Option<Pause>,
-        checks: ProgramChecks,
+        (checks, owned): (ProgramChecks, Owned),
     ) -> Result<Self> {
-        let output = KernelOutput::start()?;
+        let output = KernelOutput::start(&owned.log_prefixes)?;
         crate::splat::tune_kcsan(checks.hunts_races)
             .context("setting KCSAN's sampling interval")?;
         Ok(Context {
@@ -83,6 +101,7 @@ impl Context {
             checks,
             stats: programs::enable_stats(),
             leaks: LeakCheck::start().map_err(|err| format!("{err:#}")),
+            owned,
         })
     }
 
@@ -321,6 +340,15 @@ impl Context {
         self.push_finished(action, finished)
     }
 
+    /// Waits for a running loader to end by itself, as a step (within the
+    /// loaders' command limit; a loader still running then is killed and
+    /// the step says where it was stuck).
+    pub fn wait(&mut self, held: Held) -> Result<StepId> {
+        let action = format!("wait for {} to exit", held.what);
+        let finished = held.wait().with_context(|| format!("`{action}`"))?;
+        self.push_finished(action, finished)
+    }
+
     /// Reads a file (`/proc/...`) as a step: its content is the stdout.
     pub fn read_file(&mut self, path: &Path) -> Result<StepId> {
         let start = Instant::now();
@@ -471,9 +499,131 @@ impl Context {
         self.expect(stderr.contains(text), what);
     }
 
+    /// sched_ext's state now, as a step (`cat /sys/kernel/sched_ext/...`)
+    /// whose stdout holds what a snapshot may: the state and the enabled
+    /// scheduler's name; its counters go into the measurements.
+    pub fn sched_ext_state(&mut self) -> Result<(StepId, SchedExtState)> {
+        let start = Instant::now();
+        let state = SchedExtState::read()?;
+        let action = "cat /sys/kernel/sched_ext/{state,root/ops}".to_owned();
+        let step = self.push_step(
+            action,
+            Outcome::Ok,
+            format!("{}\n", state.describe()),
+            String::new(),
+            start.elapsed(),
+        )?;
+        self.measure(format!(
+            "sched_ext: switch_all {}, enable_seq {}, nr_rejected {}",
+            u8::from(state.switch_all),
+            state.enable_seq,
+            state.nr_rejected
+        ));
+        Ok((step, state))
+    }
+
+    /// sched_ext has the BPF scheduler `name` enabled now (a step).
+    pub fn expect_scheduler(&mut self, name: &str) -> Result<StepId> {
+        let (step, state) = self.sched_ext_state()?;
+        let holds = state.state == "enabled" && state.ops.as_deref() == Some(name);
+        self.expect(
+            holds,
+            format!(
+                "expected the BPF scheduler \"{name}\" enabled; sched_ext says {}",
+                state.describe()
+            ),
+        );
+        Ok(step)
+    }
+
+    /// What a type's implementation must leave behind when its scenario
+    /// ends: for sched_ext, no scheduler enabled and no task on the ext
+    /// class. Checked after the scenario's steps; a failure names what is left.
+    pub(crate) fn check_type_released(&mut self) -> Result<()> {
+        if self.owned.kernel_type != Some(KernelType::SchedExtOps) {
+            return Ok(());
+        }
+        let state = sched_ext::wait_disabled(DISABLE_LIMIT)?;
+        self.expect(
+            state.state == "disabled",
+            format!(
+                "{} s after the scenario's steps, sched_ext says {}: a scheduler was left \
+                 attached (its loader still holds the link, or a link was pinned)",
+                DISABLE_LIMIT.as_secs(),
+                state.describe()
+            ),
+        );
+        match sched_ext::tasks_on_ext()? {
+            Some(tasks) => self.expect(
+                tasks.is_empty(),
+                format!(
+                    "tasks left on the ext class after the scenario: {}",
+                    tasks.join(", ")
+                ),
+            ),
+            None => self.measure(
+                "which class each task is on was not checked: this kernel's /proc/PID/sched \
+                 has no ext.enabled line"
+                    .to_owned(),
+            ),
+        }
+        Ok(())
+    }
+
+    /// Fails the scenario on every ejection it did not expect, naming the
+    /// kind, the reason and the message, and on an expected one that did
+    /// not happen; the exits go into the result.
+    fn check_exits(&mut self, exits: Vec<TypeExit>) {
+        let expected = self.owned.expected_exit;
+        let pattern = expected.map(|(_, pattern)| regex::Regex::new(pattern));
+        let mut met = false;
+        for exit in exits.iter().filter(|exit| exit.kind.is_ejection()) {
+            let matches =
+                |regex: &regex::Regex| regex.is_match(exit.message.as_deref().unwrap_or(""));
+            let wanted = match (expected, &pattern) {
+                (Some((kind, _)), Some(Ok(regex))) => exit.kind == kind && matches(regex),
+                _ => false,
+            };
+            met |= wanted;
+            if !wanted {
+                self.result.failures.push(format!(
+                    "the kernel ejected the BPF scheduler {} ({:?}) during the scenario{}:\n{}",
+                    exit.describe(),
+                    exit.kind,
+                    match expected {
+                        Some((kind, pattern)) =>
+                            format!(", which expects {kind} with a message matching /{pattern}/"),
+                        None => String::new(),
+                    },
+                    exit.backtrace.join("\n")
+                ));
+            }
+        }
+        if let (Some((kind, raw)), Some(pattern)) = (expected, &pattern) {
+            if let Err(err) = pattern {
+                self.result.failures.push(format!(
+                    "the expected exit's pattern /{raw}/ is not a regex: {err}"
+                ));
+            } else if !met {
+                let seen: Vec<String> = exits.iter().map(TypeExit::describe).collect();
+                self.result.failures.push(format!(
+                    "expected the kernel to eject the scheduler with {kind} and a message \
+                     matching /{raw}/; it did not (exits seen: {})",
+                    if seen.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        seen.join("; ")
+                    }
+                ));
+            }
+        }
+        self.result.exits = exits;
+    }
+
     /// Fails the scenario on every splat in the log, and on any record or
     /// event the kernel overwrote before the agent read it.
-    fn check_log(&mut self, log: KernelLog) {
+    fn check_log(&mut self, mut log: KernelLog) {
+        self.check_exits(std::mem::take(&mut log.exits));
         let stats = &log.stats;
         if stats.kmsg_lost > 0 {
             self.result.failures.push(format!(

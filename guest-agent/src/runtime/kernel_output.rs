@@ -19,9 +19,13 @@ use std::thread::JoinHandle;
 
 use crate::splat::{Splat, SplatScanner};
 use anyhow::{anyhow, Context, Result};
+use harness_wire::kernel_type::{ExitScanner, TypeExit};
 use harness_wire::protocol::{LogStats, Source, TimelineLine};
 
 const TRACING: &str = "/sys/kernel/tracing";
+/// The trace instance that records the kernel lines a subject owns
+/// (its type's, such as sched_ext's) from every task, kthread and interrupt.
+const OWNED: &str = "instances/harness-owned";
 /// How many of the last kernel log records a result carries.
 const KMSG_TAIL: usize = 200;
 /// How long the drain thread sleeps when both streams are quiet.
@@ -38,6 +42,8 @@ pub struct KernelOutput {
 struct Readers {
     kmsg: Mutex<KmsgReader>,
     trace: Mutex<TraceReader>,
+    /// The lines a subject and its type own, whoever printed them.
+    owned: Option<Mutex<TraceReader>>,
 }
 
 /// What /dev/kmsg said during the scenario.
@@ -47,16 +53,19 @@ pub struct KernelLog {
     pub tail: Vec<String>,
     /// Each splat with the records that followed it.
     pub splats: Vec<Splat>,
+    /// How the kernel ended implementations of a type it defines.
+    pub exits: Vec<TypeExit>,
 }
 
 impl KernelOutput {
     /// Starts capturing: later reads return only what is printed from now on,
     /// and of that only what this process and its descendants (the loaders,
     /// their threads) printed, so the kernel's background chatter (a
-    /// clocksource switch in a kworker, say) cannot wander into a step. The
-    /// full log, background included, is scanned for splats as it is read
-    /// from /dev/kmsg.
-    pub fn start() -> Result<Self> {
+    /// clocksource switch in a kworker, say) cannot wander into a step, and
+    /// the lines that start with one of `owned_prefixes` (a kernel type's,
+    /// a subject's own), whoever printed them. The full log, background
+    /// included, is scanned for splats as it is read from /dev/kmsg.
+    pub fn start(owned_prefixes: &[String]) -> Result<Self> {
         write_tracing_file("events/printk/console/enable", "1")?;
         // The kernel enables bpf_trace_printk's event itself when a program
         // using it loads, but from a workqueue (6.12 and later): a program
@@ -65,17 +74,26 @@ impl KernelOutput {
         // Trace events only from our pid, and from every task it forks or clones.
         write_tracing_file("options/event-fork", "1")?;
         add_event_pid(std::process::id())?;
+        let owned = set_up_owned(owned_prefixes)?;
         // Room for bursts the drain thread has not reached yet.
         write_tracing_file("buffer_size_kb", "2048")?;
         clear_trace()?;
         let readers = Arc::new(Readers {
             kmsg: Mutex::new(KmsgReader::open()?),
-            trace: Mutex::new(TraceReader::open()?),
+            trace: Mutex::new(TraceReader::open(&format!("{TRACING}/trace_pipe"), true)?),
+            owned: match owned {
+                true => Some(Mutex::new(TraceReader::open(
+                    &format!("{TRACING}/{OWNED}/trace_pipe"),
+                    false,
+                )?)),
+                false => None,
+            },
         });
         let stop = Arc::new(AtomicBool::new(false));
         // One thread per stream, so each can have a CPU to itself.
-        let drainers = [Stream::Kmsg, Stream::Trace]
-            .into_iter()
+        let streams = [Stream::Kmsg, Stream::Trace, Stream::Owned];
+        let drainers = (streams.into_iter())
+            .filter(|stream| *stream != Stream::Owned || readers.owned.is_some())
             .map(|stream| {
                 let readers = Arc::clone(&readers);
                 let stop = Arc::clone(&stop);
@@ -92,11 +110,21 @@ impl KernelOutput {
         })
     }
 
-    /// Everything our tasks printed since the last call, in order.
+    /// Everything our tasks printed since the last call, and the lines the
+    /// subject owns, in the order their timestamps say.
     pub fn take_timeline(&self) -> Result<Vec<TimelineLine>> {
         let mut trace = lock(&self.readers.trace);
         trace.drain()?;
-        Ok(std::mem::take(&mut trace.lines))
+        let ours = std::mem::take(&mut trace.lines);
+        let owned = match &self.readers.owned {
+            Some(owned) => {
+                let mut owned = lock(owned);
+                owned.drain()?;
+                std::mem::take(&mut owned.lines)
+            }
+            None => Vec::new(),
+        };
+        Ok(merge_by_time(ours, owned))
     }
 
     /// Stops the drain threads, reads what is left and says what the log held.
@@ -114,6 +142,7 @@ impl KernelOutput {
             stats,
             tail: kmsg.tail.iter().cloned().collect(),
             splats: kmsg.splats.splats().to_vec(),
+            exits: kmsg.exits.take(),
         };
         Ok(log)
     }
@@ -139,23 +168,30 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stream {
     Kmsg,
     Trace,
+    Owned,
 }
 
 fn drain_until_stopped(readers: &Readers, stream: Stream, stop: &AtomicBool) {
     raise_priority();
+    let owned = || readers.owned.as_ref().map(lock);
     let fd = match stream {
         Stream::Kmsg => lock(&readers.kmsg).file.as_raw_fd(),
         Stream::Trace => lock(&readers.trace).file.as_raw_fd(),
+        Stream::Owned => match owned() {
+            Some(reader) => reader.file.as_raw_fd(),
+            None => return,
+        },
     };
     while !stop.load(Ordering::Relaxed) {
         // Errors are kept by each reader and reported by the next take.
         let _ = match stream {
             Stream::Kmsg => lock(&readers.kmsg).drain(),
             Stream::Trace => lock(&readers.trace).drain(),
+            Stream::Owned => owned().map_or(Ok(()), |mut reader| reader.drain()),
         };
         wait_for_input(fd);
     }
@@ -193,6 +229,8 @@ struct KmsgReader {
     next_seq: Option<u64>,
     tail: std::collections::VecDeque<String>,
     splats: SplatScanner,
+    /// sched_ext's exits, read from every record whoever printed it.
+    exits: ExitScanner,
     error: Option<String>,
 }
 
@@ -212,6 +250,7 @@ impl KmsgReader {
             next_seq: None,
             tail: std::collections::VecDeque::with_capacity(KMSG_TAIL),
             splats: SplatScanner::new(40),
+            exits: ExitScanner::default(),
             error: None,
         })
     }
@@ -250,6 +289,7 @@ impl KmsgReader {
         self.stats.kmsg_records += 1;
         let message = kmsg_message(record);
         self.splats.push(message);
+        self.exits.push(message);
         if self.tail.len() == KMSG_TAIL {
             self.tail.pop_front();
         }
@@ -266,7 +306,11 @@ struct TraceReader {
     /// What each read of the pipe returns, allocated once: the drain
     /// thread reads up to every 5 ms.
     buffer: Box<[u8]>,
-    lines: Vec<TimelineLine>,
+    /// Each line with its timestamp (microseconds since boot).
+    lines: Vec<(u64, TimelineLine)>,
+    /// Whether lines printed in interrupt context are dropped: ours are
+    /// what our tasks printed; owned lines are kept whoever printed them.
+    tasks_only: bool,
     stats: LogStats,
     /// Each CPU buffer's overrun count when capture started.
     overruns_at_start: u64,
@@ -281,17 +325,18 @@ struct TraceReader {
 const REPORT_RULE: &str = "==================================================================";
 
 impl TraceReader {
-    fn open() -> Result<Self> {
+    fn open(pipe: &str, tasks_only: bool) -> Result<Self> {
         let file = OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_NONBLOCK)
-            .open(format!("{TRACING}/trace_pipe"))
-            .context("opening the trace pipe")?;
+            .open(pipe)
+            .with_context(|| format!("opening the trace pipe {pipe}"))?;
         Ok(TraceReader {
             file,
             partial_line: String::new(),
             buffer: vec![0u8; 64 * 1024].into_boxed_slice(),
             lines: Vec::new(),
+            tasks_only,
             stats: LogStats::default(),
             overruns_at_start: trace_overruns(),
             error: None,
@@ -335,22 +380,24 @@ impl TraceReader {
             self.stats.trace_lines += 1;
             // What interrupted our tasks (a timer's clocksource watchdog, say)
             // is not what they printed; the kernel log still has it.
-            if in_interrupt(line) {
+            if self.tasks_only && in_interrupt(line) {
                 continue;
             }
             let task = line.split_whitespace().next().unwrap_or("").to_owned();
+            let at = trace_timestamp(line).unwrap_or(0);
             if let Some(line) = parse_trace_line(line) {
-                self.push(task, line);
+                self.push(task, at, line);
             }
         }
     }
 
-    /// Keeps a line `task` printed, unless it belongs to a KCSAN report.
-    fn push(&mut self, task: String, line: TimelineLine) {
+    /// Keeps a line `task` printed at `at`, unless it belongs to a KCSAN report.
+    fn push(&mut self, task: String, at: u64, line: TimelineLine) {
         let kernel = line.source == Source::Kernel;
         if kernel && line.text.starts_with("BUG: KCSAN:") {
             // The rule before the header: the last rule line kept.
-            if let Some(rule) = self.lines.iter().rposition(|kept| kept.text == REPORT_RULE) {
+            if let Some(rule) = (self.lines.iter()).rposition(|(_, kept)| kept.text == REPORT_RULE)
+            {
                 self.lines.remove(rule);
             }
             self.in_race_report.push(task);
@@ -366,7 +413,7 @@ impl TraceReader {
             }
             return;
         }
-        self.lines.push(line);
+        self.lines.push((at, line));
     }
 
     /// Events the ring buffer overwrote since capture started (a backstop for
@@ -427,6 +474,67 @@ fn clear_trace() -> Result<()> {
         .open(format!("{TRACING}/trace"))
         .context("clearing the trace buffer")?;
     trace.flush().context("clearing the trace buffer")
+}
+
+/// Sets up the capture of the lines that start with `prefixes`, whoever
+/// prints them: a trace instance of its own records just those (an event
+/// filter on the message), and the main one, filtered by our pids, leaves
+/// them out, so that none is taken twice. The instance's event is enabled
+/// once per boot: enabling it patches the kernel's text (see
+/// `add_event_pid`), changing its filter does not. Whether there is
+/// anything to capture.
+fn set_up_owned(prefixes: &[String]) -> Result<bool> {
+    if prefixes.is_empty() {
+        // A scenario before this one in the same VM may have set one.
+        write_tracing_file("events/printk/console/filter", "0")?;
+        return Ok(false);
+    }
+    let matches = prefixes
+        .iter()
+        .map(|prefix| format!("msg ~ \"{}*\"", prefix.replace('"', "")))
+        .collect::<Vec<_>>()
+        .join(" || ");
+    let dir = format!("{TRACING}/{OWNED}");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating the trace instance {dir}"))?;
+    write_tracing_file(&format!("{OWNED}/buffer_size_kb"), "512")?;
+    write_tracing_file(&format!("{OWNED}/events/printk/console/filter"), &matches)?;
+    let enable = format!("{OWNED}/events/printk/console/enable");
+    let enabled = std::fs::read_to_string(format!("{TRACING}/{enable}")).unwrap_or_default();
+    if enabled.trim() != "1" {
+        write_tracing_file(&enable, "1")?;
+    }
+    write_tracing_file("events/printk/console/filter", &format!("!({matches})"))?;
+    let mut trace = OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(format!("{dir}/trace"))
+        .with_context(|| format!("clearing {dir}/trace"))?;
+    trace
+        .flush()
+        .with_context(|| format!("clearing {dir}/trace"))?;
+    Ok(true)
+}
+
+/// Both streams' lines in the order of their timestamps (the trace
+/// instances share the kernel's trace clock); a tie keeps ours first.
+fn merge_by_time(
+    ours: Vec<(u64, TimelineLine)>,
+    owned: Vec<(u64, TimelineLine)>,
+) -> Vec<TimelineLine> {
+    let mut all: Vec<(u64, u8, TimelineLine)> = (ours.into_iter().map(|(at, line)| (at, 0, line)))
+        .chain(owned.into_iter().map(|(at, line)| (at, 1, line)))
+        .collect();
+    all.sort_by_key(|(at, stream, _)| (*at, *stream));
+    all.into_iter().map(|(_, _, line)| line).collect()
+}
+
+/// A trace line's timestamp in microseconds: the `12.345678` before the
+/// event's name.
+fn trace_timestamp(line: &str) -> Option<u64> {
+    let (before, _) = line.split_once(": ")?;
+    let stamp = before.split_whitespace().last()?;
+    let (seconds, micros) = stamp.split_once('.')?;
+    Some(seconds.parse::<u64>().ok()? * 1_000_000 + micros.parse::<u64>().ok()?)
 }
 
 /// The message of a /dev/kmsg record `prio,seq,usec,flags[,...];message\n`
@@ -518,6 +626,23 @@ mod tests {
                 "Bpf Full buffer: Hello: from userspace!",
             ]
         );
+    }
+
+    #[test]
+    fn owned_lines_join_ours_in_the_order_of_their_timestamps() {
+        let line = |text: &str| TimelineLine {
+            source: Source::Kernel,
+            text: text.to_owned(),
+        };
+        let first = "   sched_ext_ops_h-51   [001] d..1.     2.902107: console: x";
+        assert_eq!(trace_timestamp(first), Some(2_902_107));
+        let ours = vec![(10, line("a")), (30, line("c"))];
+        let owned = vec![(20, line("sched_ext: b")), (30, line("sched_ext: d"))];
+        let merged: Vec<String> = merge_by_time(ours, owned)
+            .into_iter()
+            .map(|line| line.text)
+            .collect();
+        assert_eq!(merged, ["a", "sched_ext: b", "c", "sched_ext: d"]);
     }
 
     #[test]

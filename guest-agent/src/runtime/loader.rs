@@ -150,6 +150,13 @@ impl Held {
         self.wait_for_exit()
     }
 
+    /// Waits for the process to end by itself (a scheduler's loader exits
+    /// when the kernel ejects its scheduler, say).
+    pub(crate) fn wait(mut self) -> Result<Finished> {
+        self.start = Instant::now();
+        self.wait_for_exit()
+    }
+
     fn wait_for_exit(&mut self) -> Result<Finished> {
         let mut child = self
             .child

@@ -16,6 +16,7 @@ pub(crate) mod net;
 mod ports;
 pub(crate) mod programs;
 pub mod run;
+pub mod sched_ext;
 mod shell;
 mod taint;
 pub mod workers;

@@ -148,6 +148,7 @@ mod tests {
                     name: (*name).to_owned(),
                     verified_insns: *verified_insns,
                     run_cnt: *run_cnt,
+                    ..ProgramStats::default()
                 })
                 .collect(),
             ..Step::default()

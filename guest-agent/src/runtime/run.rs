@@ -11,7 +11,7 @@ use anyhow::{Context as _, Result};
 use harness_wire::cli::RunArgs;
 use harness_wire::protocol::ScenarioResult;
 
-use super::context::{add_leaks, Context, LeakTurn, Module, Pause};
+use super::context::{add_leaks, Context, LeakTurn, Module, Owned, Pause};
 use super::kmemleak::{LeakQueue, Settled};
 use super::loader::LoaderCommand;
 use super::module;
@@ -46,7 +46,7 @@ pub(crate) fn run_scenarios(
             id,
             settle: last,
         };
-        let (result, settled) = run_with(subjects, name, args.module.as_ref(), None, turn);
+        let (result, settled) = run_with(subjects, name, args, None, turn);
         let failed = !result.passed;
         waiting.insert(id, result);
         deliver(&mut waiting, settled, &queue, send);
@@ -104,13 +104,7 @@ pub(crate) fn run_scenario_pausing(
         id: 0,
         settle: true,
     };
-    let (mut result, settled) = run_with(
-        subjects,
-        &args.scenario,
-        args.module.as_ref(),
-        Some(pause),
-        turn,
-    );
+    let (mut result, settled) = run_with(subjects, &args.scenario, args, Some(pause), turn);
     for (_, leaks) in settled {
         add_leaks(&mut result, leaks);
     }
@@ -120,10 +114,11 @@ pub(crate) fn run_scenario_pausing(
 fn run_with(
     subjects: &[&Subject],
     name: &str,
-    module_path: Option<&PathBuf>,
+    args: &RunArgs,
     pause: Option<Pause>,
     turn: LeakTurn,
 ) -> (ScenarioResult, Settled) {
+    let module_path = args.module.as_ref();
     let mut failed = |failure: String| {
         let result = ScenarioResult {
             scenario: name.to_owned(),
@@ -148,7 +143,7 @@ fn run_with(
         }
         _ => None,
     };
-    let loader = match loader_of(subject, module.as_ref()) {
+    let loader = match loader_of(subject, module.as_ref(), args.bpf_dir.as_ref()) {
         Ok(loader) => loader,
         Err(err) => return failed(format!("{err:#}")),
     };
@@ -159,7 +154,18 @@ fn run_with(
             .map(|path| std::path::Path::new(subject.manifest_dir).join(path)),
         hunts_races: scenario.hunts_races,
     };
-    let mut context = match Context::new(scenario.name, loader, module, pause, checks) {
+    let info = subject.info();
+    let owned = Owned {
+        kernel_type: subject.kernel_type,
+        log_prefixes: info.all_log_prefixes(),
+        // The harness's own test that an ejection fails a scenario that
+        // does not expect it runs one that does, without its expectation.
+        expected_exit: match args.fault {
+            Some(harness_wire::cli::Fault::ExpectNoExit) => None,
+            _ => scenario.expected_exit,
+        },
+    };
+    let mut context = match Context::new(scenario.name, loader, module, pause, (checks, owned)) {
         Ok(context) => context,
         Err(err) => return failed(format!("setting up kernel output capture: {err:#}")),
     };
@@ -175,14 +181,22 @@ fn run_with(
 }
 
 /// The subject's loader: this binary, re-executed in the loader role, told
-/// where the module is when the subject says how.
-fn loader_of(subject: &Subject, module: Option<&Module>) -> Result<LoaderCommand> {
+/// where the module is when the subject says how, and where its BPF
+/// objects built against this kernel are.
+fn loader_of(
+    subject: &Subject,
+    module: Option<&Module>,
+    bpf_dir: Option<&PathBuf>,
+) -> Result<LoaderCommand> {
     let binary = std::env::current_exe().context("finding this binary (/proc/self/exe)")?;
-    let env = module
+    let module_env = module
         .and_then(|module| Some((module.spec.path_env?, module.path.clone())))
-        .map(|(name, path)| (name.to_owned(), OsString::from(path)))
-        .into_iter()
-        .collect();
+        .map(|(name, path)| (name.to_owned(), OsString::from(path)));
+    let bpf_env = bpf_dir.map(|dir| {
+        let name = harness_wire::catalogue::BPF_DIR_ENV.to_owned();
+        (name, OsString::from(dir))
+    });
+    let env = module_env.into_iter().chain(bpf_env).collect();
     Ok(LoaderCommand {
         binary,
         subject: subject.name,
@@ -203,6 +217,7 @@ fn run_in(context: &mut Context, scenario: &Scenario) -> Result<()> {
     }
     (scenario.run)(context)?;
     context.pause_here("after the scenario's steps")?;
+    context.check_type_released()?;
     if context.module_is_loaded() {
         // Every scenario ends with the module unloading cleanly.
         context.rmmod_within(UNLOAD_LIMIT, "the scenario")?;

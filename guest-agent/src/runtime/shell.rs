@@ -38,6 +38,7 @@ pub(crate) fn run(
         scenario: scenario.clone(),
         then: Vec::new(),
         module: args.module.first().cloned(),
+        bpf_dir: args.bpf_dir.clone(),
         json: false,
         fault: None,
     };

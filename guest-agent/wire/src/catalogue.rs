@@ -7,9 +7,11 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::kernel_type::KernelType;
+
 /// One struct_ops user: its module (if it defines its type in one), its
 /// scenarios, and what the host needs to build and snapshot them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SubjectInfo {
     /// The subject's name, as `run --list` shows it.
     pub name: String,
@@ -25,6 +27,56 @@ pub struct SubjectInfo {
     pub snapshots: PathBuf,
     /// Its own normalisation rules, `(regex, replacement)`, applied after the core's.
     pub normalise: Vec<(String, String)>,
+    /// The struct_ops type the kernel defines that it implements, if it
+    /// implements one (a type its module defines is not one of these).
+    #[serde(default)]
+    pub kernel_type: Option<KernelType>,
+    /// Prefixes of kernel log lines that belong to it whoever prints them
+    /// (beyond its type's own): they join its steps' output.
+    #[serde(default)]
+    pub log_prefixes: Vec<String>,
+    /// BPF objects the harness compiles against each kernel it runs on.
+    #[serde(default)]
+    pub bpf_objects: Vec<BpfObjectInfo>,
+}
+
+impl SubjectInfo {
+    /// Its own log prefixes and its type's.
+    pub fn all_log_prefixes(&self) -> Vec<String> {
+        let own = self.kernel_type.map_or(&[][..], KernelType::log_prefixes);
+        (own.iter().map(|prefix| (*prefix).to_owned()))
+            .chain(self.log_prefixes.iter().cloned())
+            .collect()
+    }
+}
+
+/// The environment variable through which a loader learns where the
+/// subject's BPF objects, compiled against the running kernel, are.
+pub const BPF_DIR_ENV: &str = "HARNESS_BPF_DIR";
+
+/// A BPF object the harness compiles against each kernel it runs on, with
+/// that kernel's `vmlinux.h` and libbpf headers (and its type's headers,
+/// such as sched_ext's `scx/common.bpf.h`), so it is never built against
+/// the wrong kernel: `<name>.bpf.o` in the directory [`BPF_DIR_ENV`] names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BpfObjectInfo {
+    /// `<name>.bpf.o`: the source's name without `.bpf.c`.
+    pub name: String,
+    /// Its source.
+    pub source: BpfSource,
+    /// Directories it includes beyond the kernel's headers (absolute).
+    pub includes: Vec<PathBuf>,
+}
+
+/// Where a BPF object's source is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BpfSource {
+    /// In the source tree of the kernel under test, relative to its top
+    /// (`tools/sched_ext/scx_simple.bpf.c`): code nobody here wrote.
+    Kernel(PathBuf),
+    /// In the subject's crate (absolute).
+    Subject(PathBuf),
 }
 
 /// A module a subject builds against the harness's kernel.
@@ -44,7 +96,7 @@ impl ModuleInfo {
 }
 
 /// One scenario, as the host needs to know it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ScenarioInfo {
     /// Unique across the subjects of one run.
     pub name: String,
@@ -54,6 +106,39 @@ pub struct ScenarioInfo {
     pub needs_module: bool,
     /// Kernel series whose output differs, and why: each has a snapshot of its own.
     pub differs_on: Vec<(String, String)>,
+    /// The VM it runs in: vCPUs and NUMA nodes.
+    #[serde(default)]
+    pub topology: Topology,
+}
+
+/// A VM's CPUs and NUMA nodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Topology {
+    /// vCPUs.
+    pub cpus: u16,
+    /// NUMA nodes, the vCPUs and memory shared out evenly among them.
+    pub nodes: u16,
+}
+
+impl Topology {
+    /// Two vCPUs in one node: what every scenario gets unless it says otherwise.
+    pub const DEFAULT: Topology = Topology { cpus: 2, nodes: 1 };
+}
+
+impl Default for Topology {
+    fn default() -> Self {
+        Topology::DEFAULT
+    }
+}
+
+impl std::fmt::Display for Topology {
+    /// `2 cpus`, or `4 cpus/2 nodes`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.nodes {
+            0 | 1 => write!(f, "{} cpus", self.cpus),
+            nodes => write!(f, "{} cpus/{nodes} nodes", self.cpus),
+        }
+    }
 }
 
 impl ScenarioInfo {

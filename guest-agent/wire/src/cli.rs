@@ -61,6 +61,9 @@ pub struct ShellArgs {
     /// attached (at its first detach), or after its steps.
     #[arg(long)]
     pub scenario: Option<String>,
+    /// With --scenario: where its subject's BPF objects are.
+    #[arg(long)]
+    pub bpf_dir: Option<PathBuf>,
     /// As for exec.
     #[arg(long)]
     pub wait_for_debugger: bool,
@@ -115,6 +118,9 @@ pub struct RunArgs {
     /// The scenario's subject's module (`.ko`), if the subject has one.
     #[arg(long)]
     pub module: Option<PathBuf>,
+    /// Where the subject's BPF objects, compiled against this kernel, are.
+    #[arg(long)]
+    pub bpf_dir: Option<PathBuf>,
     /// Print the result as JSON instead of text.
     #[arg(long)]
     pub json: bool,
@@ -136,6 +142,9 @@ pub enum Fault {
     NoResult,
     /// Try to write to the host's filesystem first and print what happened.
     WriteHost,
+    /// Run the scenario as if it declared no expected exit: an ejection
+    /// it expects must then fail it (proving the verdict knows the type).
+    ExpectNoExit,
 }
 
 impl AgentCommand {
@@ -195,6 +204,7 @@ impl ShellArgs {
             &[
                 ("cwd", path(&self.cwd)),
                 ("scenario", self.scenario.clone()),
+                ("bpf-dir", path(&self.bpf_dir)),
                 ("rows", self.rows.map(|rows| rows.to_string())),
                 ("cols", self.cols.map(|cols| cols.to_string())),
                 ("term", self.term.clone()),
@@ -208,7 +218,7 @@ impl ShellArgs {
 }
 
 impl RunArgs {
-    /// `run --scenario NAME [--then NAME]... [--module PATH] [--json] [--fault F]`.
+    /// `run --scenario NAME [--then NAME]... [--module PATH] [--bpf-dir DIR] [--json] [--fault F]`.
     pub fn argv(&self) -> Vec<String> {
         let mut words = vec!["run".to_owned()];
         options(&mut words, &[("scenario", Some(self.scenario.clone()))]);
@@ -216,6 +226,8 @@ impl RunArgs {
             options(&mut words, &[("then", Some(then.clone()))]);
         }
         modules(&mut words, self.module.as_slice());
+        let bpf_dir = self.bpf_dir.as_ref().map(|path| path.display().to_string());
+        options(&mut words, &[("bpf-dir", bpf_dir)]);
         if self.json {
             words.push("--json".to_owned());
         }
@@ -245,6 +257,7 @@ mod tests {
                     scenario: "attach".to_owned(),
                     then: Vec::new(),
                     module: json.then(|| "/c/kmod/0123/subject.ko".into()),
+                    bpf_dir: json.then(|| "/c/bpf/0123".into()),
                     json,
                     fault,
                 });
@@ -272,6 +285,7 @@ mod tests {
             module: Vec::new(),
             cwd: None,
             scenario: Some("attach".into()),
+            bpf_dir: Some("/c/bpf/1".into()),
             wait_for_debugger: false,
             rows: Some(40),
             cols: Some(120),

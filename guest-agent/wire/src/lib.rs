@@ -11,6 +11,7 @@ pub mod case;
 pub mod catalogue;
 pub mod cli;
 pub mod exit;
+pub mod kernel_type;
 pub mod markers;
 pub mod programs;
 pub mod protocol;

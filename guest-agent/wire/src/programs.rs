@@ -18,15 +18,27 @@ pub struct ProgramStats {
     pub verified_insns: u64,
     /// Times it ran (`run_cnt`; counted only while BPF stats are on).
     pub run_cnt: u64,
+    /// The object it came from (`scx_simple`): two objects may each have
+    /// a program of the same name.
+    #[serde(default)]
+    pub object: String,
 }
 
 impl ProgramStats {
-    /// `harness-program: NAME verified_insns=N run_cnt=M`.
+    /// `harness-program: NAME verified_insns=N run_cnt=M object=OBJECT`.
     pub fn render(&self) -> String {
         format!(
-            "{PROGRAM_LINE} {} verified_insns={} run_cnt={}",
-            self.name, self.verified_insns, self.run_cnt
+            "{PROGRAM_LINE} {} verified_insns={} run_cnt={} object={}",
+            self.name, self.verified_insns, self.run_cnt, self.object
         )
+    }
+
+    /// `object/name`, or the name alone when the object is not known.
+    pub fn qualified_name(&self) -> String {
+        match self.object.is_empty() {
+            true => self.name.clone(),
+            false => format!("{}/{}", self.object, self.name),
+        }
     }
 
     /// The stats a line renders, if it is a program line.
@@ -39,10 +51,15 @@ impl ProgramStats {
             .parse()
             .ok()?;
         let run_cnt = words.next()?.strip_prefix("run_cnt=")?.parse().ok()?;
+        let object = (words.next())
+            .and_then(|word| word.strip_prefix("object="))
+            .unwrap_or("")
+            .to_owned();
         Some(ProgramStats {
             name,
             verified_insns,
             run_cnt,
+            object,
         })
     }
 }
@@ -73,6 +90,7 @@ mod tests {
             name: "demo_op_1".into(),
             verified_insns: 12,
             run_cnt: 3,
+            object: "demo".into(),
         };
         assert_eq!(ProgramStats::parse(&stats.render()), Some(stats.clone()));
         let stderr = format!("before\n{}\nafter\n", stats.render());

@@ -310,6 +310,11 @@ pub struct ScenarioResult {
     pub measurements: Vec<String>,
     /// How long the whole scenario took, in milliseconds.
     pub duration_ms: u64,
+    /// How the kernel ended implementations of the subject's type during
+    /// the scenario (sched_ext's exit kind, reason and message), as it
+    /// logged them.
+    #[serde(default)]
+    pub exits: Vec<crate::kernel_type::TypeExit>,
 }
 
 impl ScenarioResult {

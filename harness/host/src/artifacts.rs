@@ -25,6 +25,9 @@ pub struct Artifacts {
     pub kernel: Kernel,
     /// Every subject's module, built against `kernel`, by module name.
     pub modules: BTreeMap<String, PathBuf>,
+    /// Where each subject's BPF objects, built against `kernel`, are, by
+    /// subject name (only subjects that declare some).
+    pub bpf_dirs: BTreeMap<String, PathBuf>,
     /// The subjects, and the binary each boots as the guest's init.
     pub catalogue: Catalogue,
     /// The read-only virtiofsd, or why the VMs use 9p instead.
@@ -82,6 +85,7 @@ pub fn prepare(
     // A bad STRUCT_OPS_ACCEL is reported now, not once per scenario.
     crate::accel::choose(&cache)?;
     let recipe = options.recipe(&cache, catalogue)?;
+    crate::kernel_types::check_series(&recipe.source.series()?, catalogue)?;
     // Leased before it is looked at, so a prune elsewhere cannot take it away.
     let key = recipe.key(&cache)?;
     let lease = crate::cache::lease(&cache, &key)?;
@@ -89,7 +93,9 @@ pub fn prepare(
     if kernel.fresh {
         crate::cache::enforce_limit(&cache, &key);
     }
+    crate::kernel_types::check_config(&kernel, catalogue)?;
     let modules = build_modules(&kernel, catalogue, &cache, progress)?;
+    let bpf_dirs = build_bpf_objects(&kernel, catalogue, &cache, progress)?;
     let virtiofsd = virtiofsd::find();
     if let Err(reason) = &virtiofsd {
         eprintln!("[harness] note: {reason}; the guest's root is shared over 9p instead (read-only as well)");
@@ -99,6 +105,7 @@ pub fn prepare(
         cache,
         kernel,
         modules,
+        bpf_dirs,
         catalogue: catalogue.clone(),
         virtiofsd,
         lease: Arc::new(lease),
@@ -124,6 +131,22 @@ fn build_modules(
         .collect()
 }
 
+/// Every subject's BPF objects built against `kernel`, by subject.
+fn build_bpf_objects(
+    kernel: &Kernel,
+    catalogue: &Catalogue,
+    cache: &Path,
+    progress: &Progress,
+) -> Result<BTreeMap<String, PathBuf>> {
+    let mut dirs = BTreeMap::new();
+    for subject in &catalogue.subjects {
+        if let Some(dir) = crate::bpf::ensure_built(&subject.info, kernel, cache, progress)? {
+            dirs.insert(subject.info.name.clone(), dir);
+        }
+    }
+    Ok(dirs)
+}
+
 impl Artifacts {
     /// What the agent is told to run `scenario`: its subject's module.
     pub fn run_args(&self, scenario: &str, fault: Option<Fault>) -> Result<RunArgs> {
@@ -142,6 +165,7 @@ impl Artifacts {
             scenario: scenario.to_owned(),
             then: Vec::new(),
             module,
+            bpf_dir: self.bpf_dirs.get(&subject.info.name).cloned(),
             json: false,
             fault,
         })

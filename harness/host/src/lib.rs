@@ -8,11 +8,13 @@
 pub mod accel;
 pub mod artifacts;
 pub mod bench;
+mod bpf;
 pub mod cache;
 pub mod catalogue;
 mod elf;
 mod guest_clock;
 pub mod kernel;
+pub mod kernel_types;
 pub mod kmod;
 pub mod normalise;
 pub mod paths;

@@ -58,9 +58,17 @@ impl Default for Normaliser {
 }
 
 impl Normaliser {
-    /// The core's rules and `subject`'s, which a bad pattern of its own fails.
+    /// The core's rules, its type's, and `subject`'s own, which a bad
+    /// pattern of its own fails.
     pub fn for_subject(subject: &SubjectInfo) -> Result<Self> {
         let mut rules = core_rules().to_vec();
+        let type_rules = subject.kernel_type.map_or(&[][..], |kind| kind.normalise());
+        for (pattern, replacement) in type_rules {
+            rules.push(Rule {
+                pattern: Regex::new(pattern).expect("a type's patterns are valid"),
+                replacement: (*replacement).to_owned(),
+            });
+        }
         for (pattern, replacement) in &subject.normalise {
             let compiled = Regex::new(pattern).with_context(|| {
                 format!(
@@ -174,6 +182,23 @@ mod tests {
     }
 
     #[test]
+    fn a_schedulers_stalled_task_and_backtrace_offsets_are_replaced() {
+        let subject = SubjectInfo {
+            kernel_type: Some(harness_wire::kernel_type::KernelType::SchedExtOps),
+            ..SubjectInfo::default()
+        };
+        let normaliser = Normaliser::for_subject(&subject).unwrap();
+        assert_eq!(
+            normaliser.text("sched_ext: qmap: kworker/1:2[83] failed to run for 5.123s"),
+            "sched_ext: qmap: <TASK> failed to run for <SECONDS>s"
+        );
+        assert_eq!(
+            normaliser.text("scx_bpf_error_bstr+0x6e/0xc0"),
+            "scx_bpf_error_bstr+<OFF>"
+        );
+    }
+
+    #[test]
     fn a_subjects_rules_apply_after_the_cores_and_a_bad_one_is_named() {
         let mut subject = SubjectInfo {
             name: "s".into(),
@@ -183,6 +208,7 @@ mod tests {
             fragments: Vec::new(),
             snapshots: "/s".into(),
             normalise: vec![(r"\b(at off )\d+".into(), "${1}<OFFSET>".into())],
+            ..SubjectInfo::default()
         };
         let normaliser = Normaliser::for_subject(&subject).unwrap();
         assert_eq!(

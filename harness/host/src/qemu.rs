@@ -63,6 +63,8 @@ pub struct VmSpec {
     pub kernel_image: PathBuf,
     pub memory_mib: u32,
     pub cpus: u32,
+    /// NUMA nodes (1: none declared).
+    pub nodes: u32,
     pub root: RootShare,
     /// The words handed to the guest agent (after `--` on the kernel command line).
     pub init: PathBuf,
@@ -128,10 +130,11 @@ pub fn qemu_args(spec: &VmSpec) -> Vec<OsString> {
         "none",
         "-no-reboot",
     ]);
-    let machine = match spec.root {
+    let machine = match (&spec.root, spec.nodes) {
         // vhost-user needs the guest's RAM in shared memory the daemon can map.
-        RootShare::Virtiofs { .. } => "q35,memory-backend=mem",
-        RootShare::NineP => "q35",
+        (RootShare::Virtiofs { .. }, 0 | 1) => "q35,memory-backend=mem",
+        // With nodes, each node's memory is a backend of its own.
+        _ => "q35",
     };
     push(&["-machine", machine]);
     push(&accel_args(spec.accel));
@@ -165,7 +168,45 @@ pub fn qemu_args(spec: &VmSpec) -> Vec<OsString> {
     args.extend(["-device".into(), "pvpanic-pci".into()]);
     args.extend(["-action".into(), "panic=none".into()]);
     args.extend(root_args(spec));
+    args.extend(numa_args(spec));
     args
+}
+
+/// `-numa node` for each node, with its share of the vCPUs and of the
+/// memory (shared memory when virtiofsd must map it); none for one node.
+fn numa_args(spec: &VmSpec) -> Vec<OsString> {
+    if spec.nodes <= 1 {
+        return Vec::new();
+    }
+    let backend = match spec.root {
+        RootShare::Virtiofs { .. } => "memory-backend-memfd",
+        RootShare::NineP => "memory-backend-ram",
+    };
+    let share = match spec.root {
+        RootShare::Virtiofs { .. } => ",share=on",
+        RootShare::NineP => "",
+    };
+    let size = spec.memory_mib / spec.nodes;
+    let mut args = Vec::new();
+    for node in 0..spec.nodes {
+        let (first, last) = node_cpus(spec.cpus, spec.nodes, node);
+        args.push("-object".into());
+        args.push(format!("{backend},id=node{node},size={size}M{share}").into());
+        args.push("-numa".into());
+        args.push(format!("node,nodeid={node},cpus={first}-{last},memdev=node{node}").into());
+    }
+    args
+}
+
+/// The first and last vCPU of `node`: the vCPUs dealt out in equal runs.
+fn node_cpus(cpus: u32, nodes: u32, node: u32) -> (u32, u32) {
+    let per = (cpus / nodes).max(1);
+    let first = (node * per).min(cpus.saturating_sub(1));
+    let last = match node + 1 == nodes {
+        true => cpus.saturating_sub(1),
+        false => (first + per - 1).min(cpus.saturating_sub(1)),
+    };
+    (first, last)
 }
 
 fn console_args(console: &Console) -> Vec<OsString> {
@@ -237,18 +278,22 @@ fn root_args(spec: &VmSpec) -> Vec<OsString> {
         RootShare::Virtiofs { socket } => {
             let mut chardev = OsString::from("socket,id=rootfs,path=");
             chardev.push(socket);
-            vec![
-                "-object".into(),
-                format!(
+            let mut args: Vec<OsString> = Vec::new();
+            // With several nodes, their own backends hold the memory.
+            if spec.nodes <= 1 {
+                let memory = format!(
                     "memory-backend-memfd,id=mem,size={}M,share=on",
                     spec.memory_mib
-                )
-                .into(),
+                );
+                args.extend(["-object".into(), memory.into()]);
+            }
+            args.extend([
                 "-chardev".into(),
                 chardev,
                 "-device".into(),
                 format!("vhost-user-fs-pci,chardev=rootfs,tag={VIRTIOFS_TAG}").into(),
-            ]
+            ]);
+            args
         }
         RootShare::NineP => vec![
             "-fsdev".into(),
@@ -349,6 +394,7 @@ mod tests {
             kernel_image: "/k/bzImage".into(),
             memory_mib: 512,
             cpus: 2,
+            nodes: 1,
             root,
             init: "/w/target/release/guest-agent".into(),
             init_args: vec!["run".into(), "--scenario".into(), "attach".into()],
@@ -410,6 +456,31 @@ mod tests {
             "{args}"
         );
         assert!(!args.contains("memory-backend"), "{args}");
+    }
+
+    #[test]
+    fn numa_nodes_get_their_share_of_vcpus_and_shared_memory() {
+        assert_eq!(node_cpus(4, 2, 0), (0, 1));
+        assert_eq!(node_cpus(4, 2, 1), (2, 3));
+        assert_eq!(node_cpus(5, 2, 1), (2, 4));
+        let root = RootShare::Virtiofs {
+            socket: "/t/v.sock".into(),
+        };
+        let spec = VmSpec {
+            cpus: 4,
+            nodes: 2,
+            ..spec(root, Accel::Tcg)
+        };
+        let args = joined(&spec);
+        assert!(args.contains("-machine q35 "), "{args}");
+        assert!(!args.contains("id=mem,"), "{args}");
+        for node in [
+            "-object memory-backend-memfd,id=node0,size=256M,share=on",
+            "-numa node,nodeid=0,cpus=0-1,memdev=node0",
+            "-numa node,nodeid=1,cpus=2-3,memdev=node1",
+        ] {
+            assert!(args.contains(node), "{node} not in {args}");
+        }
     }
 
     #[test]

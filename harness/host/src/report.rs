@@ -110,21 +110,22 @@ pub fn render_table(rows: &[Row]) -> String {
     let width = name_width(rows.iter().map(|row| row.scenario.as_str()));
     let _ = writeln!(
         text,
-        "{:<width$} {:<6} {:>8} {:>8}  {:<9} accel/root",
-        "scenario", "result", "time", "boot", "snapshot"
+        "{:<width$} {:<6} {:>8} {:>8}  {:<9} {:<14} accel/root",
+        "scenario", "result", "time", "boot", "snapshot", "vm"
     );
     for row in rows {
-        let (boot, how) = match &row.outcome {
+        let (boot, vm, how) = match &row.outcome {
             Ok(run) => (
                 run.boot
                     .map_or("-".to_owned(), |boot| format!("{:.1}s", boot.as_secs_f64())),
+                run.topology.to_string(),
                 format!("{}/{}", run.accel, run.root),
             ),
-            Err(_) => ("-".to_owned(), String::new()),
+            Err(_) => ("-".to_owned(), "-".to_owned(), String::new()),
         };
         let _ = writeln!(
             text,
-            "{:<width$} {:<6} {:>7.1}s {:>8}  {:<9} {how}",
+            "{:<width$} {:<6} {:>7.1}s {:>8}  {:<9} {vm:<14} {how}",
             row.scenario,
             row.verdict(),
             row.wall.as_secs_f64(),
@@ -209,6 +210,7 @@ struct JsonRow<'a> {
     boot_ms: Option<u128>,
     accel: Option<String>,
     root: Option<&'a str>,
+    topology: Option<harness_wire::catalogue::Topology>,
     logs: Option<String>,
     error: Option<String>,
     /// `matched`, `new`, `differs`, `not_compared`, `unreadable`; null without a result.
@@ -238,6 +240,7 @@ fn json_row<'a>(kernel: &'a KernelInfo, row: &'a Row) -> JsonRow<'a> {
         boot_ms: run.and_then(|run| run.boot).map(|boot| boot.as_millis()),
         accel: run.map(|run| run.accel.to_string()),
         root: run.map(|run| run.root),
+        topology: run.map(|run| run.topology),
         logs: run
             .and_then(|run| run.kept_logs.as_ref())
             .map(|path| path.display().to_string()),
@@ -327,8 +330,9 @@ pub fn render_cache(entries: &[crate::cache::Entry], cache: &std::path::Path) ->
 }
 
 /// What the verifier spent on each program (instructions processed), one
-/// line per program and one column per kernel: the most any scenario's
-/// loader reported for it there; `-` where no scenario loaded it.
+/// line per program (`object/name`: two objects may each have a program
+/// of one name) and one column per kernel: the most any scenario's loader
+/// reported for it there; `-` where no scenario loaded it.
 pub fn render_verifier_table(kernels: &[(&KernelInfo, &[Row])]) -> String {
     let mut programs: std::collections::BTreeMap<String, Vec<Option<u64>>> = Default::default();
     for (column, (_, rows)) in kernels.iter().enumerate() {
@@ -338,7 +342,7 @@ pub fn render_verifier_table(kernels: &[(&KernelInfo, &[Row])]) -> String {
             .flat_map(|run| run.result.steps.iter().flat_map(|step| &step.programs));
         for stats in reported {
             let cells = programs
-                .entry(stats.name.clone())
+                .entry(stats.qualified_name())
                 .or_insert_with(|| vec![None; kernels.len()]);
             let cell = &mut cells[column];
             *cell = Some(cell.unwrap_or(0).max(stats.verified_insns));

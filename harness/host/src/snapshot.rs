@@ -200,6 +200,7 @@ mod tests {
             summary: String::new(),
             needs_module: false,
             differs_on: vec![("7.3".into(), "7.3 says it: differently".into())],
+            ..ScenarioInfo::default()
         };
         let subject = SubjectInfo {
             name: "subject".into(),
@@ -209,6 +210,7 @@ mod tests {
             fragments: Vec::new(),
             snapshots: dir.to_path_buf(),
             normalise: Vec::new(),
+            ..SubjectInfo::default()
         };
         (subject, scenario)
     }

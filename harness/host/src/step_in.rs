@@ -64,17 +64,23 @@ pub fn shell(artifacts: &Artifacts, scenario: Option<String>, how: &StepIn) -> R
         bail!("harness shell needs a terminal to be run in (or use `harness exec -- CMD`)");
     }
     let (rows, cols) = terminal_size();
-    let (module, binary) = match &scenario {
-        Some(name) => (
-            artifacts.run_args(name, None)?.module.into_iter().collect(),
-            artifacts.binary_for(name)?,
+    let (module, bpf_dir, binary) = match &scenario {
+        Some(name) => {
+            let run = artifacts.run_args(name, None)?;
+            let binary = artifacts.binary_for(name)?;
+            (run.module.into_iter().collect(), run.bpf_dir, binary)
+        }
+        None => (
+            modules(artifacts, true),
+            None,
+            artifacts.catalogue.any_binary()?,
         ),
-        None => (modules(artifacts, true), artifacts.catalogue.any_binary()?),
     };
     let agent = AgentCommand::Shell(ShellArgs {
         module,
         cwd: std::env::current_dir().ok(),
-        scenario,
+        scenario: scenario.clone(),
+        bpf_dir,
         wait_for_debugger: how.gdb,
         rows,
         cols,
@@ -86,6 +92,12 @@ pub fn shell(artifacts: &Artifacts, scenario: Option<String>, how: &StepIn) -> R
         gdb: how.gdb,
         timeout: INTERACTIVE_TIMEOUT,
         ..VmOptions::default()
+    };
+    // In a scenario's own topology, as it runs under `harness run`.
+    let declared = (scenario.as_deref()).and_then(|name| artifacts.catalogue.find(name));
+    let options = match declared {
+        Some((_, declared)) => options.with_topology(declared.topology),
+        None => options,
     };
     let accel = accel(artifacts)?;
     let run = {

@@ -261,8 +261,13 @@ pub fn run_many(
     };
     let durations = Durations::load(&artifacts.cache);
     let order = longest_first(names, &durations);
-    // A scenario the catalogue does not know runs alone, to fail with the reason.
-    let subject_of = |name: &str| artifacts.binary_for(name).ok();
+    // A scenario the catalogue does not know runs alone, to fail with the
+    // reason; a VM's scenarios share its binary and its topology.
+    let subject_of = |name: &str| {
+        let binary = artifacts.binary_for(name).ok()?;
+        let (_, declared) = artifacts.catalogue.find(name)?;
+        Some((binary, declared.topology))
+    };
     let batches = batches(names, &order, subject_of, (per_vm, jobs));
     let queue = Mutex::new(std::collections::VecDeque::from(batches));
     let rows: Mutex<Vec<(usize, Row)>> = Mutex::new(Vec::new());
@@ -288,13 +293,14 @@ pub fn run_many(
 }
 
 /// `order`'s scenarios in VMs of up to `per_vm`, each VM's of one subject
-/// (`subject_of`; None runs alone), and, with several `jobs`, small enough
-/// that the VMs share the work evenly (two VMs a job): each subject's
-/// scenarios are dealt out in turn, longest first, to as few VMs as that allows.
-fn batches<'a>(
+/// and topology (`subject_of`; None runs alone), and, with several `jobs`,
+/// small enough that the VMs share the work evenly (two VMs a job): each
+/// subject's scenarios are dealt out in turn, longest first, to as few VMs
+/// as that allows.
+fn batches<K: PartialEq + Copy>(
     names: &[String],
     order: &[usize],
-    subject_of: impl Fn(&str) -> Option<&'a Path>,
+    subject_of: impl Fn(&str) -> Option<K>,
     (per_vm, jobs): (usize, usize),
 ) -> Vec<Vec<usize>> {
     let size = match jobs {
@@ -302,7 +308,7 @@ fn batches<'a>(
         _ => names.len().div_ceil(2 * jobs),
     }
     .clamp(1, per_vm.max(1));
-    let mut subjects: Vec<(Option<&Path>, Vec<usize>)> = Vec::new();
+    let mut subjects: Vec<(Option<K>, Vec<usize>)> = Vec::new();
     for &index in order {
         let binary = subject_of(&names[index]);
         match subjects

@@ -185,7 +185,20 @@ const CORE_FRAGMENTS: &[(&str, &str)] = &[
         "debugging.config",
         include_str!("../../images/debugging.config"),
     ),
+    (
+        "sched_debug.config",
+        include_str!("../../images/sched_debug.config"),
+    ),
+    (
+        "sched_ext.config",
+        include_str!("../../images/sched_ext.config"),
+    ),
     ("sysctl.config", include_str!("../../images/sysctl.config")),
+    ("tcp.config", include_str!("../../images/tcp.config")),
+    (
+        "topology.config",
+        include_str!("../../images/topology.config"),
+    ),
     ("vm.config", include_str!("../../images/vm.config")),
     ("vng.config", include_str!("../../images/vng.config")),
 ];
@@ -275,6 +288,25 @@ impl Fragment {
             _ => self.path.display().to_string(),
         }
     }
+}
+
+/// How many of `wanted` a kernel's `.config` text does not have as asked.
+pub(crate) fn differing(config: &str, wanted: &[Requested]) -> usize {
+    let set: std::collections::BTreeMap<&str, &str> = config
+        .lines()
+        .filter_map(|line| line.split_once('='))
+        .collect();
+    wanted
+        .iter()
+        .filter(|requested| {
+            let has = set.get(requested.option.as_str()).copied();
+            match requested.value.as_deref() {
+                // "is not set" holds for an option the .config leaves out.
+                None => has.is_some_and(|value| value != "n"),
+                Some(value) => has != Some(value),
+            }
+        })
+        .count()
 }
 
 /// Every option the fragments ask for. A later fragment overrides an earlier one.
@@ -401,6 +433,18 @@ mod tests {
             path: PathBuf::from(format!("/x/images/{name}")),
             text: text.to_owned(),
         }
+    }
+
+    #[test]
+    fn a_config_differs_by_the_options_it_does_not_have_as_asked() {
+        let wanted = requested_options(&[Fragment {
+            path: PathBuf::from("x.config"),
+            text: "CONFIG_A=y\nCONFIG_B=y\n# CONFIG_C is not set\nCONFIG_D=\"x\"\n".into(),
+        }])
+        .unwrap();
+        let config = "CONFIG_A=y\n# CONFIG_B is not set\nCONFIG_D=\"x\"\n";
+        assert_eq!(differing(config, &wanted), 1);
+        assert_eq!(differing("CONFIG_C=y\n", &wanted), 4);
     }
 
     #[test]

@@ -247,7 +247,7 @@ fn ensure_cached(
     }
     let source_dir = recipe.source.prepare(cache, progress)?;
     crate::paths::require_room(cache, BUILD_ROOM, &format!("building kernel {key}"))?;
-    seed_from_sibling(entry, &source_dir, recipe.flavour)?;
+    seed_from_sibling(entry, &source_dir, recipe)?;
     let kernel = build(recipe, key, entry, source_dir, None, progress)?;
     Ok(Kernel {
         fresh: true,
@@ -255,24 +255,26 @@ fn ensure_cached(
     })
 }
 
-/// Starts a new entry's build directory as a copy of the closest finished
-/// one built from the same source (the same flavour if there is one), so
-/// that make rebuilds only what the new configuration changes: Kbuild
-/// tracks each object's config options and command line. A changed
-/// fragment then costs what it touches; a flavour whose compiler flags
-/// differ (KASAN, KCSAN) rebuilds nearly everything, less the host tools.
-/// The copy's .config goes, so that the entry is configured afresh.
-fn seed_from_sibling(entry: &Path, source_dir: &Path, flavour: Flavour) -> Result<()> {
+/// Starts a new entry's build directory as a copy of the finished one
+/// built from the same source whose options differ least from what the
+/// recipe asks for, so that make rebuilds only what the new configuration
+/// changes: Kbuild tracks each object's config options and command line. A
+/// changed fragment then costs what it touches; a flavour whose compiler
+/// flags differ (KASAN, KCSAN) rebuilds nearly everything, less the host
+/// tools. The copy's .config goes, so that the entry is configured afresh.
+fn seed_from_sibling(entry: &Path, source_dir: &Path, recipe: &KernelRecipe) -> Result<()> {
     let Some(kernels) = entry.parent() else {
         return Ok(());
     };
-    let Some(seed) = closest_sibling(kernels, source_dir, flavour) else {
+    let wanted = requested_options(&recipe.fragments)?;
+    let Some((seed, differing)) = closest_sibling(kernels, source_dir, &wanted) else {
         return Ok(());
     };
     let build_dir = entry.join("build");
     std::fs::create_dir_all(entry).with_context(|| format!("creating {}", entry.display()))?;
     eprintln!(
-        "[harness] starting from {}'s objects (make rebuilds what the configuration changes)",
+        "[harness] starting from {}'s objects, {differing} requested option(s) apart \
+         (make rebuilds what the configuration changes)",
         seed.key
     );
     let copied = duct::cmd!("cp", "-a", "--reflink=auto", &seed.build_dir, &build_dir)
@@ -289,24 +291,31 @@ fn seed_from_sibling(entry: &Path, source_dir: &Path, flavour: Flavour) -> Resul
     Ok(())
 }
 
-/// The finished entry in `kernels` built from `source_dir`, of `flavour`
-/// if one is, most recently built first.
-fn closest_sibling(kernels: &Path, source_dir: &Path, flavour: Flavour) -> Option<Kernel> {
-    let mut candidates: Vec<(bool, std::time::SystemTime, Kernel)> = std::fs::read_dir(kernels)
+/// The finished entry in `kernels` built from `source_dir` whose .config
+/// differs from `wanted` in the fewest options (the most recently built of
+/// those), and that count.
+fn closest_sibling(
+    kernels: &Path,
+    source_dir: &Path,
+    wanted: &[config::Requested],
+) -> Option<(Kernel, usize)> {
+    let mut candidates: Vec<(usize, std::time::SystemTime, Kernel)> = std::fs::read_dir(kernels)
         .ok()?
         .flatten()
         .filter_map(|dir| {
             let ready = dir.path().join(READY);
             let built = ready.metadata().and_then(|meta| meta.modified()).ok()?;
             let kernel = read_ready(&dir.path()).ok().flatten()?;
-            let usable = kernel.source_dir == source_dir
-                && kernel.tree_fingerprint.is_none()
-                && kernel.build_dir.join(".config").is_file();
-            usable.then(|| (kernel.flavour == flavour, built, kernel))
+            let usable = kernel.source_dir == source_dir && kernel.tree_fingerprint.is_none();
+            let config = std::fs::read_to_string(kernel.build_dir.join(".config")).ok()?;
+            usable.then(|| (config::differing(&config, wanted), built, kernel))
         })
         .collect();
-    candidates.sort_by_key(|candidate| std::cmp::Reverse((candidate.0, candidate.1)));
-    candidates.into_iter().next().map(|(_, _, kernel)| kernel)
+    candidates.sort_by_key(|(differing, built, _)| (*differing, std::cmp::Reverse(*built)));
+    candidates
+        .into_iter()
+        .next()
+        .map(|(differing, _, kernel)| (kernel, differing))
 }
 
 /// A tree's own build directory, reused from edit to edit: make runs only

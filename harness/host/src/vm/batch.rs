@@ -49,6 +49,10 @@ pub fn run_batch_on(
     args.then = rest.to_vec();
     let agent = AgentCommand::Run(args);
     let binary = artifacts.binary_for(first).map_err(RunError::Harness)?;
+    // A batch is of one topology (the suite groups them so): the first's.
+    let topology =
+        (artifacts.catalogue.find(first)).map_or_else(Default::default, |(_, s)| s.topology);
+    let options = &options.with_topology(topology);
     let boot = Boot {
         binary,
         agent: &agent,
@@ -81,6 +85,7 @@ pub fn run_batch_on(
 struct Shared {
     accel: Accel,
     root: &'static str,
+    topology: harness_wire::catalogue::Topology,
     started: Instant,
 }
 
@@ -92,6 +97,10 @@ impl Shared {
                 RootShare::Virtiofs { .. } => "virtiofs",
                 RootShare::NineP => "9p",
             },
+            topology: harness_wire::catalogue::Topology {
+                cpus: vm.spec.cpus as u16,
+                nodes: vm.spec.nodes as u16,
+            },
             started: vm.started,
         }
     }
@@ -102,6 +111,7 @@ impl Shared {
             accel: self.accel,
             root: self.root,
             boot,
+            topology: self.topology,
             to_result: at.duration_since(self.started),
             total: at.duration_since(self.started),
             console_tail: String::new(),

@@ -37,8 +37,10 @@ const QMP_WAIT: Duration = Duration::from_secs(10);
 pub struct VmOptions {
     /// The guest's RAM, in MiB (default 512).
     pub memory_mib: u32,
-    /// vCPUs (default 2).
+    /// vCPUs (default 2; a scenario's own topology sets it for its VM).
     pub cpus: u32,
+    /// NUMA nodes, the vCPUs and memory shared out evenly (default 1).
+    pub nodes: u32,
     /// The whole VM, boot to power-off.
     pub timeout: Duration,
     /// Keep the logs even when the scenario passed.
@@ -57,11 +59,23 @@ pub struct VmOptions {
     pub gdb: bool,
 }
 
+impl VmOptions {
+    /// The same, with the vCPUs and NUMA nodes a scenario declares.
+    pub fn with_topology(&self, topology: harness_wire::catalogue::Topology) -> Self {
+        VmOptions {
+            cpus: u32::from(topology.cpus.max(1)),
+            nodes: u32::from(topology.nodes.max(1)),
+            ..self.clone()
+        }
+    }
+}
+
 impl Default for VmOptions {
     fn default() -> Self {
         VmOptions {
             memory_mib: 512,
             cpus: 2,
+            nodes: 1,
             timeout: Duration::from_secs(120),
             keep_logs: false,
             fault: None,
@@ -132,6 +146,8 @@ pub struct ScenarioRun {
     pub root: &'static str,
     /// QEMU start to the agent's ready line.
     pub boot: Option<Duration>,
+    /// The VM's vCPUs and NUMA nodes.
+    pub topology: harness_wire::catalogue::Topology,
     /// QEMU start to the agent's result arriving.
     pub to_result: Duration,
     /// QEMU start to QEMU exit.
@@ -511,6 +527,7 @@ fn vm_spec(
         kernel_image: artifacts.kernel.boot_image()?,
         memory_mib: options.memory_mib,
         cpus: options.cpus,
+        nodes: options.nodes,
         root,
         init: boot.binary.to_owned(),
         init_args: agent.argv(),

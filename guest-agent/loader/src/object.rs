@@ -1,0 +1,282 @@
+//! BPF objects the harness compiled against the running kernel (a
+//! subject's `bpf_objects`): found by name in the directory the agent
+//! names ([`harness_wire::catalogue::BPF_DIR_ENV`]), opened without a
+//! skeleton, their globals and struct_ops members set and read by name
+//! (found in the object's BTF), their per-CPU counters summed. This is
+//! what a loader for code nobody here wrote (the kernel's own
+//! schedulers, compiled from its source) works with.
+//!
+//! ```no_run
+//! use harness_loader::object::Opened;
+//! # fn demo() -> Result<(), harness_loader::Failure> {
+//! let mut opened = Opened::open("scx_simple")?;
+//! opened.set_global("fifo_sched", &[1])?;
+//! let loaded = opened.load()?;
+//! let local = loaded.percpu_sum("stats", 0)?;
+//! # let _ = local; Ok(()) }
+//! ```
+
+use std::path::PathBuf;
+
+use libbpf_rs::btf::types::{DataSec, Struct, Var};
+use libbpf_rs::btf::{Btf, BtfType};
+use libbpf_rs::{MapCore as _, MapFlags, Object, ObjectBuilder, OpenObject};
+
+use crate::libbpf_log::Capture;
+use crate::Failure;
+use harness_wire::catalogue::BPF_DIR_ENV;
+
+/// Where the object `name` (`<name>.bpf.o`) is.
+pub fn path(name: &str) -> Result<PathBuf, Failure> {
+    let dir = std::env::var_os(BPF_DIR_ENV).ok_or_else(|| {
+        Failure::other(format!(
+            "{BPF_DIR_ENV} is not set: the agent sets it for a subject that declares \
+             `.bpf_objects(...)`, with the objects the harness compiled against this kernel"
+        ))
+    })?;
+    let path = PathBuf::from(dir).join(format!("{name}.bpf.o"));
+    if !path.is_file() {
+        return Err(Failure::other(format!(
+            "{} does not exist: is {name} among the subject's bpf_objects?",
+            path.display()
+        )));
+    }
+    Ok(path)
+}
+
+/// An object opened and not yet loaded, with its file's bytes (its BTF
+/// says where each global and member is).
+pub struct Opened {
+    /// libbpf-rs's handle, for anything this module does not do.
+    pub object: OpenObject,
+    bytes: Vec<u8>,
+    name: String,
+}
+
+impl Opened {
+    /// Opens `<name>.bpf.o` from the harness's directory.
+    pub fn open(name: &str) -> Result<Self, Failure> {
+        let path = path(name)?;
+        let bytes = std::fs::read(&path)
+            .map_err(|err| Failure::other(format!("reading {}: {err}", path.display())))?;
+        let capture = Capture::start();
+        let object = ObjectBuilder::default()
+            .name(name)
+            .and_then(|builder| builder.open_memory(&bytes))
+            .map_err(|err| Failure::from(capture.load_error(&err)).context("opening"))?;
+        Ok(Opened {
+            object,
+            bytes,
+            name: name.to_owned(),
+        })
+    }
+
+    /// Sets the global `var` (in `.rodata`, `.data` or `.bss`) to `value`,
+    /// which must be its size.
+    pub fn set_global(&mut self, var: &str, value: &[u8]) -> Result<(), Failure> {
+        let (section, offset, size) = self.locate_var(var)?;
+        check_size(var, size, value)?;
+        write_section(&mut self.object, &section, offset, value)
+    }
+
+    /// The member `member` of the struct_ops map `map` (a `struct
+    /// sched_ext_ops`, say), as the object sets it.
+    pub fn member(&self, map: &str, member: &str) -> Result<Vec<u8>, Failure> {
+        let (offset, size) = self.locate_member(map, member)?;
+        let found = (self.object.maps()).find(|candidate| candidate.name() == map);
+        let value = found.and_then(|map| map.initial_value().map(<[u8]>::to_vec));
+        let value = value.ok_or_else(|| Failure::other(format!("no struct_ops map {map}")))?;
+        Ok(value[offset..offset + size].to_vec())
+    }
+
+    /// Sets the member `member` of the struct_ops map `map` to `value`.
+    pub fn set_member(&mut self, map: &str, member: &str, value: &[u8]) -> Result<(), Failure> {
+        let (offset, size) = self.locate_member(map, member)?;
+        check_size(member, size, value)?;
+        let mut found = self
+            .object
+            .maps_mut()
+            .find(|candidate| candidate.name() == map);
+        let data = found
+            .as_mut()
+            .and_then(|map| map.initial_value_mut())
+            .ok_or_else(|| Failure::other(format!("no struct_ops map {map}")))?;
+        data[offset..offset + size].copy_from_slice(value);
+        Ok(())
+    }
+
+    /// Loads it; libbpf's words and the verifier's reason are in the failure.
+    pub fn load(self) -> Result<Loaded, Failure> {
+        let capture = Capture::start();
+        let object = self.object.load().map_err(|err| capture.load_error(&err))?;
+        Ok(Loaded {
+            object,
+            bytes: self.bytes,
+            name: self.name,
+        })
+    }
+
+    fn btf(&self) -> Result<Btf<'_>, Failure> {
+        let btf = Btf::from_raw(&self.name, &self.bytes)
+            .map_err(|err| Failure::other(format!("reading {}'s BTF: {err}", self.name)))?;
+        btf.ok_or_else(|| {
+            Failure::other(format!("{} has no BTF (compiled without -g?)", self.name))
+        })
+    }
+
+    fn locate_var(&self, var: &str) -> Result<(String, usize, usize), Failure> {
+        locate_var(&self.btf()?, var)
+            .ok_or_else(|| Failure::other(format!("{} has no global {var}", self.name)))
+    }
+
+    /// Where `member` is in the struct a struct_ops map holds.
+    fn locate_member(&self, map: &str, member: &str) -> Result<(usize, usize), Failure> {
+        let btf = self.btf()?;
+        let found = self.object.maps().find(|candidate| candidate.name() == map);
+        let map_found =
+            found.ok_or_else(|| Failure::other(format!("{} has no map {map}", self.name)))?;
+        // SAFETY: the map pointer is valid while the open object is.
+        let type_id = unsafe {
+            libbpf_rs::libbpf_sys::bpf_map__btf_value_type_id(
+                libbpf_rs::AsRawLibbpf::as_libbpf_object(&map_found).as_ptr(),
+            )
+        };
+        let composite = btf
+            .type_by_id::<Struct<'_>>(type_id.into())
+            .ok_or_else(|| Failure::other(format!("{map}'s value is not a struct")))?;
+        member_in(&btf, &composite, member)
+            .ok_or_else(|| Failure::other(format!("the struct of {map} has no member {member}")))
+    }
+}
+
+/// A loaded object, with its file's bytes (its BTF says where each global is).
+pub struct Loaded {
+    /// libbpf-rs's handle, for anything this module does not do.
+    pub object: Object,
+    bytes: Vec<u8>,
+    name: String,
+}
+
+impl Loaded {
+    /// The global `var`'s bytes now, read from its section's map.
+    pub fn global(&self, var: &str) -> Result<Vec<u8>, Failure> {
+        let btf = Btf::from_raw(&self.name, &self.bytes)
+            .ok()
+            .flatten()
+            .ok_or_else(|| Failure::other(format!("{} has no BTF", self.name)))?;
+        let (section, offset, size) = locate_var(&btf, var)
+            .ok_or_else(|| Failure::other(format!("{} has no global {var}", self.name)))?;
+        let suffix = section_suffix(&section);
+        let map = (self.object.maps()).find(|map| map.name().to_string_lossy().ends_with(suffix));
+        let map = map.ok_or_else(|| Failure::other(format!("no map holds {section}")))?;
+        let value = map
+            .lookup(&0u32.to_ne_bytes(), MapFlags::ANY)
+            .map_err(|err| Failure::other(format!("reading {section}: {err}")))?
+            .ok_or_else(|| Failure::other(format!("{section} is empty")))?;
+        Ok(value[offset..offset + size].to_vec())
+    }
+
+    /// The sum over every CPU of entry `index` of the per-CPU array `map`
+    /// of u64 counters (scx_simple's `stats`, say).
+    pub fn percpu_sum(&self, map: &str, index: u32) -> Result<u64, Failure> {
+        let found = self.object.maps().find(|candidate| candidate.name() == map);
+        let found =
+            found.ok_or_else(|| Failure::other(format!("{} has no map {map}", self.name)))?;
+        let values = found
+            .lookup_percpu(&index.to_ne_bytes(), MapFlags::ANY)
+            .map_err(|err| Failure::other(format!("reading {map}[{index}]: {err}")))?
+            .unwrap_or_default();
+        let sum = values.iter().map(|value| {
+            let bytes: [u8; 8] = value
+                .get(..8)
+                .and_then(|b| b.try_into().ok())
+                .unwrap_or([0; 8]);
+            u64::from_ne_bytes(bytes)
+        });
+        Ok(sum.sum())
+    }
+}
+
+/// libbpf names an internal map after its section's last part (`.rodata`,
+/// `.uei_dump` of `.data.uei_dump`), behind a prefix of the object's name.
+fn section_suffix(section: &str) -> &str {
+    match section[1..].find('.') {
+        Some(at) => &section[at + 1..],
+        None => section,
+    }
+}
+
+/// Writes `value` at `offset` of `section`'s initial data.
+fn write_section(
+    object: &mut OpenObject,
+    section: &str,
+    offset: usize,
+    value: &[u8],
+) -> Result<(), Failure> {
+    let suffix = section_suffix(section).to_owned();
+    let mut found = object
+        .maps_mut()
+        .find(|map| map.name().to_string_lossy().ends_with(&suffix))
+        .ok_or_else(|| Failure::other(format!("no map holds {section}")))?;
+    let data = found
+        .initial_value_mut()
+        .ok_or_else(|| Failure::other(format!("{section} has no initial value")))?;
+    data[offset..offset + value.len()].copy_from_slice(value);
+    Ok(())
+}
+
+fn check_size(what: &str, size: usize, value: &[u8]) -> Result<(), Failure> {
+    if size != value.len() {
+        return Err(Failure::other(format!(
+            "{what} is {size} bytes; {} given",
+            value.len()
+        )));
+    }
+    Ok(())
+}
+
+/// (section, offset, size) of the global `var`, from the datasecs' records.
+fn locate_var(btf: &Btf<'_>, var: &str) -> Option<(String, usize, usize)> {
+    for section in [".rodata", ".data", ".bss"] {
+        let Some(datasec) = btf.type_by_name::<DataSec<'_>>(section) else {
+            continue;
+        };
+        for info in datasec.iter() {
+            let named = btf.type_by_id::<Var<'_>>(info.ty);
+            if named
+                .and_then(|named| named.name())
+                .is_some_and(|name| name == var)
+            {
+                return Some((section.to_owned(), info.offset as usize, info.size));
+            }
+        }
+    }
+    None
+}
+
+/// (offset, size) of `member` in `composite`.
+fn member_in(btf: &Btf<'_>, composite: &Struct<'_>, member: &str) -> Option<(usize, usize)> {
+    use libbpf_rs::btf::types::MemberAttr;
+    use libbpf_rs::btf::HasSize as _;
+    let found = composite
+        .iter()
+        .find(|candidate| candidate.name.is_some_and(|name| name == member))?;
+    let MemberAttr::Normal { offset } = found.attr else {
+        return None;
+    };
+    let ty: BtfType<'_> = btf.type_by_id(found.ty)?;
+    let int = libbpf_rs::btf::types::Int::try_from(ty.skip_mods_and_typedefs()).ok()?;
+    Some((offset as usize / 8, int.size()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_internal_map_is_found_by_its_sections_last_part() {
+        assert_eq!(section_suffix(".rodata"), ".rodata");
+        assert_eq!(section_suffix(".data.uei_dump"), ".uei_dump");
+        assert_eq!(section_suffix(".bss"), ".bss");
+    }
+}

@@ -1,0 +1,217 @@
+//! A sched_ext scheduler's loader in a few calls, doing what the kernel's
+//! own tools/sched_ext does with its `SCX_OPS_OPEN`, `SCX_OPS_LOAD` and
+//! `SCX_OPS_ATTACH` macros (include/scx/compat.h and user_exit_info.h): the
+//! kernel's CPU hotplug sequence written into the ops before load (so a
+//! hotplug between open and attach is noticed), the exit dump sized as the
+//! ops ask (`exit_dump_len`, else 32 KiB) with the `.data.uei_dump` map
+//! resized to it, the struct_ops map attached as a link that detaches when
+//! dropped; then the exit info (`uei`: kind, exit code, reason, message,
+//! dump) the scheduler's `ops.exit()` records, and its per-CPU counters.
+//!
+//! ```no_run
+//! use harness_loader::sched_ext::Scheduler;
+//! # fn demo() -> Result<(), harness_loader::Failure> {
+//! let mut scheduler = Scheduler::open("scx_simple", "simple_ops")?.load()?;
+//! let link = scheduler.attach()?;
+//! // ... let tasks run ...
+//! let local = scheduler.loaded().percpu_sum("stats", 0)?;
+//! drop(link);
+//! if let Some(exit) = scheduler.exit_info()? {
+//!     println!("{}", exit.describe());
+//! }
+//! # let _ = local; Ok(()) }
+//! ```
+
+use libbpf_rs::{Link, MapCore as _};
+
+use crate::object::{Loaded, Opened};
+use crate::{errno_of, Failure};
+
+const SYSFS: &str = "/sys/kernel/sched_ext";
+/// `UEI_DUMP_DFL_LEN`: the dump's size when the ops do not say.
+pub const DEFAULT_DUMP_LEN: u32 = 32768;
+
+/// A scheduler opened and prepared as `SCX_OPS_OPEN` prepares one.
+pub struct Scheduler {
+    opened: Opened,
+    ops: String,
+}
+
+impl Scheduler {
+    /// Opens `<object>.bpf.o` (compiled by the harness against this
+    /// kernel) whose struct_ops map is `ops`, and writes the kernel's
+    /// hotplug sequence into it.
+    pub fn open(object: &str, ops: &str) -> Result<Self, Failure> {
+        if !std::path::Path::new(SYSFS).is_dir() {
+            return Err(Failure::other(format!(
+                "this kernel has no sched_ext ({SYSFS} is missing): it needs \
+                 CONFIG_SCHED_CLASS_EXT=y, which the harness's kernels have from 6.12 on"
+            )));
+        }
+        let mut opened = Opened::open(object)?;
+        let seq = read_number("hotplug_seq")?;
+        opened.set_member(ops, "hotplug_seq", &seq.to_ne_bytes())?;
+        Ok(Scheduler {
+            opened,
+            ops: ops.to_owned(),
+        })
+    }
+
+    /// The object, to set its options (its `.rodata` globals) before load.
+    pub fn opened(&mut self) -> &mut Opened {
+        &mut self.opened
+    }
+
+    /// Sizes the exit dump as `UEI_SET_SIZE` does, then loads.
+    pub fn load(mut self) -> Result<LoadedScheduler, Failure> {
+        let asked = self.opened.member(&self.ops, "exit_dump_len")?;
+        let asked = u32::from_ne_bytes(asked.try_into().unwrap_or([0; 4]));
+        let len = if asked == 0 { DEFAULT_DUMP_LEN } else { asked };
+        self.opened.set_global("uei_dump_len", &len.to_ne_bytes())?;
+        let mut dump = (self.opened.object.maps_mut())
+            .find(|map| map.name().to_string_lossy().ends_with(".uei_dump"))
+            .ok_or_else(|| Failure::other("no .data.uei_dump map: is UEI_DEFINE(uei) in it?"))?;
+        dump.set_value_size(len)
+            .map_err(|err| Failure::other(format!("resizing the exit dump to {len}: {err}")))?;
+        let loaded = self.opened.load()?;
+        Ok(LoadedScheduler {
+            loaded,
+            ops: self.ops,
+        })
+    }
+}
+
+/// A loaded scheduler.
+pub struct LoadedScheduler {
+    loaded: Loaded,
+    ops: String,
+}
+
+impl LoadedScheduler {
+    /// Attaches its struct_ops map as a link (`SCX_OPS_ATTACH`); dropping
+    /// the link, or the loader exiting, unregisters the scheduler. The
+    /// kernel may still eject it at once (a failed `ops.init()` returns
+    /// success here): its exit info says so.
+    pub fn attach(&mut self) -> Result<Link, Failure> {
+        let ops = self.ops.clone();
+        let mut map = (self.loaded.object.maps_mut())
+            .find(|map| map.name() == ops.as_str())
+            .ok_or_else(|| Failure::other(format!("no struct_ops map {ops}")))?;
+        map.attach_struct_ops().map_err(|err| {
+            let errno = errno_of(&err).map_or(String::new(), |errno| {
+                format!(" ({})", nix::errno::Errno::from_raw(errno).desc())
+            });
+            Failure::other(format!("attaching {ops}: {err}{errno}"))
+        })
+    }
+
+    /// The loaded object (its maps, its programs).
+    pub fn loaded(&self) -> &Loaded {
+        &self.loaded
+    }
+
+    /// What `ops.exit()` recorded (`UEI_RECORD`), once the scheduler has
+    /// exited; None while it has not.
+    pub fn exit_info(&self) -> Result<Option<ExitInfo>, Failure> {
+        let uei = self.loaded.global("uei")?;
+        let info = ExitInfo::parse(&uei)?;
+        if info.kind == 0 {
+            return Ok(None);
+        }
+        let dump = (self.loaded.object.maps())
+            .find(|map| map.name().to_string_lossy().ends_with(".uei_dump"))
+            .and_then(|map| {
+                map.lookup(&0u32.to_ne_bytes(), libbpf_rs::MapFlags::ANY)
+                    .ok()
+            })
+            .flatten()
+            .unwrap_or_default();
+        Ok(Some(ExitInfo {
+            dump: c_string(&dump),
+            ..info
+        }))
+    }
+}
+
+/// `struct user_exit_info`, as user_exit_info.h lays it out, and the dump.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExitInfo {
+    /// `enum scx_exit_kind` (1024 and up: the kernel ejected it).
+    pub kind: i32,
+    /// What `scx_bpf_exit()` or the kernel set (its top bits ask for a restart).
+    pub exit_code: i64,
+    /// The kernel's reason (`runnable task stall`).
+    pub reason: String,
+    /// The message (`scx_bpf_error()`'s text).
+    pub msg: String,
+    /// The debug dump, when there is one.
+    pub dump: String,
+}
+
+impl ExitInfo {
+    /// From the bytes of `uei`: kind at 0, exit_code at 8, reason (128) at
+    /// 16, msg (1024) at 144.
+    pub fn parse(bytes: &[u8]) -> Result<Self, Failure> {
+        if bytes.len() < 144 + 1024 {
+            return Err(Failure::other(format!(
+                "uei is {} bytes, not struct user_exit_info's 1168",
+                bytes.len()
+            )));
+        }
+        let kind = i32::from_ne_bytes(bytes[0..4].try_into().unwrap_or([0; 4]));
+        let exit_code = i64::from_ne_bytes(bytes[8..16].try_into().unwrap_or([0; 8]));
+        Ok(ExitInfo {
+            kind,
+            exit_code,
+            reason: c_string(&bytes[16..144]),
+            msg: c_string(&bytes[144..144 + 1024]),
+            dump: String::new(),
+        })
+    }
+
+    /// `EXIT: reason (msg)`, as UEI_REPORT prints it.
+    pub fn describe(&self) -> String {
+        match self.msg.is_empty() {
+            true => format!("EXIT: {}", self.reason),
+            false => format!("EXIT: {} ({})", self.reason, self.msg),
+        }
+    }
+}
+
+fn c_string(bytes: &[u8]) -> String {
+    let end = bytes
+        .iter()
+        .position(|byte| *byte == 0)
+        .unwrap_or(bytes.len());
+    String::from_utf8_lossy(&bytes[..end]).into_owned()
+}
+
+fn read_number(name: &str) -> Result<u64, Failure> {
+    let path = format!("{SYSFS}/{name}");
+    let text = std::fs::read_to_string(&path)
+        .map_err(|err| Failure::other(format!("reading {path}: {err}")))?;
+    text.trim()
+        .parse()
+        .map_err(|err| Failure::other(format!("{path} holds {text:?}: {err}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_exit_info_is_read_from_its_layout() {
+        let mut uei = vec![0u8; 1168];
+        uei[0..4].copy_from_slice(&1025i32.to_ne_bytes());
+        uei[8..16].copy_from_slice(&7i64.to_ne_bytes());
+        uei[16..29].copy_from_slice(b"scx_bpf_error");
+        uei[144..165].copy_from_slice(b"test triggering error");
+        let info = ExitInfo::parse(&uei).unwrap();
+        assert_eq!((info.kind, info.exit_code), (1025, 7));
+        assert_eq!(
+            info.describe(),
+            "EXIT: scx_bpf_error (test triggering error)"
+        );
+        assert!(ExitInfo::parse(&uei[..100]).is_err());
+    }
+}
