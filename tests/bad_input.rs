@@ -136,3 +136,25 @@ fn a_module_stripped_of_its_btf_is_refused_with_the_reason() {
         "{err}"
     );
 }
+
+#[test]
+fn a_scheduler_on_a_kernel_older_than_sched_ext_is_refused_before_any_build() {
+    let output = std::process::Command::new(common::harness_binary())
+        .args(["run", "--kernel", "6.1", "--scenario", "scx_simple_attach"])
+        .current_dir(common::repo_root())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{text}");
+    assert!(
+        text.contains(
+            "scx implements sched_ext_ops, which the kernel has from 6.12 on \
+             (CONFIG_SCHED_CLASS_EXT); kernel 6.1 is older"
+        ),
+        "{text}"
+    );
+    // Refused before any kernel build or boot.
+    assert!(!text.contains("make all"), "{text}");
+    assert!(!text.contains("ready to boot"), "{text}");
+}

@@ -104,6 +104,12 @@ enum Command {
         /// before new ones, say) and print the whole suite's ratio to them.
         #[arg(long, value_name = "NAME")]
         baseline: Vec<String>,
+        /// Also measure what enabling the kernel's own struct_ops types
+        /// (sched_ext, netem, NUMA, IKCONFIG) costs the default kernel:
+        /// agent ready with and without them, and with --cold-kernel a cold
+        /// build of each (two more kernel builds).
+        #[arg(long)]
+        kernel_types_cost: bool,
         #[command(flatten)]
         kernel: KernelArgs,
     },
@@ -201,7 +207,11 @@ impl KernelArgs {
         let flavour = Flavour::choose(self.debug_kernel, self.race_kernel);
         Ok(specs
             .into_iter()
-            .map(|kernel| PrepareOptions { kernel, flavour })
+            .map(|kernel| PrepareOptions {
+                kernel,
+                flavour,
+                without_kernel_types: false,
+            })
             .collect())
     }
 
@@ -302,8 +312,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
             cold_kernel,
             scenario,
             baseline,
+            kernel_types_cost,
             kernel,
-        } => bench(runs, cold_kernel, scenario, baseline, &kernel),
+        } => bench(
+            runs,
+            (cold_kernel, kernel_types_cost),
+            scenario,
+            baseline,
+            &kernel,
+        ),
         Command::CacheKey(kernel) => {
             let cache = paths::cache_dir()?;
             let recipe = kernel.one("cache-key")?.recipe(&cache, &discover()?)?;
@@ -397,7 +414,7 @@ fn shell(scenario: Option<String>, gdb: bool, kernel: &KernelArgs) -> Result<Exi
 
 fn bench(
     runs: usize,
-    cold_kernel: bool,
+    (cold_kernel, kernel_types_cost): (bool, bool),
     scenario: Option<String>,
     baseline: Vec<String>,
     kernel: &KernelArgs,
@@ -418,6 +435,7 @@ fn bench(
         scenario,
         dir: std::env::current_dir().context("finding the current directory")?,
         baseline,
+        kernel_types_cost,
     };
     harness_host::bench::run(&kernel.one("bench")?, &catalogue, &options)?;
     Ok(ExitCode::SUCCESS)

@@ -46,6 +46,10 @@ pub struct PrepareOptions {
     pub kernel: KernelSpec,
     /// The default kernel, or the debug one (sanitizers, lockdep).
     pub flavour: Flavour,
+    /// Without the core's fragments that enable the struct_ops types the
+    /// kernel defines ([`crate::kernel::config::TYPE_FRAGMENTS`]): what
+    /// `harness bench` compares the default kernel with.
+    pub without_kernel_types: bool,
 }
 
 impl PrepareOptions {
@@ -55,6 +59,7 @@ impl PrepareOptions {
         Ok(PrepareOptions {
             kernel: KernelSpec::from_env()?,
             flavour: Flavour::choose(false, false),
+            without_kernel_types: false,
         })
     }
 
@@ -65,11 +70,15 @@ impl PrepareOptions {
             .iter()
             .flat_map(|subject| subject.info.fragments.iter().cloned())
             .collect();
-        KernelRecipe::new(
+        let recipe = KernelRecipe::new(
             self.kernel.resolve(cache)?,
             self.flavour,
             &read_fragment_files(&extra)?,
-        )
+        )?;
+        Ok(match self.without_kernel_types {
+            true => recipe.without_type_fragments(),
+            false => recipe,
+        })
     }
 }
 

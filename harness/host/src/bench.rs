@@ -27,6 +27,10 @@ pub struct BenchOptions {
     /// Scenarios to time on their own too (the catalogue as it was before
     /// new ones, say): the whole suite's ratio to them is printed.
     pub baseline: Vec<String>,
+    /// Also measure what enabling the kernel's struct_ops types costs the
+    /// default kernel: agent ready with and without them, and (with
+    /// `cold_kernel`) a cold build of each.
+    pub kernel_types_cost: bool,
 }
 
 /// One figure: its samples and the target it is judged against.
@@ -89,6 +93,37 @@ fn time<T>(work: impl FnOnce() -> Result<T>) -> Result<(Duration, T)> {
     Ok((start.elapsed(), value))
 }
 
+/// Two figures' medians set against each other, judged against a target.
+struct Ratio {
+    name: String,
+    numerator: Figure,
+    denominator: Figure,
+    target: f64,
+}
+
+impl Ratio {
+    fn new(name: &str, numerator: &Figure, denominator: &Figure, target: f64) -> Self {
+        Ratio {
+            name: name.to_owned(),
+            numerator: numerator.clone(),
+            denominator: denominator.clone(),
+            target,
+        }
+    }
+
+    fn print(&self) {
+        let (Some(top), Some(bottom)) = (self.numerator.median(), self.denominator.median()) else {
+            return;
+        };
+        let ratio = top.as_secs_f64() / bottom.as_secs_f64();
+        let verdict = if ratio <= self.target { "ok" } else { "MISSED" };
+        println!(
+            "{:<54} {ratio:>8.2}  target {:.2} {verdict}",
+            self.name, self.target
+        );
+    }
+}
+
 /// Measures every figure and prints them, with their targets and ratios.
 pub fn run(
     prepare_options: &PrepareOptions,
@@ -103,18 +138,12 @@ pub fn run(
     figures.extend(warm_builds(prepare_options, &artifacts, options)?);
     figures.extend(one_vm(&artifacts, &options.scenario, runs)?);
     let suite = suite_figure(&artifacts, runs.min(3), prepare_options.flavour)?;
-    let flavour_ratio = format!("suite, {} kernel / default kernel", prepare_options.flavour);
-    let flavour_ratio = flavour_ratio.as_str();
     let mut ratios = Vec::new();
     if !options.baseline.is_empty() {
         let baseline = baseline_figure(&artifacts, &options.baseline, runs.min(3))?;
-        figures.push(baseline.clone());
-        ratios.push((
-            "suite, all scenarios / the --baseline ones",
-            &suite,
-            baseline,
-            1.5,
-        ));
+        let name = "suite, all scenarios / the --baseline ones";
+        ratios.push(Ratio::new(name, &suite, &baseline, 1.5));
+        figures.push(baseline);
     }
     if prepare_options.flavour != Flavour::Default {
         let default = PrepareOptions {
@@ -123,9 +152,16 @@ pub fn run(
         };
         let default = artifacts::prepare(&default, catalogue, &quiet)?;
         let baseline = suite_figure(&default, runs.min(3), Flavour::Default)?;
-        ratios.push((flavour_ratio, &suite, baseline.clone(), 3.0));
+        let name = format!("suite, {} kernel / default kernel", prepare_options.flavour);
+        ratios.push(Ratio::new(&name, &suite, &baseline, 3.0));
         figures.push(default_build(&default));
         figures.push(baseline);
+    }
+    if options.kernel_types_cost {
+        let (cost, cost_ratios) =
+            kernel_types_cost(prepare_options, catalogue, options, &artifacts)?;
+        figures.extend(cost);
+        ratios.extend(cost_ratios);
     }
     let (ours, vng) = compare_with_vng(&artifacts, &options.scenario, runs.min(3))?;
     // Last: each edit rebuilds the kernel in place, and a rebuilt vmlinux
@@ -134,23 +170,13 @@ pub fn run(
         figures.push(edit_loop(prepare_options, catalogue, tree, runs.min(3))?);
     }
     let ratio_name = format!("{} end to end, ours / vng", options.scenario);
-    ratios.push((ratio_name.as_str(), &ours, vng.clone(), 0.6));
-    let mut all = figures.clone();
-    all.extend([suite.clone(), ours.clone(), vng]);
-    print_figures(&all);
-    for (name, numerator, denominator, target) in ratios {
-        print_ratio(name, numerator, &denominator, target);
+    ratios.push(Ratio::new(&ratio_name, &ours, &vng, 0.6));
+    figures.extend([suite, ours, vng]);
+    print_figures(&figures);
+    for ratio in &ratios {
+        ratio.print();
     }
     Ok(())
-}
-
-fn print_ratio(name: &str, numerator: &Figure, denominator: &Figure, target: f64) {
-    let (Some(top), Some(bottom)) = (numerator.median(), denominator.median()) else {
-        return;
-    };
-    let ratio = top.as_secs_f64() / bottom.as_secs_f64();
-    let verdict = if ratio <= target { "ok" } else { "MISSED" };
-    println!("{name:<54} {ratio:>8.2}  target {target:.2} {verdict}");
 }
 
 /// The whole catalogue, 2 VMs at a time, `runs` times.
@@ -307,7 +333,7 @@ fn warm_builds(
 }
 
 /// One VM running `scenario`: to the agent's ready line, and to its result.
-fn one_vm(artifacts: &Artifacts, scenario: &str, runs: usize) -> Result<Vec<Figure>> {
+fn one_vm(artifacts: &Artifacts, scenario: &str, runs: usize) -> Result<[Figure; 2]> {
     let mut agent_ready = Vec::new();
     let mut result = Vec::new();
     let mut accel = None;
@@ -343,7 +369,56 @@ fn one_vm(artifacts: &Artifacts, scenario: &str, runs: usize) -> Result<Vec<Figu
             None,
         )
     };
-    Ok(vec![ready, result])
+    Ok([ready, result])
+}
+
+/// What the core's kernel-type fragments cost the default kernel: its
+/// cold build with and without them (with `--cold-kernel`, each in a
+/// scratch cache, one after the other), and agent ready on each; their
+/// ratios, each judged against 1.15.
+fn kernel_types_cost(
+    prepare_options: &PrepareOptions,
+    catalogue: &Catalogue,
+    options: &BenchOptions,
+    artifacts: &Artifacts,
+) -> Result<(Vec<Figure>, Vec<Ratio>)> {
+    let bare_options = PrepareOptions {
+        without_kernel_types: true,
+        ..prepare_options.clone()
+    };
+    // Only the timed scenario's subject: one of a kernel type needs the types.
+    let (subject, _) = catalogue.find(&options.scenario).context("checked above")?;
+    let bare_catalogue = Catalogue {
+        subjects: vec![subject.clone()],
+    };
+    let bare = artifacts::prepare(&bare_options, &bare_catalogue, &Progress::new())?;
+    let runs = options.runs.max(1);
+    let [mut with_ready, _] = one_vm(artifacts, &options.scenario, runs)?;
+    let [mut without_ready, _] = one_vm(&bare, &options.scenario, runs)?;
+    with_ready.name.push_str(", with the kernel types");
+    without_ready.name.push_str(", without them");
+    let name = "agent ready, with the kernel types / without";
+    let mut ratios = vec![Ratio::new(name, &with_ready, &without_ready, 1.15)];
+    let mut figures = vec![with_ready, without_ready];
+    if options.cold_kernel {
+        let mut with_build = Figure::new("kernel build, cold, with the kernel types", None);
+        let mut without_build = Figure::new("kernel build, cold, without them", None);
+        for (options, figure) in [
+            (prepare_options, &mut with_build),
+            (&bare_options, &mut without_build),
+        ] {
+            let scratch = tempfile::tempdir().context("creating a scratch cache")?;
+            let recipe = options.recipe(&artifacts.cache, &bare_catalogue)?;
+            let quiet = Progress::new();
+            figure
+                .samples
+                .push(time(|| kernel::ensure_built(&recipe, scratch.path(), &quiet))?.0);
+        }
+        let name = "kernel build, cold, with the kernel types / without";
+        ratios.push(Ratio::new(name, &with_build, &without_build, 1.15));
+        figures.extend([with_build, without_build]);
+    }
+    Ok((figures, ratios))
 }
 
 /// All scenarios, as many VMs at a time as `harness run` and the nextest `vm` group.

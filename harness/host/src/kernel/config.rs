@@ -203,6 +203,20 @@ const CORE_FRAGMENTS: &[(&str, &str)] = &[
     ("vng.config", include_str!("../../images/vng.config")),
 ];
 
+/// The core's fragments that give the default kernel the struct_ops types
+/// its series defines (sched_ext's, netem for congestion controls), what
+/// common BPF programs need at load, and NUMA for a scheduler's topology,
+/// so that no subject of those types builds a kernel of its own.
+/// `harness bench --cold-kernel` builds the kernel without them too, to say
+/// what they cost.
+pub const TYPE_FRAGMENTS: &[&str] = &[
+    "programs.config",
+    "sched_debug.config",
+    "sched_ext.config",
+    "tcp.config",
+    "topology.config",
+];
+
 /// The core's fragments, named as they are in the harness's sources.
 pub fn core_fragments() -> Vec<Fragment> {
     CORE_FRAGMENTS

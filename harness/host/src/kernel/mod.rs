@@ -104,6 +104,19 @@ impl KernelRecipe {
         })
     }
 
+    /// The same without the core's fragments that enable the struct_ops
+    /// types the kernel defines ([`config::TYPE_FRAGMENTS`]).
+    pub fn without_type_fragments(self) -> Self {
+        let fragments = (self.fragments.into_iter())
+            .filter(|fragment| {
+                let name = fragment.path.file_name().and_then(|name| name.to_str());
+                let core = fragment.path.starts_with("harness/host/images");
+                !(core && name.is_some_and(|name| config::TYPE_FRAGMENTS.contains(&name)))
+            })
+            .collect();
+        KernelRecipe { fragments, ..self }
+    }
+
     /// The hash of everything that defines the kernel (`cache` remembers
     /// what identifies a tarball's content).
     pub fn key(&self, cache: &Path) -> Result<String> {
