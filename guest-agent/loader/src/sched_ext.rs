@@ -87,11 +87,9 @@ impl Scheduler {
     }
 }
 
-/// What sched_ext lets a scheduler write of a kernel struct
-/// (`bpf_scx_btf_struct_access`); any other write the verifier refuses with
-/// -EACCES and no message.
-pub const WRITE_RULE: &str =
-    "sched_ext lets a scheduler write only p->scx.slice, p->scx.dsq_vtime and p->scx.disallow";
+/// What sched_ext lets a scheduler write of a kernel struct; any other
+/// write the verifier refuses with -EACCES and no message.
+pub use harness_wire::kernel_type::SCHED_EXT_WRITE_RULE as WRITE_RULE;
 
 /// `failure`, with sched_ext's wordless refusal of a store (-EACCES, the
 /// log ending at the store) given its member and its rule: "ops.enqueue
