@@ -123,7 +123,7 @@ pub struct BareRefusal {
     /// The errno as libbpf printed it (`-EACCES`; older libbpf: `Permission denied`).
     pub errno: String,
     /// The instruction the verifier stopped at, without its index
-    /// (`*(u32 *)(r1 +852) = 1`).
+    /// (`*(u32 *)(r1 +748) = r2`).
     pub instruction: String,
 }
 
@@ -212,20 +212,23 @@ fn rejected_program(libbpf_output: &str) -> Option<&str> {
 }
 
 /// libbpf 1.7 loading a sched_ext scheduler whose ops.enqueue writes
-/// p->scx.weight on 6.12: the verifier stops at the store and says
-/// nothing (bpf_scx_btf_struct_access returns -EACCES silently).
+/// p->scx.weight, on 6.12.118 (captured from the scaffold's
+/// verifier_reject): the verifier stops at the store and says nothing
+/// (bpf_scx_btf_struct_access returns -EACCES silently).
 #[cfg(test)]
 pub(crate) const BARE_EACCES: &str = "\
 libbpf: prog 'rejected_enqueue': BPF program load failed: -EACCES
 libbpf: prog 'rejected_enqueue': -- BEGIN PROG LOAD LOG --
+Global function rejected_enqueue() doesn't return scalar. Only those are supported.
 0: R1=ctx() R10=fp0
-; void BPF_STRUCT_OPS(rejected_enqueue, struct task_struct *p, u64 enq_flags) @ rejected.bpf.c:20
+; void BPF_STRUCT_OPS(rejected_enqueue, struct task_struct *p, u64 enq_flags) @ rejected.bpf.c:16
 0: (79) r1 = *(u64 *)(r1 +0)
-func 'enqueue' arg0 has btf_id 132 type STRUCT 'task_struct'
+func 'enqueue' arg0 has btf_id 62 type STRUCT 'task_struct'
 1: R1_w=trusted_ptr_task_struct()
-; p->scx.weight = 1; @ rejected.bpf.c:22
-1: (62) *(u32 *)(r1 +852) = 1
-processed 2 insns (limit 1000000) max_states_per_insn 0 total_states 0 peak_states 0 mark_read 0
+1: (b4) w2 = 1                        ; R2_w=1
+; p->scx.weight = 1; @ rejected.bpf.c:18
+2: (63) *(u32 *)(r1 +748) = r2
+processed 3 insns (limit 1000000) max_states_per_insn 0 total_states 0 peak_states 0 mark_read 0
 -- END PROG LOAD LOG --
 libbpf: prog 'rejected_enqueue': failed to load: -EACCES
 libbpf: failed to load object 'rejected'
@@ -283,13 +286,13 @@ libbpf: prog 'rejected_test_1': failed to load: -22
             BareRefusal {
                 program: "rejected_enqueue".into(),
                 errno: "-EACCES".into(),
-                instruction: "*(u32 *)(r1 +852) = 1".into(),
+                instruction: "*(u32 *)(r1 +748) = r2".into(),
             }
         );
         assert!(bare.is_store());
         assert_eq!(
             bare.describe(),
-            "refused with -EACCES and no message, at `*(u32 *)(r1 +852) = 1`"
+            "refused with -EACCES and no message, at `*(u32 *)(r1 +748) = r2`"
         );
         let err = libbpf_rs::Error::from_raw_os_error(libc::EACCES);
         match failure_of(BARE_EACCES.to_owned(), &err) {

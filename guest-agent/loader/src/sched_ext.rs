@@ -93,7 +93,7 @@ pub use harness_wire::kernel_type::SCHED_EXT_WRITE_RULE as WRITE_RULE;
 
 /// `failure`, with sched_ext's wordless refusal of a store (-EACCES, the
 /// log ending at the store) given its member and its rule: "ops.enqueue
-/// writes a kernel struct's field (`*(u32 *)(r1 +852) = 1`), which the
+/// writes a kernel struct's field (`*(u32 *)(r1 +748) = r2`), which the
 /// verifier refused with -EACCES and no message: sched_ext lets ...".
 /// `members` pairs each member with its program
 /// ([`Opened::struct_ops_programs`]); any other failure is left as it is.
@@ -282,7 +282,7 @@ mod tests {
         assert_eq!(
             named.to_string(),
             "the verifier rejected rejected_enqueue: ops.enqueue writes a kernel struct's field \
-             (`*(u32 *)(r1 +852) = 1`), which the verifier refused with -EACCES and no message: \
+             (`*(u32 *)(r1 +748) = r2`), which the verifier refused with -EACCES and no message: \
              sched_ext lets a scheduler write only p->scx.slice, p->scx.dsq_vtime and p->scx.disallow"
         );
         assert_eq!(Failure::from(named).code, crate::exit::REJECTED_BY_VERIFIER);

@@ -29,8 +29,8 @@ pub const SUBJECT: Subject = Subject::new(
 ])
 .loader("@NAME@_loader", LOADER)
 .scenarios(scenarios::SCENARIOS)
-// A struct field's offset in the refused instruction (`*(u32 *)(r1 +852)`)
-// or a verifier reason (`off=852`) moves with the kernel's layout.
+// A struct field's offset in the refused instruction (`*(u32 *)(r1 +748) = r2`)
+// or a verifier reason (`off=748`) moves with the kernel's layout.
 .normalise(&[
     (r"(\(r\d+ )\+\d+\)", "${1}+<OFFSET>)"),
     (r"\b(off=)\d+", "${1}<OFFSET>"),
