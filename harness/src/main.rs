@@ -3,7 +3,7 @@
 
 mod new;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -263,6 +263,28 @@ fn main() -> ExitCode {
     }
 }
 
+/// `harness new`: writes the project and says what to do next.
+fn new_project(path: &Path, kind: &new::Kind, source: &new::HarnessSource) -> Result<ExitCode> {
+    let written = new::scaffold(path, kind, source)?;
+    println!("wrote {} files in {}; next:", written.len(), path.display());
+    println!("  cd {}", path.display());
+    println!(
+        "  cargo nextest run      # builds what it needs; fails only because the snapshots are new"
+    );
+    println!("  cargo insta review     # read each snapshot, accept it (or: cargo insta accept)");
+    println!("  cargo nextest run      # green");
+    if !source.action_known {
+        // A workflow on GitHub needs the harness from GitHub too.
+        println!(
+            "The workflow (.github/workflows/vm-tests.yml) calls the harness's action as {}: \
+             put the harness's GitHub repository in place of OWNER/REPO there, and depend on \
+             it by git in Cargo.toml (or scaffold with --harness-git URL)",
+            source.action
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::New {
@@ -275,24 +297,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         } => {
             let kind = new::kind(module, kernel_type, name, &path)?;
             let source = new::harness_source(harness_git, harness_path)?;
-            let written = new::scaffold(&path, &kind, &source)?;
-            println!("wrote {} files in {}; next:", written.len(), path.display());
-            println!("  cd {}", path.display());
-            println!("  cargo nextest run      # builds what it needs; fails only because the snapshots are new");
-            println!(
-                "  cargo insta review     # read each snapshot, accept it (or: cargo insta accept)"
-            );
-            println!("  cargo nextest run      # green");
-            if !source.action_known {
-                // A workflow on GitHub needs the harness from GitHub too.
-                println!(
-                    "The workflow (.github/workflows/vm-tests.yml) calls the harness's action as \
-                     {}: put the harness's GitHub repository in place of OWNER/REPO there, and \
-                     depend on it by git in Cargo.toml (or scaffold with --harness-git URL)",
-                    source.action
-                );
-            }
-            Ok(ExitCode::SUCCESS)
+            new_project(&path, &kind, &source)
         }
         Command::Setup { allow_remove } => {
             setup::install(&setup::Consent::allow_remove(allow_remove))?;
