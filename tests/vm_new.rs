@@ -1,10 +1,13 @@
 //! `harness new` end to end, as a new user would go: the scaffold in a
-//! directory outside this workspace, its first `cargo nextest run` (it
+//! directory outside this workspace, formatted as `cargo fmt` formats it
+//! and clean under clippy (with and without its loader), with a workflow
+//! that calls this repository's action; its first `cargo nextest run` (it
 //! builds what it needs and fails only because the snapshots are new) and
 //! its first `harness run` (which fails the same way), the snapshots
 //! accepted, and a second run that is green; then a snapshot edited by
 //! hand, restored and deleted, each judged by `harness run`. For each kind
-//! of subject: a module that defines its type, and a BPF tcp_congestion_ops.
+//! of subject: a module that defines its type, a BPF tcp_congestion_ops,
+//! and a sched_ext scheduler.
 
 mod common;
 
@@ -12,14 +15,14 @@ use std::path::Path;
 
 use common::repo_root;
 
-/// Runs `cargo nextest run` in `dir` as a user would, sharing this
-/// repository's target directory and lock file versions so that little is
-/// rebuilt; (passed, output).
-fn nextest(dir: &Path) -> (bool, String) {
+/// `cargo ARGS` in `dir` as a user would run it, sharing this repository's
+/// target directory and lock file versions so that little is rebuilt;
+/// (passed, output).
+fn cargo(dir: &Path, args: &[&str]) -> (bool, String) {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut command = std::process::Command::new(cargo);
     command
-        .args(["nextest", "run", "--no-fail-fast"])
+        .args(args)
         .current_dir(dir)
         .env("CARGO_TARGET_DIR", repo_root().join("target"))
         // This workspace's debug info setting, so that the core crates'
@@ -37,6 +40,43 @@ fn nextest(dir: &Path) -> (bool, String) {
     let text = String::from_utf8_lossy(&output.stdout).into_owned()
         + &String::from_utf8_lossy(&output.stderr);
     (output.status.success(), text)
+}
+
+/// Runs `cargo nextest run` in `dir` as a user would; (passed, output).
+fn nextest(dir: &Path) -> (bool, String) {
+    cargo(dir, &["nextest", "run", "--no-fail-fast"])
+}
+
+/// The new project as its CI would lint it: `cargo fmt --check`, and
+/// clippy denying warnings on the host runner's build and on the guest's
+/// (the `loader` feature); and its workflow, valid for GitHub, calling this
+/// repository's action.
+fn lint(dir: &Path) {
+    let loader = [
+        "clippy",
+        "--all-targets",
+        "--features",
+        "loader",
+        "--",
+        "-D",
+        "warnings",
+    ];
+    let host = ["clippy", "--all-targets", "--", "-D", "warnings"];
+    for args in [&["fmt", "--check"][..], &host, &loader] {
+        let (passed, output) = cargo(dir, args);
+        assert!(
+            passed,
+            "`cargo {}` in the new project:\n{output}",
+            args.join(" ")
+        );
+    }
+    let workflow = dir.join(".github/workflows/vm-tests.yml");
+    let text = std::fs::read_to_string(&workflow).unwrap();
+    assert!(
+        text.contains("/.github/actions/vmtest@"),
+        "the workflow does not call the action:\n{text}"
+    );
+    common::check_schema("vendor.github-workflows", &workflow);
 }
 
 /// Runs `harness run ARGS` in `dir` as a user would, sharing this
@@ -97,6 +137,7 @@ fn scaffold_and_run(crate_name: &str, args: &[&str], scenarios: &[&str]) {
         String::from_utf8_lossy(&output.stderr)
     );
     std::fs::copy(repo_root().join("Cargo.lock"), dir.join("Cargo.lock")).unwrap();
+    lint(&dir);
     let (passed, first) = nextest(&dir);
     assert!(!passed, "the first run passed without snapshots:\n{first}");
     for scenario in scenarios {
@@ -182,5 +223,20 @@ fn a_new_tcp_congestion_ops_subject_passes_once_its_snapshots_are_accepted() {
         "new-cc-subject",
         &["--kernel-type", "tcp_congestion_ops", "--name", "my_cc"],
         &["register", "connect", "verifier_reject"],
+    );
+}
+
+#[test]
+fn a_new_sched_ext_subject_passes_once_its_snapshots_are_accepted() {
+    scaffold_and_run(
+        "new-sched-subject",
+        &["--kernel-type", "sched_ext_ops", "--name", "my_sched"],
+        &[
+            "attach",
+            "scheduled",
+            "detach",
+            "error_exit",
+            "verifier_reject",
+        ],
     );
 }

@@ -5,18 +5,12 @@
 mod common;
 
 use harness_host::process::combined_output;
-use harness_host::{paths, setup};
 
 use common::repo_root;
 
-/// Checks `file` against one of check-jsonschema's built-in schemas.
+/// Checks `file` of this repository against one of check-jsonschema's built-in schemas.
 fn check_schema(schema: &str, file: &str) {
-    setup::check().unwrap_or_else(|err| panic!("{err:#}"));
-    let checker = paths::venv_dir().unwrap().join("bin/check-jsonschema");
-    let path = repo_root().join(file);
-    let (status, text) =
-        combined_output(duct::cmd!(checker, "--builtin-schema", schema, &path)).unwrap();
-    assert!(status.success(), "{file} does not match {schema}:\n{text}");
+    common::check_schema(schema, &repo_root().join(file));
 }
 
 #[test]

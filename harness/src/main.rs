@@ -3,7 +3,7 @@
 
 mod new;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -45,15 +45,18 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Start a new subject: a cargo project whose scenarios pass once their
-    /// snapshots are accepted (`--module NAME` for a type a module defines,
-    /// `--kernel-type tcp_congestion_ops` for one the kernel defines).
+    /// snapshots are accepted, with a GitHub workflow that runs them
+    /// (`--module NAME` for a type a module defines, `--kernel-type
+    /// tcp_congestion_ops` or `--kernel-type sched_ext_ops` for one the
+    /// kernel defines: a BPF congestion control, or a BPF scheduler).
     New {
         /// The new project's directory (its name is the crate's).
         path: PathBuf,
         /// The module that defines `struct NAME_ops`.
         #[arg(long, value_name = "NAME", conflicts_with = "kernel_type")]
         module: Option<String>,
-        /// A struct_ops type the kernel defines, implemented in BPF.
+        /// A struct_ops type the kernel defines, implemented in BPF:
+        /// tcp_congestion_ops or sched_ext_ops.
         #[arg(long, value_name = "TYPE")]
         kernel_type: Option<String>,
         /// The implementation's name, with --kernel-type (default: the directory's).
@@ -270,6 +273,28 @@ fn main() -> ExitCode {
     }
 }
 
+/// `harness new`: writes the project and says what to do next.
+fn new_project(path: &Path, kind: &new::Kind, source: &new::HarnessSource) -> Result<ExitCode> {
+    let written = new::scaffold(path, kind, source)?;
+    println!("wrote {} files in {}; next:", written.len(), path.display());
+    println!("  cd {}", path.display());
+    println!(
+        "  cargo nextest run      # builds what it needs; fails only because the snapshots are new"
+    );
+    println!("  cargo insta review     # read each snapshot, accept it (or: cargo insta accept)");
+    println!("  cargo nextest run      # green");
+    if !source.action_known {
+        // A workflow on GitHub needs the harness from GitHub too.
+        println!(
+            "The workflow (.github/workflows/vm-tests.yml) calls the harness's action as {}: \
+             put the harness's GitHub repository in place of OWNER/REPO there, and depend on \
+             it by git in Cargo.toml (or scaffold with --harness-git URL)",
+            source.action
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::New {
@@ -281,16 +306,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             harness_git,
         } => {
             let kind = new::kind(module, kernel_type, name, &path)?;
-            let dependency = new::harness_dependency(harness_git, harness_path)?;
-            let written = new::scaffold(&path, &kind, &dependency)?;
-            println!("wrote {} files in {}; next:", written.len(), path.display());
-            println!("  cd {}", path.display());
-            println!("  cargo nextest run      # builds what it needs; fails only because the snapshots are new");
-            println!(
-                "  cargo insta review     # read each snapshot, accept it (or: cargo insta accept)"
-            );
-            println!("  cargo nextest run      # green");
-            Ok(ExitCode::SUCCESS)
+            let source = new::harness_source(harness_git, harness_path)?;
+            new_project(&path, &kind, &source)
         }
         Command::Setup { allow_remove } => {
             setup::install(&setup::Consent::allow_remove(allow_remove))?;

@@ -34,6 +34,27 @@ pub fn harness_binary() -> PathBuf {
     binary
 }
 
+/// Checks the file at `path` against one of check-jsonschema's built-in
+/// schemas (`vendor.github-workflows`), installed by `harness setup`.
+pub fn check_schema(schema: &str, path: &Path) {
+    harness_host::setup::check().unwrap_or_else(|err| panic!("{err:#}"));
+    let checker = harness_host::paths::venv_dir()
+        .unwrap()
+        .join("bin/check-jsonschema");
+    let (status, text) = harness_host::process::combined_output(duct::cmd!(
+        checker,
+        "--builtin-schema",
+        schema,
+        path
+    ))
+    .unwrap();
+    assert!(
+        status.success(),
+        "{} does not match {schema}:\n{text}",
+        path.display()
+    );
+}
+
 /// `git status --porcelain` of this repository, untracked files included:
 /// (whether git ran, what it printed).
 pub fn git_status() -> (bool, String) {

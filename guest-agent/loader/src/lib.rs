@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 pub use harness_wire::exit;
 use harness_wire::programs::ProgramStats;
-pub use libbpf_log::{verifier_reason, Capture, LoadFailure};
+pub use libbpf_log::{bare_refusal, verifier_reason, BareRefusal, Capture, LoadFailure};
 
 /// An error that knows which exit code it deserves (see [`exit`]).
 #[derive(Debug)]

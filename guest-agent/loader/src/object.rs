@@ -19,10 +19,10 @@
 use std::path::PathBuf;
 
 use libbpf_rs::btf::types::{DataSec, Struct, Var};
-use libbpf_rs::btf::{Btf, BtfType};
+use libbpf_rs::btf::{Btf, BtfKind, BtfType};
 use libbpf_rs::{MapCore as _, MapFlags, Object, ObjectBuilder, OpenObject};
 
-use crate::libbpf_log::Capture;
+use crate::libbpf_log::{Capture, LoadFailure};
 use crate::Failure;
 use harness_wire::catalogue::BPF_DIR_ENV;
 
@@ -107,6 +107,12 @@ impl Opened {
 
     /// Loads it; libbpf's words and the verifier's reason are in the failure.
     pub fn load(self) -> Result<Loaded, Failure> {
+        self.try_load().map_err(Failure::from)
+    }
+
+    /// Loads it, keeping libbpf's account of a failure as it is, for a
+    /// caller that knows more of what a refusal means (sched_ext's).
+    pub fn try_load(self) -> Result<Loaded, LoadFailure> {
         let capture = Capture::start();
         let object = self.object.load().map_err(|err| capture.load_error(&err))?;
         Ok(Loaded {
@@ -114,6 +120,50 @@ impl Opened {
             bytes: self.bytes,
             name: self.name,
         })
+    }
+
+    /// Each function member of the struct_ops map `map` the object sets,
+    /// with the program it is set to: `(member, program)`, as
+    /// `("enqueue", "simple_enqueue")`. libbpf knows the pairs from the
+    /// object's relocations and keeps them, until load, as pointers to its
+    /// programs in the map's initial value (its "shadow" struct); the
+    /// verifier's log names only the program.
+    pub fn struct_ops_programs(&self, map: &str) -> Result<Vec<(String, String)>, Failure> {
+        let btf = self.btf()?;
+        let (composite, value) = self.struct_ops_value(&btf, map)?;
+        let programs: Vec<(usize, String)> = (self.object.progs())
+            .map(|program| {
+                let raw = libbpf_rs::AsRawLibbpf::as_libbpf_object(&program);
+                (
+                    raw.as_ptr() as usize,
+                    program.name().to_string_lossy().into_owned(),
+                )
+            })
+            .collect();
+        let mut pairs = Vec::new();
+        for member in composite.iter() {
+            let libbpf_rs::btf::types::MemberAttr::Normal { offset } = member.attr else {
+                continue;
+            };
+            let is_pointer = (btf.type_by_id::<BtfType<'_>>(member.ty))
+                .is_some_and(|ty| ty.skip_mods_and_typedefs().kind() == BtfKind::Ptr);
+            let at = offset as usize / 8;
+            let (Some(name), true, Some(bytes)) = (
+                member.name,
+                is_pointer,
+                value.get(at..at + size_of::<usize>()),
+            ) else {
+                continue;
+            };
+            let pointer = usize::from_ne_bytes(bytes.try_into().unwrap_or([0; size_of::<usize>()]));
+            if let Some((_, program)) = programs
+                .iter()
+                .find(|(raw, _)| pointer != 0 && *raw == pointer)
+            {
+                pairs.push((name.to_string_lossy().into_owned(), program.clone()));
+            }
+        }
+        Ok(pairs)
     }
 
     fn btf(&self) -> Result<Btf<'_>, Failure> {
@@ -132,6 +182,17 @@ impl Opened {
     /// Where `member` is in the struct a struct_ops map holds.
     fn locate_member(&self, map: &str, member: &str) -> Result<(usize, usize), Failure> {
         let btf = self.btf()?;
+        let (composite, _) = self.struct_ops_value(&btf, map)?;
+        member_in(&btf, &composite, member)
+            .ok_or_else(|| Failure::other(format!("the struct of {map} has no member {member}")))
+    }
+
+    /// The struct a struct_ops map holds, from `btf`, and the map's initial value.
+    fn struct_ops_value<'btf>(
+        &self,
+        btf: &'btf Btf<'_>,
+        map: &str,
+    ) -> Result<(Struct<'btf>, Vec<u8>), Failure> {
         let found = self.object.maps().find(|candidate| candidate.name() == map);
         let map_found =
             found.ok_or_else(|| Failure::other(format!("{} has no map {map}", self.name)))?;
@@ -144,8 +205,9 @@ impl Opened {
         let composite = btf
             .type_by_id::<Struct<'_>>(type_id.into())
             .ok_or_else(|| Failure::other(format!("{map}'s value is not a struct")))?;
-        member_in(&btf, &composite, member)
-            .ok_or_else(|| Failure::other(format!("the struct of {map} has no member {member}")))
+        let value = map_found.initial_value().map(<[u8]>::to_vec);
+        let value = value.ok_or_else(|| Failure::other(format!("{map} has no initial value")))?;
+        Ok((composite, value))
     }
 }
 

@@ -7,6 +7,9 @@
 //! resized to it, the struct_ops map attached as a link that detaches when
 //! dropped; then the exit info (`uei`: kind, exit code, reason, message,
 //! dump) the scheduler's `ops.exit()` records, and its per-CPU counters.
+//! A program the verifier refuses with sched_ext's wordless -EACCES (a
+//! write to a kernel struct's field it does not allow) fails naming its
+//! member and the rule ([`name_refusal`]).
 //!
 //! ```no_run
 //! use harness_loader::sched_ext::Scheduler;
@@ -24,6 +27,7 @@
 
 use libbpf_rs::{Link, MapCore as _};
 
+use crate::libbpf_log::{bare_refusal, LoadFailure};
 use crate::object::{Loaded, Opened};
 use crate::{errno_of, Failure};
 
@@ -73,11 +77,62 @@ impl Scheduler {
             .ok_or_else(|| Failure::other("no .data.uei_dump map: is UEI_DEFINE(uei) in it?"))?;
         dump.set_value_size(len)
             .map_err(|err| Failure::other(format!("resizing the exit dump to {len}: {err}")))?;
-        let loaded = self.opened.load()?;
+        let members = self.opened.struct_ops_programs(&self.ops)?;
+        let loaded = (self.opened.try_load())
+            .map_err(|failure| Failure::from(name_refusal(failure, &members)))?;
         Ok(LoadedScheduler {
             loaded,
             ops: self.ops,
         })
+    }
+}
+
+/// What sched_ext lets a scheduler write of a kernel struct; any other
+/// write the verifier refuses with -EACCES and no message.
+pub use harness_wire::kernel_type::SCHED_EXT_WRITE_RULE as WRITE_RULE;
+
+/// `failure`, with sched_ext's wordless refusal of a store (-EACCES, the
+/// log ending at the store) given its member and its rule: "ops.enqueue
+/// writes a kernel struct's field (`*(u32 *)(r1 +748) = r2`), which the
+/// verifier refused with -EACCES and no message: sched_ext lets ...".
+/// `members` pairs each member with its program
+/// ([`Opened::struct_ops_programs`]); any other failure is left as it is.
+pub fn name_refusal(failure: LoadFailure, members: &[(String, String)]) -> LoadFailure {
+    let LoadFailure::Rejected {
+        program,
+        reason,
+        log,
+    } = failure
+    else {
+        return failure;
+    };
+    // libbpf 1.5 and later print the errno's name; older ones strerror's words.
+    let refused = bare_refusal(&log).filter(|bare| {
+        bare.is_store() && ["-EACCES", "Permission denied"].contains(&bare.errno.as_str())
+    });
+    let Some(bare) = refused else {
+        return LoadFailure::Rejected {
+            program,
+            reason,
+            log,
+        };
+    };
+    let member = members
+        .iter()
+        .find(|(_, set_to)| *set_to == program)
+        .map_or_else(
+            || format!("the program {program}"),
+            |(member, _)| format!("ops.{member}"),
+        );
+    let reason = format!(
+        "{member} writes a kernel struct's field (`{}`), which the verifier refused with {} \
+         and no message: {WRITE_RULE}",
+        bare.instruction, bare.errno
+    );
+    LoadFailure::Rejected {
+        program,
+        reason,
+        log,
     }
 }
 
@@ -213,5 +268,52 @@ mod tests {
             "EXIT: scx_bpf_error (test triggering error)"
         );
         assert!(ExitInfo::parse(&uei[..100]).is_err());
+    }
+
+    #[test]
+    fn a_wordless_store_refusal_names_the_member_and_the_rule() {
+        let err = libbpf_rs::Error::from_raw_os_error(libc::EACCES);
+        let captured = crate::libbpf_log::failure_of(crate::libbpf_log::BARE_EACCES.into(), &err);
+        let members = [
+            ("dispatch".to_owned(), "rejected_dispatch".to_owned()),
+            ("enqueue".to_owned(), "rejected_enqueue".to_owned()),
+        ];
+        let named = name_refusal(captured, &members);
+        assert_eq!(
+            named.to_string(),
+            "the verifier rejected rejected_enqueue: ops.enqueue writes a kernel struct's field \
+             (`*(u32 *)(r1 +748) = r2`), which the verifier refused with -EACCES and no message: \
+             sched_ext lets a scheduler write only p->scx.slice, p->scx.dsq_vtime and p->scx.disallow"
+        );
+        assert_eq!(Failure::from(named).code, crate::exit::REJECTED_BY_VERIFIER);
+        // Without the member's name, the program's.
+        let captured = crate::libbpf_log::failure_of(crate::libbpf_log::BARE_EACCES.into(), &err);
+        let reason = name_refusal(captured, &[]).to_string();
+        assert!(
+            reason.contains(": the program rejected_enqueue writes"),
+            "{reason}"
+        );
+    }
+
+    #[test]
+    fn other_failures_are_left_as_they_are() {
+        let other = LoadFailure::Other {
+            message: "no".into(),
+            log: crate::libbpf_log::BARE_EACCES.into(),
+        };
+        assert!(matches!(
+            name_refusal(other, &[]),
+            LoadFailure::Other { .. }
+        ));
+        let worded = LoadFailure::Rejected {
+            program: "p".into(),
+            reason: "invalid bpf_context access off=8 size=8".into(),
+            log: "libbpf: prog 'p': BPF program load failed: -EACCES\n".into(),
+        };
+        let kept = name_refusal(worded, &[]).to_string();
+        assert_eq!(
+            kept,
+            "the verifier rejected p: invalid bpf_context access off=8 size=8"
+        );
     }
 }

@@ -97,6 +97,12 @@ impl std::fmt::Display for KernelType {
 /// What sched_ext's own kernel lines start with.
 pub const SCHED_EXT_PREFIX: &str = "sched_ext:";
 
+/// What sched_ext lets a scheduler write of a kernel struct
+/// (`bpf_scx_btf_struct_access`): the verifier refuses any other store
+/// with -EACCES and no message, and the loader's failure says this instead.
+pub const SCHED_EXT_WRITE_RULE: &str =
+    "sched_ext lets a scheduler write only p->scx.slice, p->scx.dsq_vtime and p->scx.disallow";
+
 /// How sched_ext ended a scheduler: the exit kinds of `enum scx_exit_kind`,
 /// by the reason the kernel prints for each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -8,6 +8,13 @@
 //! programs never meet a `vmlinux.h` of another kernel. A loader opens
 //! `<name>.bpf.o` from the directory the agent names in
 //! [`harness_wire::catalogue::BPF_DIR_ENV`].
+//!
+//! Each object is compiled with `-DHARNESS_LINUX_VERSION_CODE=N`, the
+//! kernel's version as `LINUX_VERSION_CODE` gives it (compare it with
+//! libbpf's `KERNEL_VERSION(6, 13, 0)`), so that a program can choose what
+//! that kernel's headers declare: sched_ext renamed its kfuncs in 6.13
+//! (`scx_bpf_dispatch` became `scx_bpf_dsq_insert`) and later dropped the
+//! old names, and no header says which a tree has.
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -32,6 +39,30 @@ const CFLAGS: &[&str] = &[
     "-Wall",
     "-Wno-compare-distinct-pointer-types",
 ];
+
+/// The macro a program reads the kernel's version from (see the module's docs).
+pub const VERSION_MACRO: &str = "HARNESS_LINUX_VERSION_CODE";
+
+/// `-DHARNESS_LINUX_VERSION_CODE=N` for the kernel version `version`
+/// (`6.12.118`, `7.0.0-rc2`): `(major << 16) + (minor << 8) + patch`, the
+/// patch capped at 255 as the kernel's `KERNEL_VERSION` caps it.
+fn version_define(version: &str) -> Result<String> {
+    let mut parts = version.split(['.', '-']).map(|part| {
+        let digits: String = part.chars().take_while(char::is_ascii_digit).collect();
+        digits.parse::<u32>().ok()
+    });
+    let (Some(Some(major)), Some(Some(minor))) = (parts.next(), parts.next()) else {
+        bail!(
+            "the kernel version {version:?} does not start with MAJOR.MINOR, so its BPF \
+             objects cannot be told it ({VERSION_MACRO}): check the top Makefile of its source"
+        );
+    };
+    let patch = parts.next().flatten().unwrap_or(0).min(255);
+    Ok(format!(
+        "-D{VERSION_MACRO}={}",
+        (major << 16) + (minor << 8) + patch
+    ))
+}
 
 /// The directory of `subject`'s objects built against `kernel`, compiled
 /// unless they were before; None when it declares none.
@@ -220,6 +251,7 @@ fn compile(
         );
     }
     let mut args: Vec<std::ffi::OsString> = CFLAGS.iter().map(Into::into).collect();
+    args.push(version_define(&kernel.version)?.into());
     let own = source.parent().map(Path::to_path_buf).unwrap_or_default();
     for dir in std::iter::once(&own).chain(includes) {
         args.push("-I".into());
@@ -313,6 +345,7 @@ fn objects_key(subject: &SubjectInfo, kernel: &Kernel, includes: &[PathBuf]) -> 
         crate::process::first_line_of("clang", "--version").as_bytes(),
     );
     feed("flags", CFLAGS.join(" ").as_bytes());
+    feed("version", version_define(&kernel.version)?.as_bytes());
     for object in &subject.bpf_objects {
         feed("object", object.name.as_bytes());
         let source = source_path(object, kernel);
@@ -354,6 +387,18 @@ fn feed_dir(feed: &mut impl FnMut(&str, &[u8]), dir: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_kernels_version_is_passed_as_linux_version_code_gives_it() {
+        let define = |version| version_define(version).unwrap();
+        assert_eq!(define("6.12.118"), "-DHARNESS_LINUX_VERSION_CODE=396406");
+        assert_eq!(define("6.12.300"), "-DHARNESS_LINUX_VERSION_CODE=396543");
+        assert_eq!(define("6.13"), "-DHARNESS_LINUX_VERSION_CODE=396544");
+        assert_eq!(define("7.0.0-rc2"), "-DHARNESS_LINUX_VERSION_CODE=458752");
+        assert_eq!(define("7.1-rc1"), "-DHARNESS_LINUX_VERSION_CODE=459008");
+        let err = version_define("next-20260101").unwrap_err();
+        assert!(err.to_string().contains("MAJOR.MINOR"), "{err}");
+    }
 
     #[test]
     fn clangs_search_list_is_read_off_its_verbose_output() {

@@ -1,5 +1,7 @@
 //! What the loader and the scenarios agree on, in one place.
 
+/// The module, which defines struct @NAME@_ops.
+pub const MODULE: &str = "@NAME@";
 /// What `hold` prints once the implementation is attached.
 pub const HOLD_ATTACHED: &str = "attached";
 /// The module's proc file: a write calls each op once.

@@ -9,11 +9,25 @@ use harness::{Context, Outcome, Scenario, Signal, Source::Bpf, Source::Kernel};
 use crate::contract::{HOLD_ATTACHED, REJECTED_REASON, TRIGGER_PATH};
 
 pub(crate) const SCENARIOS: &[Scenario] = &[
-    Scenario::new("attach_and_trigger", "attached, a trigger calls op_1 and op_2 exactly once each", attach_and_trigger)
-        .with_module()
-        .exercises(&["@NAME@_op_1", "@NAME@_op_2"]),
-    Scenario::new("verifier_reject", "a program calling a helper the ops do not hand out is refused, with the verifier's reason", verifier_reject).with_module(),
-    Scenario::new("detach", "after the loader detaches, a trigger finds no ops and calls nothing", detach).with_module(),
+    Scenario::new(
+        "attach_and_trigger",
+        "attached, a trigger calls op_1 and op_2 exactly once each",
+        attach_and_trigger,
+    )
+    .with_module()
+    .exercises(&["@NAME@_op_1", "@NAME@_op_2"]),
+    Scenario::new(
+        "verifier_reject",
+        "a program calling a helper the ops do not hand out is refused, with the verifier's reason",
+        verifier_reject,
+    )
+    .with_module(),
+    Scenario::new(
+        "detach",
+        "after the loader detaches, a trigger finds no ops and calls nothing",
+        detach,
+    )
+    .with_module(),
 ];
 
 fn attach_and_trigger(context: &mut Context) -> Result<()> {

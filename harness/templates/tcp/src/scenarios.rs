@@ -17,8 +17,18 @@ pub(crate) const SCENARIOS: &[Scenario] = &[
 /// Reads the list of registered algorithms, expecting the algorithm in it or not.
 fn expect_available(context: &mut Context, listed: bool) -> Result<()> {
     let step = context.read_file(Path::new(AVAILABLE_PATH))?;
-    let found = context.step(step).stdout.split_whitespace().any(|name| name == ALGORITHM);
-    context.expect(found == listed, format!("{AVAILABLE_PATH} should {}list {ALGORITHM}", if listed { "" } else { "not " }));
+    let found = context
+        .step(step)
+        .stdout
+        .split_whitespace()
+        .any(|name| name == ALGORITHM);
+    context.expect(
+        found == listed,
+        format!(
+            "{AVAILABLE_PATH} should {}list {ALGORITHM}",
+            if listed { "" } else { "not " }
+        ),
+    );
     Ok(())
 }
 
@@ -36,7 +46,10 @@ fn connect(context: &mut Context) -> Result<()> {
     context.expect_outcome(connected, Outcome::exited(exit::SUCCESS));
     let report = connect_report(1, 1);
     let stdout = &context.step(connected).stdout;
-    let what = format!("expected \"{report}\", the loader printed: {}", stdout.trim());
+    let what = format!(
+        "expected \"{report}\", the loader printed: {}",
+        stdout.trim()
+    );
     context.expect(stdout.lines().any(|line| line == report), what);
     expect_available(context, false)
 }

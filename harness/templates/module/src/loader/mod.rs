@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 use harness::loader::{self as blocks, errno_of, exit, report_programs, Capture, Failure};
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 
-use crate::contract::{HOLD_ATTACHED, MODULE_BTF, MODULE_PATH_ENV};
+use crate::contract::{HOLD_ATTACHED, MODULE, MODULE_BTF, MODULE_PATH_ENV};
 
 mod skel {
     include!(concat!(env!("OUT_DIR"), "/@NAME@.skel.rs"));
@@ -48,10 +48,10 @@ fn module_loaded() -> Result<(), Failure> {
     if Path::new(MODULE_BTF).exists() {
         return Ok(());
     }
-    let ko = std::env::var(MODULE_PATH_ENV).unwrap_or_else(|_| "@NAME@.ko".to_owned());
+    let ko = std::env::var(MODULE_PATH_ENV).unwrap_or_else(|_| format!("{MODULE}.ko"));
     Err(Failure::new(
         exit::UNAVAILABLE,
-        format!("the @NAME@ module is not loaded ({MODULE_BTF} is missing).\nLoad it with: insmod {ko}"),
+        format!("the {MODULE} module is not loaded ({MODULE_BTF} is missing).\nLoad it with: insmod {ko}"),
     ))
 }
 
@@ -66,15 +66,16 @@ fn hold() -> Result<(), Failure> {
         .load()
         .map_err(|err| Failure::from(capture.load_error(&err)))?;
     drop(capture);
-    let link = skel.maps.@NAME@_impl.attach_struct_ops().map_err(|err| {
-        match errno_of(&err) {
+    let map = &mut skel.maps.@NAME@_impl;
+    let link = map
+        .attach_struct_ops()
+        .map_err(|err| match errno_of(&err) {
             Some(libc::EEXIST) => Failure::new(
                 exit::ALREADY_ATTACHED,
                 "another implementation is attached (EEXIST): the module takes one at a time",
             ),
-            _ => Failure::other(format!("attaching struct @NAME@_ops failed: {err:#}")),
-        }
-    })?;
+            _ => Failure::other(format!("attaching struct {MODULE}_ops failed: {err:#}")),
+        })?;
     // Dropping the link detaches: the module's .unreg runs. Before it, the
     // programs' verifier cost and runs go to the agent.
     blocks::hold(HOLD_ATTACHED, || {

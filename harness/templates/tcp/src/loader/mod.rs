@@ -77,7 +77,8 @@ fn calls(bss: NonNull<skel::types::bss>) -> (u64, u64) {
 
 /// Registering the algorithm; dropping the link unregisters it.
 fn attach(loaded: &mut skel::@NAME_CAMEL@Skel<'_>) -> Result<libbpf_rs::Link, Failure> {
-    loaded.maps.@NAME@.attach_struct_ops().map_err(|err| match errno_of(&err) {
+    let map = &mut loaded.maps.@NAME@;
+    map.attach_struct_ops().map_err(|err| match errno_of(&err) {
         Some(libc::EEXIST) => Failure::new(
             exit::ALREADY_ATTACHED,
             format!("an algorithm named {ALGORITHM} is already registered (EEXIST)"),
@@ -129,9 +130,13 @@ fn connect() -> Result<(), Failure> {
     });
     let mut client = TcpStream::connect(address).context("connecting over loopback")?;
     select(&client).with_context(|| format!("selecting {ALGORITHM} on the socket"))?;
-    client.write_all(&[7; 64 * 1024]).context("sending 64 KiB")?;
+    client
+        .write_all(&[7; 64 * 1024])
+        .context("sending 64 KiB")?;
     drop(client);
-    let received = server.join().map_err(|_| Failure::other("the server thread panicked"))?;
+    let received = server
+        .join()
+        .map_err(|_| Failure::other("the server thread panicked"))?;
     received.context("receiving on loopback")?;
     // release runs when the closed socket is destroyed, a little after close(2).
     let deadline = Instant::now() + Duration::from_secs(10);
