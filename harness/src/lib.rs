@@ -39,6 +39,7 @@ pub use harness_wire::exit;
 pub use harness_wire::kernel_type::{ExitKind, KernelType, TypeExit};
 pub use harness_wire::protocol::{Outcome, Source};
 pub use harness_wire::report::Report;
+pub use harness_wire::tcp_info::{CaState, TcpInfo, INITIAL_SSTHRESH};
 pub use harness_wire::workload::{SchedClass, ThreadReport, WorkloadReport};
 pub use nix::errno::Errno;
 pub use nix::sys::signal::Signal;
