@@ -22,6 +22,7 @@ pub use binary::{run_binary, Binary};
 pub use guest_agent::runtime::context::{Context, StepId};
 pub use guest_agent::runtime::loader::Held;
 pub use guest_agent::runtime::module::{self, ModuleSpec};
+pub use guest_agent::runtime::netem::Netem;
 pub use guest_agent::runtime::run::UNLOAD_LIMIT;
 pub use guest_agent::runtime::sched_ext::SchedExtState;
 pub use guest_agent::runtime::workload::Workload;
