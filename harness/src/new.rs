@@ -143,10 +143,6 @@ fn tcp_files(name: &str) -> Vec<(String, &'static str)> {
             template!("tcp/src/bpf/rejected.bpf.c"),
         ),
         ("src/bpf/tcp_cc.h".into(), template!("tcp/src/bpf/tcp_cc.h")),
-        (
-            "images/tcp.config".into(),
-            template!("tcp/images/tcp.config"),
-        ),
     ]);
     files
 }

@@ -8,6 +8,7 @@
 //! control, which needs no module.
 
 pub use harness::Report;
+use harness::TcpInfo;
 
 /// The algorithm's name: what `TCP_CONGESTION` selects and what
 /// [`AVAILABLE_PATH`] lists while it is attached. `src/bpf/tcp_ca.bpf.c`
@@ -181,6 +182,42 @@ impl Report for DetachWhileUsedReport {
     }
 }
 
+/// `tcp_ca transfer`: one connection with vmtest_reno through whatever
+/// the scenario put on loopback (netem's loss and delay), closed, its
+/// release seen; with the client's TCP_INFO as it was before the close.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TransferReport {
+    /// Bytes sent and echoed back, each way.
+    pub bytes: u64,
+    pub calls: Calls,
+    /// The client's (the sender's) TCP_INFO after the transfer.
+    pub info: TcpInfo,
+}
+
+impl Report for TransferReport {
+    fn from_numbers(numbers: &[u64]) -> Option<Self> {
+        let (&bytes, rest) = numbers.split_first()?;
+        if rest.len() != 9 + TcpInfo::NUMBERS {
+            return None;
+        }
+        let (calls, info) = rest.split_at(9);
+        Some(TransferReport {
+            bytes,
+            calls: Calls::from_numbers(calls.try_into().ok()?),
+            info: TcpInfo::from_numbers(info)?,
+        })
+    }
+    fn render(&self) -> String {
+        format!(
+            "{ALGORITHM} carried {} bytes each way; calls: {}; the sender's TCP_INFO before \
+             close: {}",
+            self.bytes,
+            self.calls.render(),
+            self.info.render()
+        )
+    }
+}
+
 /// What `tcp_ca contract CASE` prints, step by step (through
 /// `harness::case`), and the words of each step.
 pub mod case {
@@ -237,6 +274,23 @@ mod tests {
             DetachWhileUsedReport::find_in(&detach.render()),
             Some(detach)
         );
+        let transfer = TransferReport {
+            bytes: 4_000_000,
+            calls: calls(),
+            info: TcpInfo {
+                snd_cwnd: 9,
+                snd_ssthresh: 6,
+                snd_mss: 1448,
+                total_retrans: 41,
+                retransmits: 0,
+                lost: 0,
+                ca_state: harness::CaState::Open,
+                rtt_us: 10_512,
+                rttvar_us: 900,
+            },
+        };
+        assert_eq!(TransferReport::find_in(&transfer.render()), Some(transfer));
+        assert_eq!(OnceReport::find_in(&transfer.render()), None);
     }
 
     #[test]

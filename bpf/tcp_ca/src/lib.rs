@@ -9,7 +9,7 @@ pub mod contract;
 mod loader;
 mod scenarios;
 
-use harness::Subject;
+use harness::{KernelType, Subject};
 
 harness::loader!(LOADER = loader::main);
 
@@ -19,6 +19,7 @@ pub const SUBJECT: Subject = Subject::new(
     "the kernel's tcp_congestion_ops, implemented in BPF: no module",
     env!("CARGO_MANIFEST_DIR"),
 )
+.implements(KernelType::TcpCongestionOps)
 .loader("tcp_ca", LOADER)
 .scenarios(scenarios::SCENARIOS)
 .verifier_budget("verifier-budget.txt")

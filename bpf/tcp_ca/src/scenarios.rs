@@ -1,16 +1,18 @@
 //! The scenarios: each is declared once, in `SCENARIOS`, beside its steps
-//! and expectations. They use loopback TCP only (the agent brings `lo` up).
+//! and expectations. They use loopback TCP only (the agent brings `lo` up),
+//! through netem's loss and delay where the loss members must run.
 
 mod contract_cases;
 
 use std::path::Path;
+use std::time::Duration;
 
 use anyhow::Result;
-use harness::{Context, Outcome, Scenario, Signal, Source::Kernel, StepId};
+use harness::{Context, Netem, Outcome, Scenario, Signal, Source::Kernel, StepId};
 
 use crate::contract::{
-    exit, is_available, ConnectReport, DetachWhileUsedReport, OnceReport, ALGORITHM, ATTACHED,
-    AVAILABLE_PATH, REJECTED_PROGRAM, REJECTED_REASON_PREFIX,
+    exit, is_available, ConnectReport, DetachWhileUsedReport, OnceReport, TransferReport,
+    ALGORITHM, ATTACHED, AVAILABLE_PATH, REJECTED_PROGRAM, REJECTED_REASON_PREFIX,
 };
 
 const fn scenario(
@@ -30,6 +32,21 @@ const CONNECTION_OPS: &[&str] = &[
     "vmtest_reno_pkts_acked",
 ];
 
+/// Every member vmtest_reno implements: connections through reordering and
+/// loss run them all, the loss members (ssthresh, set_state, undo_cwnd)
+/// included.
+const EVERY_MEMBER: &[&str] = &[
+    "vmtest_reno_init",
+    "vmtest_reno_release",
+    "vmtest_reno_ssthresh",
+    "vmtest_reno_cong_avoid",
+    "vmtest_reno_undo_cwnd",
+    "vmtest_reno_set_state",
+    "vmtest_reno_cwnd_event",
+    "vmtest_reno_in_ack_event",
+    "vmtest_reno_pkts_acked",
+];
+
 pub(crate) const SCENARIOS: &[Scenario] = &[
     scenario("tcp_ca_register", "attaching registers vmtest_reno in tcp_available_congestion_control; detaching removes it", register),
     scenario("tcp_ca_in_use", "a loopback connection selects vmtest_reno, 100 kB flow both ways, init and release run once, the other callbacks run", in_use).exercises(CONNECTION_OPS),
@@ -38,6 +55,7 @@ pub(crate) const SCENARIOS: &[Scenario] = &[
     scenario("tcp_ca_link_update", "a link switches vmtest_update between two implementations, counting each one's connections; to a map without a link refused; a replace naming the wrong old map refused, the right one done", contract_cases::link_update).exercises(&["update_1_init", "update_2_init"]),
     scenario("tcp_ca_reattach", "attach, detach through the link (its fd reports POLLHUP, the name is gone), attach the same map again", contract_cases::reattach).exercises(&["update_1_init"]),
     scenario("tcp_ca_member_rules", "no ssthresh and no undo_cwnd: refused at attach, with the kernel's reason; a program for get_info refused at load", contract_cases::member_rules),
+    scenario("tcp_ca_loss", "through netem on lo, two connections run every member of vmtest_reno: reordering makes TCP retransmit and undo (undo_cwnd), loss makes it halve the window (ssthresh, set_state); each sender's TCP_INFO shows retransmissions, the second a lower ssthresh", loss).exercises(EVERY_MEMBER),
     scenario("tcp_ca_verifier_reject", "an implementation that writes a tcp_sock field it may not is refused, with the verifier's reason", verifier_reject),
 ];
 
@@ -101,6 +119,119 @@ fn in_use(context: &mut Context) -> Result<()> {
     );
     context.replace_stdout(once, checked);
     Ok(())
+}
+
+/// netem on lo: each packet (data or ACK) waits NETEM_DELAY, so the round
+/// trip is twice that. First every REORDER_EVERY-th packet leaves at once,
+/// ahead of the delayed ones: TCP takes that for a loss, retransmits, and
+/// undoes its reaction when the original arrives (undo_cwnd). Then
+/// LOSS_PERCENT of the packets are dropped: vmtest_reno halves its window
+/// (ssthresh, set_state), and nothing undoes it. Apart, because undo also
+/// reverts real losses' reductions in a connection with both (seen once in
+/// eight runs), and a reduced ssthresh is what the second one checks.
+/// Measured under TCG: undo_cwnd ran 2 to 6 times in the first transfer,
+/// ssthresh 5 to 14 times in the second.
+const NETEM_DELAY: Duration = Duration::from_millis(5);
+const REORDER_EVERY: u32 = 10;
+const LOSS_PERCENT: f32 = 3.0;
+/// Bytes each way: segments of TRANSFER_MSS, the sender paced to
+/// TRANSFER_PACING bytes a second so that each packet holds two segments
+/// (on loopback it would hold 45); enough for a few reorderings, and for
+/// a loss to hit a dozen segments; under a second, and two.
+const REORDERED_BYTES: u64 = 300_000;
+const LOSS_BYTES: u64 = 800_000;
+const TRANSFER_MSS: &str = "1448";
+const TRANSFER_PACING: &str = "2000000";
+
+fn loss(context: &mut Context) -> Result<()> {
+    let reordered = Netem::on("lo")
+        .delay(NETEM_DELAY)
+        .reorder_every(REORDER_EVERY);
+    context.netem(&reordered)?;
+    if let Some((step, report)) = transfer(context, REORDERED_BYTES)? {
+        let undone = report.calls.undo_cwnd > 0;
+        let figures = report.info.render();
+        context.expect(
+            undone,
+            format!("undo_cwnd never ran through reordering: {figures}"),
+        );
+        let checked = format!("undo_cwnd ran: {}", yes(undone));
+        checked_transfer(context, step, &report, checked);
+    }
+    let lossy = Netem::on("lo")
+        .delay(NETEM_DELAY)
+        .loss_percent(LOSS_PERCENT);
+    context.netem(&lossy)?;
+    if let Some((step, report)) = transfer(context, LOSS_BYTES)? {
+        let reduced = report.info.ssthresh_reduced();
+        let reacted = report.calls.ssthresh > 0 && report.calls.set_state > 0;
+        let figures = report.info.render();
+        context.expect(
+            reduced,
+            format!("the sender's ssthresh never left its initial value: {figures}"),
+        );
+        context.expect(
+            reacted,
+            format!("ssthresh or set_state never ran: {:?}", report.calls),
+        );
+        let checked = format!(
+            "ssthresh and set_state ran: {}\nssthresh below its initial value: {}",
+            yes(reacted),
+            yes(reduced)
+        );
+        checked_transfer(context, step, &report, checked);
+    }
+    Ok(())
+}
+
+/// `tcp_ca transfer` of `bytes` each way, expected to succeed with its
+/// report (a missing one is a failure already recorded).
+fn transfer(context: &mut Context, bytes: u64) -> Result<Option<(StepId, TransferReport)>> {
+    let bytes = bytes.to_string();
+    let (step, report) = context.run_loader_for_report::<TransferReport>(&[
+        "transfer",
+        "--bytes",
+        &bytes,
+        "--mss",
+        TRANSFER_MSS,
+        "--pacing",
+        TRANSFER_PACING,
+    ])?;
+    Ok(report.map(|report| (step, report)))
+}
+
+/// What every transfer must show (one connection: init and release once
+/// each; something retransmitted), then `checked` of its own; the counts
+/// and the TCP_INFO follow the network's draws, so they go to the
+/// measurements and the step keeps what was checked of them.
+fn checked_transfer(context: &mut Context, step: StepId, report: &TransferReport, checked: String) {
+    let calls = report.calls;
+    let once = calls.init == 1 && calls.release == 1;
+    context.expect(
+        once,
+        format!("init and release should run once each: {calls:?}"),
+    );
+    let retransmitted = report.info.retransmitted();
+    context.expect(
+        retransmitted,
+        format!("the sender retransmitted nothing: {}", report.info.render()),
+    );
+    let stdout = format!(
+        "checked: {} bytes each way; init {}, release {}\nretransmitted: {}\n{checked}",
+        report.bytes,
+        calls.init,
+        calls.release,
+        yes(retransmitted)
+    );
+    context.replace_stdout(step, stdout);
+}
+
+fn yes(holds: bool) -> &'static str {
+    if holds {
+        "yes"
+    } else {
+        "no"
+    }
 }
 
 fn duplicate(context: &mut Context) -> Result<()> {

@@ -2,8 +2,9 @@
 //! its own subcommands and little else: libbpf's log captured into a
 //! verifier reason ([`Capture`], [`LoadFailure`]), the errno of a libbpf
 //! error ([`errno_of`]), a [`Failure`] that carries its exit code (the codes
-//! shared with the agent are [`exit`]), and the loops of `hold` and of a
-//! program the verifier must refuse.
+//! shared with the agent are [`exit`]), the loops of `hold` and of a
+//! program the verifier must refuse, and a congestion control's loopback
+//! transfer with the sender's `TCP_INFO` ([`tcp`]).
 //!
 //! ```no_run
 //! use harness_loader::{exit, hold, Failure};
@@ -18,6 +19,7 @@ mod libbpf_log;
 pub mod object;
 pub mod sched_ext;
 pub mod struct_ops;
+pub mod tcp;
 
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};

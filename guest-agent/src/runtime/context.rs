@@ -18,6 +18,7 @@ use super::kernel_output::{KernelLog, KernelOutput};
 use super::kmemleak::{LeakCheck, LeakQueue, Settled};
 use super::loader::{Finished, Held, LoaderCommand};
 use super::module::{self, ModuleSpec};
+use super::netem::{self, Netem};
 use super::programs::{self, ProgramChecks};
 use super::sched_ext::{self, SchedExtState};
 use super::taint::{kernel_taint, taint_names, EXPECTED_TAINT};
@@ -44,6 +45,8 @@ pub(crate) struct Owned {
     pub(crate) kernel_type: Option<KernelType>,
     pub(crate) log_prefixes: Vec<String>,
     pub(crate) expected_exit: Option<(ExitKind, &'static str)>,
+    /// The harness's fault test: the first step returns an error.
+    pub(crate) fail_after_first_step: bool,
 }
 
 /// How long a scheduler's ejection may take to finish disabling after the
@@ -70,6 +73,9 @@ pub struct Context {
     leaks: Result<Option<LeakCheck>, String>,
     /// The type it implements and what the kernel says of it.
     owned: Owned,
+    /// Interfaces the scenario put a netem qdisc on and has not cleared:
+    /// cleared when it ends, so the next scenario in this VM starts clean.
+    netem_on: Vec<String>,
 }
 
 /// Index of a step in the result, to check its output.
@@ -102,6 +108,7 @@ impl Context {
             stats: programs::enable_stats(),
             leaks: LeakCheck::start().map_err(|err| format!("{err:#}")),
             owned,
+            netem_on: Vec::new(),
         })
     }
 
@@ -124,6 +131,9 @@ impl Context {
             duration_ms: duration.as_millis() as u64,
             programs: Vec::new(),
         });
+        if self.owned.fail_after_first_step && self.result.steps.len() == 1 {
+            anyhow::bail!("the first step failed on purpose (the harness's fault test)");
+        }
         Ok(StepId(self.result.steps.len() - 1))
     }
 
@@ -315,6 +325,61 @@ impl Context {
             self.expect(false, format!("`{action}`: {cleanup}"));
         }
         Ok((step, report))
+    }
+
+    /// Puts `netem` on its interface (`tc qdisc replace dev lo root netem
+    /// delay 5ms loss 2%`) as a step, expecting tc to exit 0; the qdisc
+    /// stays until [`Context::remove_netem`] or the scenario's end, however
+    /// it ends. An error, after the step, when tc failed: it names the
+    /// package (iproute2) or the kernel options (CONFIG_NET_SCH_NETEM) to add.
+    pub fn netem(&mut self, netem: &Netem) -> Result<StepId> {
+        let (action, ran) = run_tc(&netem.words()?)?;
+        let device = netem.device().to_owned();
+        // Known before the step is recorded, which may fail; a replace
+        // that failed changed nothing, and leaves nothing to remove.
+        if ran.outcome == Outcome::exited(0) && !self.netem_on.contains(&device) {
+            self.netem_on.push(device);
+        }
+        let step = self.push_step(action, ran.outcome, ran.stdout, ran.stderr, ran.duration)?;
+        self.tc_succeeded(step)?;
+        Ok(step)
+    }
+
+    /// Takes `device`'s netem qdisc away again (`tc qdisc del dev lo
+    /// root`) as a step, expecting tc to exit 0.
+    pub fn remove_netem(&mut self, device: &str) -> Result<StepId> {
+        let (action, ran) = run_tc(&netem::removal_words(device)?)?;
+        self.netem_on.retain(|on| on != device);
+        let step = self.push_step(action, ran.outcome, ran.stdout, ran.stderr, ran.duration)?;
+        self.tc_succeeded(step)?;
+        Ok(step)
+    }
+
+    /// Fails the scenario, with the fix, unless tc's step exited 0.
+    fn tc_succeeded(&mut self, step: StepId) -> Result<()> {
+        let step = self.step(step);
+        if step.outcome == Outcome::exited(0) {
+            return Ok(());
+        }
+        let fix = netem::explain(&step.stderr).map_or(String::new(), |fix| format!(": {fix}"));
+        anyhow::bail!(
+            "`{}` failed ({}){fix}\n{}",
+            step.action,
+            step.outcome,
+            step.stderr.trim()
+        )
+    }
+
+    /// Removes every netem qdisc the scenario left, each as a step; a
+    /// failure fails the scenario, since the next one would inherit it.
+    fn remove_left_netem(&mut self) {
+        for device in std::mem::take(&mut self.netem_on) {
+            if let Err(err) = self.remove_netem(&device) {
+                self.result.failures.push(format!(
+                    "removing the scenario's netem qdisc from {device} at its end: {err:#}"
+                ));
+            }
+        }
     }
 
     /// Calls the pause, if it has not been called yet, as a step of its own.
@@ -698,6 +763,7 @@ impl Context {
                 .failures
                 .push(format!("the scenario could not run: {error:#}"));
         }
+        self.remove_left_netem();
         let settled = self.queue_leak_check(turn);
         match self.output.finish() {
             Ok(log) => self.check_log(log),
@@ -760,6 +826,13 @@ pub(crate) fn add_leaks(result: &mut ScenarioResult, leaks: Result<Vec<String>, 
             .push(format!("the leak check could not run: {err}")),
     }
     result.passed = result.failures.is_empty();
+}
+
+/// `tc WORDS`, run: the action a step shows, and how it ended.
+fn run_tc(words: &[String]) -> Result<(String, Finished)> {
+    let action = format!("tc {}", words.join(" "));
+    let ran = netem::run_tc(words).with_context(|| format!("`{action}`"))?;
+    Ok((action, ran))
 }
 
 /// A failed file operation's errno when it has one, its words otherwise.

@@ -164,6 +164,7 @@ fn run_with(
             Some(harness_wire::cli::Fault::ExpectNoExit) => None,
             _ => scenario.expected_exit,
         },
+        fail_after_first_step: args.fault == Some(harness_wire::cli::Fault::FailAfterFirstStep),
     };
     let mut context = match Context::new(scenario.name, loader, module, pause, (checks, owned)) {
         Ok(context) => context,

@@ -145,6 +145,11 @@ pub enum Fault {
     /// Run the scenario as if it declared no expected exit: an ejection
     /// it expects must then fail it (proving the verdict knows the type).
     ExpectNoExit,
+    /// The scenario's first step returns an error once it is recorded, as
+    /// a step whose kernel output could not be read would: the scenario
+    /// fails midway (proving that what it set up, a netem qdisc, is
+    /// removed however a scenario ends).
+    FailAfterFirstStep,
 }
 
 impl AgentCommand {

@@ -41,7 +41,7 @@ impl KernelType {
     pub fn requires(self) -> (&'static str, &'static str) {
         match self {
             KernelType::SchedExtOps => ("CONFIG_SCHED_CLASS_EXT", "6.12"),
-            KernelType::TcpCongestionOps => ("CONFIG_INET", "2.6"),
+            KernelType::TcpCongestionOps => ("CONFIG_INET", "5.6"),
         }
     }
 

@@ -2,9 +2,9 @@
 //! subject's loader: the agent's command line, the messages on the result
 //! port, step outcomes, console markers, report lines, the roles of a
 //! subject's one binary, the catalogue it declares, loader exit codes, a
-//! workload's words and report, and the one polling loop both sides wait
-//! with. Each is a type or a named constant here, never a string built on
-//! one side and parsed on the other.
+//! workload's words and report, a TCP sender's figures, and the one
+//! polling loop both sides wait with. Each is a type or a named constant
+//! here, never a string built on one side and parsed on the other.
 #![deny(missing_docs)]
 
 pub mod case;
@@ -18,5 +18,6 @@ pub mod protocol;
 pub mod report;
 pub mod roles;
 pub mod shell;
+pub mod tcp_info;
 pub mod wait;
 pub mod workload;

@@ -13,8 +13,9 @@ use harness::loader::struct_ops::{
 use harness::loader::{report_programs, Failure};
 use libbpf_rs::Object;
 
-use super::connection::{Connection, SelectError};
+use super::selected;
 use crate::contract::case::{self as words, UPDATE_ALGORITHM};
+use harness::loader::tcp::{Connection, SelectError};
 
 const OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/contract.bpf.o"));
 
@@ -47,7 +48,7 @@ fn load(maps: &[&str]) -> Result<Object, Failure> {
 
 /// One loopback connection under vmtest_update, a little data, closed.
 fn connect() -> Result<(), Failure> {
-    let mut connection = Connection::open(UPDATE_ALGORITHM)?;
+    let mut connection = Connection::open(UPDATE_ALGORITHM).map_err(selected)?;
     connection.transfer(1000)?;
     connection.close()?;
     Ok(())
@@ -96,7 +97,7 @@ fn reattach() -> Result<(), Failure> {
         Err(SelectError::NotRegistered(_)) => {
             println!("{}", case::refused(words::CONNECT_DETACHED, "ENOENT"))
         }
-        Err(err) => return Err(err.into()),
+        Err(err) => return Err(selected(err)),
         Ok(connection) => {
             println!("{}", case::accepted(words::CONNECT_DETACHED));
             connection.close()?;

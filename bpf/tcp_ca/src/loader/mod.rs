@@ -3,7 +3,6 @@
 //! the tcp_ca scenarios; what they print and how they exit is
 //! `crate::contract`. Every connection is on 127.0.0.1.
 
-mod connection;
 mod contract_cases;
 mod ops;
 mod skel;
@@ -15,6 +14,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
+use harness::loader::tcp::{self as loopback, Connection, Options, SelectError};
 use harness::loader::{self as blocks, Failure};
 use libbpf_rs::OpenObject;
 use signal_hook::consts::{SIGINT, SIGTERM};
@@ -23,10 +23,8 @@ use signal_hook::iterator::Signals;
 use self::ops::{self as tcp_ca, Registration, TcpCa};
 use crate::contract::{
     self as contract, exit, Calls, ConnectReport, DetachWhileUsedReport, OnceReport, Report,
-    ALGORITHM,
+    TransferReport, ALGORITHM,
 };
-
-use connection::{Connection, SelectError};
 
 /// How long release may take to run after close(2): it runs when the socket
 /// is destroyed, which a graceful close can leave to the softirq that
@@ -62,6 +60,18 @@ enum Command {
         #[arg(long, default_value_t = 100_000)]
         bytes: u64,
     },
+    /// Attach, run one connection carrying BYTES each way in segments of at
+    /// most MSS bytes, the client paced to PACING bytes a second, read the
+    /// client's TCP_INFO, close it, wait for release, report the calls and
+    /// the TCP_INFO, detach.
+    Transfer {
+        #[arg(long)]
+        bytes: u64,
+        #[arg(long)]
+        mss: Option<u16>,
+        #[arg(long)]
+        pacing: Option<u64>,
+    },
     /// Load an implementation the verifier must refuse, and report why it did.
     LoadRejected,
     /// One case of the contract between tcp_congestion_ops and BPF implementations.
@@ -71,13 +81,10 @@ enum Command {
     },
 }
 
-impl From<SelectError> for Failure {
-    fn from(err: SelectError) -> Self {
-        match err {
-            SelectError::NotRegistered(_) => Failure::new(exit::NOT_REGISTERED, err.to_string()),
-            SelectError::Other(err) => err.into(),
-        }
-    }
+/// A socket that could not select the algorithm: ENOENT is this loader's
+/// own exit code (the scenarios expect it after a detach).
+fn selected(err: SelectError) -> Failure {
+    err.failure(exit::NOT_REGISTERED)
 }
 
 /// The loader's entry point: `args` are its command line, its name first.
@@ -87,6 +94,13 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         Command::Once { bytes } => run_once(bytes),
         Command::Connect { bytes } => run_connect(bytes),
         Command::DetachWhileUsed { bytes } => run_detach_while_used(bytes),
+        Command::Transfer { bytes, mss, pacing } => run_transfer(
+            bytes,
+            Options {
+                max_segment: mss,
+                max_pacing_rate: pacing,
+            },
+        ),
         Command::LoadRejected => run_load_rejected(),
         Command::Contract { case } => contract_cases::run(case),
     };
@@ -110,7 +124,7 @@ fn run_hold() -> Result<(), Failure> {
 fn run_once(bytes: u64) -> Result<(), Failure> {
     let mut storage = MaybeUninit::uninit();
     let (tcp_ca, registration) = load_and_attach(&mut storage)?;
-    let mut connection = Connection::open(ALGORITHM)?;
+    let mut connection = Connection::open(ALGORITHM).map_err(selected)?;
     check_init_ran_for(&tcp_ca, &connection)?;
     connection.transfer(bytes)?;
     connection.close()?;
@@ -119,6 +133,24 @@ fn run_once(bytes: u64) -> Result<(), Failure> {
     drop(registration);
     println!("{}", contract::DETACHED);
     println!("{}", OnceReport { bytes, calls }.render());
+    Ok(())
+}
+
+/// `once` with the client's TCP_INFO, read after the transfer and before
+/// the close: what vmtest_reno made of the losses netem caused.
+fn run_transfer(bytes: u64, options: Options) -> Result<(), Failure> {
+    let mut storage = MaybeUninit::uninit();
+    let (tcp_ca, registration) = load_and_attach(&mut storage)?;
+    let mut connection = Connection::open_with(ALGORITHM, options).map_err(selected)?;
+    check_init_ran_for(&tcp_ca, &connection)?;
+    connection.transfer(bytes)?;
+    let info = connection.info()?;
+    connection.close()?;
+    let calls = wait_for_release(&tcp_ca)?;
+    tcp_ca.report();
+    drop(registration);
+    println!("{}", contract::DETACHED);
+    println!("{}", TransferReport { bytes, calls, info }.render());
     Ok(())
 }
 
@@ -134,7 +166,7 @@ fn load_and_attach(
 }
 
 fn run_connect(bytes: u64) -> Result<(), Failure> {
-    let mut connection = Connection::open(ALGORITHM)?;
+    let mut connection = Connection::open(ALGORITHM).map_err(selected)?;
     connection.transfer(bytes)?;
     connection.close()?;
     println!("{}", ConnectReport { bytes }.render());
@@ -144,7 +176,7 @@ fn run_connect(bytes: u64) -> Result<(), Failure> {
 fn run_detach_while_used(bytes: u64) -> Result<(), Failure> {
     let mut storage = MaybeUninit::uninit();
     let (tcp_ca, registration) = load_and_attach(&mut storage)?;
-    let mut connection = Connection::open(ALGORITHM)?;
+    let mut connection = Connection::open(ALGORITHM).map_err(selected)?;
     check_init_ran_for(&tcp_ca, &connection)?;
     connection.transfer(bytes)?;
     let pkts_acked_at_detach = tcp_ca.calls().pkts_acked;
@@ -199,7 +231,7 @@ fn check_name_gone() -> Result<(), Failure> {
         )
         .into());
     }
-    match connection::select(ALGORITHM) {
+    match loopback::select(ALGORITHM) {
         Err(SelectError::NotRegistered(_)) => Ok(()),
         Err(SelectError::Other(err)) => Err(err.into()),
         Ok(_) => {

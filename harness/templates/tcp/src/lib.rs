@@ -7,7 +7,7 @@ pub mod contract;
 mod loader;
 mod scenarios;
 
-use harness::Subject;
+use harness::{KernelType, Subject};
 
 harness::loader!(LOADER = loader::main);
 
@@ -17,8 +17,8 @@ pub const SUBJECT: Subject = Subject::new(
     "@NAME@, a BPF struct tcp_congestion_ops",
     env!("CARGO_MANIFEST_DIR"),
 )
+.implements(KernelType::TcpCongestionOps)
 .loader("@NAME@_loader", LOADER)
 .scenarios(scenarios::SCENARIOS)
-.fragments(&["images/tcp.config"])
 // A struct field's offset in the verifier's reason moves with the kernel's layout.
 .normalise(&[(r"\b(to [a-z_]+ at off )\d+", "${1}<OFFSET>")]);

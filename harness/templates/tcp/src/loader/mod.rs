@@ -2,16 +2,13 @@
 //! in the guest, as this crate's binary re-executed by its own scenarios.
 
 use std::ffi::OsString;
-use std::io::{Read, Write};
 use std::mem::MaybeUninit;
-use std::net::{TcpListener, TcpStream};
-use std::os::fd::AsRawFd;
 use std::process::ExitCode;
 use std::ptr::NonNull;
 use std::time::{Duration, Instant};
 
-use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use harness::loader::tcp::Connection;
 use harness::loader::{self as blocks, errno_of, exit, report_programs, Capture, Failure};
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 use libbpf_rs::OpenObject;
@@ -98,46 +95,16 @@ fn hold() -> Result<(), Failure> {
     })
 }
 
-/// setsockopt(TCP_CONGESTION): the socket runs the algorithm from now on.
-fn select(stream: &TcpStream) -> std::io::Result<()> {
-    // SAFETY: a valid socket, and the name's bytes for its length.
-    let result = unsafe {
-        libc::setsockopt(
-            stream.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_CONGESTION,
-            ALGORITHM.as_ptr().cast(),
-            ALGORITHM.len() as libc::socklen_t,
-        )
-    };
-    match result {
-        0 => Ok(()),
-        _ => Err(std::io::Error::last_os_error()),
-    }
-}
-
 fn connect() -> Result<(), Failure> {
     let mut storage = MaybeUninit::uninit();
     let (mut loaded, bss) = load(&mut storage)?;
     let link = attach(&mut loaded)?;
-    let listener = TcpListener::bind("127.0.0.1:0").context("listening on loopback")?;
-    let address = listener.local_addr().context("the listener's address")?;
-    let server = std::thread::spawn(move || -> std::io::Result<usize> {
-        let (mut accepted, _) = listener.accept()?;
-        let mut received = Vec::new();
-        accepted.read_to_end(&mut received)?;
-        Ok(received.len())
-    });
-    let mut client = TcpStream::connect(address).context("connecting over loopback")?;
-    select(&client).with_context(|| format!("selecting {ALGORITHM} on the socket"))?;
-    client
-        .write_all(&[7; 64 * 1024])
-        .context("sending 64 KiB")?;
-    drop(client);
-    let received = server
-        .join()
-        .map_err(|_| Failure::other("the server thread panicked"))?;
-    received.context("receiving on loopback")?;
+    // A socket that selects the algorithm before it connects to an echo
+    // server on loopback; 64 KiB each way, checked, then a graceful close.
+    let mut connection =
+        Connection::open(ALGORITHM).map_err(|err| err.failure(exit::UNAVAILABLE))?;
+    connection.transfer(64 * 1024)?;
+    connection.close()?;
     // release runs when the closed socket is destroyed, a little after close(2).
     let deadline = Instant::now() + Duration::from_secs(10);
     while calls(bss).1 == 0 && Instant::now() < deadline {

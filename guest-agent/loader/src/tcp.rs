@@ -1,7 +1,21 @@
-//! One loopback TCP connection whose client side selects a congestion
-//! control by name before it connects, and echo transfers over it checked
-//! byte for byte. The server side is a thread of this process that keeps
-//! the system default, so the algorithm's callbacks count the client only.
+//! What a congestion control's loader needs to put it to work: one loopback
+//! TCP connection whose client selects the algorithm by name
+//! (`TCP_CONGESTION`) before it connects, echo transfers over it checked
+//! byte for byte, and the client's `TCP_INFO` read before it closes. The
+//! server side is a thread of the same process that keeps the system's
+//! default algorithm, so the algorithm's callbacks count the client only.
+//!
+//! ```no_run
+//! use harness_loader::tcp::Connection;
+//! # fn main() -> anyhow::Result<()> {
+//! let mut connection = Connection::open("my_ca").map_err(anyhow::Error::from)?;
+//! connection.transfer(1 << 20)?;
+//! let info = connection.info()?;
+//! connection.close()?;
+//! println!("{}", info.render());
+//! # Ok(())
+//! # }
+//! ```
 
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddrV4, TcpListener, TcpStream};
@@ -10,6 +24,9 @@ use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use anyhow::{bail, ensure, Context as _};
+use harness_wire::tcp_info::{CaState, TcpInfo};
+
+use crate::Failure;
 
 /// Longest a read or write may block: generous for TCG, short of the
 /// harness's own timeouts, so a stuck transfer fails with a message.
@@ -21,13 +38,27 @@ const CA_NAME_MAX: usize = 16;
 /// Why a socket could not get the congestion control it asked for.
 #[derive(Debug, thiserror::Error)]
 pub enum SelectError {
+    /// `setsockopt(TCP_CONGESTION)` said ENOENT.
     #[error(
         "setsockopt(TCP_CONGESTION, {0:?}) failed with ENOENT: \
          no congestion control of that name is registered"
     )]
     NotRegistered(String),
+    /// Anything else: the socket, the option, the connection.
     #[error(transparent)]
     Other(#[from] anyhow::Error),
+}
+
+impl SelectError {
+    /// The loader's failure, with the exit code `not_registered` when no
+    /// algorithm of the name is registered (the subject's contract names
+    /// that code; [`crate::exit::UNAVAILABLE`] if it has none of its own).
+    pub fn failure(self, not_registered: u8) -> Failure {
+        match self {
+            SelectError::NotRegistered(_) => Failure::new(not_registered, self.to_string()),
+            SelectError::Other(err) => err.into(),
+        }
+    }
 }
 
 /// A TCP socket, not yet connected, that selected `algorithm`; checked with
@@ -58,15 +89,20 @@ pub fn select(algorithm: &str) -> Result<OwnedFd, SelectError> {
     Ok(socket)
 }
 
-fn set_congestion(socket: BorrowedFd<'_>, algorithm: &str) -> io::Result<()> {
-    // SAFETY: the option value is `algorithm`'s bytes, valid for their length.
+/// setsockopt(`level`, `option`) with the bytes of `value`.
+fn set_option(
+    socket: BorrowedFd<'_>,
+    (level, option): (libc::c_int, libc::c_int),
+    value: &[u8],
+) -> io::Result<()> {
+    // SAFETY: the option value is `value`'s bytes, valid for their length.
     let ret = unsafe {
         libc::setsockopt(
             socket.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_CONGESTION,
-            algorithm.as_ptr().cast(),
-            libc::socklen_t::try_from(algorithm.len()).unwrap_or(libc::socklen_t::MAX),
+            level,
+            option,
+            value.as_ptr().cast(),
+            libc::socklen_t::try_from(value.len()).unwrap_or(libc::socklen_t::MAX),
         )
     };
     if ret == 0 {
@@ -74,6 +110,11 @@ fn set_congestion(socket: BorrowedFd<'_>, algorithm: &str) -> io::Result<()> {
     } else {
         Err(io::Error::last_os_error())
     }
+}
+
+fn set_congestion(socket: BorrowedFd<'_>, algorithm: &str) -> io::Result<()> {
+    let option = (libc::IPPROTO_TCP, libc::TCP_CONGESTION);
+    set_option(socket, option, algorithm.as_bytes())
 }
 
 fn congestion(socket: BorrowedFd<'_>) -> io::Result<String> {
@@ -95,6 +136,37 @@ fn congestion(socket: BorrowedFd<'_>) -> io::Result<String> {
     let name = &name[..(len as usize).min(CA_NAME_MAX)];
     let end = name.iter().position(|&b| b == 0).unwrap_or(name.len());
     Ok(String::from_utf8_lossy(&name[..end]).into_owned())
+}
+
+/// The socket's `TCP_INFO`, as the kernel fills it now.
+pub fn tcp_info(socket: BorrowedFd<'_>) -> io::Result<TcpInfo> {
+    // SAFETY: tcp_info is plain integers; all zeroes is a valid value.
+    let mut raw: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: the kernel writes at most `len` bytes into `raw` and updates `len`.
+    let ret = unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            std::ptr::addr_of_mut!(raw).cast(),
+            &mut len,
+        )
+    };
+    if ret != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(TcpInfo {
+        snd_cwnd: raw.tcpi_snd_cwnd,
+        snd_ssthresh: raw.tcpi_snd_ssthresh,
+        snd_mss: raw.tcpi_snd_mss,
+        total_retrans: raw.tcpi_total_retrans,
+        retransmits: raw.tcpi_retransmits,
+        lost: raw.tcpi_lost,
+        ca_state: CaState::from_raw(raw.tcpi_ca_state),
+        rtt_us: raw.tcpi_rtt,
+        rttvar_us: raw.tcpi_rttvar,
+    })
 }
 
 fn connect(socket: &OwnedFd, to: SocketAddrV4) -> io::Result<()> {
@@ -121,6 +193,39 @@ fn connect(socket: &OwnedFd, to: SocketAddrV4) -> io::Result<()> {
     }
 }
 
+/// How the client's socket is set up beyond its congestion control, for a
+/// transfer through loss: on loopback a socket sends 64 KiB segments and
+/// offloads them in 64 KiB packets, so a few megabytes are a few dozen
+/// packets, and a loss of a few percent hits a few of them or none.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Options {
+    /// TCP_MAXSEG, set before connecting: the client advertises it, so
+    /// both sides' segments are at most this many bytes, and the window
+    /// counts segments the size of a real network's.
+    pub max_segment: Option<u16>,
+    /// SO_MAX_PACING_RATE, bytes per second: TCP paces the client's
+    /// packets to it and sizes each to a millisecond's worth (two segments
+    /// at least), so a random loss drops a segment or two, not dozens, and
+    /// the transfer takes about its bytes over this rate.
+    pub max_pacing_rate: Option<u64>,
+}
+
+impl Options {
+    fn apply(self, socket: BorrowedFd<'_>) -> anyhow::Result<()> {
+        if let Some(mss) = self.max_segment {
+            let value = libc::c_int::from(mss).to_ne_bytes();
+            set_option(socket, (libc::IPPROTO_TCP, libc::TCP_MAXSEG), &value)
+                .with_context(|| format!("setsockopt(TCP_MAXSEG, {mss})"))?;
+        }
+        if let Some(rate) = self.max_pacing_rate {
+            let option = (libc::SOL_SOCKET, libc::SO_MAX_PACING_RATE);
+            set_option(socket, option, &rate.to_ne_bytes())
+                .with_context(|| format!("setsockopt(SO_MAX_PACING_RATE, {rate})"))?;
+        }
+        Ok(())
+    }
+}
+
 /// The client side of a loopback connection, and the echo server's thread.
 pub struct Connection {
     stream: TcpStream,
@@ -132,9 +237,16 @@ pub struct Connection {
 
 impl Connection {
     /// Selects `algorithm` on a new socket and connects it to an echo server
-    /// on 127.0.0.1; the algorithm's init runs when the connection is established.
+    /// on 127.0.0.1; the algorithm's init runs when the connection is
+    /// established. Segments are as large as loopback allows (64 KiB).
     pub fn open(algorithm: &str) -> Result<Self, SelectError> {
+        Connection::open_with(algorithm, Options::default())
+    }
+
+    /// The same, the client's socket set up with `options` first.
+    pub fn open_with(algorithm: &str, options: Options) -> Result<Self, SelectError> {
         let socket = select(algorithm)?;
+        options.apply(socket.as_fd())?;
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
             .context("listening on 127.0.0.1 (is the loopback interface up?)")?;
         let addr = match listener.local_addr().context("the listener's address")? {
@@ -163,6 +275,12 @@ impl Connection {
             .local_addr()
             .context("the client's address")?
             .port())
+    }
+
+    /// The client's `TCP_INFO` now: after a transfer and before
+    /// [`Connection::close`], what its congestion control made of it.
+    pub fn info(&self) -> anyhow::Result<TcpInfo> {
+        tcp_info(self.stream.as_fd()).context("getsockopt(TCP_INFO) on the client's socket")
     }
 
     /// Sends `bytes` bytes and reads them back from the echo server,
@@ -224,6 +342,17 @@ impl Connection {
     }
 }
 
+/// One connection with `algorithm`, its client set up with `options`,
+/// carrying `bytes` each way, closed; the client's `TCP_INFO` as it was
+/// before the close.
+pub fn transfer(algorithm: &str, bytes: u64, options: Options) -> Result<TcpInfo, SelectError> {
+    let mut connection = Connection::open_with(algorithm, options)?;
+    connection.transfer(bytes)?;
+    let info = connection.info()?;
+    connection.close()?;
+    Ok(info)
+}
+
 /// Accepts one connection and echoes it until EOF; returns the bytes echoed.
 fn echo_one(listener: TcpListener) -> io::Result<u64> {
     let (mut stream, _) = listener.accept()?;
@@ -250,7 +379,7 @@ fn pattern(start: u64, len: u64) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
-    use super::pattern;
+    use super::*;
 
     #[test]
     fn the_pattern_continues_across_transfers() {
@@ -259,5 +388,26 @@ mod tests {
         parts.extend(pattern(250, 350));
         assert_eq!(whole, parts);
         assert_ne!(pattern(0, 256)[..], pattern(256, 256)[..]);
+    }
+
+    /// Reno is built into every kernel with IPv4, the host's included.
+    #[test]
+    fn a_loopback_transfer_reports_the_senders_window_and_segment_size() {
+        let options = Options {
+            max_segment: Some(1000),
+            max_pacing_rate: Some(64 << 20),
+        };
+        let info = transfer("reno", 1 << 20, options).unwrap();
+        assert!(info.snd_cwnd >= 2, "{}", info.render());
+        // The MSS option leaves room for TCP options (timestamps: 12 bytes).
+        assert!((900..=1000).contains(&info.snd_mss), "{}", info.render());
+        assert!(info.rtt_us > 0, "{}", info.render());
+    }
+
+    #[test]
+    fn an_unregistered_name_is_refused_as_such() {
+        let err = Connection::open("no_such_ca").err().unwrap();
+        assert!(matches!(err, SelectError::NotRegistered(_)), "{err}");
+        assert_eq!(err.failure(9).code, 9);
     }
 }
