@@ -96,7 +96,7 @@ enum Command {
         /// Repetitions of each figure.
         #[arg(long, default_value_t = 5)]
         runs: usize,
-        /// Also build the kernel from scratch once, in a scratch cache (about 7 minutes).
+        /// Also build the kernel from scratch once, in a scratch cache (a full kernel build: minutes).
         #[arg(long)]
         cold_kernel: bool,
         /// The scenario one VM is timed with, and compared with vng on
