@@ -33,6 +33,7 @@ use harness_host::{paths, setup, vng};
         STRUCT_OPS_KERNEL           the kernel, as --kernel (a Debian series such as 7.3, or a kernel tree)\n  \
         STRUCT_OPS_KERNEL_TREE      a kernel tree, as --kernel-tree\n  \
         STRUCT_OPS_DEBUG_KERNEL     1 for the debug kernel (as --debug-kernel)\n  \
+        STRUCT_OPS_RACE_KERNEL      1 for the race kernel (as --race-kernel)\n  \
         STRUCT_OPS_ACCEL            kvm or tcg, to skip the KVM probe\n  \
         STRUCT_OPS_VIRTIOFSD        the virtiofsd to use (needs --readonly)\n  \
         STRUCT_OPS_VERBOSE_CONSOLE  1 for every boot message on the VM console"
