@@ -342,7 +342,7 @@ fn the_guest_cannot_write_the_host() {
 }
 
 /// Needs a /dev/kvm that opens (GitHub's runners and this project's machines
-/// have one, working or not); elsewhere it fails, and the README shows the
+/// have one, working or not); elsewhere it fails, and its message shows the
 /// filter that leaves it out.
 #[test]
 fn kvm_is_probed_once_and_the_verdict_is_kept() {

@@ -24,7 +24,8 @@ pub struct Loader {
     /// As the actions show it: `loader once --message ...`.
     pub name: &'static str,
     /// The loader's `main`; `None` when the binary was built without it
-    /// (the host runner is: see the `loader` feature in the README).
+    /// (the host runner is: see the `loader` feature in the harness guide's
+    /// loaders chapter).
     pub main: Option<fn(Vec<OsString>) -> ExitCode>,
 }
 

@@ -10,13 +10,21 @@
 //!   the process a [`Workload`]'s threads run in (`__workload`);
 //! - `__catalogue`: what it declares, as JSON, for the `harness` tool.
 //!
-//! ```ignore
+//! ```no_run
 //! // tests/vm.rs
+//! # mod my_subject {
+//! #     pub const SUBJECT: harness::Subject =
+//! #         harness::Subject::new("hello", "an example", env!("CARGO_MANIFEST_DIR"));
+//! # }
 //! harness::main!(my_subject::SUBJECT);
 //! ```
+//!
+//! The [`guide`] explains how to write a subject, chapter by chapter, from
+//! [`guide::first_subject`] on.
 #![deny(missing_docs)]
 
 mod binary;
+pub mod guide;
 
 pub use binary::{run_binary, Binary};
 pub use guest_agent::runtime::context::{Context, StepId};

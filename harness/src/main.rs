@@ -33,6 +33,7 @@ use harness_host::{paths, setup, vng};
         STRUCT_OPS_KERNEL           the kernel, as --kernel (a Debian series such as 7.3, or a kernel tree)\n  \
         STRUCT_OPS_KERNEL_TREE      a kernel tree, as --kernel-tree\n  \
         STRUCT_OPS_DEBUG_KERNEL     1 for the debug kernel (as --debug-kernel)\n  \
+        STRUCT_OPS_RACE_KERNEL      1 for the race kernel (as --race-kernel)\n  \
         STRUCT_OPS_ACCEL            kvm or tcg, to skip the KVM probe\n  \
         STRUCT_OPS_VIRTIOFSD        the virtiofsd to use (needs --readonly)\n  \
         STRUCT_OPS_VERBOSE_CONSOLE  1 for every boot message on the VM console"
@@ -96,7 +97,7 @@ enum Command {
         /// Repetitions of each figure.
         #[arg(long, default_value_t = 5)]
         runs: usize,
-        /// Also build the kernel from scratch once, in a scratch cache (about 7 minutes).
+        /// Also build the kernel from scratch once, in a scratch cache (a full kernel build: minutes).
         #[arg(long)]
         cold_kernel: bool,
         /// The scenario one VM is timed with, and compared with vng on

@@ -248,7 +248,7 @@ pub fn kind(
                 bail!(
                     "harness new scaffolds the kernel types {}; for {type_name}, start from \
                      --kernel-type tcp_congestion_ops and change the type and its kernel options \
-                     (the README's \"Other kernel types\" says which each needs)",
+                     (the guide's kernel_types chapter, `cargo doc -p harness --open`, says which)",
                     names.join(", ")
                 );
             };

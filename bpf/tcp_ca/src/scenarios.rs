@@ -127,10 +127,9 @@ fn in_use(context: &mut Context) -> Result<()> {
 /// undoes its reaction when the original arrives (undo_cwnd). Then
 /// LOSS_PERCENT of the packets are dropped: vmtest_reno halves its window
 /// (ssthresh, set_state), and nothing undoes it. Apart, because undo also
-/// reverts real losses' reductions in a connection with both (seen once in
-/// eight runs), and a reduced ssthresh is what the second one checks.
-/// Measured under TCG: undo_cwnd ran 2 to 6 times in the first transfer,
-/// ssthresh 5 to 14 times in the second.
+/// reverts real losses' reductions in a connection with both, and a
+/// reduced ssthresh is what the second one checks. How many times each
+/// member ran is in the scenario's measurements (`harness run --json`).
 const NETEM_DELAY: Duration = Duration::from_millis(5);
 const REORDER_EVERY: u32 = 10;
 const LOSS_PERCENT: f32 = 3.0;

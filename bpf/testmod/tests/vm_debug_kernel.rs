@@ -4,7 +4,7 @@
 //! runs the `trigger` scenario on the debug kernel, and insists that the
 //! scenario fails naming the kernel's report, and that the default kernel
 //! passes the same module blind. The nextest setup script
-//! `debug-kernel` builds that kernel first (about 10 minutes, once). A
+//! `debug-kernel` builds that kernel first (a full kernel build, once). A
 //! subject's own test of the harness's host API, as any crate could write.
 
 mod common;

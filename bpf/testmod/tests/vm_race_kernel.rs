@@ -13,9 +13,9 @@ mod common;
 use harness::host::kernel::Flavour;
 
 /// KCSAN samples accesses (one in 100 in a scenario that hunts races, see
-/// `DENSE_SKIP_WATCH`), so a run may miss the race: measured, one run in
-/// four reported it. The test runs `trigger_storm` until one does, 20 times
-/// at most (all 20 missing it: about 0.3%).
+/// `DENSE_SKIP_WATCH`), so a run may miss the race. The test runs
+/// `trigger_storm` until one reports it, 20 times at most; its output says
+/// how many runs that took.
 #[test]
 fn race_kernel_catches_a_data_race_on_a_plain_counter() {
     common::assert_caught_within(

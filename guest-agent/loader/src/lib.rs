@@ -29,6 +29,10 @@ use std::time::{Duration, Instant};
 pub use harness_wire::exit;
 use harness_wire::programs::ProgramStats;
 pub use libbpf_log::{bare_refusal, verifier_reason, BareRefusal, Capture, LoadFailure};
+/// The libbpf-rs these helpers are built on: a loader that names its types
+/// (`libbpf_rs::Error`, `Link`, `Object`) through this re-export uses the
+/// same version.
+pub use libbpf_rs;
 
 /// An error that knows which exit code it deserves (see [`exit`]).
 #[derive(Debug)]

@@ -1,5 +1,5 @@
 //! `harness bench`: the figures that say whether the harness is fast enough,
-//! each as min/median/max over repeated runs on this machine, against its target.
+//! each as min/median/max over repeated runs on the machine it runs on, against its target.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -17,7 +17,7 @@ use crate::vm::VmOptions;
 pub struct BenchOptions {
     /// Repetitions of each cheap figure.
     pub runs: usize,
-    /// Also build the kernel from scratch once (about 7 minutes on 2 cores).
+    /// Also build the kernel from scratch once (a full kernel build: minutes).
     pub cold_kernel: bool,
     /// The scenario one VM is timed with, and compared with vng on.
     pub scenario: String,

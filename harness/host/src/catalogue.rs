@@ -85,7 +85,7 @@ impl Catalogue {
             Some(subject) => Ok(&subject.binary),
             None => bail!(
                 "no subject to boot: this workspace has no package with \
-                 [package.metadata.harness] vm-test = \"<test target>\" (see the README, or \
+                 [package.metadata.harness] vm-test = \"<test target>\" (see harness::guide::first_subject, or \
                  `harness new` to start one)"
             ),
         }

@@ -101,10 +101,10 @@ pub fn kernel_cmdline(spec: &VmSpec) -> String {
             "loglevel=5"
         }
         .to_owned(),
-        // Probing for a PS/2 mouse nobody has takes 0.4 s under TCG.
+        // Probing for a PS/2 mouse nobody has is a wait in every TCG boot.
         "i8042.noaux".to_owned(),
         // The agent drains the log as it is written; this is room for the
-        // bursts it has not reached yet (16M cost 0.3 s of boot under TCG).
+        // bursts it has not reached yet (a larger buffer lengthens a TCG boot).
         // An overwritten record fails the scenario: it could have been a splat.
         "log_buf_len=2M".to_owned(),
         // Panic straight into a reset, which -no-reboot turns into QEMU exiting.

@@ -119,7 +119,7 @@ pub fn run_scenario(
 /// its kernel panicked, or it missed the boot deadline. Nothing of the
 /// subject has run by then (the agent loads its module), so such a failure
 /// says nothing of the scenario. Seen once each under TCG: the debug kernel
-/// panicking in `setup_IO_APIC` at 0.024 s under load; the default kernel
+/// panicking in `setup_IO_APIC` early in its boot, under load; the default kernel
 /// with a vCPU that took no interrupts. A kernel that fails at every boot
 /// still fails, the second time; the first boot's logs are kept, and said
 /// where.
@@ -227,15 +227,13 @@ pub fn run_probing<T>(
 }
 
 /// How many scenarios one VM runs, one after another, on a flavour's
-/// kernel: the debug kernel's boot costs about 4 s of CPU under TCG
-/// (KASAN, lockdep and kmemleak at every allocation), more than most of its
-/// scenarios, so its VMs run several; a failed scenario ends its VM, and
-/// the rest run in a fresh one. It also halves its leak scans: one VM's
-/// scan after a scenario judges the one before (see the agent's
-/// `kmemleak`). The other kernels boot in about a second: a VM each, the
-/// cleanest start a scenario can have. Measured: the debug catalogue took
-/// 194 s with a VM each (3 at a time, to fill their idle waits for
-/// kmemleak), 87.9 s with up to 8 scenarios a VM (2 at a time).
+/// kernel: the debug kernel's boot costs more CPU under TCG than most of
+/// its scenarios (KASAN, lockdep and kmemleak at every allocation), so its
+/// VMs run several; a failed scenario ends its VM, and the rest run in a
+/// fresh one. It also halves its leak scans: one VM's scan after a scenario
+/// judges the one before (see the agent's `kmemleak`). The other kernels
+/// boot quickly: a VM each, the cleanest start a scenario can have.
+/// `harness bench --debug-kernel` times both flavours' boots and suites.
 pub fn scenarios_per_vm(flavour: crate::kernel::Flavour) -> usize {
     match flavour {
         crate::kernel::Flavour::Debug => 8,

@@ -275,7 +275,7 @@ fn extract_tarball(deb: &Path, member: &str, to: &Path) -> Result<()> {
 /// `member` (`./usr/src/...`), if it does.
 fn archived_file<'a>(contents: &'a str, member: &str) -> Option<&'a str> {
     contents.lines().find_map(|line| {
-        // -rw-r--r-- root/root 166780612 2025-11-20 12:00 ./usr/src/linux-source-7.3.tar.xz
+        // -rw-r--r-- root/root SIZE YYYY-MM-DD HH:MM ./usr/src/linux-source-7.3.tar.xz
         let path = line.split_whitespace().nth(5)?;
         let is_file = line.starts_with('-');
         (is_file && path.trim_start_matches("./") == member).then_some(path)

@@ -235,8 +235,8 @@ fn build_lock(entry: &Path, key: &str) -> Result<std::fs::File> {
     )
 }
 
-/// What a new entry grows to, with a margin: 1.3 to 2.3 GB measured, the
-/// build directory's objects and the images (6.12 and 7.3, every flavour).
+/// What a new entry grows to, with a margin: the build directory's objects
+/// and the images, every flavour (`harness cache list` shows each entry's size).
 const BUILD_ROOM: u64 = 3 << 30;
 
 fn ensure_cached(

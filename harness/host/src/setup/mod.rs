@@ -1,5 +1,5 @@
 //! Host packages: one explicit step. `harness setup` installs what is
-//! missing: Debian's packages as root ([`apt`], which never removes or
+//! missing: Debian's packages as root (the `apt` module, which never removes or
 //! downgrades a package the machine has unless told so by name), then the
 //! Rust virtiofsd and a virtualenv of Python tools (install-tools.sh).
 //! `harness run`, `harness build` and the nextest setup script call it when
