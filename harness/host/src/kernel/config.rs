@@ -182,6 +182,10 @@ const CORE_FRAGMENTS: &[(&str, &str)] = &[
     ("debug.config", include_str!("../../images/debug.config")),
     ("race.config", include_str!("../../images/race.config")),
     (
+        "programs.config",
+        include_str!("../../images/programs.config"),
+    ),
+    (
         "debugging.config",
         include_str!("../../images/debugging.config"),
     ),
@@ -583,5 +587,27 @@ mod tests {
             dropped[2],
             "CONFIG_USB unset (images/bpf.config:4), but the final .config has CONFIG_USB=y"
         );
+    }
+
+    /// A fragment file the core does not list is silently no part of any
+    /// kernel: programs.config (IKCONFIG) once was, and the default kernel
+    /// lost /proc/config.gz with its cache key changed.
+    #[test]
+    fn every_fragment_file_of_the_core_is_in_its_list() {
+        let images = Path::new(env!("CARGO_MANIFEST_DIR")).join("images");
+        let listed: Vec<&str> = CORE_FRAGMENTS.iter().map(|(name, _)| *name).collect();
+        let mut files: Vec<String> = std::fs::read_dir(&images)
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|name| name.ends_with(".config"))
+            .collect();
+        files.sort();
+        assert!(files.len() > 5, "{files:?}");
+        for file in &files {
+            assert!(listed.contains(&file.as_str()), "{file} is not in CORE_FRAGMENTS");
+        }
+        for name in TYPE_FRAGMENTS {
+            assert!(listed.contains(name), "{name} of TYPE_FRAGMENTS is not in CORE_FRAGMENTS");
+        }
     }
 }
