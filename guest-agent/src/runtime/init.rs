@@ -106,8 +106,8 @@ fn inject_fault(args: &RunArgs) -> Option<Flow> {
         Fault::Hang => hang(),
         // Hung before the ready line, in init_steps.
         Fault::HangBeforeReady => None,
-        // The scenario's run drops its expected exit (see run.rs).
-        Fault::ExpectNoExit => None,
+        // The scenario's run drops its expected exit, or fails (see run.rs).
+        Fault::ExpectNoExit | Fault::FailScenario => None,
         Fault::NoResult => Some(Flow::Stop),
         Fault::WriteHost => {
             let binary = std::env::current_exe().unwrap_or_default();

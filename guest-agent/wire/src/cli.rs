@@ -145,6 +145,10 @@ pub enum Fault {
     /// Run the scenario as if it declared no expected exit: an ejection
     /// it expects must then fail it (proving the verdict knows the type).
     ExpectNoExit,
+    /// Run the first scenario, then fail it with a failure that says so:
+    /// the host asks for it in one VM of two to prove it calls such a
+    /// scenario flaky.
+    FailScenario,
 }
 
 impl AgentCommand {

@@ -342,6 +342,11 @@ impl QemuProcess {
         let _ = self.handle.kill();
     }
 
+    /// QEMU's process id (its vCPU threads are under /proc/PID/task).
+    pub fn pid(&self) -> Option<u32> {
+        self.handle.pids().first().copied()
+    }
+
     pub fn stderr_tail(&self, lines: usize) -> String {
         crate::text::tail_of_file(&self.stderr_log, lines)
     }

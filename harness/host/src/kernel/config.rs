@@ -604,10 +604,16 @@ mod tests {
         files.sort();
         assert!(files.len() > 5, "{files:?}");
         for file in &files {
-            assert!(listed.contains(&file.as_str()), "{file} is not in CORE_FRAGMENTS");
+            assert!(
+                listed.contains(&file.as_str()),
+                "{file} is not in CORE_FRAGMENTS"
+            );
         }
         for name in TYPE_FRAGMENTS {
-            assert!(listed.contains(name), "{name} of TYPE_FRAGMENTS is not in CORE_FRAGMENTS");
+            assert!(
+                listed.contains(name),
+                "{name} of TYPE_FRAGMENTS is not in CORE_FRAGMENTS"
+            );
         }
     }
 }
