@@ -324,13 +324,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let kind = new::kind(module, kernel_type, name, &path)?;
             let dependency = new::harness_dependency(harness_git, harness_path)?;
             let written = new::scaffold(&path, &kind, &dependency)?;
-            println!("wrote {} files in {}; next:", written.len(), path.display());
-            println!("  cd {}", path.display());
-            println!("  cargo nextest run      # builds what it needs; fails only because the snapshots are new");
-            println!(
-                "  cargo insta review     # read each snapshot, accept it (or: cargo insta accept)"
-            );
-            println!("  cargo nextest run      # green");
+            print_next_steps(written.len(), &path);
             Ok(ExitCode::SUCCESS)
         }
         Command::Setup { allow_remove } => {
@@ -376,13 +370,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
             kernel,
             command,
         } => {
-            let artifacts = prepare(&kernel.one("exec")?, &discover()?, &Progress::new())?;
             let how = StepIn {
                 modules: module,
                 gdb,
                 timeout: Some(Duration::from_secs(timeout)),
             };
-            Ok(exit_with(step_in::exec(&artifacts, command, &how)?))
+            exec(command, &how, &kernel)
         }
         Command::Shell {
             scenario,
@@ -397,6 +390,17 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// What `harness new` wrote, and what to run next in it.
+fn print_next_steps(written: usize, path: &std::path::Path) {
+    println!("wrote {written} files in {}; next:", path.display());
+    println!("  cd {}", path.display());
+    println!(
+        "  cargo nextest run      # builds what it needs; fails only because the snapshots are new"
+    );
+    println!("  cargo insta review     # read each snapshot, accept it (or: cargo insta accept)");
+    println!("  cargo nextest run      # green");
 }
 
 /// Every scenario on each kernel, then the verifier's cost of each program
@@ -444,6 +448,12 @@ fn verifier(kernel: KernelArgs) -> Result<ExitCode> {
 fn discover() -> Result<Catalogue> {
     let dir = std::env::current_dir().context("finding the current directory")?;
     catalogue::discover(&dir, &Progress::new())
+}
+
+/// `harness exec`: CMD in a VM, leaving with its exit code.
+fn exec(command: Vec<String>, how: &StepIn, kernel: &KernelArgs) -> Result<ExitCode> {
+    let artifacts = prepare(&kernel.one("exec")?, &discover()?, &Progress::new())?;
+    Ok(exit_with(step_in::exec(&artifacts, command, how)?))
 }
 
 fn shell(scenario: Option<String>, gdb: bool, kernel: &KernelArgs) -> Result<ExitCode> {
