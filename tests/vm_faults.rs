@@ -278,9 +278,11 @@ fn a_stalled_boot_is_ended_at_the_deadline_the_measured_boots_set() {
     assert!(deadline.after < Duration::from_secs(60), "{deadline}");
     assert!(error.to_string().contains("slowest of the last"), "{error}");
     // Two boots, each ended at its deadline (each at least the floor),
-    // neither at half the timeout.
+    // not at half the timeout (the last boots may have moved the first's
+    // deadline a little).
     assert!(
-        took >= deadline.after + harness_host::boot_times::FLOOR && took < Duration::from_secs(60),
+        took >= deadline.after + harness_host::boot_times::FLOOR
+            && took < deadline.after * 2 + Duration::from_secs(15),
         "took {took:?} for a deadline of {deadline}"
     );
     if let Some(first) = &error.retried_boot {

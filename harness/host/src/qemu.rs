@@ -441,7 +441,10 @@ mod tests {
         for accel in [Accel::Tcg, Accel::Kvm] {
             let cmdline = kernel_cmdline(&spec(RootShare::NineP, accel));
             let (kernel, _) = cmdline.split_once(" -- ").unwrap();
-            assert!(kernel.split(' ').any(|word| word == "no_timer_check"), "{cmdline}");
+            assert!(
+                kernel.split(' ').any(|word| word == "no_timer_check"),
+                "{cmdline}"
+            );
         }
     }
 
