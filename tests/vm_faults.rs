@@ -235,6 +235,13 @@ fn a_boot_that_never_gets_ready_is_tried_twice_then_reported() {
     assert_eq!(first.cause, harness_host::vm::BootFailure::Stalled);
     assert!(first.logs.join("console.log").is_file(), "{first:?}");
     assert!(first.logs.join("vcpus.txt").is_file(), "{first:?}");
+    // The kernel's own log, read from its memory: info lines the console
+    // (warnings and worse) never showed.
+    let dmesg = std::fs::read_to_string(first.logs.join("dmesg.txt")).unwrap();
+    assert!(
+        dmesg.contains("Linux version") && dmesg.contains("smp: Brought up"),
+        "{dmesg}"
+    );
     assert_ne!(first.logs, error.logs);
     let _ = std::fs::remove_dir_all(&first.logs);
     assert_cleaned_up(&error);

@@ -117,7 +117,7 @@ pub enum VmFailure {
     /// The agent did not say ready within the boot deadline (several times
     /// the slowest recent boot here, see `boot_times`): the guest stalled
     /// while booting.
-    #[error("the guest's agent did not say ready within {deadline} of QEMU's start and the VM was killed (a stalled boot); QEMU reported the VM as {state}; its vCPUs: {vcpus} (vcpus.txt in the logs has the monitor's full output)")]
+    #[error("the guest's agent did not say ready within {deadline} of QEMU's start and the VM was killed (a stalled boot); QEMU reported the VM as {state}; its vCPUs: {vcpus} (in the logs: vcpus.txt, the monitor's full output; dmesg.txt, the kernel's own log read from its memory)")]
     NeverReady {
         /// The boot deadline it missed, and what set it.
         deadline: BootDeadline,
@@ -487,8 +487,12 @@ impl Vm {
         };
         let system_map = self.kernel_for_gdb.1.join("System.map");
         let (summary, detail) = stall::describe(qmp, self.qemu.pid(), &system_map);
-        // Best effort: the summary is in the failure either way.
+        // Best effort: the summary is in the failure either way, and a
+        // kernel log that cannot be read says why in its place.
         let _ = std::fs::write(self.logs.path().join("vcpus.txt"), detail);
+        if let Err(err) = stall::save_kernel_log(qmp, &system_map, self.logs.path()) {
+            let _ = std::fs::write(self.logs.path().join("dmesg.txt"), format!("{err:#}\n"));
+        }
         summary
     }
 

@@ -4,10 +4,13 @@
 //! kernel symbol), whether it was halted and took interrupts, its local
 //! APIC (the timer that drives its tick, and what is pending) and whether
 //! QEMU's thread for it was running or asleep; the full monitor output is
-//! kept in the logs as `vcpus.txt`.
+//! kept in the logs as `vcpus.txt`, and the kernel's own log, info lines
+//! included, read out of the guest's memory, as `dmesg.txt`.
 
 use std::fmt::Write as _;
 use std::path::Path;
+
+use anyhow::{Context, Result};
 
 use crate::qmp::QmpClient;
 
@@ -118,6 +121,69 @@ impl Vcpu {
     }
 }
 
+/// The guest kernel's log, read out of its memory into `logs/dmesg.txt`:
+/// the console shows warnings and worse only, and a stalled guest's
+/// /dev/kmsg is out of reach. The text of the printk ring, record by
+/// record in the order written (2 MB, which a boot does not wrap), found
+/// through the `log_buf` pointer and `log_buf_len` (no KASLR: System.map's
+/// addresses are the running kernel's).
+pub(super) fn save_kernel_log(qmp: &mut QmpClient, system_map: &Path, logs: &Path) -> Result<()> {
+    let symbols = std::fs::read_to_string(system_map)
+        .with_context(|| format!("reading {}", system_map.display()))?;
+    let pointer = read_word(qmp, symbol_address(&symbols, "log_buf")?, "g")?;
+    let length = read_word(qmp, symbol_address(&symbols, "log_buf_len")?, "w")?;
+    let raw = logs.join("log_buf.raw");
+    // Quoted: unquoted, the path's leading / reads as a division of the size.
+    let command = format!("memsave {pointer:#x} {length} \"{}\"", raw.display());
+    // Silent on success; an error is its words.
+    let said = qmp.human(&command, Some(0))?;
+    anyhow::ensure!(said.trim().is_empty(), "{command}: {}", said.trim());
+    let bytes = std::fs::read(&raw).with_context(|| format!("reading {}", raw.display()))?;
+    let _ = std::fs::remove_file(&raw);
+    let text = printable_runs(&bytes);
+    let path = logs.join("dmesg.txt");
+    std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))
+}
+
+/// The address of the symbol `name` in a System.map.
+fn symbol_address(system_map: &str, name: &str) -> Result<u64> {
+    system_map
+        .lines()
+        .find_map(|line| {
+            let mut words = line.split_whitespace();
+            let (address, _, symbol) = (words.next()?, words.next()?, words.next()?);
+            (symbol == name).then(|| u64::from_str_radix(address, 16).ok())?
+        })
+        .with_context(|| format!("no symbol {name} in the kernel's System.map"))
+}
+
+/// The guest word (`g`: 8 bytes, `w`: 4) at virtual `address`, from the
+/// monitor's `x` (`ffffffff820c3e88: 0xffff88801e000000`).
+fn read_word(qmp: &mut QmpClient, address: u64, size: &str) -> Result<u64> {
+    let output = qmp.human(&format!("x /1{size}x {address:#x}"), Some(0))?;
+    parse_word(&output)
+        .with_context(|| format!("reading {address:#x}: the monitor said {output:?}"))
+}
+
+fn parse_word(output: &str) -> Option<u64> {
+    let (_, value) = output.split_once(':')?;
+    u64::from_str_radix(value.trim().trim_start_matches("0x"), 16).ok()
+}
+
+/// Each run of at least 8 printable characters in `bytes`, a line each: the
+/// records' text, without the binary between them.
+fn printable_runs(bytes: &[u8]) -> String {
+    let printable = |byte: &u8| (0x20..0x7f).contains(byte) || *byte == b'\t';
+    let mut text = String::new();
+    for run in bytes.split(|byte| !printable(byte)) {
+        if run.len() >= 8 {
+            text.push_str(&String::from_utf8_lossy(run));
+            text.push('\n');
+        }
+    }
+    text
+}
+
 /// `name+0xoffset` for `address`, from a System.map's text symbols.
 fn symbolise(system_map: &str, address: u64) -> Option<String> {
     let (start, name) = system_map
@@ -195,6 +261,31 @@ mod tests {
         let in_call = symbolise(SYSTEM_MAP, 0xffff_ffff_81e7_a105);
         assert_eq!(in_call.as_deref(), Some("default_idle_call+0x5"));
         assert_eq!(symbolise(SYSTEM_MAP, 0x1000), None);
+    }
+
+    #[test]
+    fn the_kernel_log_is_found_by_its_symbols_and_read_as_its_text() {
+        let map = "ffffffff820c3e80 d log_buf_len\nffffffff820c3e88 d log_buf\n";
+        assert_eq!(
+            symbol_address(map, "log_buf").unwrap(),
+            0xffff_ffff_820c_3e88
+        );
+        assert_eq!(
+            symbol_address(map, "log_buf_len").unwrap(),
+            0xffff_ffff_820c_3e80
+        );
+        let missing = symbol_address(map, "prb").unwrap_err().to_string();
+        assert!(missing.contains("no symbol prb"), "{missing}");
+        assert_eq!(
+            parse_word("ffffffff820c3e88: 0xffff88801e000000\r\n"),
+            Some(0xffff_8880_1e00_0000)
+        );
+        assert_eq!(parse_word("Cannot access memory\r\n"), None);
+        let ring = b"\x01\0\0\0\0\0\0\0Linux version 6.12.118\0\0\x02\0\0\0\0\0\0\0smp: Brought up 1 node, 2 CPUs\xff\xffab";
+        assert_eq!(
+            printable_runs(ring),
+            "Linux version 6.12.118\nsmp: Brought up 1 node, 2 CPUs\n"
+        );
     }
 
     #[test]
