@@ -306,13 +306,13 @@ fn run_round(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::vm::{BootFailure, RetriedBoot, RunError, ScenarioRun};
     use std::time::Duration;
 
-    /// A run of `scenario` that passed or failed, its boot retried or not.
-    fn tried(round: usize, attempt: usize, passed: bool, boot_retried: bool) -> Tried {
+    /// A run of `attach` that passed or failed, its boot retried or not.
+    pub(crate) fn tried(round: usize, attempt: usize, passed: bool, boot_retried: bool) -> Tried {
         let retried_boot = boot_retried.then(|| RetriedBoot {
             cause: BootFailure::Stalled,
             failure: "the guest's agent did not say ready".into(),
@@ -347,7 +347,7 @@ mod tests {
         }
     }
 
-    fn runs(tries: Vec<Tried>) -> ScenarioRuns {
+    pub(crate) fn runs(tries: Vec<Tried>) -> ScenarioRuns {
         ScenarioRuns {
             scenario: "attach".into(),
             tries,

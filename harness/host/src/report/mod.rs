@@ -423,3 +423,45 @@ pub fn render_verifier_table(kernels: &[(&KernelInfo, &[&Row])]) -> String {
     }
     text
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::repeat::tests::tried;
+
+    #[test]
+    fn a_run_after_a_retried_boot_says_so_in_the_table() {
+        let retried = tried(1, 0, true, true).row;
+        let clean = tried(1, 0, true, false).row;
+        let table = render_table(&[&retried, &clean]);
+        let lines: Vec<&str> = table.lines().collect();
+        assert!(lines[0].starts_with("scenario"), "{table}");
+        assert!(
+            lines[1].contains(" pass (boot retried: stalled) "),
+            "{table}"
+        );
+        assert!(lines[2].contains(" pass "), "{table}");
+        assert_eq!(
+            lines[3],
+            "2 passed, 0 failed, 1 after a boot the harness retried (flaky)"
+        );
+        let said = render_retried_boots(&[&retried, &clean]);
+        assert!(
+            said.contains("=== attach: boot retried (stalled) ===")
+                && said.contains("that boot's logs: /logs/first-boot"),
+            "{said}"
+        );
+        let json = serde_json::to_value(json_row(&info(), &retried)).unwrap();
+        assert_eq!(json["retried_boot"]["cause"], "stalled");
+        assert_eq!(json["retried_boot"]["logs"], "/logs/first-boot");
+    }
+
+    fn info() -> KernelInfo {
+        KernelInfo {
+            version: "6.12.118".into(),
+            flavour: Flavour::Default,
+            key: "0123".into(),
+            unchecked_splat_classes: Vec::new(),
+        }
+    }
+}

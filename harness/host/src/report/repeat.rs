@@ -59,9 +59,10 @@ pub fn render_rounds(repeated: &Repeated, plan: Plan) -> String {
         count => format!(", a failed run tried again up to {count} times"),
     };
     let stopped = match plan.rounds {
-        Rounds::UntilFail { .. } if repeated.verdict() != Verdict::Passed => {
-            format!("; --until-fail stopped at round {rounds}, the first that did not pass cleanly")
-        }
+        Rounds::UntilFail { .. } if repeated.verdict() != Verdict::Passed => format!(
+            "; --until-fail stopped at round {}, the first that did not pass cleanly",
+            repeated.rounds
+        ),
         Rounds::UntilFail {
             at_most: Some(most),
         } => {
@@ -69,7 +70,11 @@ pub fn render_rounds(repeated: &Repeated, plan: Plan) -> String {
         }
         _ => String::new(),
     };
-    format!("{rounds} rounds, each run in a freshly booted VM{retries}{stopped}\n")
+    let rounds = match rounds {
+        1 => "1 round".to_owned(),
+        count => format!("{count} rounds"),
+    };
+    format!("{rounds}, each run in a freshly booted VM{retries}{stopped}\n")
 }
 
 /// For each scenario that did not pass cleanly: its first failure in full
@@ -205,5 +210,76 @@ fn json_scenario<'a>(kernel: &'a KernelInfo, runs: &'a ScenarioRuns) -> JsonScen
         failed_rounds: runs.rounds_that(Verdict::Failed),
         boot_retries: runs.boot_retries(),
         rows: rows.collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::repeat::tests::{runs, tried};
+
+    fn repeated() -> Repeated {
+        let clean = runs(vec![tried(1, 0, true, false), tried(2, 0, true, false)]);
+        let mut flaky = runs(vec![
+            tried(1, 0, false, false),
+            tried(1, 1, true, false),
+            tried(2, 0, true, true),
+        ]);
+        flaky.scenario = "trigger".into();
+        Repeated {
+            scenarios: vec![clean, flaky],
+            rounds: 2,
+        }
+    }
+
+    #[test]
+    fn a_line_per_scenario_counts_its_runs() {
+        let table = render_table(&repeated());
+        let lines: Vec<Vec<&str>> = (table.lines())
+            .map(|line| line.split_whitespace().collect())
+            .collect();
+        assert_eq!(
+            lines[1],
+            ["attach", "pass", "2", "2", "0", "0", "0"],
+            "{table}"
+        );
+        assert_eq!(
+            lines[2],
+            ["trigger", "FLAKY", "3", "2", "1", "2", "1"],
+            "{table}"
+        );
+        assert_eq!(lines[3].join(" "), "1 passed, 1 flaky, 0 failed");
+    }
+
+    #[test]
+    fn the_rounds_line_says_why_until_fail_stopped() {
+        let plan = Plan {
+            rounds: Rounds::UntilFail { at_most: Some(5) },
+            retries: 1,
+        };
+        assert_eq!(
+            render_rounds(&repeated(), plan),
+            "2 rounds, each run in a freshly booted VM, a failed run tried again up to 1 \
+             times; --until-fail stopped at round 2, the first that did not pass cleanly\n"
+        );
+        let once = Repeated {
+            scenarios: Vec::new(),
+            rounds: 1,
+        };
+        assert_eq!(
+            render_rounds(&once, Plan::ONCE),
+            "1 round, each run in a freshly booted VM\n"
+        );
+    }
+
+    #[test]
+    fn the_runs_that_were_not_clean_name_their_logs() {
+        let kept = kept_logs(&repeated().scenarios[1]);
+        assert!(kept.contains("round 1 failed: /logs/1-0"), "{kept}");
+        assert!(
+            kept.contains("round 2: boot retried (stalled), that boot's logs: /logs/first-boot"),
+            "{kept}"
+        );
+        assert_eq!(kept_logs(&repeated().scenarios[0]), "");
     }
 }

@@ -708,3 +708,33 @@ fn check_cmdline_paths(artifacts: &Artifacts, binary: &Path) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_other_vm_fails_its_scenario_on_purpose() {
+        let dir = tempfile::tempdir().unwrap();
+        let counter = dir.path().join("vms");
+        let options = VmOptions {
+            fail_every_other: Some(counter.clone()),
+            fault: Some(Fault::WriteHost),
+            ..VmOptions::default()
+        };
+        let faults: Vec<Option<Fault>> = (0..4)
+            .map(|_| with_counted_fault(&options).unwrap().fault)
+            .collect();
+        let odd = Some(Fault::FailScenario);
+        // The even ones keep the fault they were given.
+        let even = Some(Fault::WriteHost);
+        assert_eq!(faults, [odd, even, odd, even]);
+        assert_eq!(std::fs::read_to_string(&counter).unwrap(), "4");
+        assert_eq!(with_counted_fault(&options).unwrap().fail_every_other, None);
+        std::fs::write(&counter, "many").unwrap();
+        let error = format!("{:#}", with_counted_fault(&options).unwrap_err());
+        assert!(error.contains("holds no count of VMs"), "{error}");
+        let plain = VmOptions::default();
+        assert_eq!(with_counted_fault(&plain).unwrap().fault, None);
+    }
+}
