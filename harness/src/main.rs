@@ -236,7 +236,9 @@ struct RunArgs {
     /// List the scenarios and exit.
     #[arg(long)]
     list: bool,
-    /// Print the results as JSON on stdout (progress still goes to stderr).
+    /// Print the results as JSON on stdout (progress still goes to stderr):
+    /// a row per scenario, or with --repeat, --until-fail or --retries each
+    /// scenario's runs, passes, flaky flag and retried boots, and each run's row.
     #[arg(long)]
     json: bool,
     /// Keep every VM's logs, not only those of failures.
@@ -256,7 +258,9 @@ struct RunArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     scenarios_per_vm: Option<u16>,
     /// Per-VM timeout in seconds, counted again from each scenario's result;
-    /// a VM still running then is killed.
+    /// a VM still running then is killed. A boot whose agent is not ready by
+    /// the boot deadline (5x the slowest of the last 20 boots measured here,
+    /// at least 10 s, at most half this) is ended sooner and booted again.
     #[arg(long, default_value_t = 120)]
     timeout: u64,
     /// Run the selected scenarios N times, in rounds, each run in a freshly
