@@ -1,6 +1,6 @@
 //! `harness run` repeated, as a person runs it: `--repeat N` counts each
 //! scenario's passes, `--retries N` calls a scenario that fails and then
-//! passes flaky (exit code 2), `--until-fail` stops at the first round that
+//! passes flaky (exit code 3), `--until-fail` stops at the first round that
 //! is not clean. A scenario is made to fail one time in two honestly: the
 //! harness's hidden `--fail-every-other FILE` counts VMs in a file on the
 //! host, and the agent of each VM that makes the count odd fails the
@@ -84,8 +84,8 @@ fn a_scenario_failing_one_time_in_two_is_flaky_with_one_retry() {
     assert!(rows[1]["logs"].is_null(), "{:#}", rows[1]);
     let _ = std::fs::remove_dir_all(rows[2]["logs"].as_str().unwrap());
     let _ = std::fs::remove_dir_all(logs);
-    // Flaky only: exit code 2, not a pass and not a failure.
-    assert_eq!(code, 2, "{stderr}");
+    // Flaky only: exit code 3, not a pass, not a failure, not a usage error.
+    assert_eq!(code, 3, "{stderr}");
     // Counted once a VM (a boot the harness retried runs the same fault).
     assert_eq!(count(&counter), 4);
 }
@@ -190,7 +190,7 @@ fn repeat_prints_a_pass_count_per_scenario() {
         "{stdout}"
     );
     let expected = match stdout.contains("FLAKY") {
-        true => 2,
+        true => 3,
         false => 0,
     };
     assert_eq!(code, expected, "{stdout}\n{stderr}");

@@ -279,7 +279,7 @@ struct RunArgs {
     #[arg(long)]
     until_fail: bool,
     /// Run a failed scenario again, in a fresh VM, up to N times within its
-    /// round; one that then passes is FLAKY, never a pass (exit code 2).
+    /// round; one that then passes is FLAKY, never a pass (exit code 3).
     #[arg(long, value_name = "N", default_value_t = 0)]
     retries: u32,
     /// The harness's own test of flaky detection: a counter file, and the

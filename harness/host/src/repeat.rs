@@ -13,16 +13,20 @@ pub mod exit {
     pub const PASSED: u8 = 0;
     /// A scenario failed every try of a round, or the harness could not run.
     pub const FAILED: u8 = 1;
+    /// The command line was wrong: clap's usage error, before anything ran.
+    pub const USAGE: u8 = 2;
     /// Nothing failed for good, but a run passed only when tried again (a
-    /// retry, or a boot the harness ended and booted again): flaky.
-    pub const FLAKY: u8 = 2;
+    /// retry, or a boot the harness ended and booted again): flaky. Not 2,
+    /// which clap gives a usage error: a CI must not read a typo as flaky.
+    pub const FLAKY: u8 = 3;
 }
 
 /// The exit codes, as `harness run --help` states them.
 pub const EXIT_CODES: &str = "Exit codes:\n  \
     0  every run passed at its first try, no boot retried\n  \
     1  a scenario failed (every try of a round), or the harness could not run\n  \
-    2  flaky only: a run passed on a retry (--retries), or after a boot the harness \
+    2  the command line was wrong (nothing ran)\n  \
+    3  flaky only: a run passed on a retry (--retries), or after a boot the harness \
     retried (a stalled or panicked boot)";
 
 /// How many rounds to run.
@@ -434,8 +438,8 @@ pub(crate) mod tests {
         assert!(Verdict::Passed < Verdict::Flaky && Verdict::Flaky < Verdict::Failed);
         assert_eq!(Verdict::Passed.exit_code(), 0);
         assert_eq!(Verdict::Failed.exit_code(), 1);
-        assert_eq!(Verdict::Flaky.exit_code(), 2);
-        for code in [exit::PASSED, exit::FAILED, exit::FLAKY] {
+        assert_eq!(Verdict::Flaky.exit_code(), 3);
+        for code in [exit::PASSED, exit::FAILED, exit::USAGE, exit::FLAKY] {
             assert!(
                 EXIT_CODES.contains(&format!("  {code}  ")),
                 "{code} undocumented"
