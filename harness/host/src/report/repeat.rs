@@ -225,7 +225,7 @@ mod tests {
             tried(1, 1, true, false),
             tried(2, 0, true, true),
         ]);
-        flaky.scenario = "trigger".into();
+        flaky.scenario = "second".into();
         Repeated {
             scenarios: vec![clean, flaky],
             rounds: 2,
@@ -245,7 +245,7 @@ mod tests {
         );
         assert_eq!(
             lines[2],
-            ["trigger", "FLAKY", "3", "2", "1", "2", "1"],
+            ["second", "FLAKY", "3", "2", "1", "2", "1"],
             "{table}"
         );
         assert_eq!(lines[3].join(" "), "1 passed, 1 flaky, 0 failed");
