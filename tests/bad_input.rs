@@ -158,3 +158,27 @@ fn a_scheduler_on_a_kernel_older_than_sched_ext_is_refused_before_any_build() {
     assert!(!text.contains("make all"), "{text}");
     assert!(!text.contains("ready to boot"), "{text}");
 }
+
+#[test]
+fn no_round_or_a_negative_retry_is_refused_before_anything_runs() {
+    for args in [["--repeat", "0"], ["--retries", "-1"]] {
+        let output = std::process::Command::new(common::harness_binary())
+            .arg("run")
+            .args(args)
+            .current_dir(common::repo_root())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&output.stderr).into_owned();
+        // clap's usage error, before setup, discovery or a boot: not the
+        // code a flaky run exits with.
+        let code = output.status.code();
+        assert_eq!(
+            code,
+            Some(i32::from(harness_host::repeat::exit::USAGE)),
+            "{text}"
+        );
+        assert_ne!(code, Some(i32::from(harness_host::repeat::exit::FLAKY)));
+        assert!(text.contains(&format!("'{}'", args[1])), "{text}");
+        assert!(!text.contains("[harness]"), "{text}");
+    }
+}

@@ -200,8 +200,9 @@ fn guest_hang_is_ended_by_the_timeout() {
 #[test]
 fn a_boot_that_never_gets_ready_is_tried_twice_then_reported() {
     let (error, took) = with_timeout("neverready", Fault::HangBeforeReady, 16);
+    // Half the 16 s timeout is shorter than any deadline the boots measured here set.
     assert!(
-        matches!(error.failure, VmFailure::NeverReady { after, .. } if after == Duration::from_secs(8)),
+        matches!(&error.failure, VmFailure::NeverReady { deadline, .. } if deadline.after == Duration::from_secs(8)),
         "{error}"
     );
     assert!(!error.agent_ready, "{error}");
@@ -212,11 +213,88 @@ fn a_boot_that_never_gets_ready_is_tried_twice_then_reported() {
             .contains("QEMU reported the VM as running"),
         "{error}"
     );
+    // Where each vCPU was, by kernel symbol, from the monitor.
+    let VmFailure::NeverReady { vcpus, .. } = &error.failure else {
+        unreachable!()
+    };
+    assert!(
+        vcpus.contains("vCPU 0 at ") && vcpus.contains("vCPU 1 at ") && vcpus.contains('+'),
+        "{vcpus}"
+    );
+    assert!(error.logs.join("vcpus.txt").is_file(), "{error}");
     // Two boots, each ended at its 8 s deadline, not at the 16 s timeout.
     assert!(
         took >= Duration::from_secs(16) && took < Duration::from_secs(30),
         "took {took:?}"
     );
+    // The first boot is on the error, its logs kept.
+    let first = error
+        .retried_boot
+        .clone()
+        .expect("the first boot is recorded");
+    assert_eq!(first.cause, harness_host::vm::BootFailure::Stalled);
+    assert!(first.logs.join("console.log").is_file(), "{first:?}");
+    assert!(first.logs.join("vcpus.txt").is_file(), "{first:?}");
+    // The kernel's own log, read from its memory: info lines the console
+    // (warnings and worse) never showed.
+    let dmesg = std::fs::read_to_string(first.logs.join("dmesg.txt")).unwrap();
+    assert!(
+        dmesg.contains("Linux version") && dmesg.contains("smp: Brought up"),
+        "{dmesg}"
+    );
+    assert_ne!(first.logs, error.logs);
+    let _ = std::fs::remove_dir_all(&first.logs);
+    assert_cleaned_up(&error);
+}
+
+/// With a timeout of 120 s, the deadline is no longer its half: it is set
+/// by the boots measured on this machine (the one before it, at least),
+/// and a stalled boot is ended there.
+#[test]
+fn a_stalled_boot_is_ended_at_the_deadline_the_measured_boots_set() {
+    let label = label("measured");
+    let fine = run_scenario(
+        artifacts(),
+        "no_module",
+        &VmOptions {
+            label: Some(label.clone()),
+            ..VmOptions::default()
+        },
+    )
+    .unwrap_or_else(|err| panic!("{err:#}"));
+    let boot = fine.boot.expect("a boot time");
+    let kind = harness_host::boot_times::kind(&fine.accel.to_string(), "default");
+    let recorded = harness_host::boot_times::BootTimes::load(&artifacts().cache);
+    assert!(
+        recorded.of(&kind).contains(&boot.as_secs_f64()),
+        "{boot:?} not recorded under {kind}: {recorded:?}"
+    );
+    let (error, took) = with_timeout("measured", Fault::HangBeforeReady, 120);
+    let VmFailure::NeverReady { deadline, .. } = &error.failure else {
+        panic!("{error}");
+    };
+    let (slowest, _) = deadline
+        .measured
+        .expect("a deadline from the measured boots");
+    assert!(slowest >= boot, "{deadline}");
+    assert_eq!(
+        deadline.after,
+        (slowest * harness_host::boot_times::MULTIPLE).max(harness_host::boot_times::FLOOR),
+        "{deadline}"
+    );
+    assert!(deadline.after < Duration::from_secs(60), "{deadline}");
+    assert!(error.to_string().contains("slowest of the last"), "{error}");
+    // Two boots, each ended at its deadline (each at least the floor),
+    // not at half the timeout (the last boots may have moved the first's
+    // deadline a little).
+    assert!(
+        took >= deadline.after + harness_host::boot_times::FLOOR
+            && took < deadline.after * 2 + Duration::from_secs(15),
+        "took {took:?} for a deadline of {deadline}"
+    );
+    if let Some(first) = &error.retried_boot {
+        let _ = std::fs::remove_dir_all(&first.logs);
+    }
     assert_cleaned_up(&error);
 }
 

@@ -73,7 +73,6 @@ MODULE_LICENSE("GPL");
 const SNAPSHOT: &str = "\
 $ insmod outside_hello.ko
   => ok
-  [kernel] outside_hello: loading out-of-tree module taints kernel.
   [kernel] outside_hello loaded
 $ echo -n 'from outside' > /proc/outside_hello
   => ok

@@ -160,6 +160,16 @@ fn check(subjects: &[&Subject], binary: Binary, scenario: &str) -> Result<(), Fa
     let normaliser = Normaliser::for_subject(&subject.info).map_err(|err| format!("{err:#}"))?;
     let run = suite::run_scenario(artifacts, scenario, &vm::VmOptions::default())
         .map_err(|err| format!("scenario {scenario} produced no result:\n{err:#}"))?;
+    if let Some(boot) = &run.retried_boot {
+        // It passed or failed on its own; how its VM came to be is worth a word.
+        eprintln!(
+            "note: the first boot for {scenario} {} before the agent was ready and was \
+             booted again: {} (logs: {})",
+            boot.cause.as_str(),
+            boot.failure,
+            boot.logs.display()
+        );
+    }
     let failures = failure_report(scenario, &run, &normaliser);
     if let Some(failures) = &failures {
         // stdout, where insta prints its diff, so the two come in this order.

@@ -15,6 +15,7 @@ use harness_host::catalogue::{self, Catalogue};
 use harness_host::kernel::source::KernelSpec;
 use harness_host::kernel::Flavour;
 use harness_host::progress::Progress;
+use harness_host::repeat::{self, Plan, Repeated, Rounds, RunAt};
 use harness_host::report::{self, KernelInfo};
 use harness_host::step_in::{self, StepIn};
 use harness_host::suite::{Row, SuiteOptions};
@@ -82,6 +83,8 @@ enum Command {
     },
     /// Build what is missing, boot a VM per scenario, run every scenario (or
     /// those named) and report; with several --kernel, on each of them.
+    /// --repeat, --until-fail and --retries measure how often each flakes.
+    #[command(after_help = repeat::EXIT_CODES)]
     Run(RunArgs),
     /// Run every scenario on each kernel and print what the verifier spent
     /// on each program, program by kernel (budgets: a subject's
@@ -237,7 +240,9 @@ struct RunArgs {
     /// List the scenarios and exit.
     #[arg(long)]
     list: bool,
-    /// Print the results as JSON on stdout (progress still goes to stderr).
+    /// Print the results as JSON on stdout (progress still goes to stderr):
+    /// a row per scenario, or with --repeat, --until-fail or --retries each
+    /// scenario's runs, passes, flaky flag and retried boots, and each run's row.
     #[arg(long)]
     json: bool,
     /// Keep every VM's logs, not only those of failures.
@@ -257,11 +262,51 @@ struct RunArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     scenarios_per_vm: Option<u16>,
     /// Per-VM timeout in seconds, counted again from each scenario's result;
-    /// a VM still running then is killed.
+    /// a VM still running then is killed. A boot whose agent is not ready by
+    /// the boot deadline (5x the slowest of the last 20 boots measured here,
+    /// at least 10 s, at most half this) is ended sooner and booted again.
     #[arg(long, default_value_t = 120)]
     timeout: u64,
+    /// Run the selected scenarios N times, in rounds, each run in a freshly
+    /// booted VM (on the debug kernel too: its VMs run several scenarios of
+    /// one round, never one scenario twice). The report then has a line per
+    /// scenario: its runs, passed and failed runs, flaky rounds and the
+    /// boots the harness retried, and each failing scenario's first
+    /// failure in full, with where every failed run's logs are kept (the
+    /// logs of passing runs are not, without --keep-logs).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    repeat: Option<u32>,
+    /// Stop after the first round that is not a clean pass: a run that
+    /// failed (its retries still run, to tell flaky from failed), or a boot
+    /// the harness retried. With --repeat N, after N rounds at most; alone,
+    /// whenever that happens. The report says how many rounds ran.
+    #[arg(long)]
+    until_fail: bool,
+    /// Run a failed scenario again, in a fresh VM, up to N times within its
+    /// round; one that then passes is FLAKY, never a pass (exit code 3).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    retries: u32,
+    /// The harness's own test of flaky detection: a counter file, and the
+    /// VMs that make its count odd fail their first scenario on purpose.
+    #[arg(long, value_name = "FILE", hide = true)]
+    fail_every_other: Option<PathBuf>,
     #[command(flatten)]
     kernel: KernelArgs,
+}
+
+impl RunArgs {
+    /// How the selected scenarios are repeated: once, without retries, unless asked.
+    fn plan(&self) -> Plan {
+        let count = self.repeat.map(|count| count as usize);
+        let rounds = match (self.until_fail, count) {
+            (true, at_most) => Rounds::UntilFail { at_most },
+            (false, count) => Rounds::Fixed(count.unwrap_or(1)),
+        };
+        Plan {
+            rounds,
+            retries: self.retries as usize,
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -353,13 +398,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
             kernel,
             command,
         } => {
-            let artifacts = prepare(&kernel.one("exec")?, &discover()?, &Progress::new())?;
             let how = StepIn {
                 modules: module,
                 gdb,
                 timeout: Some(Duration::from_secs(timeout)),
             };
-            Ok(exit_with(step_in::exec(&artifacts, command, &how)?))
+            exec(command, &how, &kernel)
         }
         Command::Shell {
             scenario,
@@ -391,18 +435,25 @@ fn verifier(kernel: KernelArgs) -> Result<ExitCode> {
         jobs: None,
         scenarios_per_vm: None,
         timeout: 120,
+        repeat: None,
+        until_fail: false,
+        retries: 0,
+        fail_every_other: None,
         kernel,
     };
     let mut runs = Vec::new();
     for options in args.kernel.options()? {
         runs.push(run_on_kernel(&args, &options, &catalogue, &names)?);
     }
-    let columns: Vec<_> = runs.iter().map(|run| (&run.info, &run.rows[..])).collect();
+    let rows: Vec<Vec<&Row>> = runs.iter().map(|run| run.repeated.first_rows()).collect();
+    let columns: Vec<_> = (runs.iter().zip(&rows))
+        .map(|(run, rows)| (&run.info, &rows[..]))
+        .collect();
     print!("{}", report::render_verifier_table(&columns));
-    for run in &runs {
-        print!("{}", report::render_failures(&run.rows, &run.artifacts));
+    for (run, rows) in runs.iter().zip(&rows) {
+        print!("{}", report::render_failures(rows, &run.artifacts));
     }
-    let passed = runs.iter().all(|run| run.rows.iter().all(Row::passed));
+    let passed = rows.iter().flatten().all(|row| row.passed());
     Ok(if passed {
         ExitCode::SUCCESS
     } else {
@@ -414,6 +465,12 @@ fn verifier(kernel: KernelArgs) -> Result<ExitCode> {
 fn discover() -> Result<Catalogue> {
     let dir = std::env::current_dir().context("finding the current directory")?;
     catalogue::discover(&dir, &Progress::new())
+}
+
+/// `harness exec`: CMD in a VM, leaving with its exit code.
+fn exec(command: Vec<String>, how: &StepIn, kernel: &KernelArgs) -> Result<ExitCode> {
+    let artifacts = prepare(&kernel.one("exec")?, &discover()?, &Progress::new())?;
+    Ok(exit_with(step_in::exec(&artifacts, command, how)?))
 }
 
 fn shell(scenario: Option<String>, gdb: bool, kernel: &KernelArgs) -> Result<ExitCode> {
@@ -512,7 +569,7 @@ fn run_cache(command: CacheCommand) -> Result<ExitCode> {
 struct KernelRun {
     artifacts: Artifacts,
     info: KernelInfo,
-    rows: Vec<Row>,
+    repeated: Repeated,
 }
 
 fn run_scenarios(args: RunArgs) -> Result<ExitCode> {
@@ -535,11 +592,11 @@ fn run_scenarios(args: RunArgs) -> Result<ExitCode> {
     for options in args.kernel.options()? {
         runs.push(run_on_kernel(&args, &options, &catalogue, &names)?);
     }
+    let plan = args.plan();
     if args.json {
-        let rows: Vec<_> = runs.iter().map(|run| (&run.info, &run.rows[..])).collect();
-        println!("{}", report::render_json(&rows));
+        println!("{}", render_json(&runs, plan));
     } else {
-        print_report(&runs);
+        print_report(&runs, plan);
         if args.no_snapshots {
             println!(
                 "snapshots not compared (--no-snapshots): each pass is the scenario's \
@@ -548,12 +605,24 @@ fn run_scenarios(args: RunArgs) -> Result<ExitCode> {
         }
         println!("total {:.1}s", start.elapsed().as_secs_f64());
     }
-    let passed = runs.iter().all(|run| run.rows.iter().all(Row::passed));
-    Ok(if passed {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    let verdict = runs.iter().map(|run| run.repeated.verdict()).max();
+    Ok(ExitCode::from(
+        verdict.map_or(repeat::exit::PASSED, |verdict| verdict.exit_code()),
+    ))
+}
+
+/// Every kernel's results as JSON: each row, or with repeats each
+/// scenario's figures and runs.
+fn render_json(runs: &[KernelRun], plan: Plan) -> String {
+    if plan.repeats() {
+        let kernels: Vec<_> = runs.iter().map(|run| (&run.info, &run.repeated)).collect();
+        return report::repeat::render_json(&kernels, plan);
+    }
+    let rows: Vec<Vec<&Row>> = runs.iter().map(|run| run.repeated.first_rows()).collect();
+    let kernels: Vec<_> = (runs.iter().zip(&rows))
+        .map(|(run, rows)| (&run.info, &rows[..]))
+        .collect();
+    report::render_json(&kernels)
 }
 
 /// One line per scenario: subject, scenario, summary.
@@ -590,6 +659,7 @@ fn run_on_kernel(
         vm: VmOptions {
             timeout: Duration::from_secs(args.timeout),
             keep_logs: args.keep_logs,
+            fail_every_other: args.fail_every_other.clone(),
             ..defaults.vm.clone()
         },
         jobs: args.jobs.unwrap_or(defaults.jobs),
@@ -597,37 +667,84 @@ fn run_on_kernel(
         snapshots: !args.no_snapshots,
     };
     let width = report::name_width(names.iter().map(String::as_str));
-    let rows = harness_host::suite::run_many(&artifacts, names, &suite, |row| {
-        let snapshot = match row.snapshot_word() {
-            "matched" | "not_compared" | "-" => String::new(),
-            word => format!(", snapshot {word}"),
-        };
-        eprintln!(
-            "[harness] {} {:<width$} {} ({:.1}s{snapshot})",
-            info.version,
-            row.scenario,
-            row.verdict(),
-            row.wall.as_secs_f64()
-        );
+    let plan = args.plan();
+    let repeated = repeat::run_repeated(&artifacts, names, &suite, plan, |at, row| {
+        eprintln!("{}", progress_line(&info, width, (plan, at), row));
     });
     Ok(KernelRun {
         artifacts,
         info,
-        rows,
+        repeated,
     })
 }
 
-fn print_report(runs: &[KernelRun]) {
+/// The line a finished run gets while the others run: its verdict and
+/// time, which round and retry it was when repeating, and the boot the
+/// harness retried before it (with the first boot's logs).
+fn progress_line(info: &KernelInfo, width: usize, (plan, at): (Plan, RunAt), row: &Row) -> String {
+    let snapshot = match row.snapshot_word() {
+        "matched" | "not_compared" | "-" => String::new(),
+        word => format!(", snapshot {word}"),
+    };
+    let mut line = format!(
+        "[harness] {} {:<width$} {} ({:.1}s{snapshot})",
+        info.version,
+        row.scenario,
+        row.verdict(),
+        row.wall.as_secs_f64()
+    );
+    if plan.repeats() {
+        line.push_str(&format!(" round {}", at.round));
+        if let Rounds::Fixed(count)
+        | Rounds::UntilFail {
+            at_most: Some(count),
+        } = plan.rounds
+        {
+            line.push_str(&format!("/{count}"));
+        }
+        if at.attempt > 0 {
+            line.push_str(&format!(", retry {}/{}", at.attempt, plan.retries));
+        }
+    }
+    if let Some(boot) = row.retried_boot() {
+        line.push_str(&format!(
+            "; its first boot {} before the agent was ready and was retried (logs: {})",
+            boot.cause.as_str(),
+            boot.logs.display()
+        ));
+    }
+    line
+}
+
+fn print_report(runs: &[KernelRun], plan: Plan) {
     for run in runs {
         print!("{}", report::render_header(&run.info));
     }
-    if let [run] = runs {
-        print!("{}", report::render_table(&run.rows));
+    if plan.repeats() {
+        for run in runs {
+            if runs.len() > 1 {
+                println!("\n{} ({} flavour):", run.info.version, run.info.flavour);
+            }
+            print!("{}", report::repeat::render_table(&run.repeated));
+            print!("{}", report::repeat::render_rounds(&run.repeated, plan));
+            print!(
+                "{}",
+                report::repeat::render_failures(&run.repeated, &run.artifacts)
+            );
+        }
+        return;
+    }
+    let rows: Vec<Vec<&Row>> = runs.iter().map(|run| run.repeated.first_rows()).collect();
+    if let [rows] = &rows[..] {
+        print!("{}", report::render_table(rows));
     } else {
-        let columns: Vec<_> = runs.iter().map(|run| (&run.info, &run.rows[..])).collect();
+        let columns: Vec<_> = (runs.iter().zip(&rows))
+            .map(|(run, rows)| (&run.info, &rows[..]))
+            .collect();
         print!("{}", report::render_matrix(&columns));
     }
-    for run in runs {
-        print!("{}", report::render_failures(&run.rows, &run.artifacts));
+    for (run, rows) in runs.iter().zip(&rows) {
+        print!("{}", report::render_failures(rows, &run.artifacts));
+        print!("{}", report::render_retried_boots(rows));
     }
 }

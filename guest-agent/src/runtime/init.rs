@@ -106,9 +106,9 @@ fn inject_fault(args: &RunArgs) -> Option<Flow> {
         Fault::Hang => hang(),
         // Hung before the ready line, in init_steps.
         Fault::HangBeforeReady => None,
-        // The scenario's run drops its expected exit, or fails after its
-        // first step (see run.rs).
-        Fault::ExpectNoExit | Fault::FailAfterFirstStep => None,
+        // The scenario's run drops its expected exit, fails after its first
+        // step, or fails (see run.rs).
+        Fault::ExpectNoExit | Fault::FailAfterFirstStep | Fault::FailScenario => None,
         Fault::NoResult => Some(Flow::Stop),
         Fault::WriteHost => {
             let binary = std::env::current_exe().unwrap_or_default();

@@ -46,7 +46,10 @@ pub(crate) fn run_scenarios(
             id,
             settle: last,
         };
-        let (result, settled) = run_with(subjects, name, args, None, turn);
+        let (mut result, settled) = run_with(subjects, name, args, None, turn);
+        if id == 0 && args.fault == Some(harness_wire::cli::Fault::FailScenario) {
+            fail_on_purpose(&mut result);
+        }
         let failed = !result.passed;
         waiting.insert(id, result);
         deliver(&mut waiting, settled, &queue, send);
@@ -59,6 +62,18 @@ pub(crate) fn run_scenarios(
         }
     }
     None
+}
+
+/// The failure the host asked for (`--fault fail-scenario`), after the
+/// scenario ran as usual: what the harness's own flaky-detection test
+/// retries.
+fn fail_on_purpose(result: &mut ScenarioResult) {
+    result.passed = false;
+    result.failures.push(
+        "failed on purpose: the host asked for it (--fault fail-scenario, the harness's \
+         test that a scenario failing one time in two is reported flaky)"
+            .to_owned(),
+    );
 }
 
 /// Where a run of scenarios says what it does: each scenario as it starts,

@@ -150,6 +150,10 @@ pub enum Fault {
     /// fails midway (proving that what it set up, a netem qdisc, is
     /// removed however a scenario ends).
     FailAfterFirstStep,
+    /// Run the first scenario, then fail it with a failure that says so:
+    /// the host asks for it in one VM of two to prove it calls such a
+    /// scenario flaky.
+    FailScenario,
 }
 
 impl AgentCommand {

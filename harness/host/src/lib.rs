@@ -8,6 +8,7 @@
 pub mod accel;
 pub mod artifacts;
 pub mod bench;
+pub mod boot_times;
 mod bpf;
 pub mod cache;
 pub mod catalogue;
@@ -22,6 +23,7 @@ pub mod process;
 pub mod progress;
 mod qemu;
 mod qmp;
+pub mod repeat;
 pub mod report;
 pub mod run_dirs;
 pub mod setup;

@@ -89,6 +89,33 @@ impl QmpClient {
         Ok(())
     }
 
+    /// What a human monitor command prints (`info registers`, `info
+    /// lapic`): on vCPU `cpu` for those that show one vCPU's state.
+    pub fn human(&mut self, command: &str, cpu: Option<i64>) -> Result<String> {
+        self.qmp
+            .execute(&qmp::human_monitor_command {
+                command_line: command.to_owned(),
+                cpu_index: cpu,
+            })
+            .with_context(|| format!("QMP human-monitor-command {command:?}"))
+    }
+
+    /// Each vCPU's index and the host thread that runs it.
+    pub fn vcpu_threads(&mut self) -> Result<Vec<(i64, i64)>> {
+        let cpus = self
+            .qmp
+            .execute(&qmp::query_cpus_fast {})
+            .context("QMP query-cpus-fast")?;
+        // The harness runs qemu-system-x86_64 only.
+        Ok(cpus
+            .iter()
+            .filter_map(|cpu| match cpu {
+                qmp::CpuInfoFast::x86_64(base) => Some((base.cpu_index, base.thread_id)),
+                _ => None,
+            })
+            .collect())
+    }
+
     /// Asks QEMU to exit now.
     pub fn quit(&mut self) -> Result<()> {
         self.qmp.execute(&qmp::quit {}).context("QMP quit")?;

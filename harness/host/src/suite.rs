@@ -59,6 +59,16 @@ impl Row {
         }
     }
 
+    /// The boot the harness ended and booted again before this run's VM,
+    /// if it did (on the first scenario of its VM only).
+    pub fn retried_boot(&self) -> Option<&vm::RetriedBoot> {
+        match &self.outcome {
+            Ok(run) => run.retried_boot.as_ref(),
+            Err(RunError::Vm(error)) => error.retried_boot.as_ref(),
+            Err(RunError::Harness(_)) => None,
+        }
+    }
+
     /// How the output compared with its snapshot: `matched`, `new`,
     /// `differs`, `not_compared`; `-` without a result.
     pub fn snapshot_word(&self) -> &'static str {
@@ -96,7 +106,8 @@ impl SuiteOptions {
 }
 
 /// Boots a VM for `scenario` on the accelerator this host supports, and
-/// returns its result.
+/// returns its result; a boot the harness ended and booted again is on
+/// the run (or the error), as [`vm::RetriedBoot`].
 pub fn run_scenario(
     artifacts: &Artifacts,
     scenario: &str,
@@ -108,41 +119,74 @@ pub fn run_scenario(
             verbose_console: options.verbose_console || probing,
             ..options.clone()
         };
-        again_after_a_failed_boot(|| {
+        let attempt = again_after_a_failed_boot(|| {
             vm::run_scenario_on(artifacts, scenario, &options, accel, probing)
-        })
+        });
+        attempt.noted(|run, retried| run.retried_boot = Some(retried))
     };
     on_decided_accel(&artifacts.cache, boot)
+}
+
+/// A boot, and the one before it when the harness ended that one and
+/// booted again.
+struct Attempt<T> {
+    outcome: Result<T, RunError>,
+    retried_boot: Option<vm::RetriedBoot>,
+}
+
+impl<T> Attempt<T> {
+    /// The outcome, the retried boot put on it: by `note` on a result, on
+    /// the VM's error, or in the words of the harness's own error.
+    fn noted(self, note: impl FnOnce(&mut T, vm::RetriedBoot)) -> Result<T, RunError> {
+        let Some(retried) = self.retried_boot else {
+            return self.outcome;
+        };
+        match self.outcome {
+            Ok(mut value) => {
+                note(&mut value, retried);
+                Ok(value)
+            }
+            Err(RunError::Vm(mut error)) => {
+                error.retried_boot = Some(retried);
+                Err(RunError::Vm(error))
+            }
+            Err(RunError::Harness(error)) => Err(RunError::Harness(error.context(format!(
+                "booting once more after a boot that failed ({}; logs: {})",
+                retried.failure,
+                retried.logs.display()
+            )))),
+        }
+    }
 }
 
 /// `boot`, and once more if the guest failed before its agent was ready:
 /// its kernel panicked, or it missed the boot deadline. Nothing of the
 /// subject has run by then (the agent loads its module), so such a failure
-/// says nothing of the scenario. Seen once each under TCG: the debug kernel
-/// panicking in `setup_IO_APIC` early in its boot, under load; the default kernel
-/// with a vCPU that took no interrupts. A kernel that fails at every boot
-/// still fails, the second time; the first boot's logs are kept, and said
-/// where.
-fn again_after_a_failed_boot<T>(boot: impl Fn() -> Result<T, RunError>) -> Result<T, RunError> {
-    match boot() {
-        Err(RunError::Vm(error)) if failed_booting(&error) => {
-            eprintln!(
-                "[harness] warning: {}, before the agent was ready (logs: {}); booting once more",
-                error.failure,
-                error.logs.display()
-            );
-            boot()
-        }
-        outcome => outcome,
+/// says nothing of the scenario. Seen under TCG: the kernel panicking in
+/// `setup_IO_APIC`'s timer check under load (which `no_timer_check` now
+/// skips); the default kernel stalled after its last boot line. A kernel
+/// that fails at every boot still fails, the second time; the first
+/// boot's logs are kept, and the attempt says where.
+fn again_after_a_failed_boot<T>(boot: impl Fn() -> Result<T, RunError>) -> Attempt<T> {
+    let first = boot();
+    let retried_boot = match &first {
+        Err(RunError::Vm(error)) => error.boot_failure().map(|cause| vm::RetriedBoot {
+            cause,
+            failure: error.failure.to_string(),
+            logs: error.logs.clone(),
+        }),
+        _ => None,
+    };
+    match retried_boot {
+        Some(_) => Attempt {
+            outcome: boot(),
+            retried_boot,
+        },
+        None => Attempt {
+            outcome: first,
+            retried_boot,
+        },
     }
-}
-
-fn failed_booting(error: &vm::VmError) -> bool {
-    let in_boot = matches!(
-        error.failure,
-        VmFailure::GuestPanicked { .. } | VmFailure::NeverReady { .. }
-    );
-    in_boot && !error.agent_ready
 }
 
 /// `boot(accel, probing)` on the accelerator this host supports: KVM when
@@ -342,16 +386,24 @@ fn run_batch(
 ) -> Vec<usize> {
     let scenarios: Vec<String> = batch.iter().map(|&index| names[index].clone()).collect();
     let start = Instant::now();
-    let boot = |accel, probing| {
+    // Counted once a VM, not once a boot: a retried boot runs the same fault.
+    let counted = vm::with_counted_fault(options).map_err(RunError::Harness);
+    let boot = |options: &VmOptions, accel, probing| {
         let options = VmOptions {
             verbose_console: options.verbose_console || probing,
             ..options.clone()
         };
-        again_after_a_failed_boot(|| {
+        let attempt = again_after_a_failed_boot(|| {
             vm::run_batch_on(artifacts, &scenarios, &options, accel, probing)
-        })
+        });
+        attempt.noted(note_retried_boot)
     };
-    let (runs, ended, failed_in) = match on_decided_accel(&artifacts.cache, boot) {
+    let outcome = counted.and_then(|options| {
+        on_decided_accel(&artifacts.cache, |accel, probing| {
+            boot(&options, accel, probing)
+        })
+    });
+    let (runs, ended, failed_in) = match outcome {
         Ok(batch) => (batch.runs, batch.ended, batch.failed_in),
         Err(error) => (Vec::new(), Err(error), None),
     };
@@ -383,6 +435,11 @@ fn run_batch(
             }
             Blame::Reported(at) => {
                 if let Some(row) = done.get_mut(at) {
+                    let mut error = error;
+                    // The run it replaces may have carried the VM's retried boot.
+                    if let (Ok(run), RunError::Vm(failure)) = (&mut row.outcome, &mut error) {
+                        failure.retried_boot = run.retried_boot.take();
+                    }
                     row.outcome = Err(error);
                 }
             }
@@ -392,6 +449,16 @@ fn run_batch(
         report(row, index, on_done, rows);
     }
     left
+}
+
+/// A retried boot on the VM's first run, or on its failure when it has
+/// none: it is the VM's, once, like its boot time.
+fn note_retried_boot(batch: &mut vm::Batch, retried: vm::RetriedBoot) {
+    match (batch.runs.first_mut(), &mut batch.ended) {
+        (Some(run), _) => run.retried_boot = Some(retried),
+        (None, Err(RunError::Vm(error))) => error.retried_boot = Some(retried),
+        (None, _) => {}
+    }
 }
 
 /// Which scenario a VM's failure is: one of those without a result (the
@@ -537,6 +604,7 @@ mod tests {
             logs: std::path::PathBuf::from("/nonexistent"),
             run_dir: std::path::PathBuf::new(),
             agent_ready,
+            retried_boot: None,
         }))
     }
 
@@ -548,15 +616,29 @@ mod tests {
             match calls.get() {
                 1 => Err(failed(
                     VmFailure::NeverReady {
-                        after: Duration::from_secs(60),
+                        deadline: crate::boot_times::BootDeadline {
+                            after: Duration::from_secs(10),
+                            measured: Some((Duration::from_secs(2), 20)),
+                        },
                         state: "running".into(),
+                        vcpus: "vCPU 0 at default_idle+0xb, halted".into(),
                     },
                     false,
                 )),
                 _ => Ok(calls.get()),
             }
         };
-        assert_eq!(again_after_a_failed_boot(stalled_once).ok(), Some(2));
+        let attempt = again_after_a_failed_boot(stalled_once);
+        assert_eq!(attempt.outcome.ok(), Some(2));
+        let retried = attempt.retried_boot.expect("the stalled boot is recorded");
+        assert_eq!(retried.cause, vm::BootFailure::Stalled);
+        assert_eq!(retried.logs, Path::new("/nonexistent"));
+        assert!(
+            retried.failure.contains("did not say ready within 10.0s")
+                && retried.failure.contains("default_idle+0xb"),
+            "{}",
+            retried.failure
+        );
         calls.set(0);
         let timed_out = || {
             calls.set(calls.get() + 1);
@@ -568,7 +650,8 @@ mod tests {
                 true,
             ))
         };
-        assert!(again_after_a_failed_boot(timed_out).is_err());
+        let attempt = again_after_a_failed_boot(timed_out);
+        assert!(attempt.outcome.is_err() && attempt.retried_boot.is_none());
         assert_eq!(calls.get(), 1, "a scenario that hangs is the scenario's");
     }
 
@@ -582,13 +665,24 @@ mod tests {
                 _ => Ok(calls.get()),
             }
         };
-        assert_eq!(again_after_a_failed_boot(flaky).ok(), Some(2));
+        let attempt = again_after_a_failed_boot(flaky);
+        assert_eq!(attempt.outcome.ok(), Some(2));
+        let retried = attempt.retried_boot.expect("the panicked boot is recorded");
+        assert_eq!(retried.cause, vm::BootFailure::Panicked);
         calls.set(0);
         let every_time = || {
             calls.set(calls.get() + 1);
             Err::<(), _>(panicked(false))
         };
-        assert!(again_after_a_failed_boot(every_time).is_err());
+        let attempt = again_after_a_failed_boot(every_time);
+        // The second boot's error, the first boot's failure beside it.
+        let Err(RunError::Vm(error)) = attempt.noted(|_, _| {}) else {
+            panic!("a kernel that panics at every boot must fail");
+        };
+        assert_eq!(
+            error.retried_boot.map(|boot| boot.cause),
+            Some(vm::BootFailure::Panicked)
+        );
         assert_eq!(
             calls.get(),
             2,
@@ -599,7 +693,8 @@ mod tests {
             calls.set(calls.get() + 1);
             Err::<(), _>(panicked(true))
         };
-        assert!(again_after_a_failed_boot(in_the_scenario).is_err());
+        let attempt = again_after_a_failed_boot(in_the_scenario);
+        assert!(attempt.outcome.is_err() && attempt.retried_boot.is_none());
         assert_eq!(
             calls.get(),
             1,

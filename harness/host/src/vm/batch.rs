@@ -117,6 +117,7 @@ impl Shared {
             console_tail: String::new(),
             run_dir: std::path::PathBuf::new(),
             kept_logs: None,
+            retried_boot: None,
             result,
         }
     }

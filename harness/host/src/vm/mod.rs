@@ -7,6 +7,7 @@
 mod batch;
 mod debugger;
 mod messages;
+mod stall;
 mod watch;
 
 use std::path::{Path, PathBuf};
@@ -20,6 +21,7 @@ use harness_wire::protocol::{ExitReport, Message, ScenarioResult};
 use self::messages::{final_message, panic_detail, read_messages};
 use self::watch::{Ending, Watch, KVM_WATCHDOG};
 use crate::artifacts::Artifacts;
+use crate::boot_times::{self, BootDeadline, BootTimes};
 use crate::guest_clock;
 use crate::qemu::{Accel, Console, QemuProcess, RootShare, VmSpec};
 use crate::qmp::QmpClient;
@@ -47,6 +49,11 @@ pub struct VmOptions {
     pub keep_logs: bool,
     /// A fault for the agent to inject (the harness's own fault tests).
     pub fault: Option<Fault>,
+    /// A counter file (the harness's own flaky-detection test): each VM
+    /// that runs scenarios adds one to it, and each that makes it odd fails
+    /// its first scenario on purpose (`Fault::FailScenario`), so that a
+    /// scenario fails one time in two.
+    pub fail_every_other: Option<PathBuf>,
     /// Names the VM's directories (default: the scenario), so a test can find its processes.
     pub label: Option<String>,
     /// Share the root over 9p even when a read-only virtiofsd is available.
@@ -79,6 +86,7 @@ impl Default for VmOptions {
             timeout: Duration::from_secs(120),
             keep_logs: false,
             fault: None,
+            fail_every_other: None,
             label: None,
             force_9p: false,
             verbose_console: std::env::var_os(VERBOSE_CONSOLE_ENV)
@@ -106,14 +114,17 @@ pub enum VmFailure {
         /// QMP's run state at that moment (`running`, `paused`, ...), or why it is unknown.
         state: String,
     },
-    /// The agent did not say ready within the boot deadline (half the
-    /// timeout): the guest stalled while booting.
-    #[error("the guest's agent did not say ready within {after:?} of QEMU's start and the VM was killed (a stalled boot: the console's last lines say where); QEMU reported the VM as {state}")]
+    /// The agent did not say ready within the boot deadline (several times
+    /// the slowest recent boot here, see `boot_times`): the guest stalled
+    /// while booting.
+    #[error("the guest's agent did not say ready within {deadline} of QEMU's start and the VM was killed (a stalled boot); QEMU reported the VM as {state}; its vCPUs: {vcpus} (in the logs: vcpus.txt, the monitor's full output; dmesg.txt, the kernel's own log read from its memory)")]
     NeverReady {
-        /// The boot deadline it missed.
-        after: Duration,
+        /// The boot deadline it missed, and what set it.
+        deadline: BootDeadline,
         /// QMP's run state at that moment, or why it is unknown.
         state: String,
+        /// Where each vCPU was and what its local APIC held, one line.
+        vcpus: String,
     },
     /// QEMU exited, and the agent had sent no final message.
     #[error("QEMU exited ({status}) without a result from the agent: did the guest panic or the agent crash?")]
@@ -158,6 +169,56 @@ pub struct ScenarioRun {
     pub console_tail: String,
     /// The VM's socket directory, gone once the run is over (for leak checks).
     pub run_dir: PathBuf,
+    /// The boot before this VM's, when the harness ended it and booted
+    /// again (see `suite`); on the first scenario of its VM only.
+    pub retried_boot: Option<RetriedBoot>,
+}
+
+/// A boot the harness ended and booted again by itself: the guest failed
+/// before its agent was ready, so before any of the subject ran.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RetriedBoot {
+    /// How it failed.
+    pub cause: BootFailure,
+    /// The failure as the first boot's error said it.
+    pub failure: String,
+    /// That boot's kept logs (console, QEMU's stderr, vcpus.txt for a stall).
+    pub logs: PathBuf,
+}
+
+/// How a boot failed before the agent was ready.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BootFailure {
+    /// The kernel panicked.
+    Panicked,
+    /// It missed the boot deadline.
+    Stalled,
+}
+
+impl BootFailure {
+    /// `panicked` or `stalled`, as the report shows it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BootFailure::Panicked => "panicked",
+            BootFailure::Stalled => "stalled",
+        }
+    }
+}
+
+impl VmError {
+    /// The boot failure this is, if the guest failed before its agent was
+    /// ready: a panic or a stall (a boot the harness may try again).
+    pub fn boot_failure(&self) -> Option<BootFailure> {
+        if self.agent_ready {
+            return None;
+        }
+        match self.failure {
+            VmFailure::GuestPanicked { .. } => Some(BootFailure::Panicked),
+            VmFailure::NeverReady { .. } => Some(BootFailure::Stalled),
+            _ => None,
+        }
+    }
 }
 
 /// A VM that could not produce a result, with what is needed to debug it.
@@ -176,6 +237,8 @@ pub struct VmError {
     pub run_dir: PathBuf,
     /// Whether the agent came up before things went wrong.
     pub agent_ready: bool,
+    /// The boot before this one, when the harness ended it and booted again.
+    pub retried_boot: Option<RetriedBoot>,
 }
 
 /// Why a scenario has no result: the harness could not run the VM, or the VM failed.
@@ -294,6 +357,10 @@ struct Vm {
     kernel_for_gdb: (PathBuf, PathBuf),
     /// The host's end of the control port, once it has said something.
     control: Option<std::os::unix::net::UnixStream>,
+    /// When a guest that has not said ready has stalled.
+    boot_deadline: BootDeadline,
+    /// The cache its boot time is recorded in, and under which kind.
+    boot_record: (PathBuf, String),
 }
 
 /// What one VM boots: the binary that is its init, what that agent is to
@@ -320,6 +387,8 @@ impl Vm {
         std::fs::write(&cmdline, crate::qemu::shell_line(&spec))
             .with_context(|| format!("writing {}", cmdline.display()))
             .map_err(RunError::Harness)?;
+        let boot_kind = boot_times::kind(&boot.accel.to_string(), artifacts.kernel.flavour.name());
+        let boot_deadline = BootTimes::load(&artifacts.cache).deadline(&boot_kind, options.timeout);
         let started = Instant::now();
         let qemu = QemuProcess::spawn(&spec, logs.path().join("qemu.stderr"))
             .map_err(RunError::Harness)?;
@@ -345,6 +414,8 @@ impl Vm {
                 artifacts.kernel.build_dir.clone(),
             ),
             control: None,
+            boot_deadline,
+            boot_record: (artifacts.cache.clone(), boot_kind),
         };
         vm.connect_qmp()
     }
@@ -380,6 +451,7 @@ impl Vm {
     /// everything needed to debug it.
     fn finish(mut self) -> Result<(Self, Vec<Message>, Duration), RunError> {
         let ending = self.watch()?;
+        self.record_boot_time();
         let failure = match ending {
             Ending::QemuExited(status) => return self.read_messages(status),
             Ending::VirtiofsdDied(status) => VmFailure::VirtiofsdDied { status },
@@ -391,16 +463,49 @@ impl Vm {
                 }
             }
             Ending::DeadlinePassed => self.timeout(),
-            Ending::NeverReady => VmFailure::NeverReady {
-                after: watch::boot_deadline(self.options.timeout),
-                state: self.last_run_state(),
-            },
+            Ending::NeverReady => {
+                let vcpus = self.describe_stall();
+                VmFailure::NeverReady {
+                    deadline: self.boot_deadline,
+                    state: self.last_run_state(),
+                    vcpus,
+                }
+            }
             Ending::KvmSilent => VmFailure::KvmBroken(format!(
                 "a KVM guest did not reach its init within {}s",
                 KVM_WATCHDOG.as_secs()
             )),
         };
         Err(self.fail(failure).into())
+    }
+
+    /// Each vCPU's state, in one line; the monitor's full output goes to
+    /// `vcpus.txt` in the logs. Asked before QEMU is told to quit.
+    fn describe_stall(&mut self) -> String {
+        let Some(qmp) = self.qmp.as_mut() else {
+            return "unknown (no QMP)".to_owned();
+        };
+        let system_map = self.kernel_for_gdb.1.join("System.map");
+        let (summary, detail) = stall::describe(qmp, self.qemu.pid(), &system_map);
+        // Best effort: the summary is in the failure either way, and a
+        // kernel log that cannot be read says why in its place.
+        let _ = std::fs::write(self.logs.path().join("vcpus.txt"), detail);
+        if let Err(err) = stall::save_kernel_log(qmp, &system_map, self.logs.path()) {
+            let _ = std::fs::write(self.logs.path().join("dmesg.txt"), format!("{err:#}\n"));
+        }
+        summary
+    }
+
+    /// This boot's time, for the next boots' deadline (`boot_times`): only
+    /// a scenario's, whose boot no person or debugger held up, and only
+    /// once its agent said ready. Best effort: a lost record leaves the
+    /// deadline to the boots recorded before.
+    fn record_boot_time(&self) {
+        let held = self.options.gdb || self.options.interactive || self.runs_command;
+        if let (false, Some(boot)) = (held, self.watch.ready_after) {
+            let (cache, kind) = &self.boot_record;
+            let _ = BootTimes::record(cache, kind, boot);
+        }
     }
 
     /// Whether the vCPUs were running, paused or panicked tells a hang from a stall.
@@ -466,6 +571,7 @@ impl Vm {
             logs,
             run_dir,
             agent_ready,
+            retried_boot: None,
         }
     }
 
@@ -553,6 +659,40 @@ fn vm_spec(
     })
 }
 
+/// `options` for one VM: with a counter file (`fail_every_other`), this
+/// VM counted in it, and its fault `FailScenario` when its count is odd.
+pub fn with_counted_fault(options: &VmOptions) -> Result<VmOptions> {
+    let Some(counter) = &options.fail_every_other else {
+        return Ok(options.clone());
+    };
+    let lock_path = counter.with_extension("lock");
+    let lock = std::fs::File::create(&lock_path)
+        .with_context(|| format!("creating {}", lock_path.display()))?;
+    lock.lock()
+        .with_context(|| format!("locking {}", lock_path.display()))?;
+    let count: u64 = match std::fs::read_to_string(counter) {
+        Ok(text) => text.trim().parse().with_context(|| {
+            format!(
+                "{} holds no count of VMs; remove it to count from 0",
+                counter.display()
+            )
+        })?,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => 0,
+        Err(err) => Err(err).with_context(|| format!("reading {}", counter.display()))?,
+    };
+    let count = count + 1;
+    std::fs::write(counter, count.to_string())
+        .with_context(|| format!("writing {}", counter.display()))?;
+    Ok(VmOptions {
+        fault: match count % 2 {
+            1 => Some(Fault::FailScenario),
+            _ => options.fault,
+        },
+        fail_every_other: None,
+        ..options.clone()
+    })
+}
+
 /// The kernel splits its command line at spaces, so the paths handed to the
 /// agent there must have none.
 fn check_cmdline_paths(artifacts: &Artifacts, binary: &Path) -> Result<()> {
@@ -567,4 +707,34 @@ fn check_cmdline_paths(artifacts: &Artifacts, binary: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_other_vm_fails_its_scenario_on_purpose() {
+        let dir = tempfile::tempdir().unwrap();
+        let counter = dir.path().join("vms");
+        let options = VmOptions {
+            fail_every_other: Some(counter.clone()),
+            fault: Some(Fault::WriteHost),
+            ..VmOptions::default()
+        };
+        let faults: Vec<Option<Fault>> = (0..4)
+            .map(|_| with_counted_fault(&options).unwrap().fault)
+            .collect();
+        let odd = Some(Fault::FailScenario);
+        // The even ones keep the fault they were given.
+        let even = Some(Fault::WriteHost);
+        assert_eq!(faults, [odd, even, odd, even]);
+        assert_eq!(std::fs::read_to_string(&counter).unwrap(), "4");
+        assert_eq!(with_counted_fault(&options).unwrap().fail_every_other, None);
+        std::fs::write(&counter, "many").unwrap();
+        let error = format!("{:#}", with_counted_fault(&options).unwrap_err());
+        assert!(error.contains("holds no count of VMs"), "{error}");
+        let plain = VmOptions::default();
+        assert_eq!(with_counted_fault(&plain).unwrap().fault, None);
+    }
 }

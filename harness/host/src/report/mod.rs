@@ -1,5 +1,8 @@
 //! The main job's report: a table of scenarios, and for each failure what
-//! went wrong, where the logs are and how to rerun it alone.
+//! went wrong, where the logs are and how to rerun it alone; a repeated
+//! run's is in [`repeat`].
+
+pub mod repeat;
 
 use std::fmt::Write as _;
 
@@ -104,13 +107,24 @@ pub fn name_width<'a>(names: impl Iterator<Item = &'a str>) -> usize {
     names.map(str::len).max().unwrap_or(0).max(24)
 }
 
+/// A row's result: `pass`, `FAIL` or `ERROR`, and the boot the harness
+/// retried before its VM when it did (`pass (boot retried: stalled)`).
+pub fn result_cell(row: &Row) -> String {
+    match row.retried_boot() {
+        Some(boot) => format!("{} (boot retried: {})", row.verdict(), boot.cause.as_str()),
+        None => row.verdict().to_owned(),
+    }
+}
+
 /// One row per scenario: result, time, boot time, accelerator and root share.
-pub fn render_table(rows: &[Row]) -> String {
+pub fn render_table(rows: &[&Row]) -> String {
     let mut text = String::new();
     let width = name_width(rows.iter().map(|row| row.scenario.as_str()));
+    let results = rows.iter().map(|row| result_cell(row).len());
+    let result_width = results.max().unwrap_or(0).max(6);
     let _ = writeln!(
         text,
-        "{:<width$} {:<6} {:>8} {:>8}  {:<9} {:<14} accel/root",
+        "{:<width$} {:<result_width$} {:>8} {:>8}  {:<9} {:<14} accel/root",
         "scenario", "result", "time", "boot", "snapshot", "vm"
     );
     for row in rows {
@@ -125,40 +139,81 @@ pub fn render_table(rows: &[Row]) -> String {
         };
         let _ = writeln!(
             text,
-            "{:<width$} {:<6} {:>7.1}s {:>8}  {:<9} {vm:<14} {how}",
+            "{:<width$} {:<result_width$} {:>7.1}s {:>8}  {:<9} {vm:<14} {how}",
             row.scenario,
-            row.verdict(),
+            result_cell(row),
             row.wall.as_secs_f64(),
             boot,
             row.snapshot_word()
         );
     }
     let passed = rows.iter().filter(|row| row.passed()).count();
-    let _ = writeln!(text, "{passed} passed, {} failed", rows.len() - passed);
+    let _ = write!(text, "{passed} passed, {} failed", rows.len() - passed);
+    let retried = rows
+        .iter()
+        .filter(|row| row.retried_boot().is_some())
+        .count();
+    if retried > 0 {
+        let _ = write!(text, ", {retried} after a boot the harness retried (flaky)");
+    }
+    text.push('\n');
+    text
+}
+
+/// For each row whose VM was booted again: how the first boot failed and
+/// where its logs are.
+pub fn render_retried_boots(rows: &[&Row]) -> String {
+    let mut text = String::new();
+    for row in rows {
+        if let Some(boot) = row.retried_boot() {
+            let _ = writeln!(
+                text,
+                "\n=== {}: boot retried ({}) ===\n{}\nthat boot's logs: {}",
+                row.scenario,
+                boot.cause.as_str(),
+                boot.failure,
+                boot.logs.display()
+            );
+        }
+    }
     text
 }
 
 /// For each row that did not pass: what went wrong (the failed
 /// expectations, then how the output differs from its snapshot), where its
 /// logs are, and the commands that rerun it alone.
-pub fn render_failures(rows: &[Row], artifacts: &Artifacts) -> String {
+pub fn render_failures(rows: &[&Row], artifacts: &Artifacts) -> String {
     let mut text = String::new();
     for row in rows.iter().filter(|row| !row.passed()) {
         let _ = writeln!(text, "\n=== {} ({}) ===", row.scenario, row.verdict());
-        match &row.outcome {
-            Ok(run) => render_failed_run(&mut text, row, run, artifacts),
-            Err(error) => {
-                let _ = writeln!(text, "{error}");
-            }
-        }
-        let commands = rerun_commands(artifacts, &row.scenario);
-        let _ = writeln!(
-            text,
-            "rerun alone, look around inside it, or rerun under vng:\n  {}",
-            commands.join("\n  ")
-        );
+        render_failure(&mut text, row, artifacts);
     }
     text
+}
+
+/// A failed row: what went wrong, where its logs are, how to rerun it.
+fn render_failure(text: &mut String, row: &Row, artifacts: &Artifacts) {
+    match &row.outcome {
+        Ok(run) => render_failed_run(text, row, run, artifacts),
+        Err(error) => {
+            let _ = writeln!(text, "{error}");
+        }
+    }
+    let commands = rerun_commands(artifacts, &row.scenario);
+    let _ = writeln!(
+        text,
+        "rerun alone, look around inside it, or rerun under vng:\n  {}",
+        commands.join("\n  ")
+    );
+}
+
+/// Where a failed row's logs were kept, if they were.
+fn logs_of(row: &Row) -> Option<&std::path::Path> {
+    match &row.outcome {
+        Ok(run) => run.kept_logs.as_deref(),
+        Err(crate::vm::RunError::Vm(error)) => Some(&error.logs),
+        Err(crate::vm::RunError::Harness(_)) => None,
+    }
 }
 
 /// A failed row's run: its failed expectations; what it did and the
@@ -218,11 +273,13 @@ struct JsonRow<'a> {
     snapshot_file: Option<String>,
     /// The `.snap.new` written when the snapshot is new or differs.
     pending_snapshot: Option<String>,
+    /// The boot the harness ended and booted again before this run's VM.
+    retried_boot: Option<&'a crate::vm::RetriedBoot>,
     result: Option<&'a harness_wire::protocol::ScenarioResult>,
 }
 
 /// Every row of every kernel, each naming its kernel.
-pub fn render_json(kernels: &[(&KernelInfo, &[Row])]) -> String {
+pub fn render_json(kernels: &[(&KernelInfo, &[&Row])]) -> String {
     let rows: Vec<JsonRow> = kernels
         .iter()
         .flat_map(|(kernel, rows)| rows.iter().map(move |row| json_row(kernel, row)))
@@ -256,12 +313,13 @@ fn json_row<'a>(kernel: &'a KernelInfo, row: &'a Row) -> JsonRow<'a> {
                 }
                 _ => None,
             }),
+        retried_boot: row.retried_boot(),
         result: run.map(|run| &run.result),
     }
 }
 
 /// Scenario by kernel: one line per scenario, one column per kernel.
-pub fn render_matrix(kernels: &[(&KernelInfo, &[Row])]) -> String {
+pub fn render_matrix(kernels: &[(&KernelInfo, &[&Row])]) -> String {
     let scenarios = kernels.first().map_or(&[][..], |(_, rows)| rows);
     let width = name_width(scenarios.iter().map(|row| row.scenario.as_str()));
     let mut text = format!("{:<width$}", "scenario");
@@ -333,7 +391,7 @@ pub fn render_cache(entries: &[crate::cache::Entry], cache: &std::path::Path) ->
 /// line per program (`object/name`: two objects may each have a program
 /// of one name) and one column per kernel: the most any scenario's loader
 /// reported for it there; `-` where no scenario loaded it.
-pub fn render_verifier_table(kernels: &[(&KernelInfo, &[Row])]) -> String {
+pub fn render_verifier_table(kernels: &[(&KernelInfo, &[&Row])]) -> String {
     let mut programs: std::collections::BTreeMap<String, Vec<Option<u64>>> = Default::default();
     for (column, (_, rows)) in kernels.iter().enumerate() {
         let reported = rows
@@ -364,4 +422,46 @@ pub fn render_verifier_table(kernels: &[(&KernelInfo, &[Row])]) -> String {
         text.push('\n');
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::repeat::tests::tried;
+
+    #[test]
+    fn a_run_after_a_retried_boot_says_so_in_the_table() {
+        let retried = tried(1, 0, true, true).row;
+        let clean = tried(1, 0, true, false).row;
+        let table = render_table(&[&retried, &clean]);
+        let lines: Vec<&str> = table.lines().collect();
+        assert!(lines[0].starts_with("scenario"), "{table}");
+        assert!(
+            lines[1].contains(" pass (boot retried: stalled) "),
+            "{table}"
+        );
+        assert!(lines[2].contains(" pass "), "{table}");
+        assert_eq!(
+            lines[3],
+            "2 passed, 0 failed, 1 after a boot the harness retried (flaky)"
+        );
+        let said = render_retried_boots(&[&retried, &clean]);
+        assert!(
+            said.contains("=== attach: boot retried (stalled) ===")
+                && said.contains("that boot's logs: /logs/first-boot"),
+            "{said}"
+        );
+        let json = serde_json::to_value(json_row(&info(), &retried)).unwrap();
+        assert_eq!(json["retried_boot"]["cause"], "stalled");
+        assert_eq!(json["retried_boot"]["logs"], "/logs/first-boot");
+    }
+
+    fn info() -> KernelInfo {
+        KernelInfo {
+            version: "6.12.118".into(),
+            flavour: Flavour::Default,
+            key: "0123".into(),
+            unchecked_splat_classes: Vec::new(),
+        }
+    }
 }

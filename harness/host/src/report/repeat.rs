@@ -1,0 +1,285 @@
+//! A repeated run's report (`--repeat`, `--until-fail`, `--retries`): a
+//! line per scenario with its runs, passes, failures, flaky rounds and
+//! retried boots; for each scenario that did not pass cleanly, its first
+//! failure in full, where every failed run's and retried boot's logs are;
+//! and the same as JSON, each run's row included.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use super::{json_row, logs_of, name_width, render_failure, JsonRow, KernelInfo};
+use crate::artifacts::Artifacts;
+use crate::repeat::{Plan, Repeated, Rounds, RunAt, ScenarioRuns, Verdict};
+
+/// One line per scenario: its verdict, runs, passed and failed runs,
+/// flaky rounds and retried boots; then the counts of each verdict.
+pub fn render_table(repeated: &Repeated) -> String {
+    let names = repeated.scenarios.iter().map(|runs| runs.scenario.as_str());
+    let width = name_width(names);
+    let mut text = format!(
+        "{:<width$} {:<6} {:>5} {:>6} {:>6} {:>5} {:>12}\n",
+        "scenario", "result", "runs", "passed", "failed", "flaky", "boot retries"
+    );
+    for runs in &repeated.scenarios {
+        let _ = writeln!(
+            text,
+            "{:<width$} {:<6} {:>5} {:>6} {:>6} {:>5} {:>12}",
+            runs.scenario,
+            runs.verdict().word(),
+            runs.runs(),
+            runs.passed(),
+            runs.failed(),
+            runs.rounds_that(Verdict::Flaky),
+            runs.boot_retries()
+        );
+    }
+    let count = |verdict| {
+        let of = repeated
+            .scenarios
+            .iter()
+            .filter(|runs| runs.verdict() == verdict);
+        of.count()
+    };
+    let _ = writeln!(
+        text,
+        "{} passed, {} flaky, {} failed",
+        count(Verdict::Passed),
+        count(Verdict::Flaky),
+        count(Verdict::Failed)
+    );
+    text
+}
+
+/// How many rounds ran, and why no more when `--until-fail` stopped them.
+pub fn render_rounds(repeated: &Repeated, plan: Plan) -> String {
+    let rounds = repeated.rounds;
+    let retries = match plan.retries {
+        0 => String::new(),
+        count => format!(", a failed run tried again up to {count} times"),
+    };
+    let stopped = match plan.rounds {
+        Rounds::UntilFail { .. } if repeated.verdict() != Verdict::Passed => format!(
+            "; --until-fail stopped at round {}, the first that did not pass cleanly",
+            repeated.rounds
+        ),
+        Rounds::UntilFail {
+            at_most: Some(most),
+        } => {
+            format!("; --until-fail: every one of the {most} rounds passed")
+        }
+        _ => String::new(),
+    };
+    let rounds = match rounds {
+        1 => "1 round".to_owned(),
+        count => format!("{count} rounds"),
+    };
+    format!("{rounds}, each run in a freshly booted VM{retries}{stopped}\n")
+}
+
+/// For each scenario that did not pass cleanly: its first failure in full
+/// (failed expectations, snapshot diff, logs, rerun commands), where the
+/// other failed runs' logs are kept, and each retried boot's.
+pub fn render_failures(repeated: &Repeated, artifacts: &Artifacts) -> String {
+    let mut text = String::new();
+    for runs in &repeated.scenarios {
+        if runs.verdict() == Verdict::Passed {
+            continue;
+        }
+        if let Some(first) = runs.first_failure() {
+            let _ = writeln!(
+                text,
+                "\n=== {}: first failure, {} ({}) ===",
+                runs.scenario,
+                at_words(first.at),
+                first.row.verdict()
+            );
+            render_failure(&mut text, &first.row, artifacts);
+        }
+        text.push_str(&kept_logs(runs));
+    }
+    text
+}
+
+/// `round 2` or `round 2, retry 1`.
+fn at_words(at: RunAt) -> String {
+    match at.attempt {
+        0 => format!("round {}", at.round),
+        retry => format!("round {}, retry {retry}", at.round),
+    }
+}
+
+/// Where each failed run's logs and each retried boot's are.
+fn kept_logs(runs: &ScenarioRuns) -> String {
+    let mut text = String::new();
+    for tried in &runs.tries {
+        if !tried.row.passed() {
+            let logs = logs_of(&tried.row).map_or(
+                "not kept (the harness could not run the VM)".to_owned(),
+                |path| path.display().to_string(),
+            );
+            let _ = writeln!(text, "  {} failed: {logs}", at_words(tried.at));
+        }
+        if let Some(boot) = tried.row.retried_boot() {
+            let _ = writeln!(
+                text,
+                "  {}: boot retried ({}), that boot's logs: {}\n    {}",
+                at_words(tried.at),
+                boot.cause.as_str(),
+                boot.logs.display(),
+                boot.failure.lines().next().unwrap_or_default()
+            );
+        }
+    }
+    match text.is_empty() {
+        true => text,
+        false => format!("{} runs that were not clean:\n{text}", runs.scenario),
+    }
+}
+
+#[derive(Serialize)]
+struct JsonRun<'a> {
+    #[serde(flatten)]
+    at: RunAt,
+    #[serde(flatten)]
+    row: JsonRow<'a>,
+}
+
+#[derive(Serialize)]
+struct JsonScenario<'a> {
+    scenario: &'a str,
+    kernel: &'a KernelInfo,
+    /// `passed`, `flaky` or `failed`.
+    verdict: Verdict,
+    runs: usize,
+    passed: usize,
+    failed: usize,
+    /// Whether a round passed only on a retry or after a retried boot.
+    flaky: bool,
+    flaky_rounds: usize,
+    failed_rounds: usize,
+    boot_retries: usize,
+    rows: Vec<JsonRun<'a>>,
+}
+
+#[derive(Serialize)]
+struct JsonRepeated<'a> {
+    verdict: Verdict,
+    exit_code: u8,
+    retries: usize,
+    /// Each kernel's rounds.
+    rounds: Vec<usize>,
+    scenarios: Vec<JsonScenario<'a>>,
+}
+
+/// Every kernel's scenarios with their figures and each run's row.
+pub fn render_json(kernels: &[(&KernelInfo, &Repeated)], plan: Plan) -> String {
+    let verdict = (kernels.iter().map(|(_, repeated)| repeated.verdict()))
+        .max()
+        .unwrap_or(Verdict::Passed);
+    let scenarios = kernels.iter().flat_map(|(kernel, repeated)| {
+        (repeated.scenarios.iter()).map(move |runs| json_scenario(kernel, runs))
+    });
+    let json = JsonRepeated {
+        verdict,
+        exit_code: verdict.exit_code(),
+        retries: plan.retries,
+        rounds: kernels
+            .iter()
+            .map(|(_, repeated)| repeated.rounds)
+            .collect(),
+        scenarios: scenarios.collect(),
+    };
+    serde_json::to_string_pretty(&json).unwrap_or_else(|err| format!("{{\"error\": \"{err}\"}}"))
+}
+
+fn json_scenario<'a>(kernel: &'a KernelInfo, runs: &'a ScenarioRuns) -> JsonScenario<'a> {
+    let rows = (runs.tries.iter()).map(|tried| JsonRun {
+        at: tried.at,
+        row: json_row(kernel, &tried.row),
+    });
+    JsonScenario {
+        scenario: &runs.scenario,
+        kernel,
+        verdict: runs.verdict(),
+        runs: runs.runs(),
+        passed: runs.passed(),
+        failed: runs.failed(),
+        flaky: runs.rounds_that(Verdict::Flaky) > 0,
+        flaky_rounds: runs.rounds_that(Verdict::Flaky),
+        failed_rounds: runs.rounds_that(Verdict::Failed),
+        boot_retries: runs.boot_retries(),
+        rows: rows.collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::repeat::tests::{runs, tried};
+
+    fn repeated() -> Repeated {
+        let clean = runs(vec![tried(1, 0, true, false), tried(2, 0, true, false)]);
+        let mut flaky = runs(vec![
+            tried(1, 0, false, false),
+            tried(1, 1, true, false),
+            tried(2, 0, true, true),
+        ]);
+        flaky.scenario = "second".into();
+        Repeated {
+            scenarios: vec![clean, flaky],
+            rounds: 2,
+        }
+    }
+
+    #[test]
+    fn a_line_per_scenario_counts_its_runs() {
+        let table = render_table(&repeated());
+        let lines: Vec<Vec<&str>> = (table.lines())
+            .map(|line| line.split_whitespace().collect())
+            .collect();
+        assert_eq!(
+            lines[1],
+            ["attach", "pass", "2", "2", "0", "0", "0"],
+            "{table}"
+        );
+        assert_eq!(
+            lines[2],
+            ["second", "FLAKY", "3", "2", "1", "2", "1"],
+            "{table}"
+        );
+        assert_eq!(lines[3].join(" "), "1 passed, 1 flaky, 0 failed");
+    }
+
+    #[test]
+    fn the_rounds_line_says_why_until_fail_stopped() {
+        let plan = Plan {
+            rounds: Rounds::UntilFail { at_most: Some(5) },
+            retries: 1,
+        };
+        assert_eq!(
+            render_rounds(&repeated(), plan),
+            "2 rounds, each run in a freshly booted VM, a failed run tried again up to 1 \
+             times; --until-fail stopped at round 2, the first that did not pass cleanly\n"
+        );
+        let once = Repeated {
+            scenarios: Vec::new(),
+            rounds: 1,
+        };
+        assert_eq!(
+            render_rounds(&once, Plan::ONCE),
+            "1 round, each run in a freshly booted VM\n"
+        );
+    }
+
+    #[test]
+    fn the_runs_that_were_not_clean_name_their_logs() {
+        let kept = kept_logs(&repeated().scenarios[1]);
+        assert!(kept.contains("round 1 failed: /logs/1-0"), "{kept}");
+        assert!(
+            kept.contains("round 2: boot retried (stalled), that boot's logs: /logs/first-boot"),
+            "{kept}"
+        );
+        assert_eq!(kept_logs(&repeated().scenarios[0]), "");
+    }
+}
