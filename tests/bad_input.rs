@@ -9,7 +9,6 @@ use std::path::Path;
 use harness_host::kernel::config::Fragment;
 use harness_host::kernel::{self, Flavour, KernelRecipe, KernelSource, Make};
 use harness_host::process::combined_output;
-use harness_host::progress::Progress;
 use harness_host::{kmod, setup};
 
 use common::artifacts;
@@ -58,7 +57,7 @@ fn options_that_olddefconfig_drops_are_named_with_their_fragment() {
     std::fs::create_dir_all(&build_dir).unwrap();
     let log = scratch.path().join("build.log");
     let make = Make::new(&artifacts.kernel.source_dir, &build_dir, &log);
-    let err = kernel::configure(&make, &fragments, &Progress::new())
+    let err = kernel::configure(&make, &fragments, &harness::view::stderr_progress(false))
         .unwrap_err()
         .to_string();
     assert_eq!(
@@ -104,7 +103,7 @@ fn debian_6_1_is_refused_as_too_old_for_struct_ops_in_modules() {
     assert!(status.success(), "{text}");
     let source = KernelSource::Tree(tree.path().join("linux-source-6.1"));
     let err = source
-        .prepare(tree.path(), &Progress::new())
+        .prepare(tree.path(), &harness::view::stderr_progress(false))
         .unwrap_err()
         .to_string();
     assert!(err.starts_with("kernel 6.1."), "{err}");

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use guest_agent::scenario::Subject;
-use harness_host::artifacts::{self, Artifacts, PrepareOptions};
+use harness_host::artifacts::{self, Artifacts};
 use harness_host::catalogue::{self, Catalogue};
 use harness_host::normalise::Normaliser;
 use harness_host::progress::Progress;
@@ -33,6 +33,7 @@ pub struct Binary {
 /// The binary's `main`: dispatches on PID 1 and on its first argument.
 pub fn run_binary(subjects: &'static [&'static Subject], binary: Binary) -> ExitCode {
     let args: Vec<OsString> = std::env::args_os().collect();
+    crate::view::show_diagnostics();
     if std::process::id() == 1 {
         guest_agent::agent::run_as_init(subjects, args);
     }
@@ -120,9 +121,10 @@ fn catalogue_of(subjects: &[&Subject], binary: Binary, progress: &Progress) -> R
 /// missing), the guest binary, the kernel and the modules.
 fn build(subjects: &[&Subject], binary: Binary) -> Result<()> {
     setup::ensure()?;
-    let progress = Progress::new();
+    let (options, env) = crate::config::from_env()?;
+    let progress = crate::view::stderr_progress(env.ci);
     let catalogue = catalogue_of(subjects, binary, &progress)?;
-    let built = artifacts::prepare(&PrepareOptions::from_env()?, &catalogue, &progress)?;
+    let built = artifacts::prepare(&options, &catalogue, &progress)?;
     eprintln!(
         "[harness] kernel {} ({} flavour) and {} module(s) ready",
         built.kernel.version,
@@ -151,8 +153,12 @@ fn test_main(subjects: &'static [&'static Subject], binary: Binary) -> ExitCode 
 /// failed expectations first (they say what went wrong), then the snapshot
 /// is compared (its diff shows where), then the test fails.
 fn check(subjects: &[&Subject], binary: Binary, scenario: &str) -> Result<(), Failed> {
-    let artifacts = artifacts::prepared(|progress| catalogue_of(subjects, binary, progress))
-        .map_err(|err| format!("{err:#}"))?;
+    let (options, env) = crate::config::from_env().map_err(|err| format!("{err:#}"))?;
+    let progress = crate::view::stderr_progress(env.ci);
+    let artifacts = artifacts::prepared(&options, &progress, |progress| {
+        catalogue_of(subjects, binary, progress)
+    })
+    .map_err(|err| format!("{err:#}"))?;
     let (subject, declared) = artifacts
         .catalogue
         .find(scenario)

@@ -24,7 +24,11 @@
 #![deny(missing_docs)]
 
 mod binary;
+#[doc(hidden)]
+pub mod config;
 pub mod guide;
+#[doc(hidden)]
+pub mod view;
 
 pub use binary::{run_binary, Binary};
 pub use guest_agent::runtime::context::{Context, StepId};

@@ -9,11 +9,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
+use harness::config::{EnvArgs, KernelArgs};
 use harness_host::artifacts::{prepare, Artifacts, PrepareOptions};
 use harness_host::cache::{self, Target};
 use harness_host::catalogue::{self, Catalogue};
-use harness_host::kernel::source::KernelSpec;
-use harness_host::kernel::Flavour;
 use harness_host::progress::Progress;
 use harness_host::repeat::{self, Plan, Repeated, Rounds, RunAt};
 use harness_host::report::{self, KernelInfo};
@@ -27,21 +26,13 @@ use harness_host::{paths, setup, vng};
     about = "Builds a minimal kernel with BTF, the subjects' modules and binaries (the packages \
              of this workspace with [package.metadata.harness] vm-test), boots them in QEMU and \
              runs their struct_ops scenarios",
-    long_about = None,
-    after_help = "Environment:\n  \
-        STRUCT_OPS_CACHE_DIR        cache for kernels, modules, the KVM verdict, tools (default ~/.cache/struct-ops-vmtest)\n  \
-        STRUCT_OPS_CACHE_LIMIT      cap on the kernel cache, e.g. 30G (the default); least recently used entries go first\n  \
-        STRUCT_OPS_KERNEL           the kernel, as --kernel (a Debian series such as 7.3, or a kernel tree)\n  \
-        STRUCT_OPS_KERNEL_TREE      a kernel tree, as --kernel-tree\n  \
-        STRUCT_OPS_DEBUG_KERNEL     1 for the debug kernel (as --debug-kernel)\n  \
-        STRUCT_OPS_RACE_KERNEL      1 for the race kernel (as --race-kernel)\n  \
-        STRUCT_OPS_ACCEL            kvm or tcg, to skip the KVM probe\n  \
-        STRUCT_OPS_VIRTIOFSD        the virtiofsd to use (needs --readonly)\n  \
-        STRUCT_OPS_VERBOSE_CONSOLE  1 for every boot message on the VM console"
+    long_about = None
 )]
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    env: EnvArgs,
 }
 
 #[derive(Subcommand)]
@@ -184,55 +175,6 @@ enum CacheCommand {
 }
 
 #[derive(clap::Args)]
-struct KernelArgs {
-    /// The kernel: a Debian series (6.12, the default; 7.3; ...), fetched from
-    /// Debian when not installed, or the path of a kernel tree, built in place
-    /// (also: STRUCT_OPS_KERNEL). `run` takes it several times for a matrix.
-    #[arg(long = "kernel", value_name = "SPEC")]
-    kernels: Vec<KernelSpec>,
-    /// A kernel tree, the same as --kernel DIR (also: STRUCT_OPS_KERNEL_TREE).
-    #[arg(long, value_name = "DIR")]
-    kernel_tree: Option<PathBuf>,
-    /// The debug kernel: the default one plus harness/host/images/debug.config (KASAN, KFENCE,
-    /// lockdep, RCU and sleep checks, UBSAN, kmemleak); also STRUCT_OPS_DEBUG_KERNEL=1.
-    #[arg(long, conflicts_with = "race_kernel")]
-    debug_kernel: bool,
-    /// The race kernel: the default one plus harness/host/images/race.config (KCSAN, which
-    /// cannot share a kernel with KASAN); also STRUCT_OPS_RACE_KERNEL=1.
-    #[arg(long)]
-    race_kernel: bool,
-}
-
-impl KernelArgs {
-    /// Every kernel asked for, or the environment's.
-    fn options(&self) -> Result<Vec<PrepareOptions>> {
-        let mut specs = self.kernels.clone();
-        specs.extend(self.kernel_tree.clone().map(KernelSpec::Tree));
-        if specs.is_empty() {
-            specs.push(KernelSpec::from_env()?);
-        }
-        let flavour = Flavour::choose(self.debug_kernel, self.race_kernel);
-        Ok(specs
-            .into_iter()
-            .map(|kernel| PrepareOptions {
-                kernel,
-                flavour,
-                without_kernel_types: false,
-            })
-            .collect())
-    }
-
-    /// The one kernel a command that takes one is about.
-    fn one(&self, command: &str) -> Result<PrepareOptions> {
-        let mut options = self.options()?;
-        if options.len() > 1 {
-            bail!("`{command}` takes one kernel; `run` takes several --kernel for a matrix");
-        }
-        Ok(options.remove(0))
-    }
-}
-
-#[derive(clap::Args)]
 struct RunArgs {
     /// Run only this scenario (repeat for several).
     #[arg(long = "scenario", value_name = "NAME")]
@@ -309,8 +251,31 @@ impl RunArgs {
     }
 }
 
+/// The command line, with `--help` ending in every environment variable
+/// an option reads (collected from the options themselves, so none is
+/// missing).
+fn parse() -> Cli {
+    use clap::{CommandFactory, FromArgMatches};
+    let command = Cli::command();
+    let list = harness::config::environment_help(&command);
+    let matches = command.after_help(list).get_matches();
+    Cli::from_arg_matches(&matches).unwrap_or_else(|err| err.exit())
+}
+
+/// Whether progress is plain lines only (`--ci`, or `CI` set).
+static PLAIN_PROGRESS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+
+/// Where the library's progress goes: stderr, live on a terminal.
+fn progress() -> Progress {
+    harness::view::stderr_progress(PLAIN_PROGRESS.get().copied().unwrap_or(false))
+}
+
 fn main() -> ExitCode {
-    match run(Cli::parse()) {
+    harness::view::show_diagnostics();
+    let cli = parse();
+    cli.env.settings().install();
+    let _ = PLAIN_PROGRESS.set(cli.env.ci);
+    match run(cli) {
         Ok(code) => code,
         Err(err) => {
             eprintln!("error: {err:#}");
@@ -365,8 +330,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Build(kernel) => {
             setup::ensure()?;
             let catalogue = discover()?;
-            for options in kernel.options()? {
-                print_built(&prepare(&options, &catalogue, &Progress::new())?);
+            for options in kernel.options() {
+                print_built(&prepare(&options, &catalogue, &progress())?);
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -413,7 +378,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Vng { scenario, kernel } => {
             let catalogue = discover()?;
             catalogue.check(&scenario)?;
-            let artifacts = prepare(&kernel.one("vng")?, &catalogue, &Progress::new())?;
+            let artifacts = prepare(&kernel.one("vng")?, &catalogue, &progress())?;
             println!("{}", vng::vng_command(&artifacts, &scenario)?);
             Ok(ExitCode::SUCCESS)
         }
@@ -442,7 +407,7 @@ fn verifier(kernel: KernelArgs) -> Result<ExitCode> {
         kernel,
     };
     let mut runs = Vec::new();
-    for options in args.kernel.options()? {
+    for options in args.kernel.options() {
         runs.push(run_on_kernel(&args, &options, &catalogue, &names)?);
     }
     let rows: Vec<Vec<&Row>> = runs.iter().map(|run| run.repeated.first_rows()).collect();
@@ -464,13 +429,15 @@ fn verifier(kernel: KernelArgs) -> Result<ExitCode> {
 /// The subjects of the workspace the harness is run in, built for the guest.
 fn discover() -> Result<Catalogue> {
     let dir = std::env::current_dir().context("finding the current directory")?;
-    catalogue::discover(&dir, &Progress::new())
+    catalogue::discover(&dir, &progress())
 }
 
 /// `harness exec`: CMD in a VM, leaving with its exit code.
 fn exec(command: Vec<String>, how: &StepIn, kernel: &KernelArgs) -> Result<ExitCode> {
-    let artifacts = prepare(&kernel.one("exec")?, &discover()?, &Progress::new())?;
-    Ok(exit_with(step_in::exec(&artifacts, command, how)?))
+    let artifacts = prepare(&kernel.one("exec")?, &discover()?, &progress())?;
+    Ok(exit_with(show_ended(step_in::exec(
+        &artifacts, command, how,
+    )?)))
 }
 
 fn shell(scenario: Option<String>, gdb: bool, kernel: &KernelArgs) -> Result<ExitCode> {
@@ -478,13 +445,26 @@ fn shell(scenario: Option<String>, gdb: bool, kernel: &KernelArgs) -> Result<Exi
     if let Some(name) = &scenario {
         catalogue.check(name)?;
     }
-    let artifacts = prepare(&kernel.one("shell")?, &catalogue, &Progress::new())?;
+    let artifacts = prepare(&kernel.one("shell")?, &catalogue, &progress())?;
     let how = StepIn {
         modules: true,
         gdb,
         timeout: None,
     };
-    Ok(exit_with(step_in::shell(&artifacts, scenario, &how)?))
+    Ok(exit_with(show_ended(step_in::shell(
+        &artifacts, scenario, &how,
+    )?)))
+}
+
+/// A stepped-in command's report and error on stderr; its exit code.
+fn show_ended(ended: step_in::Ended) -> i32 {
+    if let Some(report) = &ended.report {
+        eprint!("{report}");
+    }
+    if let Some(error) = &ended.error {
+        eprintln!("error: {error}");
+    }
+    ended.code
 }
 
 fn bench(
@@ -511,8 +491,12 @@ fn bench(
         dir: std::env::current_dir().context("finding the current directory")?,
         baseline,
         kernel_types_cost,
+        progress: progress(),
     };
-    harness_host::bench::run(&kernel.one("bench")?, &catalogue, &options)?;
+    print!(
+        "{}",
+        harness_host::bench::run(&kernel.one("bench")?, &catalogue, &options)?
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -589,7 +573,7 @@ fn run_scenarios(args: RunArgs) -> Result<ExitCode> {
     };
     let start = Instant::now();
     let mut runs = Vec::new();
-    for options in args.kernel.options()? {
+    for options in args.kernel.options() {
         runs.push(run_on_kernel(&args, &options, &catalogue, &names)?);
     }
     let plan = args.plan();
@@ -646,7 +630,7 @@ fn run_on_kernel(
     names: &[String],
 ) -> Result<KernelRun> {
     let start = Instant::now();
-    let artifacts = prepare(options, catalogue, &Progress::new())?;
+    let artifacts = prepare(options, catalogue, &progress())?;
     let info = KernelInfo::of(&artifacts);
     eprintln!(
         "[harness] kernel {} ({} flavour) ready to boot after {:.1}s",

@@ -15,8 +15,12 @@ pub fn repo_root() -> &'static Path {
 /// The kernel, modules and this workspace's subjects, prepared once per
 /// test process.
 pub fn artifacts() -> &'static Artifacts {
-    artifacts::prepared(|progress| catalogue::discover(repo_root(), progress))
-        .unwrap_or_else(|err| panic!("{err:#}"))
+    let (options, env) = harness::config::from_env().unwrap_or_else(|err| panic!("{err:#}"));
+    let progress = harness::view::stderr_progress(env.ci);
+    artifacts::prepared(&options, &progress, |progress| {
+        catalogue::discover(repo_root(), progress)
+    })
+    .unwrap_or_else(|err| panic!("{err:#}"))
 }
 
 /// The `harness` binary cargo built (debug), for tests that run it as a

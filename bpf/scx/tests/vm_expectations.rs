@@ -6,16 +6,15 @@
 
 use std::path::Path;
 
-use harness::host::artifacts::{self, PrepareOptions};
+use harness::host::artifacts;
 use harness::host::catalogue;
-use harness::host::progress::Progress;
 use harness::host::suite::run_scenario;
 use harness::host::vm::VmOptions;
 use harness::wire::cli::Fault;
 
 #[test]
 fn an_ejection_the_scenario_does_not_expect_fails_it_naming_the_kind_and_reason() {
-    let progress = Progress::new();
+    let progress = harness::view::stderr_progress(false);
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
     let catalogue = catalogue::of_package(
         dir,
@@ -24,7 +23,9 @@ fn an_ejection_the_scenario_does_not_expect_fails_it_naming_the_kind_and_reason(
         &progress,
     )
     .unwrap_or_else(|err| panic!("{err:#}"));
-    let options = PrepareOptions::from_env().unwrap_or_else(|err| panic!("{err:#}"));
+    let options = harness::config::from_env()
+        .unwrap_or_else(|err| panic!("{err:#}"))
+        .0;
     let artifacts =
         artifacts::prepare(&options, &catalogue, &progress).unwrap_or_else(|err| panic!("{err:#}"));
     let vm = VmOptions {

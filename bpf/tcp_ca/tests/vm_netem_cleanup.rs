@@ -5,9 +5,8 @@
 
 use std::path::Path;
 
-use harness::host::artifacts::{self, PrepareOptions};
+use harness::host::artifacts;
 use harness::host::catalogue;
-use harness::host::progress::Progress;
 use harness::host::suite::run_scenario;
 use harness::host::vm::VmOptions;
 use harness::wire::cli::Fault;
@@ -15,7 +14,7 @@ use harness::Outcome;
 
 #[test]
 fn a_scenario_that_fails_after_setting_netem_still_removes_it() {
-    let progress = Progress::new();
+    let progress = harness::view::stderr_progress(false);
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
     let catalogue = catalogue::of_package(
         dir,
@@ -24,7 +23,9 @@ fn a_scenario_that_fails_after_setting_netem_still_removes_it() {
         &progress,
     )
     .unwrap_or_else(|err| panic!("{err:#}"));
-    let options = PrepareOptions::from_env().unwrap_or_else(|err| panic!("{err:#}"));
+    let options = harness::config::from_env()
+        .unwrap_or_else(|err| panic!("{err:#}"))
+        .0;
     let artifacts =
         artifacts::prepare(&options, &catalogue, &progress).unwrap_or_else(|err| panic!("{err:#}"));
     let vm = VmOptions {

@@ -20,6 +20,28 @@ use nix::unistd::Pid;
 /// the harness's per-VM timeout, so a hung step is reported by name.
 pub const COMMAND_LIMIT: Duration = Duration::from_secs(45);
 
+/// What checks every memory access or allocation (the debug and race
+/// flavours): under TCG such a kernel verifies and loads a large BPF
+/// object (a sched_ext scheduler) several times slower, past
+/// [`COMMAND_LIMIT`] on a loaded host.
+const SLOW_KERNEL_MARKS: &[&str] = &["/sys/kernel/debug/kmemleak", "/sys/kernel/debug/kcsan"];
+
+/// [`COMMAND_LIMIT`], doubled on a kernel with [`SLOW_KERNEL_MARKS`] (still
+/// under the harness's default 120 s a scenario).
+fn command_limit() -> Duration {
+    static LIMIT: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
+    *LIMIT.get_or_init(|| {
+        let slow = SLOW_KERNEL_MARKS
+            .iter()
+            .any(|mark| std::path::Path::new(mark).exists());
+        if slow {
+            COMMAND_LIMIT * 2
+        } else {
+            COMMAND_LIMIT
+        }
+    })
+}
+
 /// How to start the subject's loader: this very binary, in the loader role.
 #[derive(Clone)]
 pub(crate) struct LoaderCommand {
@@ -57,7 +79,7 @@ impl LoaderCommand {
 
     /// Runs the loader with `args` to completion (or to COMMAND_LIMIT, then kills it).
     pub(crate) fn run(&self, args: &[&str]) -> Result<Finished> {
-        run_to_end(self.command(args), COMMAND_LIMIT)
+        run_to_end(self.command(args), command_limit())
     }
 
     /// Starts the loader with `args` and returns once it has printed the
@@ -111,9 +133,10 @@ impl LoaderCommand {
                         ended.stderr.trim()
                     );
                 }
-                Err(mpsc::RecvTimeoutError::Timeout) if start.elapsed() > COMMAND_LIMIT => {
+                Err(mpsc::RecvTimeoutError::Timeout) if start.elapsed() > command_limit() => {
                     bail!(
-                        "{what} did not print {until:?} {times} time(s) within {COMMAND_LIMIT:?}"
+                        "{what} did not print {until:?} {times} time(s) within {:?}",
+                        command_limit()
                     );
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
@@ -162,7 +185,7 @@ impl Held {
             .child
             .take()
             .with_context(|| format!("{} was already reaped", self.what))?;
-        let status = wait_with_deadline(&mut child, Instant::now() + COMMAND_LIMIT)?;
+        let status = wait_with_deadline(&mut child, Instant::now() + command_limit())?;
         let stdout = self.stdout.take().context("stdout reader already joined")?;
         let stderr = self.stderr.take().context("stderr reader already joined")?;
         Ok(finished(status, stdout, stderr, self.start))

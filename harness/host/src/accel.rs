@@ -36,7 +36,8 @@ pub struct Verdict {
 /// What to boot on: forced by `STRUCT_OPS_ACCEL`, decided by `/dev/kvm` or
 /// the cached verdict, or KVM still to be probed.
 pub fn choose(cache: &Path) -> Result<Choice> {
-    choose_with(cache, std::env::var_os(ACCEL_ENV), Path::new("/dev/kvm"))
+    let forced = (crate::settings::get().accel.clone()).map(std::ffi::OsString::from);
+    choose_with(cache, forced, Path::new("/dev/kvm"))
 }
 
 /// `choose`, with the environment's word and the KVM device as arguments.

@@ -53,14 +53,13 @@ pub struct PrepareOptions {
 }
 
 impl PrepareOptions {
-    /// What the environment asks for (the VM tests' way to choose):
-    /// STRUCT_OPS_KERNEL and STRUCT_OPS_DEBUG_KERNEL.
-    pub fn from_env() -> Result<Self> {
-        Ok(PrepareOptions {
-            kernel: KernelSpec::from_env()?,
-            flavour: Flavour::choose(false, false),
+    /// `kernel` in `flavour`, with the kernel types the core enables.
+    pub fn new(kernel: KernelSpec, flavour: Flavour) -> Self {
+        PrepareOptions {
+            kernel,
+            flavour,
             without_kernel_types: false,
-        })
+        }
     }
 
     /// The kernel recipe: the core's fragments and the subjects'.
@@ -107,7 +106,9 @@ pub fn prepare(
     let bpf_dirs = build_bpf_objects(&kernel, catalogue, &cache, progress)?;
     let virtiofsd = virtiofsd::find();
     if let Err(reason) = &virtiofsd {
-        eprintln!("[harness] note: {reason}; the guest's root is shared over 9p instead (read-only as well)");
+        tracing::info!(
+            "note: {reason}; the guest's root is shared over 9p instead (read-only as well)"
+        );
     }
     Ok(Artifacts {
         spec: options.kernel.clone(),
@@ -192,18 +193,18 @@ impl Artifacts {
 /// the steps are cache hits after the first. `catalogue` says which
 /// subjects (a test binary's own, or its workspace's).
 pub fn prepared(
+    options: &PrepareOptions,
+    progress: &Progress,
     catalogue: impl FnOnce(&Progress) -> Result<Catalogue>,
 ) -> Result<&'static Artifacts> {
     static ARTIFACTS: OnceLock<Result<Artifacts, String>> = OnceLock::new();
     ARTIFACTS
         .get_or_init(|| {
-            let progress = Progress::new();
-            PrepareOptions::from_env()
-                .and_then(|options| {
-                    // Checked first: without the packages nothing below can build.
-                    setup::check()?;
-                    let catalogue = catalogue(&progress)?;
-                    prepare(&options, &catalogue, &progress)
+            // Checked first: without the packages nothing below can build.
+            setup::check()
+                .and_then(|()| {
+                    let catalogue = catalogue(progress)?;
+                    prepare(options, &catalogue, progress)
                 })
                 .map_err(|err| format!("{err:#}"))
         })

@@ -31,10 +31,12 @@ pub struct BenchOptions {
     /// default kernel: agent ready with and without them, and (with
     /// `cold_kernel`) a cold build of each.
     pub kernel_types_cost: bool,
+    /// Where the kernel builds and the rest of the long work report.
+    pub progress: Progress,
 }
 
 /// One figure: its samples and the target it is judged against.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 struct Figure {
     name: String,
     samples: Vec<Duration>,
@@ -94,6 +96,7 @@ fn time<T>(work: impl FnOnce() -> Result<T>) -> Result<(Duration, T)> {
 }
 
 /// Two figures' medians set against each other, judged against a target.
+#[derive(Debug)]
 struct Ratio {
     name: String,
     numerator: Figure,
@@ -111,26 +114,28 @@ impl Ratio {
         }
     }
 
-    fn print(&self) {
+    fn write(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let (Some(top), Some(bottom)) = (self.numerator.median(), self.denominator.median()) else {
-            return;
+            return Ok(());
         };
         let ratio = top.as_secs_f64() / bottom.as_secs_f64();
         let verdict = if ratio <= self.target { "ok" } else { "MISSED" };
-        println!(
+        writeln!(
+            f,
             "{:<54} {ratio:>8.2}  target {:.2} {verdict}",
             self.name, self.target
-        );
+        )
     }
 }
 
-/// Measures every figure and prints them, with their targets and ratios.
+/// Measures every figure: the table of figures, then their ratios and
+/// targets (its `Display` is what `harness bench` prints).
 pub fn run(
     prepare_options: &PrepareOptions,
     catalogue: &Catalogue,
     options: &BenchOptions,
-) -> Result<()> {
-    let quiet = Progress::new();
+) -> Result<Bench> {
+    let quiet = options.progress.clone();
     catalogue.check(&options.scenario)?;
     let artifacts = artifacts::prepare(prepare_options, catalogue, &quiet)?;
     let runs = options.runs.max(1);
@@ -167,16 +172,43 @@ pub fn run(
     // Last: each edit rebuilds the kernel in place, and a rebuilt vmlinux
     // has new BTF type ids, so `artifacts` (its module) is stale after it.
     if let KernelSpec::Tree(tree) = &prepare_options.kernel {
-        figures.push(edit_loop(prepare_options, catalogue, tree, runs.min(3))?);
+        let progress = &options.progress;
+        figures.push(edit_loop(
+            prepare_options,
+            (catalogue, progress),
+            tree,
+            runs.min(3),
+        )?);
     }
     let ratio_name = format!("{} end to end, ours / vng", options.scenario);
     ratios.push(Ratio::new(&ratio_name, &ours, &vng, 0.6));
     figures.extend([suite, ours, vng]);
-    print_figures(&figures);
-    for ratio in &ratios {
-        ratio.print();
+    Ok(Bench { figures, ratios })
+}
+
+/// What `harness bench` measured: each figure, then each same-run ratio
+/// against its target.
+#[derive(Debug)]
+pub struct Bench {
+    figures: Vec<Figure>,
+    ratios: Vec<Ratio>,
+}
+
+impl std::fmt::Display for Bench {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "{:<54} {:>8} {:>8} {:>8} {:>3}",
+            "figure", "min", "median", "max", "n"
+        )?;
+        for figure in &self.figures {
+            writeln!(f, "{}", figure.row())?;
+        }
+        for ratio in &self.ratios {
+            ratio.write(f)?;
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 /// The whole catalogue, 2 VMs at a time, `runs` times.
@@ -232,7 +264,7 @@ fn default_build(default: &Artifacts) -> Figure {
 /// the module, the guest binaries, the whole suite).
 fn edit_loop(
     prepare_options: &PrepareOptions,
-    catalogue: &Catalogue,
+    (catalogue, progress): (&Catalogue, &Progress),
     tree: &Path,
     runs: usize,
 ) -> Result<Figure> {
@@ -247,22 +279,12 @@ fn edit_loop(
             .open(&file)
             .and_then(|file| file.set_modified(std::time::SystemTime::now()))
             .with_context(|| format!("touching {}", file.display()))?;
-        let quiet = Progress::new();
+        let quiet = progress.clone();
         let prepared = || artifacts::prepare(prepare_options, catalogue, &quiet);
         let (took, ()) = time(|| run_suite(&prepared()?))?;
         figure.samples.push(took);
     }
     Ok(figure)
-}
-
-fn print_figures(figures: &[Figure]) {
-    println!(
-        "{:<54} {:>8} {:>8} {:>8} {:>3}",
-        "figure", "min", "median", "max", "n"
-    );
-    for figure in figures {
-        println!("{}", figure.row());
-    }
 }
 
 /// The kernel built from scratch in a scratch cache (`--cold-kernel`), or
@@ -276,7 +298,7 @@ fn cold_build(
     if options.cold_kernel {
         let scratch = tempfile::tempdir().context("creating a scratch cache")?;
         let recipe = prepare_options.recipe(&artifacts.cache, &artifacts.catalogue)?;
-        let quiet = Progress::new();
+        let quiet = options.progress.clone();
         cold.samples
             .push(time(|| kernel::ensure_built(&recipe, scratch.path(), &quiet))?.0);
         cold.name.push_str(" (measured now)");
@@ -298,7 +320,7 @@ fn warm_builds(
     artifacts: &Artifacts,
     options: &BenchOptions,
 ) -> Result<Vec<Figure>> {
-    let quiet = Progress::new();
+    let quiet = options.progress.clone();
     let catalogue = &artifacts.catalogue;
     let second = Some(Duration::from_secs(1));
     let mut hit = Figure::new("kernel build, warm (cache hit)", second);
@@ -391,7 +413,7 @@ fn kernel_types_cost(
     let bare_catalogue = Catalogue {
         subjects: vec![subject.clone()],
     };
-    let bare = artifacts::prepare(&bare_options, &bare_catalogue, &Progress::new())?;
+    let bare = artifacts::prepare(&bare_options, &bare_catalogue, &options.progress)?;
     let runs = options.runs.max(1);
     let [mut with_ready, _] = one_vm(artifacts, &options.scenario, runs)?;
     let [mut without_ready, _] = one_vm(&bare, &options.scenario, runs)?;
@@ -403,13 +425,13 @@ fn kernel_types_cost(
     if options.cold_kernel {
         let mut with_build = Figure::new("kernel build, cold, with the kernel types", None);
         let mut without_build = Figure::new("kernel build, cold, without them", None);
-        for (options, figure) in [
+        for (kernel_options, figure) in [
             (prepare_options, &mut with_build),
             (&bare_options, &mut without_build),
         ] {
             let scratch = tempfile::tempdir().context("creating a scratch cache")?;
-            let recipe = options.recipe(&artifacts.cache, &bare_catalogue)?;
-            let quiet = Progress::new();
+            let recipe = kernel_options.recipe(&artifacts.cache, &bare_catalogue)?;
+            let quiet = options.progress.clone();
             figure
                 .samples
                 .push(time(|| kernel::ensure_built(&recipe, scratch.path(), &quiet))?.0);

@@ -206,24 +206,24 @@ pub fn enforce_limit(cache: &Path, new_key: &str) {
     let limit = match limit() {
         Ok(limit) => limit,
         Err(err) => {
-            eprintln!("[harness] warning: {err:#}; the cache is not capped");
+            tracing::warn!("{err:#}; the cache is not capped");
             return;
         }
     };
     match prune(cache, Target::Bytes(limit), Some(new_key)) {
         Ok(said) => {
             for line in said {
-                eprintln!("[harness] cache over {}: {line}", human(limit));
+                tracing::info!("cache over {}: {line}", human(limit));
             }
         }
-        Err(err) => eprintln!("[harness] warning: pruning the cache: {err:#}"),
+        Err(err) => tracing::warn!("pruning the cache: {err:#}"),
     }
 }
 
 fn limit() -> Result<u64> {
-    match std::env::var(LIMIT_ENV) {
-        Ok(text) => parse_size(&text).with_context(|| format!("{LIMIT_ENV}={text}")),
-        Err(_) => Ok(DEFAULT_LIMIT),
+    match &crate::settings::get().cache_limit {
+        Some(text) => parse_size(text).with_context(|| format!("{LIMIT_ENV}={text}")),
+        None => Ok(DEFAULT_LIMIT),
     }
 }
 

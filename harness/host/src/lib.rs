@@ -26,6 +26,7 @@ mod qmp;
 pub mod repeat;
 pub mod report;
 pub mod run_dirs;
+pub mod settings;
 pub mod setup;
 pub mod snapshot;
 pub mod step_in;

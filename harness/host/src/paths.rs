@@ -21,10 +21,15 @@ pub fn mtime_nanos(metadata: &std::fs::Metadata) -> u128 {
 /// `~/.cache/struct-ops-vmtest`: always outside the work tree, so a fresh
 /// clone reuses a kernel built by another.
 pub fn cache_dir() -> Result<PathBuf> {
-    cache_dir_from(|name| std::env::var_os(name))
+    crate::settings::get().cache_dir.clone().context(
+        "no cache directory is configured: set STRUCT_OPS_CACHE_DIR (or HOME) for the harness",
+    )
 }
 
-fn cache_dir_from(var: impl Fn(&str) -> Option<std::ffi::OsString>) -> Result<PathBuf> {
+/// The cache directory a front end configures, from its environment as
+/// `var` reads it: [`CACHE_DIR_ENV`], else `$XDG_CACHE_HOME/struct-ops-vmtest`,
+/// else `~/.cache/struct-ops-vmtest`.
+pub fn cache_dir_from(var: impl Fn(&str) -> Option<std::ffi::OsString>) -> Result<PathBuf> {
     if let Some(dir) = var(CACHE_DIR_ENV).filter(|dir| !dir.is_empty()) {
         return Ok(PathBuf::from(dir));
     }
@@ -73,7 +78,7 @@ pub fn lock_exclusive(path: &std::path::Path, busy: &str) -> Result<std::fs::Fil
     let lock =
         std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
     if lock.try_lock().is_err() {
-        eprintln!("[harness] {busy}; waiting for it");
+        tracing::info!("{busy}; waiting for it");
         lock.lock()
             .with_context(|| format!("locking {}", path.display()))?;
     }

@@ -1,172 +1,142 @@
-//! Progress for long work: on a terminal, one line that updates in place
-//! (indicatif); elsewhere (CI, a pipe), a plain line every 20 s. Always on stderr.
+//! Progress of long work (a kernel build, a download, the guest binary's
+//! build) as typed [`Event`]s sent to a [`Sink`] the caller chooses: the
+//! library never prints. The `harness` command renders them on stderr
+//! (one live line on a terminal, a plain line now and then elsewhere); a
+//! test or another tool can collect them, or pass [`Progress::silent`].
 
-use std::io::IsTerminal;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressStyle};
-
-/// Where long work reports how far it got: live on a terminal, plain elsewhere.
-#[derive(Clone, Copy)]
-pub struct Progress {
-    live: bool,
+/// What a piece of long work reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// Work named `what` started.
+    Started {
+        /// What is being done, e.g. `make all` or `extracting linux.tar.xz`.
+        what: String,
+    },
+    /// A long task is at its `steps`-th step, doing `now` (e.g. `CC kernel/fork.o`).
+    Activity {
+        /// The task, as its [`Event::Started`] named it.
+        what: String,
+        /// How many steps it has reported so far.
+        steps: u64,
+        /// What it is doing now.
+        now: String,
+        /// Since it started.
+        elapsed: Duration,
+    },
+    /// Work named `what` ended after `elapsed`, with `outcome` (`done`, `failed`).
+    Finished {
+        /// The work, as its [`Event::Started`] named it.
+        what: String,
+        /// How it ended, in a word.
+        outcome: String,
+        /// How long it took.
+        elapsed: Duration,
+    },
 }
 
-impl Default for Progress {
-    fn default() -> Self {
-        Self::new()
+/// Where [`Event`]s go. Called from the thread doing the work.
+pub trait Sink: Send + Sync {
+    /// Receives one event.
+    fn event(&self, event: Event);
+}
+
+impl<F: Fn(Event) + Send + Sync> Sink for F {
+    fn event(&self, event: Event) {
+        self(event)
+    }
+}
+
+/// The handle long work reports through; cheap to clone.
+#[derive(Clone)]
+pub struct Progress {
+    sink: Arc<dyn Sink>,
+}
+
+impl std::fmt::Debug for Progress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Progress")
     }
 }
 
 impl Progress {
-    /// Live only on a terminal, and never under CI (`CI` set and not `false`).
-    pub fn new() -> Self {
-        let ci = std::env::var_os("CI").is_some_and(|ci| !ci.is_empty() && ci != "false");
+    /// Events go to `sink`.
+    pub fn to(sink: impl Sink + 'static) -> Self {
         Progress {
-            live: std::io::stderr().is_terminal() && !ci,
+            sink: Arc::new(sink),
         }
     }
 
-    /// A short step: one line when it starts, one when it is done.
+    /// Events go nowhere.
+    pub fn silent() -> Self {
+        Progress::to(|_: Event| {})
+    }
+
+    fn send(&self, event: Event) {
+        self.sink.event(event);
+    }
+
+    /// A short step: an event when it starts, one when it is done.
     pub(crate) fn step(&self, what: String) -> Step {
-        eprintln!("[harness] {what} ...");
-        Step {
+        self.task(what)
+    }
+
+    /// A long task that reports what it is doing while it runs.
+    pub(crate) fn task(&self, what: String) -> Task {
+        self.send(Event::Started { what: what.clone() });
+        Task {
+            progress: self.clone(),
             what,
             start: Instant::now(),
-        }
-    }
-
-    /// A long task whose current activity is reported while it runs.
-    pub(crate) fn task(&self, what: String) -> Task {
-        let state = Arc::new(Mutex::new(TaskState::default()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let start = Instant::now();
-        eprintln!("[harness] {what} ...");
-        let bar = self.live.then(|| live_bar(&what));
-        let ticker = (!self.live).then(|| {
-            let state = Arc::clone(&state);
-            let stop = Arc::clone(&stop);
-            let what = what.clone();
-            std::thread::spawn(move || tick(&what, start, &state, &stop))
-        });
-        Task {
-            what,
-            start,
-            state,
-            stop,
-            ticker,
-            bar,
+            steps: std::sync::atomic::AtomicU64::new(0),
         }
     }
 }
 
-/// A spinner with the elapsed time, the step count and the current step.
-fn live_bar(what: &str) -> ProgressBar {
-    let bar = ProgressBar::new_spinner();
-    let style =
-        ProgressStyle::with_template("[harness] {prefix}: {elapsed}, {pos} steps, now: {wide_msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_spinner());
-    bar.set_style(style);
-    bar.set_prefix(what.to_owned());
-    bar.enable_steady_tick(Duration::from_millis(500));
-    bar
-}
-
-pub(crate) struct Step {
-    what: String,
-    start: Instant,
-}
-
-impl Step {
-    pub fn done(self) {
-        eprintln!(
-            "[harness] {} done in {}",
-            self.what,
-            format_duration(self.start.elapsed())
-        );
-    }
-}
-
-#[derive(Default)]
-struct TaskState {
-    current: String,
-    count: u64,
-}
+/// A short step (the same as a task that reports no activity).
+pub(crate) type Step = Task;
 
 pub(crate) struct Task {
+    progress: Progress,
     what: String,
     start: Instant,
-    state: Arc<Mutex<TaskState>>,
-    stop: Arc<AtomicBool>,
-    /// The plain line every 20 s, when not on a terminal.
-    ticker: Option<JoinHandle<()>>,
-    /// The live line, on a terminal.
-    bar: Option<ProgressBar>,
+    steps: std::sync::atomic::AtomicU64,
 }
 
 impl Task {
     /// Records what the task is doing now (e.g. `CC kernel/fork.o`).
-    pub fn update(&self, current: &str) {
-        if let Some(bar) = &self.bar {
-            bar.inc(1);
-            bar.set_message(current.to_owned());
-        } else if let Ok(mut state) = self.state.lock() {
-            state.current = current.to_owned();
-            state.count += 1;
-        }
+    pub fn update(&self, now: &str) {
+        let steps = 1 + self
+            .steps
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.progress.send(Event::Activity {
+            what: self.what.clone(),
+            steps,
+            now: now.to_owned(),
+            elapsed: self.start.elapsed(),
+        });
     }
 
-    pub fn finish(mut self, outcome: &str) {
-        self.stop_ticker();
-        eprintln!(
-            "[harness] {} {outcome} in {}",
-            self.what,
-            format_duration(self.start.elapsed())
-        );
+    /// The step ended well.
+    pub fn done(self) {
+        self.finish("done");
     }
 
-    fn stop_ticker(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(ticker) = self.ticker.take() {
-            let _ = ticker.join();
-        }
-        if let Some(bar) = self.bar.take() {
-            bar.finish_and_clear();
-        }
-    }
-}
-
-impl Drop for Task {
-    fn drop(&mut self) {
-        self.stop_ticker();
-    }
-}
-
-/// Without a terminal: a plain line every 20 s, until `stop`.
-fn tick(what: &str, start: Instant, state: &Mutex<TaskState>, stop: &AtomicBool) {
-    let interval = Duration::from_secs(20);
-    let mut last = Instant::now();
-    while !stop.load(Ordering::Relaxed) {
-        std::thread::sleep(Duration::from_millis(100));
-        if last.elapsed() < interval {
-            continue;
-        }
-        last = Instant::now();
-        let Ok(state) = state.lock() else { continue };
-        eprintln!(
-            "[harness] {what}: {} elapsed, {} steps, now: {}",
-            format_duration(start.elapsed()),
-            state.count,
-            state.current
-        );
+    /// The task ended with `outcome`.
+    pub fn finish(self, outcome: &str) {
+        self.progress.send(Event::Finished {
+            what: self.what.clone(),
+            outcome: outcome.to_owned(),
+            elapsed: self.start.elapsed(),
+        });
     }
 }
 
 /// `1.2s` under a minute, `7m19s` above.
-pub(crate) fn format_duration(duration: Duration) -> String {
+pub fn format_duration(duration: Duration) -> String {
     let secs = duration.as_secs_f64();
     if secs < 60.0 {
         format!("{secs:.1}s")
@@ -182,10 +152,38 @@ pub(crate) fn format_duration(duration: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Mutex;
 
     #[test]
     fn durations_read_naturally() {
         assert_eq!(format_duration(Duration::from_millis(1234)), "1.2s");
         assert_eq!(format_duration(Duration::from_secs(439)), "7m19s");
+    }
+
+    #[test]
+    fn a_task_reports_its_start_activity_and_end_in_order() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&seen);
+        let progress = Progress::to(move |event| sink.lock().unwrap().push(event));
+        let task = progress.task("make all".into());
+        task.update("CC kernel/fork.o");
+        task.update("LD vmlinux");
+        task.finish("failed");
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 4, "{seen:?}");
+        assert_eq!(
+            seen[0],
+            Event::Started {
+                what: "make all".into()
+            }
+        );
+        assert!(
+            matches!(&seen[2], Event::Activity { steps: 2, now, .. } if now == "LD vmlinux"),
+            "{seen:?}"
+        );
+        assert!(
+            matches!(&seen[3], Event::Finished { outcome, .. } if outcome == "failed"),
+            "{seen:?}"
+        );
     }
 }

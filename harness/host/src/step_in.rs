@@ -32,7 +32,7 @@ pub struct StepIn {
 
 /// Runs `command` in the guest, its output streamed here; the exit code to
 /// leave with (the command's, or 128 plus its signal, or `VM_FAILED`).
-pub fn exec(artifacts: &Artifacts, command: Vec<String>, how: &StepIn) -> Result<i32> {
+pub fn exec(artifacts: &Artifacts, command: Vec<String>, how: &StepIn) -> Result<Ended> {
     let agent = AgentCommand::Exec(ExecArgs {
         module: modules(artifacts, how.modules),
         cwd: std::env::current_dir().ok(),
@@ -55,11 +55,11 @@ pub fn exec(artifacts: &Artifacts, command: Vec<String>, how: &StepIn) -> Result
         };
         vm::run_command(artifacts, binary, &agent, &options, (accel, probing))
     });
-    Ok(exit_code(run))
+    Ok(ended(run))
 }
 
 /// An interactive shell on this terminal, after `scenario` when named.
-pub fn shell(artifacts: &Artifacts, scenario: Option<String>, how: &StepIn) -> Result<i32> {
+pub fn shell(artifacts: &Artifacts, scenario: Option<String>, how: &StepIn) -> Result<Ended> {
     if !std::io::stdin().is_terminal() {
         bail!("harness shell needs a terminal to be run in (or use `harness exec -- CMD`)");
     }
@@ -104,14 +104,17 @@ pub fn shell(artifacts: &Artifacts, scenario: Option<String>, how: &StepIn) -> R
         let _terminal = TerminalGuard::save();
         vm::run_command(artifacts, binary, &agent, &options, (accel, false))
     };
-    if let Ok(CommandRun {
-        scenario: Some(result),
-        ..
-    }) = &run
-    {
-        eprint!("{}", guest_agent::render::render_report(result));
-    }
-    Ok(exit_code(run))
+    let report = match &run {
+        Ok(CommandRun {
+            scenario: Some(result),
+            ..
+        }) => Some(guest_agent::render::render_report(result)),
+        _ => None,
+    };
+    Ok(Ended {
+        report,
+        ..ended(run)
+    })
 }
 
 fn modules(artifacts: &Artifacts, wanted: bool) -> Vec<std::path::PathBuf> {
@@ -141,23 +144,35 @@ fn accel(artifacts: &Artifacts) -> Result<Accel> {
     }
 }
 
+/// How a command run in a VM ended, for the caller to show.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Ended {
+    /// The command's exit code, 128 plus its signal, or [`VM_FAILED`].
+    pub code: i32,
+    /// Why it could not run or finish, when it could not.
+    pub error: Option<String>,
+    /// The report of the scenario a shell was opened in, rendered.
+    pub report: Option<String>,
+}
+
 /// The command's code, 128 plus its signal, or `VM_FAILED` with the reason.
-fn exit_code(run: Result<CommandRun, RunError>) -> i32 {
+fn ended(run: Result<CommandRun, RunError>) -> Ended {
     match run {
-        Ok(run) => {
-            if let Some(error) = &run.exit.error {
-                eprintln!("error: {error}");
-            }
-            match (run.exit.code, run.exit.signal) {
+        Ok(run) => Ended {
+            code: match (run.exit.code, run.exit.signal) {
                 (Some(code), _) => code,
                 (None, Some(signal)) => 128 + signal,
                 (None, None) => VM_FAILED,
-            }
-        }
-        Err(err) => {
-            eprintln!("error: {err:#}");
-            VM_FAILED
-        }
+            },
+            error: run.exit.error.clone(),
+            report: None,
+        },
+        Err(err) => Ended {
+            code: VM_FAILED,
+            error: Some(format!("{err:#}")),
+            report: None,
+        },
     }
 }
 

@@ -257,8 +257,8 @@ pub fn run_probing<T>(
                 // The logs of a probe that failed as expected need no reading.
                 let _ = std::fs::remove_dir_all(&error.logs);
             }
-            eprintln!(
-                "warning: /dev/kvm is present but {reason} (nested virtualisation not working?); \
+            tracing::warn!(
+                "/dev/kvm is present but {reason} (nested virtualisation not working?); \
                  falling back to TCG, which is slower. This verdict is cached in {}; delete it, \
                  or set {}=kvm, to try KVM again.",
                 accel::verdict_path(cache).display(),

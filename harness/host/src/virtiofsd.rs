@@ -28,8 +28,13 @@ pub const VIRTIOFSD_ENV: &str = "STRUCT_OPS_VIRTIOFSD";
 
 /// A virtiofsd that can share read-only, or why there is none.
 pub fn find() -> Result<PathBuf, String> {
-    if let Some(path) = std::env::var_os(VIRTIOFSD_ENV) {
-        let path = PathBuf::from(path);
+    find_with(crate::settings::get().virtiofsd.as_deref())
+}
+
+/// `find`, with the configured daemon (if any) as an argument.
+fn find_with(configured: Option<&Path>) -> Result<PathBuf, String> {
+    if let Some(path) = configured {
+        let path = path.to_path_buf();
         return if supports_readonly(&path) {
             Ok(path)
         } else {
@@ -153,8 +158,7 @@ mod tests {
             .into_iter()
             .find(|path| Path::new(path).is_file())
             .unwrap();
-        std::env::set_var(VIRTIOFSD_ENV, c_daemon);
-        let reason = find().unwrap_err();
+        let reason = find_with(Some(Path::new(c_daemon))).unwrap_err();
         assert!(
             reason.contains("is not a virtiofsd with --readonly"),
             "{reason}"

@@ -13,7 +13,6 @@ use harness::host::artifacts::{self, Artifacts, PrepareOptions};
 use harness::host::catalogue;
 use harness::host::kernel::Flavour;
 use harness::host::kmod;
-use harness::host::progress::Progress;
 use harness::host::suite::{on_decided_accel, run_scenario};
 use harness::host::vm::{self, Batch, VmOptions};
 use harness::wire::protocol::ScenarioResult;
@@ -30,9 +29,11 @@ fn artifacts_for(flavour: Flavour) -> Artifacts {
     }
     let options = PrepareOptions {
         flavour,
-        ..PrepareOptions::from_env().unwrap_or_else(|err| panic!("{err:#}"))
+        ..harness::config::from_env()
+            .unwrap_or_else(|err| panic!("{err:#}"))
+            .0
     };
-    let progress = Progress::new();
+    let progress = harness::view::stderr_progress(false);
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
     let subjects = vec![bpf_testmod::SUBJECT.info()];
     let catalogue = catalogue::of_package(dir, env!("CARGO_PKG_NAME"), subjects, &progress)
@@ -48,7 +49,7 @@ fn planted(flavour: Flavour, plant: &str) -> Artifacts {
     let base = artifacts_for(flavour);
     let info = bpf_testmod::SUBJECT.info();
     let module = info.module.expect("bpf_testmod has a module");
-    let progress = Progress::new();
+    let progress = harness::view::stderr_progress(false);
     let planted = kmod::ensure_built(&module, &base.kernel, &base.cache, &progress, &[plant])
         .unwrap_or_else(|err| panic!("{err:#}"));
     let mut artifacts = base.clone();

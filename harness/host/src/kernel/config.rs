@@ -56,13 +56,12 @@ impl Flavour {
     /// Every flavour with a fragment of its own.
     pub const CHECKING: [Flavour; 2] = [Flavour::Debug, Flavour::Race];
 
-    /// The flavour asked for (`--debug-kernel`, `--race-kernel`), or the
-    /// environment's; the debug one if both are.
+    /// The flavour asked for (`--debug-kernel`, `--race-kernel`); the
+    /// debug one if both are.
     pub fn choose(debug: bool, race: bool) -> Self {
-        let env = |name| std::env::var_os(name).is_some_and(|value| value == "1");
-        if debug || env(Self::DEBUG_ENV) {
+        if debug {
             Flavour::Debug
-        } else if race || env(Self::RACE_ENV) {
+        } else if race {
             Flavour::Race
         } else {
             Flavour::Default

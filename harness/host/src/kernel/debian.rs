@@ -199,8 +199,8 @@ fn download(wanted: &Available, packages: &Path, apt: &AptDir) -> Result<PathBuf
         .prefix(&temp_prefix(&wanted.package))
         .tempdir_in(packages)
         .with_context(|| format!("creating a temporary directory in {}", packages.display()))?;
-    eprintln!(
-        "[harness] downloading {} ({}, {} MB) from Debian {} ...",
+    tracing::info!(
+        "downloading {} ({}, {} MB) from Debian {} ...",
         wanted.package,
         wanted.version,
         size.div_ceil(1_000_000),
@@ -232,8 +232,8 @@ fn download(wanted: &Available, packages: &Path, apt: &AptDir) -> Result<PathBuf
     std::fs::rename(&staged, &entry)
         .with_context(|| format!("moving {} into place", entry.display()))?;
     let tarball = entry.join(tarball_name);
-    eprintln!(
-        "[harness] {} {} downloaded in {}: {}",
+    tracing::info!(
+        "{} {} downloaded in {}: {}",
         wanted.package,
         wanted.version,
         format_duration(start.elapsed()),

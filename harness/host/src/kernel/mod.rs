@@ -285,8 +285,8 @@ fn seed_from_sibling(entry: &Path, source_dir: &Path, recipe: &KernelRecipe) -> 
     };
     let build_dir = entry.join("build");
     std::fs::create_dir_all(entry).with_context(|| format!("creating {}", entry.display()))?;
-    eprintln!(
-        "[harness] starting from {}'s objects, {differing} requested option(s) apart \
+    tracing::info!(
+        "starting from {}'s objects, {differing} requested option(s) apart \
          (make rebuilds what the configuration changes)",
         seed.key
     );
@@ -410,8 +410,8 @@ fn build(
     std::fs::create_dir_all(&build_dir)
         .with_context(|| format!("creating {}", build_dir.display()))?;
     let log = entry.join("build.log");
-    eprintln!(
-        "[harness] building the {} kernel {version} ({key}) from {} in {}; log: {}",
+    tracing::info!(
+        "building the {} kernel {version} ({key}) from {} in {}; log: {}",
         recipe.flavour.name(),
         source_dir.display(),
         build_dir.display(),
@@ -455,8 +455,8 @@ fn build(
         &entry.join(READY),
         serde_json::to_string_pretty(&kernel)?.as_bytes(),
     )?;
-    eprintln!(
-        "[harness] kernel {} built in {}",
+    tracing::info!(
+        "kernel {} built in {}",
         kernel.version,
         format_duration(start.elapsed())
     );

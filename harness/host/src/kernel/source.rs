@@ -66,22 +66,6 @@ impl Default for KernelSpec {
 }
 
 impl KernelSpec {
-    /// What the environment names: `STRUCT_OPS_KERNEL`, else
-    /// `STRUCT_OPS_KERNEL_TREE`, else Debian's 6.12.
-    pub fn from_env() -> Result<Self> {
-        let var = |name| std::env::var(name).ok().filter(|value| !value.is_empty());
-        if let Some(spec) = var(KERNEL_ENV) {
-            return spec
-                .parse()
-                .map_err(|err: String| anyhow::anyhow!("{KERNEL_ENV}: {err}"));
-        }
-        Ok(
-            var(KERNEL_TREE_ENV).map_or_else(KernelSpec::default, |tree| {
-                KernelSpec::Tree(PathBuf::from(tree))
-            }),
-        )
-    }
-
     /// The source this names: an installed Debian tarball, one fetched into
     /// the cache, or the tree.
     pub fn resolve(&self, cache: &Path) -> Result<KernelSource> {

@@ -99,10 +99,7 @@ fn install_packages(consent: &Consent) -> Result<()> {
             missing.join(" ")
         );
     }
-    eprintln!(
-        "[harness] installing missing Debian packages: {}",
-        missing.join(" ")
-    );
+    tracing::info!("installing missing Debian packages: {}", missing.join(" "));
     let mut args = vec!["install", "-y", "-qq", "--no-install-recommends"];
     args.extend(&missing);
     run_apt(&args)

@@ -103,23 +103,21 @@ impl Vm {
             .iter()
             .map(|module| {
                 placed_copy(module, self.logs.path()).unwrap_or_else(|err| {
-                    eprintln!(
-                        "[harness] warning: {err:#}; gdb may place the module's variables wrongly"
-                    );
+                    tracing::warn!("{err:#}; gdb may place the module's variables wrongly");
                     module.clone()
                 })
             })
             .collect();
         let command = gdb_command(&kernel.0, &kernel.1, port, &placed);
-        let text = format!(
-            "[harness] the VM is paused for the debugger (gdb stub on 127.0.0.1:{port}); \
-             connect with:\n{command}\n[harness] the guest goes on when gdb continues or detaches\n"
-        );
         // A shell's terminal is raw: a line feed alone would not return the carriage.
-        match self.options.interactive {
-            true => eprint!("{}", text.replace('\n', "\r\n")),
-            false => eprint!("{text}"),
-        }
+        let (nl, cr) = match self.options.interactive {
+            true => ("\r\n", "\r"),
+            false => ("\n", ""),
+        };
+        tracing::info!(
+            "the VM is paused for the debugger (gdb stub on 127.0.0.1:{port}); \
+             connect with:{nl}{command}{nl}[harness] the guest goes on when gdb continues or detaches{cr}"
+        );
         // A test or a script can read it from here too.
         let _ = std::fs::write(self.logs.path().join("gdb.command"), format!("{command}\n"));
     }

@@ -89,8 +89,7 @@ impl Default for VmOptions {
             fail_every_other: None,
             label: None,
             force_9p: false,
-            verbose_console: std::env::var_os(VERBOSE_CONSOLE_ENV)
-                .is_some_and(|value| value == "1"),
+            verbose_console: crate::settings::get().verbose_console,
             interactive: false,
             gdb: false,
         }
@@ -608,7 +607,7 @@ fn start_virtiofsd(
     match Virtiofsd::spawn(binary, socket, logs.join("virtiofsd.log")) {
         Ok(daemon) => Some(daemon),
         Err(err) => {
-            eprintln!("[harness] note: {err:#}; sharing the root over 9p instead");
+            tracing::info!("note: {err:#}; sharing the root over 9p instead");
             None
         }
     }
