@@ -11,7 +11,6 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use harness_wire::catalogue::{ScenarioInfo, SubjectInfo};
 use harness_wire::roles;
-use serde::Deserialize;
 
 use crate::progress::Progress;
 
@@ -147,80 +146,45 @@ pub fn of_package(
     Ok(catalogue)
 }
 
-#[derive(Deserialize)]
-struct Metadata {
-    packages: Vec<MetadataPackage>,
-    workspace_members: Vec<String>,
-}
-
-#[derive(Deserialize)]
-struct MetadataPackage {
-    id: String,
-    name: String,
-    manifest_path: PathBuf,
-    #[serde(default)]
-    features: std::collections::BTreeMap<String, serde_json::Value>,
-    #[serde(default)]
-    metadata: Option<serde_json::Value>,
-}
-
 fn cargo() -> std::ffi::OsString {
     std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into())
 }
 
 /// The workspace's packages that declare a subject, in the workspace's order.
 pub fn subject_packages(dir: &Path) -> Result<Vec<SubjectPackage>> {
-    let output = duct::cmd!(cargo(), "metadata", "--no-deps", "--format-version", "1")
-        .dir(dir)
-        .stdout_capture()
-        .stderr_capture()
-        .unchecked()
-        .run()
-        .with_context(|| format!("running cargo metadata in {}", dir.display()))?;
-    if !output.status.success() {
-        bail!(
-            "cargo metadata in {} failed (is it inside a cargo project?):\n{}",
-            dir.display(),
-            String::from_utf8_lossy(&output.stderr).trim_end()
-        );
-    }
-    let metadata: Metadata =
-        serde_json::from_slice(&output.stdout).context("reading cargo metadata's output")?;
-    Ok(subjects_in(metadata))
+    let metadata = cargo_metadata::MetadataCommand::new()
+        .cargo_path(cargo())
+        .current_dir(dir)
+        .no_deps()
+        .exec()
+        .with_context(|| {
+            format!(
+                "cargo metadata in {} failed (is it inside a cargo project?)",
+                dir.display()
+            )
+        })?;
+    Ok(subjects_in(&metadata))
 }
 
-fn subjects_in(metadata: Metadata) -> Vec<SubjectPackage> {
-    let members = &metadata.workspace_members;
-    let mut packages: Vec<(usize, SubjectPackage)> = metadata
-        .packages
-        .into_iter()
+fn subjects_in(metadata: &cargo_metadata::Metadata) -> Vec<SubjectPackage> {
+    // `workspace_packages` keeps the workspace's order of members.
+    (metadata.workspace_packages().into_iter())
         .filter_map(|package| {
-            let order = members.iter().position(|id| *id == package.id)?;
-            let test = package
-                .metadata
-                .as_ref()?
-                .get("harness")?
-                .get("vm-test")?
-                .as_str()?
-                .to_owned();
-            let loader_feature = package.features.contains_key("loader");
-            let subject = SubjectPackage {
-                name: package.name,
-                manifest: package.manifest_path,
-                test,
-                loader_feature,
-            };
-            Some((order, subject))
+            let test = package.metadata.get("harness")?.get("vm-test")?.as_str()?;
+            Some(SubjectPackage {
+                name: package.name.to_string(),
+                manifest: package.manifest_path.clone().into_std_path_buf(),
+                test: test.to_owned(),
+                loader_feature: package.features.contains_key("loader"),
+            })
         })
-        .collect();
-    packages.sort_by_key(|(order, _)| *order);
-    packages.into_iter().map(|(_, package)| package).collect()
+        .collect()
 }
 
 /// `cargo test --release --no-run` of the package's VM test target (with
 /// its loader), which cargo makes a no-op when nothing changed; its path.
 pub fn build_guest_binary(package: &SubjectPackage, progress: &Progress) -> Result<PathBuf> {
-    let step = progress.step(format!(
+    let task = progress.task(format!(
         "building {}'s guest binary (cargo test --release --no-run --test {})",
         package.name, package.test
     ));
@@ -245,13 +209,10 @@ pub fn build_guest_binary(package: &SubjectPackage, progress: &Progress) -> Resu
     if package.loader_feature {
         args.extend(["--features".to_owned(), format!("{}/loader", package.name)]);
     }
-    let output = duct::cmd(cargo(), &args)
-        .stdout_capture()
-        .stderr_capture()
-        .unchecked()
-        .run()
+    let built = run_cargo_build(&args, &task)
         .with_context(|| format!("running cargo to build {}", package.name))?;
-    if !output.status.success() {
+    if !built.success {
+        task.finish("failed");
         bail!(
             "building {}'s guest binary failed ({}):\n{}\n\
              The compiler's words are above. A missing clang, libelf or kernel header package \
@@ -260,18 +221,67 @@ pub fn build_guest_binary(package: &SubjectPackage, progress: &Progress) -> Resu
              the loader's errors sooner",
             package.name,
             shell_words(&args),
-            String::from_utf8_lossy(&output.stderr).trim_end()
+            built.stderr.trim_end()
         );
     }
-    let binary = executable_in(&String::from_utf8_lossy(&output.stdout), &package.test)
+    let binary = (built.executables.iter())
+        .find(|(name, _)| *name == package.test)
+        .map(|(_, path)| path.clone())
         .with_context(|| {
             format!(
                 "cargo built {} but named no test executable {}",
                 package.name, package.test
             )
         })?;
-    step.done();
+    task.done();
     Ok(binary)
+}
+
+/// What a `cargo test --no-run --message-format=json-...` said.
+struct CargoBuild {
+    success: bool,
+    /// Its stderr: the compiler's rendered diagnostics.
+    stderr: String,
+    /// Each test target's name and executable.
+    executables: Vec<(String, PathBuf)>,
+}
+
+/// Runs cargo with `args`, reporting each crate it compiles to `task` as
+/// cargo finishes it (a cold release build takes minutes).
+fn run_cargo_build(args: &[String], task: &crate::progress::Task) -> Result<CargoBuild> {
+    use std::io::Read as _;
+    let mut child = std::process::Command::new(cargo())
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    let mut stderr_pipe = child.stderr.take().context("cargo's stderr")?;
+    let stderr = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr_pipe.read_to_string(&mut text);
+        text
+    });
+    let stdout = std::io::BufReader::new(child.stdout.take().context("cargo's stdout")?);
+    let mut executables = Vec::new();
+    for message in cargo_metadata::Message::parse_stream(stdout) {
+        if let cargo_metadata::Message::CompilerArtifact(artifact) = message? {
+            task.update(&format!("compiled {}", artifact.target.name));
+            executables.extend(test_executable(&artifact));
+        }
+    }
+    let status = child.wait()?;
+    Ok(CargoBuild {
+        success: status.success(),
+        stderr: stderr.join().unwrap_or_default(),
+        executables,
+    })
+}
+
+/// A test target's name and executable, from its artifact message.
+fn test_executable(artifact: &cargo_metadata::Artifact) -> Option<(String, PathBuf)> {
+    let is_test = (artifact.target.kind.iter()).any(|kind| kind.to_string() == "test");
+    let executable = artifact.executable.clone()?;
+    is_test.then(|| (artifact.target.name.clone(), executable.into_std_path_buf()))
 }
 
 fn shell_words(args: &[String]) -> String {
@@ -281,23 +291,6 @@ fn shell_words(args: &[String]) -> String {
 }
 
 /// The executable of the test target `test` in cargo's JSON messages.
-fn executable_in(messages: &str, test: &str) -> Option<PathBuf> {
-    messages.lines().find_map(|line| {
-        let message: serde_json::Value = serde_json::from_str(line).ok()?;
-        let target = message.get("target")?;
-        let is_test = target
-            .get("kind")?
-            .as_array()?
-            .iter()
-            .any(|kind| kind == "test");
-        if message.get("reason")? != "compiler-artifact" || !is_test || target.get("name")? != test
-        {
-            return None;
-        }
-        message.get("executable")?.as_str().map(PathBuf::from)
-    })
-}
-
 /// What the binary declares: `<binary> __catalogue`.
 fn ask_catalogue(binary: &Path) -> Result<Vec<SubjectInfo>> {
     let output = duct::cmd!(binary, roles::CATALOGUE)
@@ -329,40 +322,36 @@ mod tests {
 
     #[test]
     fn the_test_executable_is_found_among_cargos_messages() {
-        let messages = r#"{"reason":"compiler-artifact","target":{"name":"build-script-build","kind":["custom-build"]},"executable":null}
-{"reason":"compiler-artifact","target":{"name":"vm","kind":["test"]},"profile":{"test":true},"executable":"/t/release/deps/vm-0123"}
-{"reason":"build-finished","success":true}"#;
-        assert_eq!(
-            executable_in(messages, "vm"),
-            Some(PathBuf::from("/t/release/deps/vm-0123"))
+        let messages = concat!(
+            r#"{"reason":"compiler-artifact","package_id":"path+file:///w/a#0.1.0","manifest_path":"/w/a/Cargo.toml","target":{"kind":["custom-build"],"crate_types":["bin"],"name":"build-script-build","src_path":"/w/a/build.rs","edition":"2021","doc":false,"doctest":false,"test":false},"profile":{"opt_level":"3","debuginfo":0,"debug_assertions":false,"overflow_checks":false,"test":false},"features":[],"filenames":["/t/release/build/a/build-script-build"],"executable":null,"fresh":true}"#,
+            "\n",
+            r#"{"reason":"compiler-artifact","package_id":"path+file:///w/a#0.1.0","manifest_path":"/w/a/Cargo.toml","target":{"kind":["test"],"crate_types":["bin"],"name":"vm","src_path":"/w/a/tests/vm.rs","edition":"2021","doc":false,"doctest":false,"test":true},"profile":{"opt_level":"3","debuginfo":0,"debug_assertions":false,"overflow_checks":false,"test":true},"features":["loader"],"filenames":["/t/release/deps/vm-0123"],"executable":"/t/release/deps/vm-0123","fresh":false}"#,
+            "\n",
+            r#"{"reason":"build-finished","success":true}"#
         );
-        assert_eq!(executable_in(messages, "other"), None);
+        let found: Vec<(String, PathBuf)> =
+            cargo_metadata::Message::parse_stream(messages.as_bytes())
+                .filter_map(|message| match message.unwrap() {
+                    cargo_metadata::Message::CompilerArtifact(artifact) => {
+                        test_executable(&artifact)
+                    }
+                    _ => None,
+                })
+                .collect();
+        assert_eq!(
+            found,
+            vec![("vm".to_owned(), PathBuf::from("/t/release/deps/vm-0123"))]
+        );
     }
 
     #[test]
-    fn only_workspace_members_that_name_their_vm_test_are_subjects() {
-        let metadata: Metadata = serde_json::from_str(
-            r#"{"workspace_members":["b 0.1","a 0.1","c 0.1"],"packages":[
-              {"id":"a 0.1","name":"a","manifest_path":"/w/a/Cargo.toml","features":{"loader":[]},
-               "metadata":{"harness":{"vm-test":"vm"}}},
-              {"id":"b 0.1","name":"b","manifest_path":"/w/b/Cargo.toml","features":{},
-               "metadata":{"harness":{"vm-test":"tests"}}},
-              {"id":"c 0.1","name":"c","manifest_path":"/w/c/Cargo.toml","metadata":null}]}"#,
-        )
-        .unwrap();
-        let found = subjects_in(metadata);
-        assert_eq!(found.len(), 2);
-        assert_eq!(
-            (
-                found[0].name.as_str(),
-                found[0].test.as_str(),
-                found[0].loader_feature
-            ),
-            ("b", "tests", false)
-        );
-        assert_eq!(
-            (found[1].name.as_str(), found[1].loader_feature),
-            ("a", true)
-        );
+    fn this_workspaces_subjects_are_found_in_its_order() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let found = subject_packages(&root).unwrap();
+        let names: Vec<&str> = found.iter().map(|package| package.name.as_str()).collect();
+        assert_eq!(names, ["bpf-testmod", "tcp-ca", "scx"], "{names:?}");
+        assert!(found
+            .iter()
+            .all(|package| package.test == "vm" && package.loader_feature));
     }
 }
