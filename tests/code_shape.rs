@@ -174,3 +174,48 @@ fn the_measure_sees_through_comments_and_strings() {
         "{code}"
     );
 }
+
+/// The library crates report through values, events and `tracing`; only
+/// the `harness` crate (the command, the test runner, a loader's `main`)
+/// writes to stdout or stderr.
+#[test]
+fn the_library_crates_never_print() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    for folder in [
+        "harness/host/src",
+        "guest-agent/wire/src",
+        "guest-agent/loader/src",
+    ] {
+        rust_files(&root.join(folder), &mut files);
+    }
+    assert!(files.len() > 20, "found only {} files", files.len());
+    let printing = print_calls(&files, root);
+    assert!(
+        printing.is_empty(),
+        "printing in a library crate:\n{}",
+        printing.join("\n")
+    );
+}
+
+/// Each line of `files` (comments and strings left out) that calls a print macro.
+fn print_calls(files: &[PathBuf], root: &Path) -> Vec<String> {
+    let macros = ["println!", "eprintln!", "print!", "eprint!", "dbg!"];
+    let mut found = Vec::new();
+    for file in files {
+        let code = code_only(&std::fs::read_to_string(file).unwrap());
+        for (number, line) in code.lines().enumerate() {
+            let calls = macros.iter().any(|name| {
+                line.match_indices(name).any(|(at, _)| {
+                    let before = line[..at].chars().last();
+                    !before.is_some_and(|c| c.is_alphanumeric() || c == '_')
+                })
+            });
+            if calls {
+                let file = file.strip_prefix(root).unwrap().display();
+                found.push(format!("{file}:{}: {}", number + 1, line.trim()));
+            }
+        }
+    }
+    found
+}

@@ -41,9 +41,8 @@ pub use guest_agent::runtime::workload::Workload;
 pub use guest_agent::scenario::{BpfObject, Scenario, Subject};
 /// The host side, for tests that drive it directly.
 pub use harness_host as host;
-/// Building blocks for a loader (with the `loader` feature).
 #[cfg(feature = "loader")]
-pub use harness_loader as loader;
+pub mod loader;
 /// The contracts between host, agent and loader.
 pub use harness_wire as wire;
 /// The lines a loader prints through a contract case, for it and its scenario.

@@ -2,15 +2,21 @@
 //! its own subcommands and little else: libbpf's log captured into a
 //! verifier reason ([`Capture`], [`LoadFailure`]), the errno of a libbpf
 //! error ([`errno_of`]), a [`Failure`] that carries its exit code (the codes
-//! shared with the agent are [`exit`]), the loops of `hold` and of a
-//! program the verifier must refuse, and a congestion control's loopback
-//! transfer with the sender's `TCP_INFO` ([`tcp`]).
+//! shared with the agent are [`exit`]), the wait of `hold` and the lines
+//! of a program the verifier must refuse, and a congestion control's
+//! loopback transfer with the sender's `TCP_INFO` ([`tcp`]). It prints
+//! nothing: it returns the lines, and `harness::loader` (this crate with
+//! the printing helpers a loader's `main` calls) prints them.
 //!
 //! ```no_run
-//! use harness_loader::{exit, hold, Failure};
+//! use harness_loader::{stop_requested, wait_for_stop, Failure};
 //! fn run_hold() -> Result<(), Failure> {
-//!     // open, load and attach the skeleton here; then:
-//!     hold("attached", || Ok(()))
+//!     // open, load and attach the skeleton here; then, the handlers
+//!     // installed before the line the scenario waits for is printed:
+//!     let stop = stop_requested()?;
+//!     // (print "attached")
+//!     wait_for_stop(&stop);
+//!     Ok(())
 //! }
 //! ```
 #![deny(missing_docs)]
@@ -83,14 +89,12 @@ impl From<anyhow::Error> for Failure {
     }
 }
 
-/// A loader's `main` ends here: its message on stderr, its code as the exit.
-pub fn finish(outcome: Result<(), Failure>) -> ExitCode {
+/// A loader's exit code for `outcome` (`harness::loader::finish` also
+/// prints the failure's message on stderr).
+pub fn exit_code(outcome: &Result<(), Failure>) -> ExitCode {
     match outcome {
         Ok(()) => ExitCode::from(exit::SUCCESS),
-        Err(failure) => {
-            eprintln!("{}", failure.message);
-            ExitCode::from(failure.code)
-        }
+        Err(failure) => ExitCode::from(failure.code),
     }
 }
 
@@ -128,16 +132,12 @@ pub fn sleep_unless_stopped(stop: &AtomicBool, total: Duration) -> bool {
     stop.load(Ordering::Relaxed)
 }
 
-/// `hold`: with the implementation attached, prints `attached_line` (what
-/// the scenario waits for) and waits for SIGINT or SIGTERM; then `detach`.
-pub fn hold(
-    attached_line: &str,
-    detach: impl FnOnce() -> Result<(), Failure>,
-) -> Result<(), Failure> {
-    let stop = stop_requested()?;
-    println!("{attached_line}");
-    while !sleep_unless_stopped(&stop, Duration::from_secs(3600)) {}
-    detach()
+/// Returns once SIGINT or SIGTERM arrives (`harness::loader::hold` prints
+/// the line a scenario waits for first). The handlers are installed by
+/// `stop`, a [`stop_requested`] made before the line was printed, so a
+/// signal sent as soon as the line is read is not missed.
+pub fn wait_for_stop(stop: &AtomicBool) {
+    while !sleep_unless_stopped(stop, Duration::from_secs(3600)) {}
 }
 
 /// A program the verifier must refuse: `load` loads it. Its refusal is
@@ -158,12 +158,12 @@ pub fn reexec(subject: &str) -> std::io::Result<std::process::Command> {
     Ok(command)
 }
 
-/// Reports every loaded program of `object` to the agent (one line each on
-/// stderr, which the agent takes out of the step's output): its verifier
-/// cost and, BPF stats being on in a scenario, how often it ran. Call it
-/// before detaching, when the runs are in.
-pub fn report_programs(object: &libbpf_rs::Object) {
+/// Every loaded program of `object`: its verifier cost and, BPF stats
+/// being on in a scenario, how often it ran (`harness::loader::report_programs`
+/// prints them for the agent). Read it before detaching, when the runs are in.
+pub fn program_stats(object: &libbpf_rs::Object) -> Vec<ProgramStats> {
     use std::os::fd::{AsFd, AsRawFd};
+    let mut all = Vec::new();
     for program in object.progs() {
         let mut info = libbpf_rs::libbpf_sys::bpf_prog_info::default();
         let mut len = std::mem::size_of_val(&info) as u32;
@@ -186,8 +186,9 @@ pub fn report_programs(object: &libbpf_rs::Object) {
             object: (object.name())
                 .map_or(String::new(), |name| name.to_string_lossy().into_owned()),
         };
-        eprintln!("{}", stats.render());
+        all.push(stats);
     }
+    all
 }
 
 #[cfg(test)]

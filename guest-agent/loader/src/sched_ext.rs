@@ -19,10 +19,9 @@
 //! // ... let tasks run ...
 //! let local = scheduler.loaded().percpu_sum("stats", 0)?;
 //! drop(link);
-//! if let Some(exit) = scheduler.exit_info()? {
-//!     println!("{}", exit.describe());
-//! }
-//! # let _ = local; Ok(()) }
+//! // `EXIT: ...`, the line the loader prints (None while it still runs).
+//! let exit_line: Option<String> = scheduler.exit_info()?.map(|exit| exit.describe());
+//! # let _ = (local, exit_line); Ok(()) }
 //! ```
 
 use libbpf_rs::{Link, MapCore as _};

@@ -11,7 +11,8 @@
 //! use libbpf_rs::MapCore as _;
 //! let mut object = Selection::new("contract", bytes).maps(&["ops_a"]).load()?;
 //! let link = object.maps_mut().find(|map| map.name() == "ops_a").unwrap().attach_struct_ops();
-//! println!("ops_a_test_1 ran {} times", runs(&object, "ops_a_test_1"));
+//! let ran: u64 = runs(&object, "ops_a_test_1"); // how often it ran so far
+//! # let _ = (link, ran);
 //! # Ok(()) }
 //! ```
 
@@ -191,43 +192,44 @@ pub fn attach(object: &mut Object, name: &str) -> Result<Link, Failure> {
         .map_err(|errno| Failure::other(format!("attaching {name}: {}", errno_name(errno))))
 }
 
-/// Prints each program's runs so far, after `what` ([`case::runs`]).
-pub fn print_runs(object: &Object, what: &str, programs: &[&str]) {
+/// Each program's runs so far, after `what` ([`case::runs`]): the line a
+/// loader prints.
+pub fn runs_line(object: &Object, what: &str, programs: &[&str]) -> String {
     let counts: Vec<(&str, u64)> = programs
         .iter()
         .map(|program| (*program, runs(object, program)))
         .collect();
-    println!("{}", case::runs(what, &counts));
+    case::runs(what, &counts)
 }
 
-/// Prints how a step the kernel must refuse came out: [`case::refused`]
-/// with the errno's name, or [`case::accepted`].
-pub fn print_refusal<T>(what: &str, result: Result<T, i32>) {
+/// How a step the kernel must refuse came out: [`case::refused`] with the
+/// errno's name, or [`case::accepted`].
+pub fn refusal_line<T>(what: &str, result: Result<T, i32>) -> String {
     match result {
-        Ok(_) => println!("{}", case::accepted(what)),
-        Err(errno) => println!("{}", case::refused(what, &errno_name(errno))),
+        Ok(_) => case::accepted(what),
+        Err(errno) => case::refused(what, &errno_name(errno)),
     }
 }
 
-/// Prints how a step that must succeed came out: [`case::done`], or
+/// How a step that must succeed came out: [`case::done`], or
 /// [`case::refused`] with the errno's name.
-pub fn print_done<T>(what: &str, result: Result<T, i32>) {
+pub fn done_line<T>(what: &str, result: Result<T, i32>) -> String {
     match result {
-        Ok(_) => println!("{}", case::done(what)),
-        Err(errno) => println!("{}", case::refused(what, &errno_name(errno))),
+        Ok(_) => case::done(what),
+        Err(errno) => case::refused(what, &errno_name(errno)),
     }
 }
 
-/// Prints how a load the verifier or libbpf must refuse came out: the
-/// verifier's reason, or libbpf's first line holding `needle`.
-pub fn print_load_refusal(what: &str, loaded: Result<Object, LoadFailure>, needle: &str) {
+/// How a load the verifier or libbpf must refuse came out: the verifier's
+/// reason, or libbpf's first line holding `needle`.
+pub fn load_refusal_line(what: &str, loaded: Result<Object, LoadFailure>, needle: &str) -> String {
     let why = match loaded {
-        Ok(_) => return println!("{}", case::accepted(what)),
+        Ok(_) => return case::accepted(what),
         Err(LoadFailure::Rejected { reason, .. }) => reason,
         Err(LoadFailure::Other { message, log }) => log
             .lines()
             .find(|line| line.contains(needle))
             .map_or(message, |line| line.trim().to_owned()),
     };
-    println!("{}", case::refused(what, &why));
+    case::refused(what, &why)
 }

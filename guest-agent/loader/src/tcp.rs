@@ -12,7 +12,8 @@
 //! connection.transfer(1 << 20)?;
 //! let info = connection.info()?;
 //! connection.close()?;
-//! println!("{}", info.render());
+//! let lines: String = info.render(); // cwnd, ssthresh, retransmits: the step's stdout
+//! # let _ = lines;
 //! # Ok(())
 //! # }
 //! ```
