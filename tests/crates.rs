@@ -11,11 +11,12 @@ use syn::visit::{self, Visit};
 use syn::{Item, ItemMod, ItemUse, Macro, UseTree};
 
 /// The core's crates: (directory, package name).
-const CORE: [(&str, &str); 5] = [
+const CORE: [(&str, &str); 6] = [
     ("guest-agent/wire", "harness-wire"),
     ("guest-agent", "guest-agent"),
     ("guest-agent/loader", "harness-loader"),
     ("harness/host", "harness-host"),
+    ("harness/build", "harness-build"),
     ("harness", "harness"),
 ];
 
@@ -104,6 +105,7 @@ fn the_crates_depend_along_the_contracts() {
         ("guest-agent", set(&["harness-wire"])),
         ("harness-loader", set(&["harness-wire"])),
         ("harness-host", set(&["harness-wire", "guest-agent"])),
+        ("harness-build", set(&[])),
         (
             "harness",
             set(&[
@@ -404,7 +406,8 @@ fn module_edges(src: &Path) -> BTreeMap<String, BTreeSet<String>> {
 fn no_module_of_a_core_crate_imports_its_way_back_to_itself() {
     for (dir, name) in CORE {
         let edges = module_edges(&root().join(dir).join("src"));
-        assert!(edges.len() > 1, "{name}: no modules found in {dir}/src");
+        // A crate of one file has no module to cycle through.
+        assert!(!edges.is_empty(), "{name}: no modules found in {dir}/src");
         if let Some(cycle) = find_cycle(&edges) {
             panic!(
                 "{name}: the modules {} import each other in a cycle",

@@ -34,6 +34,8 @@ pub const KERNEL_TYPES: &[KernelType] = &[KernelType::TcpCongestionOps, KernelTy
 pub struct HarnessSource {
     /// `{ path = "..." }` or `{ git = "..." }`.
     pub dependency: String,
+    /// The build-script helper's, inside braces: `path = ".../build"` or `git = "..."`.
+    pub build_dependency: String,
     /// `OWNER/REPO/.github/actions/vmtest@main`.
     pub action: String,
     /// Whether `action` names the repository for real: only a GitHub
@@ -282,6 +284,7 @@ pub fn scaffold(path: &Path, kind: &Kind, harness: &HarnessSource) -> Result<Vec
         ("@CRATE_IDENT@", crate_name.replace('-', "_")),
         ("@CRATE@", crate_name.clone()),
         ("@HARNESS@", harness.dependency.clone()),
+        ("@HARNESS_BUILD@", harness.build_dependency.clone()),
         ("@ACTION@", harness.action.clone()),
         ("@PROGRAMS@", format!("{name:?}, \"rejected\"")),
         ("@INCLUDE@", include),
@@ -313,6 +316,7 @@ pub fn harness_source(git: Option<String>, path: Option<PathBuf>) -> Result<Harn
         let repository = github_repository(&url);
         return Ok(HarnessSource {
             dependency: format!("{{ git = {url:?} }}"),
+            build_dependency: format!("git = {url:?}"),
             action_known: repository.is_some(),
             action: action(repository.as_deref().unwrap_or("OWNER/REPO")),
         });
@@ -329,6 +333,7 @@ pub fn harness_source(git: Option<String>, path: Option<PathBuf>) -> Result<Harn
         .with_context(|| format!("resolving {}", path.display()))?;
     Ok(HarnessSource {
         dependency: format!("{{ path = {:?} }}", path.display().to_string()),
+        build_dependency: format!("path = {:?}", path.join("build").display().to_string()),
         action: action("OWNER/REPO"),
         action_known: false,
     })
@@ -387,6 +392,7 @@ mod tests {
     fn path_source() -> HarnessSource {
         HarnessSource {
             dependency: "{ path = \"/h\" }".into(),
+            build_dependency: "path = \"/h/build\"".into(),
             action: action("OWNER/REPO"),
             action_known: false,
         }
@@ -405,6 +411,7 @@ mod tests {
                     "@NAME",
                     "@CRATE",
                     "@HARNESS@",
+                    "@HARNESS_BUILD@",
                     "@ACTION@",
                     "@PROGRAMS@",
                     "@INCLUDE@",

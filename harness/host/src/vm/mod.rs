@@ -331,6 +331,11 @@ pub fn run_command(
     }
 }
 
+/// The line that ends the kernel's panic message.
+const PANIC_END: &str = "---[ end Kernel panic";
+/// How long the console may take to finish a panic message.
+const PANIC_END_GRACE: Duration = Duration::from_secs(2);
+
 struct Vm {
     // Field order is drop order: QEMU dies before the daemon it uses.
     qmp: Option<QmpClient>,
@@ -446,6 +451,21 @@ impl Vm {
         String::from_utf8_lossy(&std::fs::read(log).unwrap_or_default()).into_owned()
     }
 
+    /// Lets the console finish the panic message before it is reported: its
+    /// `---[ end Kernel panic` line, QEMU's exit, or two seconds.
+    fn wait_for_panic_end(&mut self) {
+        let deadline = Instant::now() + PANIC_END_GRACE;
+        let _ = harness_wire::wait::wait_until(deadline, Duration::from_millis(20), || {
+            let ended = self.console().contains(PANIC_END)
+                || self.qemu.try_wait().is_ok_and(|status| status.is_some());
+            if ended {
+                harness_wire::wait::Poll::Ready(())
+            } else {
+                harness_wire::wait::Poll::Pending
+            }
+        });
+    }
+
     /// Waits for the VM to end: the agent's messages, or a failure with
     /// everything needed to debug it.
     fn finish(mut self) -> Result<(Self, Vec<Message>, Duration), RunError> {
@@ -455,8 +475,7 @@ impl Vm {
             Ending::QemuExited(status) => return self.read_messages(status),
             Ending::VirtiofsdDied(status) => VmFailure::VirtiofsdDied { status },
             Ending::Panicked => {
-                // Let the console finish the panic message before reporting it.
-                std::thread::sleep(Duration::from_millis(300));
+                self.wait_for_panic_end();
                 VmFailure::GuestPanicked {
                     detail: panic_detail(&self.console()),
                 }

@@ -13,7 +13,7 @@ use anyhow::Result;
 use harness_wire::markers;
 use harness_wire::protocol::Message;
 
-use super::messages::{panic_detail, read_messages};
+use super::messages::panic_detail;
 use super::{RunError, Vm, VmFailure};
 use crate::qmp::{GuestEvent, QmpClient};
 use harness_wire::wait::{wait_until, Poll};
@@ -62,6 +62,14 @@ pub(super) struct Watch {
     debugger_let_in: bool,
     /// How much of the command's stdout and stderr was passed on.
     streamed: (u64, u64),
+    /// The console log, read where the last look stopped.
+    console: super::messages::Tail,
+    /// A panic line was on the console.
+    console_panicked: bool,
+    /// The agent's result port, read where the last look stopped.
+    results: super::messages::Tail,
+    /// Every message the agent sent so far, in order.
+    messages: Vec<Message>,
 }
 
 impl Watch {
@@ -123,23 +131,41 @@ impl Vm {
         if let Some(status) = self.qemu.try_wait()? {
             return Ok(Some(Ending::QemuExited(status)));
         }
-        // Read once per round for the two questions that look at it.
-        let console = self.console();
-        self.note_agent_ready(&console);
-        self.watch.scenarios_started = console.matches(markers::SCENARIO_STARTS).count();
+        // Only what the console and the result port gained since the last round.
+        self.read_console();
+        self.read_results();
         self.let_debugger_in()?;
         let ending = self
             .result_is_in()
             .or_else(|| self.kvm_stayed_silent())
             .or_else(|| self.never_ready())
             .or_else(|| self.virtiofsd_is_gone())
-            .or_else(|| self.guest_panicked(&console));
+            .or_else(|| self.guest_panicked());
         Ok(ending)
     }
 
-    fn note_agent_ready(&mut self, console: &str) {
-        if self.watch.ready_after.is_none() && harness_wire::markers::agent_ready(console) {
-            self.watch.ready_after = Some(self.started.elapsed());
+    /// The console's new lines: the agent's ready line, each scenario's
+    /// start, a panic line.
+    fn read_console(&mut self) {
+        let Some(log) = self.spec.console.log() else {
+            return;
+        };
+        for line in self.watch.console.new_lines(log) {
+            if self.watch.ready_after.is_none() && markers::agent_ready(&line) {
+                self.watch.ready_after = Some(self.started.elapsed());
+            }
+            self.watch.scenarios_started += line.matches(markers::SCENARIO_STARTS).count();
+            self.watch.console_panicked |= markers::panic_line(&line).is_some();
+        }
+    }
+
+    /// The agent's new messages; a line that is not one is left out (the
+    /// run's end reads the whole port again, and names it).
+    fn read_results(&mut self) {
+        for line in self.watch.results.new_lines(&self.spec.result_file) {
+            if let Ok(message) = serde_json::from_str::<Message>(&line) {
+                self.watch.messages.push(message);
+            }
         }
     }
 
@@ -162,7 +188,7 @@ impl Vm {
     /// The messages that end this kind of run are in: the command's exit,
     /// or every scenario's result (or the agent's word that it stopped).
     fn result_arrived(&mut self) -> bool {
-        let messages = read_messages(&self.spec.result_file).unwrap_or_default();
+        let messages = &self.watch.messages;
         let results = messages
             .iter()
             .filter(|message| matches!(message, Message::Scenario(_)))
@@ -170,11 +196,12 @@ impl Vm {
         let now = Instant::now();
         let new = results.saturating_sub(self.watch.results_at.len());
         self.watch.results_at.extend(std::iter::repeat_n(now, new));
+        let runs_command = self.runs_command;
         messages.iter().any(|message| match message {
-            Message::Exited(_) => self.runs_command,
-            Message::Stopped { .. } => !self.runs_command,
+            Message::Exited(_) => runs_command,
+            Message::Stopped { .. } => !runs_command,
             Message::Scenario(_) | Message::WaitingForDebugger { .. } => false,
-        }) || (!self.runs_command && results >= self.expected_results)
+        }) || (!runs_command && results >= self.expected_results)
     }
 
     /// A KVM guest that works reaches the agent in about a second; one that
@@ -226,7 +253,7 @@ impl Vm {
         Some(Ending::VirtiofsdDied(status))
     }
 
-    fn guest_panicked(&mut self, console: &str) -> Option<Ending> {
+    fn guest_panicked(&mut self) -> Option<Ending> {
         let due = self
             .watch
             .last_qmp_poll
@@ -237,8 +264,7 @@ impl Vm {
                 self.watch.panicked |= events.contains(&GuestEvent::Panicked);
             }
         }
-        (self.watch.panicked || harness_wire::markers::panic_line(console).is_some())
-            .then_some(Ending::Panicked)
+        (self.watch.panicked || self.watch.console_panicked).then_some(Ending::Panicked)
     }
 
     /// Passes on what the exec'd command printed since the last look.
@@ -258,11 +284,15 @@ impl Vm {
         if self.watch.debugger_let_in || self.spec.gdb_port.is_none() {
             return Ok(());
         }
-        let messages = read_messages(&self.spec.result_file).unwrap_or_default();
-        let Some(modules) = messages.iter().find_map(|message| match message {
-            Message::WaitingForDebugger { modules } => Some(modules.clone()),
-            _ => None,
-        }) else {
+        let Some(modules) = self
+            .watch
+            .messages
+            .iter()
+            .find_map(|message| match message {
+                Message::WaitingForDebugger { modules } => Some(modules.clone()),
+                _ => None,
+            })
+        else {
             return Ok(());
         };
         self.watch.debugger_let_in = true;
