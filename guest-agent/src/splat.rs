@@ -144,6 +144,17 @@ pub const ALLOWED: &[(&str, &str)] = &[(
 /// The class KCSAN's reports are of.
 pub const RACE_CLASS: &str = "data race (KCSAN)";
 
+/// How a scenario's failure for a splat of `class` begins.
+pub fn splat_failure_head(class: &str) -> String {
+    format!("the kernel log holds a splat ({class})")
+}
+
+/// Whether a scenario's failure is a data race KCSAN reported and the
+/// agent counted against it (in the subject's module or the BPF core).
+pub fn is_race_failure(failure: &str) -> bool {
+    failure.starts_with(&splat_failure_head(RACE_CLASS))
+}
+
 /// Data races the kernel is known to have on the paths a scenario takes,
 /// with why they are not the subject's: a report whose header holds one is
 /// never counted. Empty until one is seen.

@@ -725,7 +725,8 @@ fn print_report(runs: &[KernelRun], plan: Plan) {
             if runs.len() > 1 {
                 println!("\n{} ({} flavour):", run.info.version, run.info.flavour);
             }
-            print!("{}", report::repeat::render_table(&run.repeated));
+            let races = run.info.checks_races();
+            print!("{}", report::repeat::render_table(&run.repeated, races));
             print!("{}", report::repeat::render_rounds(&run.repeated, plan));
             print!(
                 "{}",

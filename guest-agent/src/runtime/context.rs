@@ -715,8 +715,8 @@ impl Context {
                 continue;
             }
             self.result.failures.push(format!(
-                "the kernel log holds a splat ({}):\n{}",
-                splat.class,
+                "{}:\n{}",
+                crate::splat::splat_failure_head(splat.class),
                 splat.lines.join("\n")
             ));
         }
