@@ -271,7 +271,8 @@ struct RunArgs {
     /// booted VM (on the debug kernel too: its VMs run several scenarios of
     /// one round, never one scenario twice). The report then has a line per
     /// scenario: its runs, passed and failed runs, flaky rounds and the
-    /// boots the harness retried, and each failing scenario's first
+    /// boots the harness retried (on the race kernel, also how many runs
+    /// saw a data race in the subject), and each failing scenario's first
     /// failure in full, with where every failed run's logs are kept (the
     /// logs of passing runs are not, without --keep-logs).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
