@@ -144,6 +144,17 @@ pub const ALLOWED: &[(&str, &str)] = &[(
 /// The class KCSAN's reports are of.
 pub const RACE_CLASS: &str = "data race (KCSAN)";
 
+/// How a scenario's failure for a splat of `class` begins.
+pub fn splat_failure_head(class: &str) -> String {
+    format!("the kernel log holds a splat ({class})")
+}
+
+/// Whether a scenario's failure is a data race KCSAN reported and the
+/// agent counted against it (in the subject's module or the BPF core).
+pub fn is_race_failure(failure: &str) -> bool {
+    failure.starts_with(&splat_failure_head(RACE_CLASS))
+}
+
 /// Data races the kernel is known to have on the paths a scenario takes,
 /// with why they are not the subject's: a report whose header holds one is
 /// never counted. Empty until one is seen.
@@ -186,13 +197,32 @@ const KCSAN_SKIP_WATCH: &str = "/sys/module/kcsan/parameters/skip_watch";
 /// its triggers share in none of 6 runs; at 100, in about one run in three.
 pub const DENSE_SKIP_WATCH: u32 = 100;
 
-/// Samples densely for a scenario that hunts races, on a KCSAN kernel (a
-/// no-op on any other, and for any other scenario).
-pub fn tune_kcsan(hunts_races: bool) -> std::io::Result<()> {
-    if !hunts_races || !std::path::Path::new(KCSAN_SKIP_WATCH).exists() {
+/// KCSAN's interval as the kernel booted with it, read before the first
+/// change.
+static BOOT_SKIP_WATCH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// On a KCSAN kernel (a no-op on any other), samples densely
+/// ([`DENSE_SKIP_WATCH`]) or, with `dense` false, as the kernel booted.
+/// The agent samples densely for the steps of a scenario that hunts races
+/// only: the module's load walks the kernel's BTF, which dense sampling
+/// slows enough, on a loaded TCG host, for the soft-lockup detector.
+pub fn tune_kcsan(dense: bool) -> std::io::Result<()> {
+    let path = std::path::Path::new(KCSAN_SKIP_WATCH);
+    if !path.exists() {
         return Ok(());
     }
-    std::fs::write(KCSAN_SKIP_WATCH, DENSE_SKIP_WATCH.to_string())
+    let boot = match BOOT_SKIP_WATCH.get() {
+        Some(boot) => boot,
+        None => {
+            let read = std::fs::read_to_string(path)?.trim().to_owned();
+            BOOT_SKIP_WATCH.get_or_init(|| read)
+        }
+    };
+    let value = match dense {
+        true => DENSE_SKIP_WATCH.to_string(),
+        false => boot.clone(),
+    };
+    std::fs::write(path, value)
 }
 
 /// The class kmemleak's reports are of.

@@ -213,7 +213,8 @@ struct RunArgs {
     /// booted VM (on the debug kernel too: its VMs run several scenarios of
     /// one round, never one scenario twice). The report then has a line per
     /// scenario: its runs, passed and failed runs, flaky rounds and the
-    /// boots the harness retried, and each failing scenario's first
+    /// boots the harness retried (on the race kernel, also how many runs
+    /// saw a data race in the subject), and each failing scenario's first
     /// failure in full, with where every failed run's logs are kept (the
     /// logs of passing runs are not, without --keep-logs).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
@@ -709,7 +710,8 @@ fn print_report(runs: &[KernelRun], plan: Plan) {
             if runs.len() > 1 {
                 println!("\n{} ({} flavour):", run.info.version, run.info.flavour);
             }
-            print!("{}", report::repeat::render_table(&run.repeated));
+            let races = run.info.checks_races();
+            print!("{}", report::repeat::render_table(&run.repeated, races));
             print!("{}", report::repeat::render_rounds(&run.repeated, plan));
             print!(
                 "{}",

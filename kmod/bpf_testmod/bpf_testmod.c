@@ -168,6 +168,65 @@ static void planted_count_end(unsigned long seen)
 }
 #endif
 
+#ifdef PLANT_ATTACH_FIELD_RACE
+static unsigned int planted_generation;
+
+/*
+ * A field written once per attach or update (in .reg and .update, under
+ * the core's lock but with no lock the callers take) and read on every
+ * call, plainly on both sides. (Each plant's variable has a size of its
+ * own, 8, 4 and 1 bytes, so that a KCSAN report of a value that changed
+ * under a reader, which names no writer, still says which one raced.)
+ */
+static void planted_new_generation(void)
+{
+	planted_generation = planted_generation + 1;
+}
+
+static void planted_read_generation(void)
+{
+	unsigned int seen = planted_generation;
+
+	OPTIMIZER_HIDE_VAR(seen);
+}
+#else
+static void planted_new_generation(void)
+{
+}
+
+static void planted_read_generation(void)
+{
+}
+#endif
+
+#ifdef PLANT_UNREG_FLAG_RACE
+static bool planted_draining;
+
+/*
+ * A flag written in .unreg (raised while the old implementation drains,
+ * lowered after) and read on every call, plainly on both sides.
+ */
+static void planted_set_draining(bool draining)
+{
+	planted_draining = draining;
+}
+
+static void planted_read_draining(void)
+{
+	bool seen = planted_draining;
+
+	OPTIMIZER_HIDE_VAR(seen);
+}
+#else
+static void planted_set_draining(bool draining)
+{
+}
+
+static void planted_read_draining(void)
+{
+}
+#endif
+
 /*
  * CFI stubs: with kCFI the kernel calls a BPF trampoline through a pointer
  * whose type hash comes from these functions, so each needs the member's exact
@@ -308,6 +367,7 @@ static int bpf_testmod_ops_reg(void *kdata, struct bpf_link *link)
 	/* One implementation at a time: a second attach is refused. */
 	if (cmpxchg(&testmod_ops, NULL, ops) != NULL)
 		return -EEXIST;
+	planted_new_generation();
 
 	pr_info("bpf_testmod_ops registered\n");
 	return 0;
@@ -321,7 +381,9 @@ static void bpf_testmod_ops_unreg(void *kdata, struct bpf_link *link)
 		pr_warn("bpf_testmod_ops: unexpected unreg\n");
 		return;
 	}
+	planted_set_draining(true);
 	synchronize_srcu(&testmod_srcu);
+	planted_set_draining(false);
 
 	pr_info("bpf_testmod_ops unregistered\n");
 }
@@ -345,6 +407,7 @@ static int bpf_testmod_ops_update(void *kdata, void *old_kdata, struct bpf_link 
 
 	if (cmpxchg(&testmod_ops, old, ops) != old)
 		return -ENOENT;
+	planted_new_generation();
 	synchronize_srcu(&testmod_srcu);
 	pr_info("bpf_testmod_ops updated\n");
 	return 0;
@@ -445,6 +508,8 @@ static ssize_t trigger_write(struct file *file, const char __user *buf,
 	planted_shift(len);
 	planted_index(len);
 	seen = planted_count_begin();
+	planted_read_generation();
+	planted_read_draining();
 	planted_take_locks(true);
 
 	/* RCU keeps the ops alive while a concurrent detach swaps them out. */

@@ -98,6 +98,36 @@ impl Report for ReleaseRaceReport {
     }
 }
 
+/// `struct_ops update-race`: triggers from several threads while one thread
+/// attaches one implementation, switches its link between two a number of
+/// times and detaches, cycle after cycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UpdateRaceReport {
+    pub cycles: u64,
+    /// Link updates, over all cycles.
+    pub updates: u64,
+    pub threads: u64,
+    pub triggers: u64,
+}
+
+impl Report for UpdateRaceReport {
+    fn from_numbers(numbers: &[u64]) -> Option<Self> {
+        let [cycles, updates, threads, triggers] = numbers.try_into().ok()?;
+        Some(UpdateRaceReport {
+            cycles,
+            updates,
+            threads,
+            triggers,
+        })
+    }
+    fn render(&self) -> String {
+        format!(
+            "{} attach/detach cycles and {} link updates while {} threads triggered {} times",
+            self.cycles, self.updates, self.threads, self.triggers
+        )
+    }
+}
+
 /// `struct_ops concurrent-attach`: several processes attach at once, round after round.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConcurrentAttachReport {

@@ -9,7 +9,8 @@ use harness::{Context, Errno, Held, Outcome, Scenario, Signal, Source, StepId, U
 use Source::{Bpf, Kernel};
 
 use crate::contract::{
-    self, exit, ConcurrentAttachReport, ReleaseRaceReport, Report, StressReport, TriggerStormReport,
+    self, exit, ConcurrentAttachReport, ReleaseRaceReport, Report, StressReport,
+    TriggerStormReport, UpdateRaceReport,
 };
 
 /// One of this subject's scenarios: they all start with the module loaded.
@@ -48,6 +49,7 @@ pub(crate) const SCENARIOS: &[Scenario] = &[
     scenario("release_race", "triggers race fresh skeletons loaded, attached, detached and freed; rmmod attempts race them and are refused", release_race).hunts_races(),
     scenario("tutorial_loader", "the tutorial's loader: attach, a trigger, two periodic triggers, Ctrl-C, a clean detach", tutorial_loader).exercises(ALL_OPS),
     scenario("stress", "triggers from many threads while attach/detach loops run: no oops, no splat, every call complete", stress).hunts_races(),
+    scenario("update_race", "triggers from 2 threads while a link is attached, switched between two implementations 4 times and detached, in a loop: every call complete", update_race).hunts_races(),
     scenario("trigger_storm", "4 threads trigger for 2 s with nothing attached: every trigger finds no ops, nothing else is printed", trigger_storm).hunts_races(),
     scenario("link_update", "a link switches A to B with exact call counts; to a map without a link refused (B still called); a replace naming the wrong old map refused, the right one done", contract_cases::link_update).exercises(&["ops_a_test_1", "ops_b_test_1"]),
     scenario("reattach", "attach, detach through the link (its fd reports POLLHUP), attach the same map again", contract_cases::reattach).exercises(&["ops_a_test_1"]),
@@ -292,6 +294,84 @@ fn release_race(context: &mut Context) -> Result<()> {
     context.keep_out_of_snapshot(race);
     Ok(())
 }
+
+fn update_race(context: &mut Context) -> Result<()> {
+    let args = [
+        "update-race",
+        "--threads",
+        "2",
+        "--updates",
+        "4",
+        "--seconds",
+        "3",
+    ];
+    let (race, report) = context.run_loader_for_report::<UpdateRaceReport>(&args)?;
+    if let Some(report) = report {
+        expect_every_update_complete(context, race, report);
+    }
+    context.keep_out_of_snapshot(race);
+    Ok(())
+}
+
+/// After triggers raced attaches, link updates and detaches: every attach
+/// registered and was unregistered, every update logged, every trigger found
+/// no ops or ran exactly one of the two implementations' test_1 (they have
+/// no other member), and nothing else was printed.
+fn expect_every_update_complete(context: &mut Context, step: StepId, report: UpdateRaceReport) {
+    let count = |text| context.count_lines(step, Kernel, text) as u64;
+    let (cycles, updates) = (report.cycles, report.updates);
+    let expected = [
+        ("bpf_testmod_ops registered", cycles),
+        ("bpf_testmod_ops unregistered", cycles),
+        ("bpf_testmod_ops updated", updates),
+    ];
+    let found: Vec<(&str, u64, u64)> = (expected.iter())
+        .map(|&(text, wanted)| (text, wanted, count(text)))
+        .collect();
+    let calls = count("Calling struct_ops callbacks:");
+    let (by_a, by_b) = (count("test_1() returned: 1"), count("test_1() returned: 2"));
+    let (no_ops, triggers) = (count("No struct_ops registered"), report.triggers);
+    let bpf = |text| context.count_lines(step, Bpf, text) as u64;
+    let (ran_a, ran_b) = (bpf("A test_1 called"), bpf("B test_1 called"));
+    context.expect(
+        cycles > 0 && updates > 0,
+        "no attach or update reached the module",
+    );
+    for (text, wanted, found) in found {
+        context.expect(
+            found == wanted,
+            format!("{wanted} expected, but {found} \"{text}\""),
+        );
+    }
+    context.expect(calls > 0, "no trigger reached the BPF ops");
+    context.expect(
+        by_a + by_b == calls && calls + no_ops == triggers,
+        format!(
+            "{triggers} triggers: {calls} calls ({by_a} to A, {by_b} to B), {no_ops} without ops"
+        ),
+    );
+    context.expect(
+        (ran_a, ran_b) == (by_a, by_b),
+        format!("A ran {ran_a} times and B {ran_b}, but the module saw {by_a} and {by_b}"),
+    );
+    context.expect_only_lines(step, &UPDATE_RACE_LINES);
+    context.measure(format!(
+        "{cycles} attaches, {updates} updates, {triggers} triggers: {calls} calls, {no_ops} without ops"
+    ));
+}
+
+/// Every line a correct kernel prints while triggers race `update_race`.
+const UPDATE_RACE_LINES: [(Source, &str); 9] = [
+    (Kernel, "Calling struct_ops callbacks:"),
+    (Kernel, "test_1() returned: 1"),
+    (Kernel, "test_1() returned: 2"),
+    (Bpf, "A test_1 called"),
+    (Bpf, "B test_1 called"),
+    (Kernel, "bpf_testmod_ops registered"),
+    (Kernel, "bpf_testmod_ops unregistered"),
+    (Kernel, "bpf_testmod_ops updated"),
+    (Kernel, "No struct_ops registered"),
+];
 
 /// After triggers raced attaches and detaches, with nothing lost: every
 /// attach registered and was unregistered, every trigger either found no ops

@@ -91,8 +91,6 @@ impl Context {
         (checks, owned): (ProgramChecks, Owned),
     ) -> Result<Self> {
         let output = KernelOutput::start(&owned.log_prefixes)?;
-        crate::splat::tune_kcsan(checks.hunts_races)
-            .context("setting KCSAN's sampling interval")?;
         Ok(Context {
             pause,
             loader,
@@ -173,6 +171,14 @@ impl Context {
         self.module
             .as_ref()
             .context("this scenario's subject has no module, or none was given (--module)")
+    }
+
+    /// Samples densely for the steps of a scenario that hunts races, and
+    /// as the kernel booted otherwise and once they are over (`during`
+    /// false): see [`crate::splat::tune_kcsan`].
+    pub(crate) fn sample_races(&self, during: bool) -> Result<()> {
+        crate::splat::tune_kcsan(during && self.checks.hunts_races)
+            .context("setting KCSAN's sampling interval (/sys/module/kcsan/parameters/skip_watch)")
     }
 
     /// Loads the subject's module, expecting it to load and print its loaded line.
@@ -715,8 +721,8 @@ impl Context {
                 continue;
             }
             self.result.failures.push(format!(
-                "the kernel log holds a splat ({}):\n{}",
-                splat.class,
+                "{}:\n{}",
+                crate::splat::splat_failure_head(splat.class),
                 splat.lines.join("\n")
             ));
         }

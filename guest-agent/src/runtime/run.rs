@@ -231,7 +231,10 @@ fn run_in(context: &mut Context, scenario: &Scenario) -> Result<()> {
     if scenario.needs_module {
         context.insmod()?;
     }
-    (scenario.run)(context)?;
+    context.sample_races(true)?;
+    let ran = (scenario.run)(context);
+    context.sample_races(false)?;
+    ran?;
     context.pause_here("after the scenario's steps")?;
     context.check_type_released()?;
     if context.module_is_loaded() {

@@ -148,6 +148,16 @@ impl ScenarioRuns {
         self.runs() - self.passed()
     }
 
+    /// How many of its runs failed on a data race KCSAN reported in the
+    /// subject's module or the BPF core: how often a race kernel's sampling
+    /// saw a race this scenario hunts.
+    pub fn raced(&self) -> usize {
+        self.tries
+            .iter()
+            .filter(|tried| tried.row.saw_race())
+            .count()
+    }
+
     /// How many boots of its VMs the harness ended and booted again.
     pub fn boot_retries(&self) -> usize {
         let retried = |tried: &&Tried| tried.row.retried_boot().is_some();

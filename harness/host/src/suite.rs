@@ -59,6 +59,18 @@ impl Row {
         }
     }
 
+    /// Whether the run failed on a data race KCSAN reported in the
+    /// subject's module or the BPF core (one elsewhere is not counted).
+    pub fn saw_race(&self) -> bool {
+        let failures = match &self.outcome {
+            Ok(run) => &run.result.failures[..],
+            Err(_) => &[],
+        };
+        failures
+            .iter()
+            .any(|failure| guest_agent::splat::is_race_failure(failure))
+    }
+
     /// The boot the harness ended and booted again before this run's VM,
     /// if it did (on the first scenario of its VM only).
     pub fn retried_boot(&self) -> Option<&vm::RetriedBoot> {

@@ -47,7 +47,8 @@ pub fn run(case: Case) -> Result<(), Failure> {
     }
 }
 
-fn load(maps: &[&str]) -> Result<Object, Failure> {
+/// Loads the maps named from the contract object (and their programs).
+pub(super) fn load(maps: &[&str]) -> Result<Object, Failure> {
     Ok(Selection::new("contract", OBJECT).maps(maps).load()?)
 }
 

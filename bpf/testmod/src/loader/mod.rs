@@ -65,6 +65,17 @@ enum Command {
         #[arg(long, default_value_t = 3)]
         seconds: u64,
     },
+    /// Trigger from THREADS threads while another thread attaches one
+    /// implementation, switches its link between two UPDATES times and
+    /// detaches, for SECONDS.
+    UpdateRace {
+        #[arg(long, default_value_t = 2)]
+        threads: u32,
+        #[arg(long, default_value_t = 4)]
+        updates: u32,
+        #[arg(long, default_value_t = 3)]
+        seconds: u64,
+    },
     /// Trigger from THREADS threads for SECONDS, nothing attached.
     TriggerStorm {
         #[arg(long, default_value_t = 4)]
@@ -120,6 +131,11 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         Some(Command::Stress { threads, seconds }) => {
             races::stress(threads, Duration::from_secs(seconds))
         }
+        Some(Command::UpdateRace {
+            threads,
+            updates,
+            seconds,
+        }) => races::update_race(threads, updates, Duration::from_secs(seconds)),
         Some(Command::TriggerStorm { threads, seconds }) => {
             races::trigger_storm(threads, Duration::from_secs(seconds))
         }

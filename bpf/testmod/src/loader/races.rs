@@ -13,10 +13,14 @@ use std::time::{Duration, Instant};
 use harness::loader::Failure;
 use harness::{module, Errno};
 
+use harness::loader::struct_ops::{attach, errno_name, map, update};
+use libbpf_rs::Object;
+
+use super::contract_cases;
 use super::ops::{self as struct_ops_loader, AttachError, TriggerError};
 use crate::contract::{
     race_member, ConcurrentAttachReport, ReleaseRaceReport, Report, StressReport,
-    TriggerStormReport,
+    TriggerStormReport, UpdateRaceReport,
 };
 
 /// Threads that write to the trigger file until `stop`, each returning its count.
@@ -89,6 +93,50 @@ pub fn stress(threads: u32, duration: Duration) -> Result<(), Failure> {
     };
     println!("{}", report.render());
     Ok(())
+}
+
+/// Triggers from `threads` threads while this one attaches `ops_a`, switches
+/// its link to `ops_b` and back `updates` times in all and detaches, cycle
+/// after cycle until `duration` is over: the module's .reg, .update and
+/// .unreg as often as they go, each racing calls.
+pub fn update_race(threads: u32, updates: u32, duration: Duration) -> Result<(), Failure> {
+    let mut object = contract_cases::load(&["ops_a", "ops_b"])?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let triggers = start_triggers(threads, &stop);
+    let switched = attach_update_detach_until(&mut object, updates, Instant::now() + duration);
+    let triggered = join_triggers(&stop, triggers);
+    let ((cycles, updates), triggers) = (switched?, triggered?);
+    let report = UpdateRaceReport {
+        cycles,
+        updates,
+        threads: threads.into(),
+        triggers,
+    };
+    println!("{}", report.render());
+    Ok(())
+}
+
+/// Attach `ops_a`, `updates` link updates alternating `ops_b` and `ops_a`,
+/// detach, until `deadline`; returns the cycles and the updates done.
+fn attach_update_detach_until(
+    object: &mut Object,
+    updates: u32,
+    deadline: Instant,
+) -> Result<(u64, u64), Failure> {
+    let (mut cycles, mut updated) = (0u64, 0u64);
+    while Instant::now() < deadline {
+        let link = attach(object, "ops_a")?;
+        for round in 0..updates {
+            let to = if round % 2 == 0 { "ops_b" } else { "ops_a" };
+            update(&link, &map(object, to)?).map_err(|errno| {
+                Failure::other(format!("updating the link to {to}: {}", errno_name(errno)))
+            })?;
+            updated += 1;
+        }
+        drop(link);
+        cycles += 1;
+    }
+    Ok((cycles, updated))
 }
 
 /// Triggers from `threads` threads for `duration`, nothing attached: the

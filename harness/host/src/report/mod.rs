@@ -31,6 +31,12 @@ pub struct KernelInfo {
 }
 
 impl KernelInfo {
+    /// Whether the kernel can report data races (KCSAN, the race flavour).
+    pub fn checks_races(&self) -> bool {
+        let race = guest_agent::splat::RACE_CLASS;
+        !(self.unchecked_splat_classes.iter()).any(|class| class.starts_with(race))
+    }
+
     /// The prepared kernel's, its unchecked classes read from its `.config`.
     pub fn of(artifacts: &Artifacts) -> Self {
         let config = artifacts.kernel.build_dir.join(".config");

@@ -13,25 +13,38 @@ use crate::artifacts::Artifacts;
 use crate::repeat::{Plan, Repeated, Rounds, RunAt, ScenarioRuns, Verdict};
 
 /// One line per scenario: its verdict, runs, passed and failed runs,
-/// flaky rounds and retried boots; then the counts of each verdict.
-pub fn render_table(repeated: &Repeated) -> String {
+/// flaky rounds and retried boots, and on a kernel that reports data races
+/// (`races`) how many runs saw one; then the counts of each verdict.
+pub fn render_table(repeated: &Repeated, races: bool) -> String {
     let names = repeated.scenarios.iter().map(|runs| runs.scenario.as_str());
     let width = name_width(names);
+    let raced = |count: String| match races {
+        true => format!(" {count:>5}"),
+        false => String::new(),
+    };
     let mut text = format!(
-        "{:<width$} {:<6} {:>5} {:>6} {:>6} {:>5} {:>12}\n",
-        "scenario", "result", "runs", "passed", "failed", "flaky", "boot retries"
+        "{:<width$} {:<6} {:>5} {:>6} {:>6} {:>5} {:>12}{}\n",
+        "scenario",
+        "result",
+        "runs",
+        "passed",
+        "failed",
+        "flaky",
+        "boot retries",
+        raced("raced".into())
     );
     for runs in &repeated.scenarios {
         let _ = writeln!(
             text,
-            "{:<width$} {:<6} {:>5} {:>6} {:>6} {:>5} {:>12}",
+            "{:<width$} {:<6} {:>5} {:>6} {:>6} {:>5} {:>12}{}",
             runs.scenario,
             runs.verdict().word(),
             runs.runs(),
             runs.passed(),
             runs.failed(),
             runs.rounds_that(Verdict::Flaky),
-            runs.boot_retries()
+            runs.boot_retries(),
+            raced(runs.raced().to_string())
         );
     }
     let count = |verdict| {
@@ -159,6 +172,9 @@ struct JsonScenario<'a> {
     flaky_rounds: usize,
     failed_rounds: usize,
     boot_retries: usize,
+    /// How many runs failed on a data race KCSAN reported in the subject's
+    /// module or the BPF core; null on a kernel without KCSAN.
+    raced: Option<usize>,
     rows: Vec<JsonRun<'a>>,
 }
 
@@ -209,6 +225,7 @@ fn json_scenario<'a>(kernel: &'a KernelInfo, runs: &'a ScenarioRuns) -> JsonScen
         flaky_rounds: runs.rounds_that(Verdict::Flaky),
         failed_rounds: runs.rounds_that(Verdict::Failed),
         boot_retries: runs.boot_retries(),
+        raced: kernel.checks_races().then(|| runs.raced()),
         rows: rows.collect(),
     }
 }
@@ -234,7 +251,7 @@ mod tests {
 
     #[test]
     fn a_line_per_scenario_counts_its_runs() {
-        let table = render_table(&repeated());
+        let table = render_table(&repeated(), false);
         let lines: Vec<Vec<&str>> = (table.lines())
             .map(|line| line.split_whitespace().collect())
             .collect();
@@ -249,6 +266,28 @@ mod tests {
             "{table}"
         );
         assert_eq!(lines[3].join(" "), "1 passed, 1 flaky, 0 failed");
+    }
+
+    #[test]
+    fn a_race_kernel_table_counts_the_runs_that_saw_a_race() {
+        let mut repeated = repeated();
+        let first = &mut repeated.scenarios[1].tries[0].row.outcome;
+        let Ok(run) = first else {
+            panic!("the test's row has a result");
+        };
+        run.result.failures = vec!["the kernel log holds a splat (data race (KCSAN)):\n\
+             BUG: KCSAN: data-race in trigger_write [bpf_testmod] / trigger_write [bpf_testmod]"
+            .into()];
+        let table = render_table(&repeated, true);
+        let lines: Vec<Vec<&str>> = (table.lines())
+            .map(|line| line.split_whitespace().collect())
+            .collect();
+        assert_eq!(lines[0].last(), Some(&"raced"), "{table}");
+        assert_eq!(lines[1].last(), Some(&"0"), "{table}");
+        assert_eq!(lines[2].last(), Some(&"1"), "{table}");
+        // Any other failure is not a race.
+        assert_eq!(repeated.scenarios[1].failed(), 1);
+        assert!(!render_table(&repeated, false).contains("raced"));
     }
 
     #[test]
