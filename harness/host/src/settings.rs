@@ -42,7 +42,24 @@ impl Settings {
 
 static SETTINGS: OnceLock<Settings> = OnceLock::new();
 
-/// The installed settings, or the defaults when no front end installed any.
+/// The installed settings, or the defaults while no front end has
+/// installed any (a look before the install does not stop it).
 pub(crate) fn get() -> &'static Settings {
-    SETTINGS.get_or_init(Settings::default)
+    static DEFAULTS: OnceLock<Settings> = OnceLock::new();
+    SETTINGS
+        .get()
+        .unwrap_or_else(|| DEFAULTS.get_or_init(Settings::default))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_look_before_the_install_does_not_stop_it() {
+        // No test of this crate installs settings (they share a process
+        // under `cargo test`): a look leaves the slot empty for the install.
+        assert_eq!(get().cache_limit, None);
+        assert!(SETTINGS.get().is_none(), "a look installed the defaults");
+    }
 }
