@@ -10,9 +10,9 @@ use std::process::ExitCode;
 use clap::Parser;
 use harness_wire::cli::{AgentCli, AgentCommand, RunArgs};
 
-use crate::render::render_report;
 use crate::runtime::{init, mounts, net, run};
 use crate::scenario::Subject;
+use harness_wire::render::render_report;
 
 /// PID 1: the words after `--` on the kernel command line are an agent
 /// command line. Never returns: it powers the VM off.

@@ -109,7 +109,7 @@ pub fn shell(artifacts: &Artifacts, scenario: Option<String>, how: &StepIn) -> R
         ..
     }) = &run
     {
-        eprint!("{}", guest_agent::render::render_report(result));
+        eprint!("{}", harness_wire::render::render_report(result));
     }
     Ok(exit_code(run))
 }

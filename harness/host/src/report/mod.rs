@@ -35,10 +35,10 @@ impl KernelInfo {
     pub fn of(artifacts: &Artifacts) -> Self {
         let config = artifacts.kernel.build_dir.join(".config");
         let config = std::fs::read_to_string(config).unwrap_or_default();
-        let unchecked = guest_agent::splat::unchecked_classes(&config)
+        let unchecked = harness_wire::splat::unchecked_classes(&config)
             .iter()
             .map(|class| {
-                let needs = guest_agent::splat::needs_text(class);
+                let needs = harness_wire::splat::needs_text(class);
                 format!("{} (needs {needs})", class.name)
             })
             .collect();
@@ -239,7 +239,7 @@ fn render_failed_run(
             text,
             "--- what the scenario did and the kernel printed (normalised) ---"
         );
-        text.push_str(&guest_agent::render::render_steps(&normalised));
+        text.push_str(&harness_wire::render::render_steps(&normalised));
         let _ = writeln!(
             text,
             "--- last lines of the console ---\n{}",
