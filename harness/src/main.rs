@@ -19,7 +19,6 @@ use harness_host::repeat::{self, Plan, Repeated, Rounds, RunAt};
 use harness_host::report::{self, KernelInfo};
 use harness_host::step_in::{self, StepIn};
 use harness_host::suite::{Row, SuiteOptions};
-use harness_host::vm::VmOptions;
 use harness_host::{paths, setup, vng};
 
 #[derive(Parser)]
@@ -214,11 +213,7 @@ impl KernelArgs {
         let flavour = Flavour::choose(self.debug_kernel, self.race_kernel);
         Ok(specs
             .into_iter()
-            .map(|kernel| PrepareOptions {
-                kernel,
-                flavour,
-                without_kernel_types: false,
-            })
+            .map(|kernel| PrepareOptions::new(kernel, flavour))
             .collect())
     }
 
@@ -398,11 +393,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
             kernel,
             command,
         } => {
-            let how = StepIn {
-                modules: module,
-                gdb,
-                timeout: Some(Duration::from_secs(timeout)),
-            };
+            let how = StepIn::default()
+                .modules(module)
+                .gdb(gdb)
+                .timeout(Duration::from_secs(timeout));
             exec(command, &how, &kernel)
         }
         Command::Shell {
@@ -479,11 +473,7 @@ fn shell(scenario: Option<String>, gdb: bool, kernel: &KernelArgs) -> Result<Exi
         catalogue.check(name)?;
     }
     let artifacts = prepare(&kernel.one("shell")?, &catalogue, &Progress::new())?;
-    let how = StepIn {
-        modules: true,
-        gdb,
-        timeout: None,
-    };
+    let how = StepIn::default().modules(true).gdb(gdb);
     Ok(exit_with(step_in::shell(&artifacts, scenario, &how)?))
 }
 
@@ -504,14 +494,12 @@ fn bench(
             .next()
             .context("no scenario to time: the workspace declares none")?,
     };
-    let options = harness_host::bench::BenchOptions {
-        runs,
-        cold_kernel,
-        scenario,
-        dir: std::env::current_dir().context("finding the current directory")?,
-        baseline,
-        kernel_types_cost,
-    };
+    let dir = std::env::current_dir().context("finding the current directory")?;
+    let options = harness_host::bench::BenchOptions::new(scenario, dir)
+        .runs(runs)
+        .cold_kernel(cold_kernel)
+        .baseline(baseline)
+        .kernel_types_cost(kernel_types_cost);
     harness_host::bench::run(&kernel.one("bench")?, &catalogue, &options)?;
     Ok(ExitCode::SUCCESS)
 }
@@ -656,12 +644,10 @@ fn run_on_kernel(
     );
     let defaults = SuiteOptions::for_flavour(options.flavour);
     let suite = SuiteOptions {
-        vm: VmOptions {
-            timeout: Duration::from_secs(args.timeout),
-            keep_logs: args.keep_logs,
-            fail_every_other: args.fail_every_other.clone(),
-            ..defaults.vm.clone()
-        },
+        vm: (defaults.vm.clone())
+            .timeout(Duration::from_secs(args.timeout))
+            .keep_logs(args.keep_logs)
+            .fail_every_other(args.fail_every_other.clone()),
         jobs: args.jobs.unwrap_or(defaults.jobs),
         per_vm: args.scenarios_per_vm.map_or(defaults.per_vm, usize::from),
         snapshots: !args.no_snapshots,

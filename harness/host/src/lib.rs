@@ -15,7 +15,7 @@ pub mod catalogue;
 mod elf;
 mod guest_clock;
 pub mod kernel;
-pub mod kernel_types;
+pub(crate) mod kernel_types;
 pub mod kmod;
 pub mod normalise;
 pub mod paths;
@@ -34,5 +34,3 @@ mod text;
 mod virtiofsd;
 pub mod vm;
 pub mod vng;
-
-pub use harness_wire::wait;

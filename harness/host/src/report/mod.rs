@@ -25,9 +25,9 @@ pub struct KernelInfo {
     /// Default or debug.
     pub flavour: Flavour,
     /// The kernel's cache key.
-    pub key: String,
+    pub(crate) key: String,
     /// `KASAN memory error (needs CONFIG_KASAN)`, ...
-    pub unchecked_splat_classes: Vec<String>,
+    pub(crate) unchecked_splat_classes: Vec<String>,
 }
 
 impl KernelInfo {
@@ -86,7 +86,7 @@ fn kernel_options(artifacts: &Artifacts) -> String {
 }
 
 /// The commands that rerun `scenario` alone: the harness, a shell in it, vng.
-pub fn rerun_commands(artifacts: &Artifacts, scenario: &str) -> Vec<String> {
+pub(crate) fn rerun_commands(artifacts: &Artifacts, scenario: &str) -> Vec<String> {
     let harness = format!(
         "{} run --scenario {scenario}{}",
         harness_command(),
@@ -109,7 +109,7 @@ pub fn name_width<'a>(names: impl Iterator<Item = &'a str>) -> usize {
 
 /// A row's result: `pass`, `FAIL` or `ERROR`, and the boot the harness
 /// retried before its VM when it did (`pass (boot retried: stalled)`).
-pub fn result_cell(row: &Row) -> String {
+pub(crate) fn result_cell(row: &Row) -> String {
     match row.retried_boot() {
         Some(boot) => format!("{} (boot retried: {})", row.verdict(), boot.cause.as_str()),
         None => row.verdict().to_owned(),

@@ -26,7 +26,7 @@ pub struct Batch {
     /// The scenario the console last said had started, when the VM failed:
     /// the one it failed in (those before it may still have been waiting
     /// for their leak checks, and lost their results with the VM).
-    pub failed_in: Option<String>,
+    pub(crate) failed_in: Option<String>,
 }
 
 /// Boots a VM on `accel` that runs `scenarios` (all of one subject) in
