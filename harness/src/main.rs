@@ -297,10 +297,7 @@ impl RunArgs {
             (true, at_most) => Rounds::UntilFail { at_most },
             (false, count) => Rounds::Fixed(count.unwrap_or(1)),
         };
-        Plan {
-            rounds,
-            retries: self.retries as usize,
-        }
+        Plan::new(rounds, self.retries as usize)
     }
 }
 
@@ -642,16 +639,14 @@ fn run_on_kernel(
         info.flavour,
         start.elapsed().as_secs_f64()
     );
-    let defaults = SuiteOptions::for_flavour(options.flavour);
-    let suite = SuiteOptions {
-        vm: (defaults.vm.clone())
-            .timeout(Duration::from_secs(args.timeout))
-            .keep_logs(args.keep_logs)
-            .fail_every_other(args.fail_every_other.clone()),
-        jobs: args.jobs.unwrap_or(defaults.jobs),
-        per_vm: args.scenarios_per_vm.map_or(defaults.per_vm, usize::from),
-        snapshots: !args.no_snapshots,
-    };
+    let mut suite = SuiteOptions::for_flavour(options.flavour);
+    suite.vm = (suite.vm.clone())
+        .timeout(Duration::from_secs(args.timeout))
+        .keep_logs(args.keep_logs)
+        .fail_every_other(args.fail_every_other.clone());
+    suite.jobs = args.jobs.unwrap_or(suite.jobs);
+    suite.per_vm = args.scenarios_per_vm.map_or(suite.per_vm, usize::from);
+    suite.snapshots = !args.no_snapshots;
     let width = report::name_width(names.iter().map(String::as_str));
     let plan = args.plan();
     let repeated = repeat::run_repeated(&artifacts, names, &suite, plan, |at, row| {

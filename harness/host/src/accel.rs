@@ -24,6 +24,7 @@ pub enum Choice {
 
 /// What the probe found out about KVM on this host, as kept in the cache.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Verdict {
     /// Whether a guest booted on KVM and printed something.
     pub kvm_works: bool,

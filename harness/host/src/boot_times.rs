@@ -33,6 +33,7 @@ pub fn kind(accel: &str, flavour: &str) -> String {
 
 /// How long a guest may take to say ready, and why that long.
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
 pub struct BootDeadline {
     /// From QEMU's start.
     pub after: Duration,

@@ -57,6 +57,7 @@ fn use_file(cache: &Path, key: &str) -> PathBuf {
 
 /// One kernel entry, as `harness cache list` shows it.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Entry {
     /// The kernel's cache key, the name of its directory.
     pub(crate) key: String,

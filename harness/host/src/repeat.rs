@@ -55,6 +55,7 @@ impl Rounds {
 
 /// How a run is repeated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Plan {
     /// The rounds of every selected scenario.
     pub rounds: Rounds,
@@ -63,6 +64,11 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// These rounds, each failed run tried again up to `retries` times.
+    pub fn new(rounds: Rounds, retries: usize) -> Self {
+        Plan { rounds, retries }
+    }
+
     /// One round, no retry: a plain `harness run`.
     pub(crate) const ONCE: Plan = Plan {
         rounds: Rounds::Fixed(1),
@@ -77,6 +83,7 @@ impl Plan {
 
 /// Which run of a scenario this is: its round and its try within it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
 pub struct RunAt {
     /// From 1.
     pub round: usize,
@@ -209,6 +216,7 @@ fn round_verdict(tries: &[&Tried]) -> Option<Verdict> {
 }
 
 /// A repeated run's outcome on one kernel.
+#[non_exhaustive]
 pub struct Repeated {
     /// Each selected scenario's runs, in the order asked.
     pub(crate) scenarios: Vec<ScenarioRuns>,

@@ -17,6 +17,7 @@ use crate::vm::{self, RunError, ScenarioRun, VmFailure, VmOptions};
 pub(crate) const DEFAULT_JOBS: usize = 2;
 
 /// One scenario's outcome: a result from the guest, or why there is none.
+#[non_exhaustive]
 pub struct Row {
     /// The scenario's name.
     pub scenario: String,
@@ -80,6 +81,7 @@ impl Row {
 
 /// How a suite runs its scenarios.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct SuiteOptions {
     /// Each VM's.
     pub vm: VmOptions,

@@ -130,6 +130,7 @@ impl std::fmt::Display for Series {
 
 /// A fragment that cannot be read as one, found before any build starts.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum FragmentError {
     /// A line that is neither an option, an unset option nor a comment.
     #[error("{origin}: not a kernel config line: `{line}` (expected CONFIG_NAME=value or `# CONFIG_NAME is not set`)")]

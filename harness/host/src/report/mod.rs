@@ -19,6 +19,7 @@ use crate::suite::Row;
 /// The kernel a report is about: its version and flavour, and the splat
 /// classes it cannot report, so that no row implies they were checked.
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct KernelInfo {
     /// `6.12.117`.
     pub version: String,

@@ -17,6 +17,7 @@ use crate::qemu::{Accel, RootShare};
 
 /// What a VM that ran several scenarios gives back.
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct Batch {
     /// A run for each scenario that reported, in the order asked.
     pub runs: Vec<ScenarioRun>,

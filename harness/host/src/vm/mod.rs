@@ -101,6 +101,7 @@ impl Default for VmOptions {
 
 /// Why a VM produced no result. Tests match on these.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum VmFailure {
     /// The console shows a kernel panic.
     #[error("the guest kernel panicked{detail}")]
@@ -150,6 +151,7 @@ pub enum VmFailure {
 
 /// A finished scenario run, passed or not.
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct ScenarioRun {
     /// What the agent reported.
     pub result: ScenarioResult,
@@ -179,6 +181,7 @@ pub struct ScenarioRun {
 /// A boot the harness ended and booted again by itself: the guest failed
 /// before its agent was ready, so before any of the subject ran.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
 pub struct RetriedBoot {
     /// How it failed.
     pub cause: BootFailure,
@@ -191,6 +194,7 @@ pub struct RetriedBoot {
 /// How a boot failed before the agent was ready.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum BootFailure {
     /// The kernel panicked.
     Panicked,
@@ -226,6 +230,7 @@ impl VmError {
 /// A VM that could not produce a result, with what is needed to debug it.
 #[derive(Debug, thiserror::Error)]
 #[error("{failure}\n--- last lines of the console ---\n{console_tail}\n--- last lines of QEMU's stderr ---\n{stderr_tail}\nlogs kept in {}", logs.display())]
+#[non_exhaustive]
 pub struct VmError {
     /// What went wrong.
     pub failure: VmFailure,
@@ -245,6 +250,7 @@ pub struct VmError {
 
 /// Why a scenario has no result: the harness could not run the VM, or the VM failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum RunError {
     /// The harness could not start or watch the VM (no socket directory,
     /// QEMU would not start, ...): nothing about the guest.
