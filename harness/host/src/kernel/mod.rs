@@ -1,7 +1,7 @@
 //! The kernel: built once from config fragments and cached by a hash of
 //! everything that defines it. A cache hit runs no make at all.
 
-pub mod config;
+test_support_mod!(config);
 mod debian;
 mod make;
 pub mod source;
@@ -16,8 +16,10 @@ use sha2::{Digest, Sha256};
 use crate::progress::{format_duration, Progress};
 use config::{dropped_options, requested_options, select_fragments, Fragment};
 pub use config::{Flavour, Series};
-pub use make::Make;
-pub use source::KernelSource;
+#[cfg(feature = "test-support")]
+pub use {make::Make, source::KernelSource};
+#[cfg(not(feature = "test-support"))]
+use {make::Make, source::KernelSource};
 
 /// Bump when the way a kernel is built changes, so old entries are not reused.
 const RECIPE: &str = "tinyconfig + fragments, make all, v1";
