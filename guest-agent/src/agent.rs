@@ -40,7 +40,7 @@ pub fn run_as_command(subjects: &[&Subject], args: Vec<OsString>) -> ExitCode {
 }
 
 /// One line per scenario: subject, scenario, summary.
-pub fn list(subjects: &[&Subject]) -> String {
+pub(crate) fn list(subjects: &[&Subject]) -> String {
     let width = subjects
         .iter()
         .flat_map(|subject| subject.scenarios.iter().map(|scenario| scenario.name.len()))

@@ -8,5 +8,3 @@ pub mod agent;
 pub mod runtime;
 pub mod scenario;
 pub(crate) mod splat;
-
-pub use harness_wire as wire;

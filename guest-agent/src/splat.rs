@@ -10,11 +10,11 @@ const KCSAN_SKIP_WATCH: &str = "/sys/module/kcsan/parameters/skip_watch";
 /// One watchpoint every this many accesses while a scenario that hunts
 /// races runs: at KCSAN's 4000, `stress` reported a lost update on a counter
 /// its triggers share in none of 6 runs; at 100, in about one run in three.
-pub const DENSE_SKIP_WATCH: u32 = 100;
+pub(crate) const DENSE_SKIP_WATCH: u32 = 100;
 
 /// Samples densely for a scenario that hunts races, on a KCSAN kernel (a
 /// no-op on any other, and for any other scenario).
-pub fn tune_kcsan(hunts_races: bool) -> std::io::Result<()> {
+pub(crate) fn tune_kcsan(hunts_races: bool) -> std::io::Result<()> {
     if !hunts_races || !std::path::Path::new(KCSAN_SKIP_WATCH).exists() {
         return Ok(());
     }
@@ -27,8 +27,8 @@ const MAX_SPLATS: usize = 20;
 /// A report in the kernel log: its class and its lines.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Splat {
-    pub class: &'static str,
-    pub lines: Vec<String>,
+    pub(crate) class: &'static str,
+    pub(crate) lines: Vec<String>,
 }
 
 /// Finds splats in a log read one line at a time, each with the lines that
@@ -42,7 +42,7 @@ pub(crate) struct SplatScanner {
 }
 
 impl SplatScanner {
-    pub fn new(context: usize) -> Self {
+    pub(crate) fn new(context: usize) -> Self {
         SplatScanner {
             context,
             splats: Vec::new(),
@@ -50,7 +50,7 @@ impl SplatScanner {
         }
     }
 
-    pub fn push(&mut self, line: &str) {
+    pub(crate) fn push(&mut self, line: &str) {
         if self.remaining > 0 {
             self.remaining -= 1;
             if let Some(splat) = self.splats.last_mut() {
@@ -67,7 +67,7 @@ impl SplatScanner {
         }
     }
 
-    pub fn splats(&self) -> &[Splat] {
+    pub(crate) fn splats(&self) -> &[Splat] {
         &self.splats
     }
 }

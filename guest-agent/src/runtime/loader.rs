@@ -18,7 +18,7 @@ use nix::unistd::Pid;
 
 /// How long any one loader command may take before it is killed: well under
 /// the harness's per-VM timeout, so a hung step is reported by name.
-pub const COMMAND_LIMIT: Duration = Duration::from_secs(45);
+pub(crate) const COMMAND_LIMIT: Duration = Duration::from_secs(45);
 
 /// How to start the subject's loader: this very binary, in the loader role.
 #[derive(Clone)]
@@ -125,7 +125,7 @@ impl LoaderCommand {
 /// A loader process still running. Dropping it kills it.
 pub struct Held {
     /// The command, as a person would type it.
-    pub what: String,
+    pub(crate) what: String,
     child: Option<Child>,
     stdout: Option<JoinHandle<String>>,
     stderr: Option<JoinHandle<String>>,
@@ -134,7 +134,7 @@ pub struct Held {
 
 impl Held {
     /// The loader's process id, while it runs.
-    pub fn pid(&self) -> Option<Pid> {
+    pub(crate) fn pid(&self) -> Option<Pid> {
         self.child
             .as_ref()
             .map(|child| Pid::from_raw(child.id() as i32))
