@@ -114,7 +114,7 @@ impl Workload {
 
     /// The step's action, the same every run:
     /// `workload: 4 busy threads for 1 s on cpus 0,1 in cgroup w`.
-    pub(crate) fn action(&self) -> String {
+    pub fn action(&self) -> String {
         let threads = match self.activity {
             Activity::Busy => count_threads(self.threads, "busy"),
             Activity::Yielding => count_threads(self.threads, "yielding"),
