@@ -16,10 +16,10 @@ use common::artifacts;
 #[test]
 fn a_fragment_with_a_syntax_error_stops_before_any_build() {
     let scratch = tempfile::tempdir().unwrap();
-    let typo = Fragment {
-        path: scratch.path().join("images/zz-typo.config"),
-        text: "CONFIG_BPF=y\nCONFIG BPF_JIT=y\n".to_owned(),
-    };
+    let typo = Fragment::new(
+        scratch.path().join("images/zz-typo.config"),
+        "CONFIG_BPF=y\nCONFIG BPF_JIT=y\n".to_owned(),
+    );
     let err = KernelRecipe::new(
         KernelSource::Tree("/nonexistent".into()),
         Flavour::Default,
@@ -49,10 +49,10 @@ fn options_that_olddefconfig_drops_are_named_with_their_fragment() {
         "# CONFIG_BPF_SYSCALL is not set\nCONFIG_NOT_A_REAL_OPTION=y\n",
     )
     .unwrap();
-    fragments.push(Fragment {
-        path: extra.clone(),
-        text: std::fs::read_to_string(&extra).unwrap(),
-    });
+    fragments.push(Fragment::new(
+        extra.clone(),
+        std::fs::read_to_string(&extra).unwrap(),
+    ));
     let build_dir = scratch.path().join("build");
     std::fs::create_dir_all(&build_dir).unwrap();
     let log = scratch.path().join("build.log");
@@ -82,6 +82,8 @@ fn options_that_olddefconfig_drops_are_named_with_their_fragment() {
 
 #[test]
 fn debian_6_1_is_refused_as_too_old_for_struct_ops_in_modules() {
+    // The library's settings, as a test binary reads them from its environment.
+    harness::config::from_env().unwrap_or_else(|err| panic!("{err:#}"));
     setup::check().unwrap_or_else(|err| panic!("{err:#}"));
     let tarball = Path::new("/usr/src/linux-source-6.1.tar.xz");
     assert!(

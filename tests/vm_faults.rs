@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use harness_host::artifacts::Artifacts;
 use harness_host::process::processes_mentioning;
 use harness_host::suite::run_scenario;
 use harness_host::vm::{RunError, ScenarioRun, VmError, VmFailure, VmOptions};
@@ -24,11 +23,7 @@ fn label(name: &str) -> String {
 }
 
 fn options(label: &str, fault: Fault) -> VmOptions {
-    VmOptions {
-        label: Some(label.to_owned()),
-        fault: Some(fault),
-        ..VmOptions::default()
-    }
+    VmOptions::default().label(label).fault(fault)
 }
 
 fn expect_vm_error(outcome: Result<ScenarioRun, RunError>) -> VmError {
@@ -167,10 +162,7 @@ fn guest_panic_is_reported_within_seconds() {
 /// seconds, and returns its error and how long the run took.
 fn with_timeout(name: &str, fault: Fault, timeout: u64) -> (VmError, Duration) {
     let label = label(name);
-    let options = VmOptions {
-        timeout: Duration::from_secs(timeout),
-        ..options(&label, fault)
-    };
+    let options = options(&label, fault).timeout(Duration::from_secs(timeout));
     let start = Instant::now();
     let error = expect_vm_error(run_scenario(artifacts(), "no_module", &options));
     (error, start.elapsed())
@@ -256,10 +248,7 @@ fn a_stalled_boot_is_ended_at_the_deadline_the_measured_boots_set() {
     let fine = run_scenario(
         artifacts(),
         "no_module",
-        &VmOptions {
-            label: Some(label.clone()),
-            ..VmOptions::default()
-        },
+        &VmOptions::default().label(label.clone()),
     )
     .unwrap_or_else(|err| panic!("{err:#}"));
     let boot = fine.boot.expect("a boot time");
@@ -385,10 +374,7 @@ fn the_guest_cannot_write_the_host() {
     require_virtiofsd();
     for force_9p in [false, true] {
         let label = label(if force_9p { "ro9p" } else { "rovfs" });
-        let options = VmOptions {
-            force_9p,
-            ..options(&label, Fault::WriteHost)
-        };
+        let options = options(&label, Fault::WriteHost).force_9p(force_9p);
         let run = run_scenario(artifacts(), "no_module", &options)
             .unwrap_or_else(|err| panic!("{err:#}"));
         let binary = artifacts().binary_for("no_module").unwrap();
@@ -439,10 +425,8 @@ fn kvm_is_probed_once_and_the_verdict_is_kept() {
     std::env::remove_var(harness_host::accel::ACCEL_ENV);
     // A private cache directory for the verdict only; the kernel stays where it is.
     let cache = tempfile::tempdir().unwrap();
-    let artifacts = Artifacts {
-        cache: cache.path().to_owned(),
-        ..artifacts().clone()
-    };
+    let mut artifacts = artifacts().clone();
+    artifacts.cache = cache.path().to_owned();
     assert_eq!(
         harness_host::accel::choose(cache.path()).unwrap(),
         harness_host::accel::Choice::ProbeKvm

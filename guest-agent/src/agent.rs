@@ -10,9 +10,9 @@ use std::process::ExitCode;
 use clap::Parser;
 use harness_wire::cli::{AgentCli, AgentCommand, RunArgs};
 
-use crate::render::render_report;
 use crate::runtime::{init, mounts, net, run};
 use crate::scenario::Subject;
+use harness_wire::render::render_report;
 
 /// PID 1: the words after `--` on the kernel command line are an agent
 /// command line. Never returns: it powers the VM off.
@@ -40,7 +40,7 @@ pub fn run_as_command(subjects: &[&Subject], args: Vec<OsString>) -> ExitCode {
 }
 
 /// One line per scenario: subject, scenario, summary.
-pub fn list(subjects: &[&Subject]) -> String {
+pub(crate) fn list(subjects: &[&Subject]) -> String {
     let width = subjects
         .iter()
         .flat_map(|subject| subject.scenarios.iter().map(|scenario| scenario.name.len()))

@@ -5,9 +5,6 @@
 #![deny(missing_docs)]
 
 pub mod agent;
-pub mod render;
 pub mod runtime;
 pub mod scenario;
-pub mod splat;
-
-pub use harness_wire as wire;
+pub(crate) mod splat;

@@ -36,12 +36,12 @@ pub struct Subject {
     /// As `run --list` shows it.
     pub name: &'static str,
     /// One line on what it is.
-    pub summary: &'static str,
+    pub(crate) summary: &'static str,
     /// The subject crate's directory (`env!("CARGO_MANIFEST_DIR")`): the
     /// module, fragments and snapshots are found relative to it.
-    pub manifest_dir: &'static str,
+    pub(crate) manifest_dir: &'static str,
     /// The module that defines the struct_ops type, unless the kernel does.
-    pub module: Option<ModuleSpec>,
+    pub(crate) module: Option<ModuleSpec>,
     /// The loader its scenarios run.
     pub loader: Loader,
     /// Its scenarios, in the order `run --list` shows them.
@@ -49,17 +49,17 @@ pub struct Subject {
     /// Kernel config fragments it needs beyond the core's, relative to `manifest_dir`.
     pub fragments: &'static [&'static str],
     /// `(regex, replacement)` for output that differs between runs, after the core's rules.
-    pub normalise: &'static [(&'static str, &'static str)],
+    pub(crate) normalise: &'static [(&'static str, &'static str)],
     /// Where its snapshots live, relative to `manifest_dir`.
-    pub snapshots: &'static str,
+    pub(crate) snapshots: &'static str,
     /// Its verifier budget (`PROGRAM LIMIT` lines), relative to `manifest_dir`.
-    pub verifier_budget: Option<&'static str>,
+    pub(crate) verifier_budget: Option<&'static str>,
     /// The struct_ops type the kernel defines that it implements, if any.
-    pub kernel_type: Option<KernelType>,
+    pub(crate) kernel_type: Option<KernelType>,
     /// Prefixes of kernel log lines that belong to it whoever prints them.
-    pub log_prefixes: &'static [&'static str],
+    pub(crate) log_prefixes: &'static [&'static str],
     /// BPF objects the harness compiles against each kernel.
-    pub bpf_objects: &'static [BpfObject],
+    pub(crate) bpf_objects: &'static [BpfObject],
 }
 
 /// A BPF object the harness compiles against each kernel a subject runs on
@@ -106,7 +106,7 @@ impl BpfObject {
     }
 
     /// What the host needs to build it; `dir` is the subject's crate.
-    pub fn info(&self, dir: &Path) -> BpfObjectInfo {
+    pub(crate) fn info(&self, dir: &Path) -> BpfObjectInfo {
         let path = match self.source {
             ObjectSource::Kernel(path) | ObjectSource::Subject(path) => Path::new(path),
         };
@@ -266,23 +266,23 @@ pub struct Scenario {
     /// Unique across the subjects of a run.
     pub name: &'static str,
     /// What it proves.
-    pub summary: &'static str,
+    pub(crate) summary: &'static str,
     /// Whether the subject's module is loaded before `run` starts (and its
     /// unloading checked at the end).
-    pub needs_module: bool,
+    pub(crate) needs_module: bool,
     /// The steps and their expectations.
-    pub run: fn(&mut Context) -> Result<()>,
+    pub(crate) run: fn(&mut Context) -> Result<()>,
     /// Kernel series on which the kernel's own output differs, and why: such
     /// a series has a snapshot of its own (`<scenario>@<series>.snap`).
-    pub differs_on: &'static [(&'static str, &'static str)],
+    pub(crate) differs_on: &'static [(&'static str, &'static str)],
     /// Programs (BPF function names) that must run during the scenario.
-    pub exercises: &'static [&'static str],
+    pub(crate) exercises: &'static [&'static str],
     /// Whether it provokes races, so that on a KCSAN kernel the agent
     /// samples memory accesses densely while it runs.
-    pub hunts_races: bool,
+    pub(crate) hunts_races: bool,
     /// The ejection the kernel must make during it (its kind, and a regex
     /// its message must match); any other ejection fails it.
-    pub expected_exit: Option<(ExitKind, &'static str)>,
+    pub(crate) expected_exit: Option<(ExitKind, &'static str)>,
     /// Its VM's vCPUs and NUMA nodes.
     pub topology: Topology,
 }
@@ -380,7 +380,10 @@ impl Scenario {
 }
 
 /// Finds `name` among the scenarios of `subjects`.
-pub fn find<'a>(subjects: &[&'a Subject], name: &str) -> Option<(&'a Subject, &'a Scenario)> {
+pub(crate) fn find<'a>(
+    subjects: &[&'a Subject],
+    name: &str,
+) -> Option<(&'a Subject, &'a Scenario)> {
     subjects.iter().find_map(|subject| {
         let scenario = subject
             .scenarios
@@ -391,7 +394,7 @@ pub fn find<'a>(subjects: &[&'a Subject], name: &str) -> Option<(&'a Subject, &'
 }
 
 /// `no scenario named X; the scenarios are: ...`
-pub fn unknown(subjects: &[&Subject], name: &str) -> String {
+pub(crate) fn unknown(subjects: &[&Subject], name: &str) -> String {
     let names: Vec<&str> = subjects
         .iter()
         .flat_map(|subject| subject.scenarios.iter().map(|scenario| scenario.name))

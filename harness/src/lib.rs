@@ -39,8 +39,15 @@ pub use guest_agent::runtime::run::UNLOAD_LIMIT;
 pub use guest_agent::runtime::sched_ext::SchedExtState;
 pub use guest_agent::runtime::workload::Workload;
 pub use guest_agent::scenario::{BpfObject, Scenario, Subject};
-/// The host side, for tests that drive it directly.
+/// The host side whole (kernels, QEMU, the suite, reports), for tests that
+/// drive it directly, with the `test-support` feature; not kept stable.
+#[cfg(feature = "test-support")]
 pub use harness_host as host;
+/// Normalisation: what differs between two runs of a scenario, replaced by
+/// a placeholder before its snapshot is compared ([`guide::snapshots`]).
+pub mod normalise {
+    pub use harness_host::normalise::{normalise_text, Normaliser};
+}
 #[cfg(feature = "loader")]
 pub mod loader;
 /// The contracts between host, agent and loader.

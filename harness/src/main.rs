@@ -18,7 +18,6 @@ use harness_host::repeat::{self, Plan, Repeated, Rounds, RunAt};
 use harness_host::report::{self, KernelInfo};
 use harness_host::step_in::{self, StepIn};
 use harness_host::suite::{Row, SuiteOptions};
-use harness_host::vm::VmOptions;
 use harness_host::{paths, setup, vng};
 
 #[derive(Parser)]
@@ -245,10 +244,7 @@ impl RunArgs {
             (true, at_most) => Rounds::UntilFail { at_most },
             (false, count) => Rounds::Fixed(count.unwrap_or(1)),
         };
-        Plan {
-            rounds,
-            retries: self.retries as usize,
-        }
+        Plan::new(rounds, self.retries as usize)
     }
 }
 
@@ -364,11 +360,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
             kernel,
             command,
         } => {
-            let how = StepIn {
-                modules: module,
-                gdb,
-                timeout: Some(Duration::from_secs(timeout)),
-            };
+            let how = StepIn::default()
+                .modules(module)
+                .gdb(gdb)
+                .timeout(Duration::from_secs(timeout));
             exec(command, &how, &kernel)
         }
         Command::Shell {
@@ -447,11 +442,7 @@ fn shell(scenario: Option<String>, gdb: bool, kernel: &KernelArgs) -> Result<Exi
         catalogue.check(name)?;
     }
     let artifacts = prepare(&kernel.one("shell")?, &catalogue, &progress())?;
-    let how = StepIn {
-        modules: true,
-        gdb,
-        timeout: None,
-    };
+    let how = StepIn::default().modules(true).gdb(gdb);
     Ok(exit_with(show_ended(step_in::shell(
         &artifacts, scenario, &how,
     )?)))
@@ -485,15 +476,13 @@ fn bench(
             .next()
             .context("no scenario to time: the workspace declares none")?,
     };
-    let options = harness_host::bench::BenchOptions {
-        runs,
-        cold_kernel,
-        scenario,
-        dir: std::env::current_dir().context("finding the current directory")?,
-        baseline,
-        kernel_types_cost,
-        progress: progress(),
-    };
+    let dir = std::env::current_dir().context("finding the current directory")?;
+    let options = harness_host::bench::BenchOptions::new(scenario, dir)
+        .runs(runs)
+        .cold_kernel(cold_kernel)
+        .baseline(baseline)
+        .kernel_types_cost(kernel_types_cost)
+        .progress(progress());
     print!(
         "{}",
         harness_host::bench::run(&kernel.one("bench")?, &catalogue, &options)?
@@ -639,18 +628,14 @@ fn run_on_kernel(
         info.flavour,
         start.elapsed().as_secs_f64()
     );
-    let defaults = SuiteOptions::for_flavour(options.flavour);
-    let suite = SuiteOptions {
-        vm: VmOptions {
-            timeout: Duration::from_secs(args.timeout),
-            keep_logs: args.keep_logs,
-            fail_every_other: args.fail_every_other.clone(),
-            ..defaults.vm.clone()
-        },
-        jobs: args.jobs.unwrap_or(defaults.jobs),
-        per_vm: args.scenarios_per_vm.map_or(defaults.per_vm, usize::from),
-        snapshots: !args.no_snapshots,
-    };
+    let mut suite = SuiteOptions::for_flavour(options.flavour);
+    suite.vm = (suite.vm.clone())
+        .timeout(Duration::from_secs(args.timeout))
+        .keep_logs(args.keep_logs)
+        .fail_every_other(args.fail_every_other.clone());
+    suite.jobs = args.jobs.unwrap_or(suite.jobs);
+    suite.per_vm = args.scenarios_per_vm.map_or(suite.per_vm, usize::from);
+    suite.snapshots = !args.no_snapshots;
     let width = report::name_width(names.iter().map(String::as_str));
     let plan = args.plan();
     let repeated = repeat::run_repeated(&artifacts, names, &suite, plan, |at, row| {

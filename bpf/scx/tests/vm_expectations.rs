@@ -28,11 +28,9 @@ fn an_ejection_the_scenario_does_not_expect_fails_it_naming_the_kind_and_reason(
         .0;
     let artifacts =
         artifacts::prepare(&options, &catalogue, &progress).unwrap_or_else(|err| panic!("{err:#}"));
-    let vm = VmOptions {
-        fault: Some(Fault::ExpectNoExit),
-        label: Some(format!("expect-no-exit-{}", std::process::id())),
-        ..VmOptions::default()
-    };
+    let vm = VmOptions::default()
+        .fault(Fault::ExpectNoExit)
+        .label(format!("expect-no-exit-{}", std::process::id()));
     let run =
         run_scenario(&artifacts, "scx_qmap_error", &vm).unwrap_or_else(|err| panic!("{err:#}"));
     if let Some(logs) = &run.kept_logs {

@@ -28,11 +28,9 @@ fn a_scenario_that_fails_after_setting_netem_still_removes_it() {
         .0;
     let artifacts =
         artifacts::prepare(&options, &catalogue, &progress).unwrap_or_else(|err| panic!("{err:#}"));
-    let vm = VmOptions {
-        fault: Some(Fault::FailAfterFirstStep),
-        label: Some(format!("netem-cleanup-{}", std::process::id())),
-        ..VmOptions::default()
-    };
+    let vm = VmOptions::default()
+        .fault(Fault::FailAfterFirstStep)
+        .label(format!("netem-cleanup-{}", std::process::id()));
     let run = run_scenario(&artifacts, "tcp_ca_loss", &vm).unwrap_or_else(|err| panic!("{err:#}"));
     if let Some(logs) = &run.kept_logs {
         let _ = std::fs::remove_dir_all(logs);

@@ -26,7 +26,7 @@ mod common;
 use harness::host::kernel::Flavour;
 
 /// KCSAN samples accesses (densely in a scenario that hunts races, see
-/// `guest_agent::splat::tune_kcsan`), so a run may miss a race. Each test
+/// the agent's `tune_kcsan`), so a run may miss a race. Each test
 /// runs its scenario until one run reports the race, this many times at
 /// most; its output says how many runs that took.
 const ATTEMPTS: usize = 20;

@@ -712,8 +712,8 @@ impl Context {
         }
         let module = self.module.as_ref().map(|module| module.spec.name);
         for splat in &log.splats {
-            let race = splat.class == crate::splat::RACE_CLASS;
-            if race && !crate::splat::race_is_the_subjects(&splat.lines, module) {
+            let race = splat.class == harness_wire::splat::RACE_CLASS;
+            if race && !harness_wire::splat::race_is_the_subjects(&splat.lines, module) {
                 let header = splat.lines.first().map_or("", String::as_str);
                 self.measure(format!(
                     "a data race outside the subject, not counted: {header}"
@@ -722,7 +722,7 @@ impl Context {
             }
             self.result.failures.push(format!(
                 "{}:\n{}",
-                crate::splat::splat_failure_head(splat.class),
+                harness_wire::splat::splat_failure_head(splat.class),
                 splat.lines.join("\n")
             ));
         }
@@ -816,7 +816,7 @@ pub(crate) fn add_leaks(result: &mut ScenarioResult, leaks: Result<Vec<String>, 
             for leak in leaks.iter().take(LEAKS_SHOWN) {
                 result.failures.push(format!(
                     "kmemleak's scan after the scenario found a splat ({}):\n{}",
-                    crate::splat::LEAK_CLASS,
+                    harness_wire::splat::LEAK_CLASS,
                     leak.trim_end()
                 ));
             }

@@ -10,7 +10,7 @@ use super::ports::HostLink;
 use harness_wire::protocol::{Message, ModuleSections};
 
 /// The sections of a loaded module, from /sys/module/NAME/sections.
-pub fn module_sections(name: &str, path: &Path) -> Result<ModuleSections> {
+pub(crate) fn module_sections(name: &str, path: &Path) -> Result<ModuleSections> {
     let dir = Path::new("/sys/module").join(name).join("sections");
     let mut sections = Vec::new();
     for entry in std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
@@ -34,7 +34,7 @@ pub fn module_sections(name: &str, path: &Path) -> Result<ModuleSections> {
 }
 
 /// Tells the host where the modules are and waits until it says go.
-pub fn meet(link: &mut HostLink, modules: &[PathBuf]) -> Result<()> {
+pub(crate) fn meet(link: &mut HostLink, modules: &[PathBuf]) -> Result<()> {
     let modules = modules
         .iter()
         .map(|path| module_sections(&super::module::module_name(path), path))

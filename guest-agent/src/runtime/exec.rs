@@ -15,7 +15,7 @@ use harness_wire::protocol::{ExitReport, STDERR_PORT_NAME, STDOUT_PORT_NAME};
 pub(crate) const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// Runs the command of `args`, its output streamed to the host.
-pub fn run(args: &ExecArgs, link: &mut HostLink) -> Result<ExitReport> {
+pub(crate) fn run(args: &ExecArgs, link: &mut HostLink) -> Result<ExitReport> {
     load_modules(&args.module, args.wait_for_debugger, link)?;
     let stdout = ports::open_for_writing(STDOUT_PORT_NAME)?;
     let stderr = ports::open_for_writing(STDERR_PORT_NAME)?;

@@ -33,7 +33,7 @@ const POLL_MS: i32 = 5;
 /// Above every normal task, below the kernel's own real-time threads.
 const DRAIN_PRIORITY: i32 = 10;
 
-pub struct KernelOutput {
+pub(crate) struct KernelOutput {
     readers: Arc<Readers>,
     stop: Arc<AtomicBool>,
     drainers: Vec<JoinHandle<()>>,
@@ -47,14 +47,14 @@ struct Readers {
 }
 
 /// What /dev/kmsg said during the scenario.
-pub struct KernelLog {
-    pub stats: LogStats,
+pub(crate) struct KernelLog {
+    pub(crate) stats: LogStats,
     /// The last records, for a person reading a failure.
-    pub tail: Vec<String>,
+    pub(crate) tail: Vec<String>,
     /// Each splat with the records that followed it.
-    pub splats: Vec<Splat>,
+    pub(crate) splats: Vec<Splat>,
     /// How the kernel ended implementations of a type it defines.
-    pub exits: Vec<TypeExit>,
+    pub(crate) exits: Vec<TypeExit>,
 }
 
 impl KernelOutput {
@@ -65,7 +65,7 @@ impl KernelOutput {
     /// the lines that start with one of `owned_prefixes` (a kernel type's,
     /// a subject's own), whoever printed them. The full log, background
     /// included, is scanned for splats as it is read from /dev/kmsg.
-    pub fn start(owned_prefixes: &[String]) -> Result<Self> {
+    pub(crate) fn start(owned_prefixes: &[String]) -> Result<Self> {
         write_tracing_file("events/printk/console/enable", "1")?;
         // The kernel enables bpf_trace_printk's event itself when a program
         // using it loads, but from a workqueue (6.12 and later): a program
@@ -112,7 +112,7 @@ impl KernelOutput {
 
     /// Everything our tasks printed since the last call, and the lines the
     /// subject owns, in the order their timestamps say.
-    pub fn take_timeline(&self) -> Result<Vec<TimelineLine>> {
+    pub(crate) fn take_timeline(&self) -> Result<Vec<TimelineLine>> {
         let mut trace = lock(&self.readers.trace);
         trace.drain()?;
         let ours = std::mem::take(&mut trace.lines);
@@ -128,7 +128,7 @@ impl KernelOutput {
     }
 
     /// Stops the drain threads, reads what is left and says what the log held.
-    pub fn finish(&mut self) -> Result<KernelLog> {
+    pub(crate) fn finish(&mut self) -> Result<KernelLog> {
         self.stop_drainer();
         let mut kmsg = lock(&self.readers.kmsg);
         kmsg.drain()?;
@@ -539,7 +539,7 @@ fn trace_timestamp(line: &str) -> Option<u64> {
 
 /// The message of a /dev/kmsg record `prio,seq,usec,flags[,...];message\n`
 /// (continuation lines, which start with a space, are dropped).
-pub fn kmsg_message(record: &str) -> &str {
+pub(crate) fn kmsg_message(record: &str) -> &str {
     let first_line = record.lines().next().unwrap_or("");
     first_line
         .split_once(';')

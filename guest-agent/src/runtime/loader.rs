@@ -18,7 +18,7 @@ use nix::unistd::Pid;
 
 /// How long any one loader command may take before it is killed: well under
 /// the harness's per-VM timeout, so a hung step is reported by name.
-pub const COMMAND_LIMIT: Duration = Duration::from_secs(45);
+pub(crate) const COMMAND_LIMIT: Duration = Duration::from_secs(45);
 
 /// What checks every memory access or allocation (the debug and race
 /// flavours): under TCG such a kernel verifies and loads a large BPF
@@ -148,7 +148,7 @@ impl LoaderCommand {
 /// A loader process still running. Dropping it kills it.
 pub struct Held {
     /// The command, as a person would type it.
-    pub what: String,
+    pub(crate) what: String,
     child: Option<Child>,
     stdout: Option<JoinHandle<String>>,
     stderr: Option<JoinHandle<String>>,
@@ -157,7 +157,7 @@ pub struct Held {
 
 impl Held {
     /// The loader's process id, while it runs.
-    pub fn pid(&self) -> Option<Pid> {
+    pub(crate) fn pid(&self) -> Option<Pid> {
         self.child
             .as_ref()
             .map(|child| Pid::from_raw(child.id() as i32))

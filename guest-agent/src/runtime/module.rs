@@ -14,16 +14,16 @@ use nix::kmod::{delete_module, finit_module, DeleteModuleFlags, ModuleInitFlags}
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ModuleSpec {
     /// As rmmod and /sys/module know it; the file is `<name>.ko`.
-    pub name: &'static str,
+    pub(crate) name: &'static str,
     /// Its sources (Kbuild and all), relative to the subject's crate.
-    pub dir: &'static str,
+    pub(crate) dir: &'static str,
     /// The variable the subject's loader reads the module's path from, for
     /// the fix it prints when the module is not loaded.
-    pub path_env: Option<&'static str>,
+    pub(crate) path_env: Option<&'static str>,
     /// What the module prints once loaded (checked after insmod), if anything.
-    pub loaded_line: Option<&'static str>,
+    pub(crate) loaded_line: Option<&'static str>,
     /// What the module prints once unloaded, if anything.
-    pub unloaded_line: Option<&'static str>,
+    pub(crate) unloaded_line: Option<&'static str>,
 }
 
 impl ModuleSpec {
@@ -69,13 +69,13 @@ impl ModuleSpec {
 }
 
 /// `demo` for `.../demo.ko`.
-pub fn module_name(path: &Path) -> String {
+pub(crate) fn module_name(path: &Path) -> String {
     path.file_stem()
         .map_or_else(String::new, |stem| stem.to_string_lossy().into_owned())
 }
 
 /// Loads the module file `ko`.
-pub fn insmod(ko: &Path) -> Result<(), Outcome> {
+pub(crate) fn insmod(ko: &Path) -> Result<(), Outcome> {
     let file = File::open(ko).map_err(|err| Outcome::Failed {
         reason: format!("opening {}: {err}", ko.display()),
     })?;
@@ -89,14 +89,14 @@ pub fn rmmod(name: &str) -> Result<(), Errno> {
 }
 
 /// Whether the module `name` is loaded.
-pub fn is_loaded(name: &str) -> bool {
+pub(crate) fn is_loaded(name: &str) -> bool {
     Path::new("/sys/module").join(name).exists()
 }
 
 /// Retries rmmod while the module is busy: a struct_ops map is freed after an
 /// RCU grace period, so the module's last reference goes a little after the
 /// link does. Returns how long it took, or the last error at the deadline.
-pub fn rmmod_within(name: &str, limit: Duration) -> Result<Duration, (Errno, Duration)> {
+pub(crate) fn rmmod_within(name: &str, limit: Duration) -> Result<Duration, (Errno, Duration)> {
     let start = Instant::now();
     loop {
         match rmmod(name) {

@@ -89,7 +89,7 @@ const MOUNTS: &[MountSpec] = &[
 
 /// Mounts each filesystem of the table that is not there yet. As PID 1
 /// (`fresh_boot`) nothing is, whatever the host's directories underneath say.
-pub fn mount_filesystems(fresh_boot: bool) -> Result<()> {
+pub(crate) fn mount_filesystems(fresh_boot: bool) -> Result<()> {
     for spec in MOUNTS {
         if !fresh_boot && is_mounted(spec) {
             continue;

@@ -4,7 +4,7 @@
 use anyhow::{bail, Result};
 
 /// `ip link set lo up`, through the ioctls, since there is no `ip` to run.
-pub fn bring_up_loopback() -> Result<()> {
+pub(crate) fn bring_up_loopback() -> Result<()> {
     // SAFETY: a datagram socket only to carry the interface ioctls; closed below.
     let socket = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
     if socket < 0 {

@@ -22,7 +22,7 @@ use super::loader::{run_to_end, Finished};
 const TC_LIMIT: Duration = Duration::from_secs(10);
 
 /// The kernel options netem needs, for the fix a failure names.
-pub const NETEM_OPTIONS: &str = "CONFIG_NET_SCHED=y and CONFIG_NET_SCH_NETEM=y";
+pub(crate) const NETEM_OPTIONS: &str = "CONFIG_NET_SCHED=y and CONFIG_NET_SCH_NETEM=y";
 
 /// A netem qdisc for one interface: its delay and its random loss.
 #[derive(Debug, Clone, PartialEq)]
@@ -71,13 +71,13 @@ impl Netem {
     }
 
     /// The interface it is for.
-    pub fn device(&self) -> &str {
+    pub(crate) fn device(&self) -> &str {
         &self.device
     }
 
     /// What `tc` is given, after its name: `qdisc replace dev lo root
     /// netem delay 5ms loss 2%`; the same words every run.
-    pub fn words(&self) -> Result<Vec<String>> {
+    pub(crate) fn words(&self) -> Result<Vec<String>> {
         check_device(&self.device)?;
         if !(0.0..=100.0).contains(&self.loss_percent) {
             bail!(

@@ -15,7 +15,7 @@ use harness_wire::protocol::{Message, CONTROL_PORT_NAME, GO, RESULT_PORT_NAME};
 const PORT_WAIT: Duration = Duration::from_secs(5);
 
 /// The device of the port named `wanted`, once udev-less sysfs names it.
-pub fn find(wanted: &str) -> Result<PathBuf> {
+pub(crate) fn find(wanted: &str) -> Result<PathBuf> {
     let deadline = Instant::now() + PORT_WAIT;
     loop {
         if let Some(port) = named_port(wanted) {
@@ -37,7 +37,7 @@ fn named_port(wanted: &str) -> Option<PathBuf> {
 }
 
 /// Opens the port named `name` for writing.
-pub fn open_for_writing(name: &str) -> Result<File> {
+pub(crate) fn open_for_writing(name: &str) -> Result<File> {
     let path = find(name)?;
     OpenOptions::new()
         .write(true)
@@ -46,19 +46,19 @@ pub fn open_for_writing(name: &str) -> Result<File> {
 }
 
 /// The agent's side of the conversation with the host.
-pub struct HostLink {
+pub(crate) struct HostLink {
     result: File,
 }
 
 impl HostLink {
-    pub fn open() -> Result<Self> {
+    pub(crate) fn open() -> Result<Self> {
         Ok(HostLink {
             result: open_for_writing(RESULT_PORT_NAME)?,
         })
     }
 
     /// One message, one line.
-    pub fn send(&mut self, message: &Message) -> Result<()> {
+    pub(crate) fn send(&mut self, message: &Message) -> Result<()> {
         writeln!(self.result, "{}", message.to_json()).context("writing to the result port")?;
         self.result.flush().context("writing to the result port")
     }
@@ -66,7 +66,7 @@ impl HostLink {
     /// Blocks until the host says `GO` on the control port. A port whose
     /// host end is not connected reads as ended; the host connects at boot,
     /// but the read is retried a while in case it is late.
-    pub fn wait_for_go(&self) -> Result<()> {
+    pub(crate) fn wait_for_go(&self) -> Result<()> {
         let path = find(CONTROL_PORT_NAME)?;
         let deadline = Instant::now() + PORT_WAIT;
         while Instant::now() < deadline {

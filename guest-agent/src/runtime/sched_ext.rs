@@ -15,19 +15,19 @@ pub struct SchedExtState {
     /// `enabling`, `enabled`, `disabling` or `disabled`.
     pub state: String,
     /// The enabled scheduler's name (`root/ops`), while one is.
-    pub ops: Option<String>,
+    pub(crate) ops: Option<String>,
     /// Whether every normal task runs on it (`switch_all`), not only those
     /// that ask for SCHED_EXT.
-    pub switch_all: bool,
+    pub(crate) switch_all: bool,
     /// How many schedulers were enabled since boot (`enable_seq`).
-    pub enable_seq: u64,
+    pub(crate) enable_seq: u64,
     /// How many tasks asking for SCHED_EXT it refused (`nr_rejected`).
-    pub nr_rejected: u64,
+    pub(crate) nr_rejected: u64,
 }
 
 impl SchedExtState {
     /// Reads it; an error that names the missing option on a kernel without sched_ext.
-    pub fn read() -> Result<Self> {
+    pub(crate) fn read() -> Result<Self> {
         let read = |name: &str| -> Result<String> {
             let path = Path::new(SYSFS).join(name);
             let text = std::fs::read_to_string(&path).with_context(|| {
@@ -105,7 +105,7 @@ pub(crate) fn tasks_on_ext() -> Result<Option<Vec<String>>> {
 }
 
 /// `ext.enabled : 1` in a `/proc/PID/sched`; None without the line.
-pub fn ext_enabled(sched: &str) -> Option<bool> {
+pub(crate) fn ext_enabled(sched: &str) -> Option<bool> {
     sched.lines().find_map(|line| {
         let (name, value) = line.split_once(':')?;
         (name.trim() == "ext.enabled").then(|| value.trim() == "1")

@@ -4,9 +4,9 @@
 use anyhow::{Context, Result};
 
 /// Taints loading our own module causes: O (out-of-tree) and E (unsigned).
-pub const EXPECTED_TAINT: u64 = (1 << 12) | (1 << 13);
+pub(crate) const EXPECTED_TAINT: u64 = (1 << 12) | (1 << 13);
 
-pub fn kernel_taint() -> Result<u64> {
+pub(crate) fn kernel_taint() -> Result<u64> {
     let text = std::fs::read_to_string("/proc/sys/kernel/tainted")
         .context("reading /proc/sys/kernel/tainted")?;
     text.trim()
@@ -38,7 +38,7 @@ const NAMES: [&str; 19] = [
 ];
 
 /// `W (warning), D (oops)` for the bits set in `taint`.
-pub fn taint_names(taint: u64) -> String {
+pub(crate) fn taint_names(taint: u64) -> String {
     let names: Vec<String> = (0..64)
         .filter(|bit| taint & (1 << bit) != 0)
         .map(|bit| {

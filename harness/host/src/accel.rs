@@ -24,13 +24,14 @@ pub enum Choice {
 
 /// What the probe found out about KVM on this host, as kept in the cache.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Verdict {
     /// Whether a guest booted on KVM and printed something.
     pub kvm_works: bool,
     /// Why, in words: `a KVM guest booted`, or what the broken boot did.
-    pub reason: String,
+    pub(crate) reason: String,
     /// The host this verdict is for: a different kernel or QEMU may behave differently.
-    pub host: String,
+    pub(crate) host: String,
 }
 
 /// What to boot on: forced by `STRUCT_OPS_ACCEL`, decided by `/dev/kvm` or
@@ -77,7 +78,7 @@ fn choose_with(
 }
 
 /// Where the verdict is kept.
-pub fn verdict_path(cache: &Path) -> PathBuf {
+pub(crate) fn verdict_path(cache: &Path) -> PathBuf {
     cache.join("kvm-verdict.json")
 }
 
@@ -102,7 +103,7 @@ pub fn read_verdict(cache: &Path) -> Result<Option<Verdict>> {
 }
 
 /// Caches the probe's verdict for this host.
-pub(crate) fn write_verdict(cache: &Path, kvm_works: bool, reason: &str) -> Result<()> {
+pub fn write_verdict(cache: &Path, kvm_works: bool, reason: &str) -> Result<()> {
     let verdict = Verdict {
         kvm_works,
         reason: reason.to_owned(),
@@ -115,7 +116,7 @@ pub(crate) fn write_verdict(cache: &Path, kvm_works: bool, reason: &str) -> Resu
 }
 
 /// Serialises probes: the first process probes, the others wait and read its verdict.
-pub fn probe_lock(cache: &Path) -> Result<std::fs::File> {
+pub(crate) fn probe_lock(cache: &Path) -> Result<std::fs::File> {
     crate::paths::lock_exclusive(
         &cache.join("kvm-verdict.lock"),
         "another process is probing KVM",

@@ -18,6 +18,7 @@ use crate::{kmod, paths, qemu, setup, virtiofsd};
 /// A kernel, the subjects' modules built against it, their binaries, and
 /// how the guest's root is shared.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Artifacts {
     /// The cache directory.
     pub cache: PathBuf,
@@ -36,18 +37,20 @@ pub struct Artifacts {
     pub spec: KernelSpec,
     /// Held while this process uses the kernel's cache entry, so that
     /// `harness cache prune` in another process leaves it alone.
-    pub lease: Arc<crate::cache::Lease>,
+    #[expect(dead_code, reason = "held for its Drop, never read")]
+    pub(crate) lease: Arc<crate::cache::Lease>,
 }
 
 /// Which kernel to prepare.
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct PrepareOptions {
     /// Debian's 6.12 (the default), another Debian series, or a kernel tree.
     pub kernel: KernelSpec,
     /// The default kernel, or the debug one (sanitizers, lockdep).
     pub flavour: Flavour,
     /// Without the core's fragments that enable the struct_ops types the
-    /// kernel defines ([`crate::kernel::config::TYPE_FRAGMENTS`]): what
+    /// kernel defines (`kernel::config::TYPE_FRAGMENTS`): what
     /// `harness bench` compares the default kernel with.
     pub without_kernel_types: bool,
 }
@@ -60,6 +63,12 @@ impl PrepareOptions {
             flavour,
             without_kernel_types: false,
         }
+    }
+
+    /// The same kernel, of another flavour.
+    pub fn flavour(mut self, flavour: Flavour) -> Self {
+        self.flavour = flavour;
+        self
     }
 
     /// The kernel recipe: the core's fragments and the subjects'.
@@ -159,7 +168,7 @@ fn build_bpf_objects(
 
 impl Artifacts {
     /// What the agent is told to run `scenario`: its subject's module.
-    pub fn run_args(&self, scenario: &str, fault: Option<Fault>) -> Result<RunArgs> {
+    pub(crate) fn run_args(&self, scenario: &str, fault: Option<Fault>) -> Result<RunArgs> {
         self.catalogue.check(scenario)?;
         let (subject, _) = self.catalogue.find(scenario).context("checked above")?;
         let module = match &subject.info.module {

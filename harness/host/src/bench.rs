@@ -14,25 +14,72 @@ use crate::progress::Progress;
 use crate::vm::VmOptions;
 
 /// What `harness bench` measures, and how often.
+#[non_exhaustive]
 pub struct BenchOptions {
     /// Repetitions of each cheap figure.
     pub runs: usize,
     /// Also build the kernel from scratch once (a full kernel build: minutes).
-    pub cold_kernel: bool,
+    pub(crate) cold_kernel: bool,
     /// The scenario one VM is timed with, and compared with vng on.
-    pub scenario: String,
+    pub(crate) scenario: String,
     /// The directory whose workspace the subjects were found in (the
     /// guest binaries' warm build is timed there).
-    pub dir: std::path::PathBuf,
+    pub(crate) dir: std::path::PathBuf,
     /// Scenarios to time on their own too (the catalogue as it was before
     /// new ones, say): the whole suite's ratio to them is printed.
-    pub baseline: Vec<String>,
+    pub(crate) baseline: Vec<String>,
     /// Also measure what enabling the kernel's struct_ops types costs the
     /// default kernel: agent ready with and without them, and (with
     /// `cold_kernel`) a cold build of each.
-    pub kernel_types_cost: bool,
+    pub(crate) kernel_types_cost: bool,
     /// Where the kernel builds and the rest of the long work report.
-    pub progress: Progress,
+    pub(crate) progress: Progress,
+}
+
+impl BenchOptions {
+    /// One run of each figure, timing `scenario`, with the subjects of the
+    /// workspace in `dir`; nothing built cold, no baseline.
+    pub fn new(scenario: String, dir: std::path::PathBuf) -> Self {
+        BenchOptions {
+            runs: 1,
+            cold_kernel: false,
+            scenario,
+            dir,
+            baseline: Vec::new(),
+            kernel_types_cost: false,
+            progress: Progress::silent(),
+        }
+    }
+
+    /// Repetitions of each cheap figure.
+    pub fn runs(mut self, runs: usize) -> Self {
+        self.runs = runs;
+        self
+    }
+
+    /// Also build the kernel from scratch once.
+    pub fn cold_kernel(mut self, cold_kernel: bool) -> Self {
+        self.cold_kernel = cold_kernel;
+        self
+    }
+
+    /// Scenarios to time on their own too.
+    pub fn baseline(mut self, baseline: Vec<String>) -> Self {
+        self.baseline = baseline;
+        self
+    }
+
+    /// Also measure what enabling the kernel's struct_ops types costs.
+    pub fn kernel_types_cost(mut self, kernel_types_cost: bool) -> Self {
+        self.kernel_types_cost = kernel_types_cost;
+        self
+    }
+
+    /// Where the kernel builds and the rest of the long work report.
+    pub fn progress(mut self, progress: Progress) -> Self {
+        self.progress = progress;
+        self
+    }
 }
 
 /// One figure: its samples and the target it is judged against.

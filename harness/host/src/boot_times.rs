@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 /// How many recent boots of each kind are kept: enough that one slow boot
 /// under load keeps the deadline generous for a while, few enough that the
 /// deadline follows a machine that became faster or slower.
-pub const KEPT: usize = 20;
+pub(crate) const KEPT: usize = 20;
 /// The deadline is this many times the slowest recent boot...
 pub const MULTIPLE: u32 = 5;
 /// ...and never shorter than this: a fast kernel's boot under a sudden
@@ -33,6 +33,7 @@ pub fn kind(accel: &str, flavour: &str) -> String {
 
 /// How long a guest may take to say ready, and why that long.
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
 pub struct BootDeadline {
     /// From QEMU's start.
     pub after: Duration,
@@ -62,7 +63,7 @@ impl std::fmt::Display for BootDeadline {
 
 impl BootTimes {
     /// Where they are kept in the cache `cache`.
-    pub fn path(cache: &Path) -> PathBuf {
+    pub(crate) fn path(cache: &Path) -> PathBuf {
         cache.join("boot-times.json")
     }
 
@@ -81,7 +82,7 @@ impl BootTimes {
     }
 
     /// Adds `boot` to `kind`'s, keeping the last [`KEPT`].
-    pub fn add(&mut self, kind: &str, boot: Duration) {
+    pub(crate) fn add(&mut self, kind: &str, boot: Duration) {
         let times = self.0.entry(kind.to_owned()).or_default();
         times.push(boot.as_secs_f64());
         let excess = times.len().saturating_sub(KEPT);
@@ -92,7 +93,7 @@ impl BootTimes {
     /// `timeout`: [`MULTIPLE`] times the slowest recent boot, at least
     /// [`FLOOR`]; half the timeout when there is no history, and never
     /// later than that (a boot that slow leaves the scenario too little).
-    pub fn deadline(&self, kind: &str, timeout: Duration) -> BootDeadline {
+    pub(crate) fn deadline(&self, kind: &str, timeout: Duration) -> BootDeadline {
         let half = timeout / 2;
         let times = self.of(kind);
         let slowest = times.iter().copied().fold(None, |max: Option<f64>, time| {
@@ -119,7 +120,7 @@ impl BootTimes {
 
     /// Adds `boot` to `kind`'s in the cache `cache`, under a lock: several
     /// harness processes (and a run's VMs) record at once.
-    pub fn record(cache: &Path, kind: &str, boot: Duration) -> Result<()> {
+    pub(crate) fn record(cache: &Path, kind: &str, boot: Duration) -> Result<()> {
         let path = Self::path(cache);
         let lock_path = cache.join("boot-times.lock");
         std::fs::create_dir_all(cache).with_context(|| format!("creating {}", cache.display()))?;

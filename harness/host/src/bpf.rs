@@ -41,7 +41,7 @@ const CFLAGS: &[&str] = &[
 ];
 
 /// The macro a program reads the kernel's version from (see the module's docs).
-pub const VERSION_MACRO: &str = "HARNESS_LINUX_VERSION_CODE";
+pub(crate) const VERSION_MACRO: &str = "HARNESS_LINUX_VERSION_CODE";
 
 /// `-DHARNESS_LINUX_VERSION_CODE=N` for the kernel version `version`
 /// (`6.12.118`, `7.0.0-rc2`): `(major << 16) + (minor << 8) + patch`, the
@@ -66,7 +66,7 @@ fn version_define(version: &str) -> Result<String> {
 
 /// The directory of `subject`'s objects built against `kernel`, compiled
 /// unless they were before; None when it declares none.
-pub fn ensure_built(
+pub(crate) fn ensure_built(
     subject: &SubjectInfo,
     kernel: &Kernel,
     cache: &Path,
@@ -109,7 +109,11 @@ pub fn ensure_built(
 
 /// Where a kernel's `vmlinux.h` and libbpf headers are (`vmlinux.h`,
 /// `bpf/*.h`), made the first time they are asked for.
-pub fn kernel_headers(kernel: &Kernel, cache: &Path, progress: &Progress) -> Result<PathBuf> {
+pub(crate) fn kernel_headers(
+    kernel: &Kernel,
+    cache: &Path,
+    progress: &Progress,
+) -> Result<PathBuf> {
     let mut hasher = Sha256::new();
     hasher.update(kernel.key.as_bytes());
     hasher.update(kernel.stamp.as_bytes());

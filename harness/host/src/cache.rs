@@ -16,19 +16,19 @@ use crate::kernel::Kernel;
 use crate::paths::human;
 
 /// Caps the cache (e.g. `25G`, `500M`); the default is `DEFAULT_LIMIT`.
-pub const LIMIT_ENV: &str = "STRUCT_OPS_CACHE_LIMIT";
+pub(crate) const LIMIT_ENV: &str = "STRUCT_OPS_CACHE_LIMIT";
 /// About twenty kernel entries: a day of kernels, not a full disk.
 const DEFAULT_LIMIT: u64 = 30 << 30;
 
 /// A shared hold on a kernel entry, for as long as it lives.
 #[derive(Debug)]
-pub struct Lease {
+pub(crate) struct Lease {
     _file: File,
 }
 
 /// Takes the lease on the entry `key` (waiting while a prune removes it,
 /// after which the caller finds it gone and builds it again).
-pub fn lease(cache: &Path, key: &str) -> Result<Lease> {
+pub(crate) fn lease(cache: &Path, key: &str) -> Result<Lease> {
     let path = use_file(cache, key);
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -57,22 +57,23 @@ fn use_file(cache: &Path, key: &str) -> PathBuf {
 
 /// One kernel entry, as `harness cache list` shows it.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Entry {
     /// The kernel's cache key, the name of its directory.
-    pub key: String,
+    pub(crate) key: String,
     /// `kernels/<key>` in the cache.
-    pub dir: PathBuf,
+    pub(crate) dir: PathBuf,
     /// None for an unfinished build.
-    pub kernel: Option<Kernel>,
+    pub(crate) kernel: Option<Kernel>,
     /// What the entry takes on disk.
-    pub bytes: u64,
+    pub(crate) bytes: u64,
     /// When a process last took its lease; None if none ever did.
-    pub last_used: Option<SystemTime>,
+    pub(crate) last_used: Option<SystemTime>,
 }
 
 impl Entry {
     /// `6.12.117 default, packaged` or `7.3.0 debug, tree /src/linux`.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         let Some(kernel) = &self.kernel else {
             return "unfinished build".to_owned();
         };
@@ -202,7 +203,7 @@ pub fn prune(cache: &Path, target: Target, spare: Option<&str>) -> Result<Vec<St
 /// After a new entry is built: keep the cache under its limit, least
 /// recently used entries first, never the new one. Best effort: a failure
 /// to prune must not fail the run that built a kernel.
-pub fn enforce_limit(cache: &Path, new_key: &str) {
+pub(crate) fn enforce_limit(cache: &Path, new_key: &str) {
     let limit = match limit() {
         Ok(limit) => limit,
         Err(err) => {

@@ -32,15 +32,15 @@ pub struct Catalogue {
 
 /// A cargo package that declares a subject.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SubjectPackage {
+pub(crate) struct SubjectPackage {
     /// The package's name.
-    pub name: String,
+    pub(crate) name: String,
     /// Its Cargo.toml.
-    pub manifest: PathBuf,
+    pub(crate) manifest: PathBuf,
     /// The test target that is its binary.
-    pub test: String,
+    pub(crate) test: String,
     /// Whether it has a `loader` feature (the guest's build turns it on).
-    pub loader_feature: bool,
+    pub(crate) loader_feature: bool,
 }
 
 impl Catalogue {
@@ -79,7 +79,7 @@ impl Catalogue {
 
     /// The binary that boots when no scenario says which (exec, shell):
     /// every subject's binary carries the agent.
-    pub fn any_binary(&self) -> Result<&Path> {
+    pub(crate) fn any_binary(&self) -> Result<&Path> {
         match self.subjects.first() {
             Some(subject) => Ok(&subject.binary),
             None => bail!(
@@ -151,7 +151,7 @@ fn cargo() -> std::ffi::OsString {
 }
 
 /// The workspace's packages that declare a subject, in the workspace's order.
-pub fn subject_packages(dir: &Path) -> Result<Vec<SubjectPackage>> {
+pub(crate) fn subject_packages(dir: &Path) -> Result<Vec<SubjectPackage>> {
     let metadata = cargo_metadata::MetadataCommand::new()
         .cargo_path(cargo())
         .current_dir(dir)
@@ -183,7 +183,7 @@ fn subjects_in(metadata: &cargo_metadata::Metadata) -> Vec<SubjectPackage> {
 
 /// `cargo test --release --no-run` of the package's VM test target (with
 /// its loader), which cargo makes a no-op when nothing changed; its path.
-pub fn build_guest_binary(package: &SubjectPackage, progress: &Progress) -> Result<PathBuf> {
+pub(crate) fn build_guest_binary(package: &SubjectPackage, progress: &Progress) -> Result<PathBuf> {
     let task = progress.task(format!(
         "building {}'s guest binary (cargo test --release --no-run --test {})",
         package.name, package.test

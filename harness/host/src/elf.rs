@@ -5,12 +5,12 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use object::{Object, ObjectSection, Section, SectionFlags};
 
-pub fn has_section(path: &Path, name: &str) -> Result<bool> {
+pub(crate) fn has_section(path: &Path, name: &str) -> Result<bool> {
     Ok(!section_names(path, |section| section.name() == Ok(name))?.is_empty())
 }
 
 /// The names of the sections of `path` that are loaded into memory.
-pub fn alloc_sections(path: &Path) -> Result<Vec<String>> {
+pub(crate) fn alloc_sections(path: &Path) -> Result<Vec<String>> {
     section_names(
         path,
         |section| matches!(section.flags(), SectionFlags::Elf { sh_flags } if sh_flags & u64::from(object::elf::SHF_ALLOC) != 0),

@@ -13,18 +13,18 @@ use std::time::{Duration, Instant};
 
 /// `lpj=` for a kernel whose `.config` is at `kernel_config`, or None where
 /// the host's TSC cannot be read (the kernel then calibrates as usual).
-pub fn preset_lpj(kernel_config: &Path) -> Option<u64> {
+pub(crate) fn preset_lpj(kernel_config: &Path) -> Option<u64> {
     let config = std::fs::read_to_string(kernel_config).ok()?;
     Some(loops_per_jiffy(host_tsc_khz()?, config_hz(&config)?))
 }
 
 /// TSC cycles per jiffy: what the kernel's `tsc_init` computes.
-pub fn loops_per_jiffy(tsc_khz: u64, hz: u64) -> u64 {
+pub(crate) fn loops_per_jiffy(tsc_khz: u64, hz: u64) -> u64 {
     tsc_khz * 1000 / hz
 }
 
 /// CONFIG_HZ from a kernel `.config`.
-pub fn config_hz(config: &str) -> Option<u64> {
+pub(crate) fn config_hz(config: &str) -> Option<u64> {
     config
         .lines()
         .find_map(|line| line.strip_prefix("CONFIG_HZ="))

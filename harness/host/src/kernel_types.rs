@@ -11,7 +11,7 @@ use crate::kernel::{Kernel, Series};
 
 /// Why a kernel cannot run a subject's type.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum TypeError {
+pub(crate) enum TypeError {
     /// The series is older than the type.
     #[error(
         "{subject} implements {kernel_type}, which the kernel has from {first} on ({option}); \
@@ -53,7 +53,7 @@ pub enum TypeError {
 }
 
 /// Every subject's type exists in `series`, before anything is built.
-pub fn check_series(series: &Series, catalogue: &Catalogue) -> Result<()> {
+pub(crate) fn check_series(series: &Series, catalogue: &Catalogue) -> Result<()> {
     for subject in &catalogue.subjects {
         let Some(kernel_type) = subject.info.kernel_type else {
             continue;
@@ -75,7 +75,7 @@ pub fn check_series(series: &Series, catalogue: &Catalogue) -> Result<()> {
 }
 
 /// Every subject's type is built into `kernel` (its `.config`).
-pub fn check_config(kernel: &Kernel, catalogue: &Catalogue) -> Result<()> {
+pub(crate) fn check_config(kernel: &Kernel, catalogue: &Catalogue) -> Result<()> {
     let config = std::fs::read_to_string(kernel.build_dir.join(".config")).unwrap_or_default();
     for subject in &catalogue.subjects {
         let Some(kernel_type) = subject.info.kernel_type else {

@@ -3,29 +3,48 @@
 //! builds the kernel and their modules, boots them in QEMU, runs scenarios
 //! through the guest agent and turns their results into reports and
 //! snapshots. It knows no subject by name.
+//!
+//! With the `test-support` feature it also exposes the modules only this
+//! repository's tests drive directly (the accelerator's choice, boot times,
+//! module builds, processes, run directories, kernel config fragments); they
+//! are not kept stable.
 #![deny(missing_docs)]
 
-pub mod accel;
+/// A module public with the `test-support` feature (for the repository's
+/// own tests), the crate's alone without it.
+macro_rules! test_support_mod {
+    ($(#[$attr:meta])* $name:ident) => {
+        $(#[$attr])*
+        #[cfg(feature = "test-support")]
+        pub mod $name;
+        $(#[$attr])*
+        #[cfg(not(feature = "test-support"))]
+        #[allow(dead_code, reason = "what only the repository's tests use")]
+        pub(crate) mod $name;
+    };
+}
+
+test_support_mod!(accel);
 pub mod artifacts;
 pub mod bench;
-pub mod boot_times;
+test_support_mod!(boot_times);
 mod bpf;
 pub mod cache;
 pub mod catalogue;
 mod elf;
 mod guest_clock;
 pub mod kernel;
-pub mod kernel_types;
-pub mod kmod;
+pub(crate) mod kernel_types;
+test_support_mod!(kmod);
 pub mod normalise;
 pub mod paths;
-pub mod process;
+test_support_mod!(process);
 pub mod progress;
 mod qemu;
 mod qmp;
 pub mod repeat;
 pub mod report;
-pub mod run_dirs;
+test_support_mod!(run_dirs);
 pub mod settings;
 pub mod setup;
 pub mod snapshot;
@@ -35,5 +54,3 @@ mod text;
 mod virtiofsd;
 pub mod vm;
 pub mod vng;
-
-pub use harness_wire::wait;

@@ -111,7 +111,7 @@ impl Normaliser {
 
     /// What a scenario's snapshot holds: the steps and the kernel's output, normalised.
     pub fn snapshot_text(&self, result: &ScenarioResult) -> String {
-        guest_agent::render::render_steps(&self.result(result))
+        harness_wire::render::render_steps(&self.result(result))
     }
 }
 

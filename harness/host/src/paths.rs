@@ -5,11 +5,11 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 
 /// Overrides where kernels, modules and KVM verdicts are cached.
-pub const CACHE_DIR_ENV: &str = "STRUCT_OPS_CACHE_DIR";
+pub(crate) const CACHE_DIR_ENV: &str = "STRUCT_OPS_CACHE_DIR";
 
 /// A file's modification time in nanoseconds since the epoch, 0 where the
 /// filesystem keeps none: part of the stamps that say a file changed.
-pub fn mtime_nanos(metadata: &std::fs::Metadata) -> u128 {
+pub(crate) fn mtime_nanos(metadata: &std::fs::Metadata) -> u128 {
     metadata
         .modified()
         .ok()
@@ -22,12 +22,14 @@ pub fn mtime_nanos(metadata: &std::fs::Metadata) -> u128 {
 /// clone reuses a kernel built by another.
 pub fn cache_dir() -> Result<PathBuf> {
     crate::settings::get().cache_dir.clone().context(
-        "no cache directory is configured: set STRUCT_OPS_CACHE_DIR (or HOME) for the harness",
+        "no cache directory is configured: the program using the harness's library installs \
+         harness_host::settings::Settings with one first (the harness command and a subject's \
+         test binary do, from STRUCT_OPS_CACHE_DIR, XDG_CACHE_HOME or HOME)",
     )
 }
 
 /// The cache directory a front end configures, from its environment as
-/// `var` reads it: [`CACHE_DIR_ENV`], else `$XDG_CACHE_HOME/struct-ops-vmtest`,
+/// `var` reads it: `STRUCT_OPS_CACHE_DIR`, else `$XDG_CACHE_HOME/struct-ops-vmtest`,
 /// else `~/.cache/struct-ops-vmtest`.
 pub fn cache_dir_from(var: impl Fn(&str) -> Option<std::ffi::OsString>) -> Result<PathBuf> {
     if let Some(dir) = var(CACHE_DIR_ENV).filter(|dir| !dir.is_empty()) {
@@ -48,13 +50,13 @@ pub fn venv_dir() -> Result<PathBuf> {
 }
 
 /// Where `harness setup` puts its virtualenv in the cache `cache`.
-pub fn venv_in(cache: &std::path::Path) -> PathBuf {
+pub(crate) fn venv_in(cache: &std::path::Path) -> PathBuf {
     cache.join("venv")
 }
 
 /// Writes `contents` to `path` so that a reader sees the old file or the
 /// new one, never a part: a temporary file beside it, then a rename.
-pub fn write_atomically(path: &std::path::Path, contents: &[u8]) -> Result<()> {
+pub(crate) fn write_atomically(path: &std::path::Path, contents: &[u8]) -> Result<()> {
     use std::io::Write;
     let dir = path
         .parent()
@@ -71,7 +73,7 @@ pub fn write_atomically(path: &std::path::Path, contents: &[u8]) -> Result<()> {
 
 /// An exclusive lock on `path` (created, with its directory, if missing),
 /// held until the returned file is dropped. Says `busy` while it waits.
-pub fn lock_exclusive(path: &std::path::Path, busy: &str) -> Result<std::fs::File> {
+pub(crate) fn lock_exclusive(path: &std::path::Path, busy: &str) -> Result<std::fs::File> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
@@ -88,7 +90,7 @@ pub fn lock_exclusive(path: &std::path::Path, busy: &str) -> Result<std::fs::Fil
 /// Fails, before `what` starts, when the filesystem holding `dir` has less
 /// than `need` bytes free: a kernel build that runs out of disk fails
 /// half an hour in, with make's words about one object file.
-pub fn require_room(dir: &std::path::Path, need: u64, what: &str) -> Result<()> {
+pub(crate) fn require_room(dir: &std::path::Path, need: u64, what: &str) -> Result<()> {
     let free = free_bytes(dir)?;
     if free >= need {
         return Ok(());

@@ -3,7 +3,7 @@
 /// For duct's `before_spawn`: the kernel kills the child when the thread
 /// that spawned it dies, so a test killed by nextest's timeout or a Ctrl-C
 /// leaves no QEMU or virtiofsd behind.
-pub fn die_with_parent(command: &mut std::process::Command) -> std::io::Result<()> {
+pub(crate) fn die_with_parent(command: &mut std::process::Command) -> std::io::Result<()> {
     use std::os::unix::process::CommandExt;
     // SAFETY: prctl is async-signal-safe, which is all that may run between fork and exec.
     unsafe {
@@ -16,12 +16,12 @@ pub fn die_with_parent(command: &mut std::process::Command) -> std::io::Result<(
 }
 
 /// The first `name` on PATH.
-pub fn which(name: &str) -> Option<std::path::PathBuf> {
+pub(crate) fn which(name: &str) -> Option<std::path::PathBuf> {
     which_in(name, std::env::var_os("PATH"))
 }
 
 /// The first `name` in the directories of `path` (a PATH value).
-pub fn which_in(name: &str, path: Option<std::ffi::OsString>) -> Option<std::path::PathBuf> {
+pub(crate) fn which_in(name: &str, path: Option<std::ffi::OsString>) -> Option<std::path::PathBuf> {
     std::env::split_paths(&path?)
         .map(|dir| dir.join(name))
         .find(|candidate| candidate.is_file())
@@ -65,7 +65,7 @@ pub fn combined_output(
 }
 
 /// The first line `program arg` prints (a tool's version), or `missing`.
-pub fn first_line_of(program: &str, arg: &str) -> String {
+pub(crate) fn first_line_of(program: &str, arg: &str) -> String {
     combined_output(duct::cmd!(program, arg))
         .ok()
         .filter(|(status, _)| status.success())
@@ -78,7 +78,7 @@ pub fn first_line_of(program: &str, arg: &str) -> String {
 /// `harness` elsewhere. It lives with the process helpers, which depend on
 /// nothing of the crate: setup's advice names it, and in `report` it closed
 /// the cycle artifacts -> setup -> setup/apt -> report -> artifacts.
-pub fn harness_command() -> &'static str {
+pub(crate) fn harness_command() -> &'static str {
     let in_own_repository = std::env::current_exe()
         .ok()
         .zip(std::env::current_dir().ok())

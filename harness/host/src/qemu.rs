@@ -28,19 +28,19 @@ impl std::fmt::Display for Accel {
 
 /// How the host's filesystem becomes the guest's root, read-only.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RootShare {
+pub(crate) enum RootShare {
     /// vhost-user-fs through a virtiofsd listening on this socket.
     Virtiofs { socket: PathBuf },
     /// QEMU's own 9p server, read-only.
     NineP,
 }
 
-pub const VIRTIOFS_TAG: &str = "hostroot";
-pub const NINEP_TAG: &str = "/dev/root";
+pub(crate) const VIRTIOFS_TAG: &str = "hostroot";
+pub(crate) const NINEP_TAG: &str = "/dev/root";
 
 /// Where the guest's serial console goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Console {
+pub(crate) enum Console {
     /// A log file (scenarios, exec).
     File(PathBuf),
     /// The harness's own terminal, raw, Ctrl-C passed through (a shell).
@@ -48,7 +48,7 @@ pub enum Console {
 }
 
 impl Console {
-    pub fn log(&self) -> Option<&Path> {
+    pub(crate) fn log(&self) -> Option<&Path> {
         match self {
             Console::File(path) => Some(path),
             Console::Terminal => None,
@@ -58,33 +58,33 @@ impl Console {
 
 /// Everything that differs between two VMs.
 #[derive(Debug, Clone)]
-pub struct VmSpec {
-    pub accel: Accel,
-    pub kernel_image: PathBuf,
-    pub memory_mib: u32,
-    pub cpus: u32,
+pub(crate) struct VmSpec {
+    pub(crate) accel: Accel,
+    pub(crate) kernel_image: PathBuf,
+    pub(crate) memory_mib: u32,
+    pub(crate) cpus: u32,
     /// NUMA nodes (1: none declared).
-    pub nodes: u32,
-    pub root: RootShare,
+    pub(crate) nodes: u32,
+    pub(crate) root: RootShare,
     /// The words handed to the guest agent (after `--` on the kernel command line).
-    pub init: PathBuf,
-    pub init_args: Vec<String>,
-    pub console: Console,
-    pub result_file: PathBuf,
+    pub(crate) init: PathBuf,
+    pub(crate) init_args: Vec<String>,
+    pub(crate) console: Console,
+    pub(crate) result_file: PathBuf,
     /// Where an exec'd command's stdout and stderr land, when streamed.
-    pub output_files: Option<(PathBuf, PathBuf)>,
+    pub(crate) output_files: Option<(PathBuf, PathBuf)>,
     /// The socket the host answers the agent on (with a debugger).
-    pub control_socket: Option<PathBuf>,
+    pub(crate) control_socket: Option<PathBuf>,
     /// A gdb stub on this local port.
-    pub gdb_port: Option<u16>,
-    pub qmp_socket: PathBuf,
+    pub(crate) gdb_port: Option<u16>,
+    pub(crate) qmp_socket: PathBuf,
     /// Print every boot message on the console (slower under emulation).
-    pub verbose_console: bool,
+    pub(crate) verbose_console: bool,
     /// The secondary CPUs' delay loop, preset (see `guest_clock`).
-    pub preset_lpj: Option<u64>,
+    pub(crate) preset_lpj: Option<u64>,
 }
 
-pub fn kernel_cmdline(spec: &VmSpec) -> String {
+pub(crate) fn kernel_cmdline(spec: &VmSpec) -> String {
     let root = match spec.root {
         RootShare::Virtiofs { .. } => format!("root={VIRTIOFS_TAG} rootfstype=virtiofs"),
         RootShare::NineP => {
@@ -128,7 +128,7 @@ pub fn kernel_cmdline(spec: &VmSpec) -> String {
     words.join(" ")
 }
 
-pub fn qemu_args(spec: &VmSpec) -> Vec<OsString> {
+pub(crate) fn qemu_args(spec: &VmSpec) -> Vec<OsString> {
     let mut args: Vec<OsString> = Vec::new();
     let mut push = |items: &[&str]| args.extend(items.iter().map(OsString::from));
     push(&[
@@ -312,16 +312,16 @@ fn root_args(spec: &VmSpec) -> Vec<OsString> {
     }
 }
 
-pub const QEMU_BINARY: &str = "qemu-system-x86_64";
+pub(crate) const QEMU_BINARY: &str = "qemu-system-x86_64";
 
 /// A running QEMU. Dropping it kills it.
-pub struct QemuProcess {
+pub(crate) struct QemuProcess {
     handle: duct::Handle,
-    pub stderr_log: PathBuf,
+    pub(crate) stderr_log: PathBuf,
 }
 
 impl QemuProcess {
-    pub fn spawn(spec: &VmSpec, stderr_log: PathBuf) -> Result<Self> {
+    pub(crate) fn spawn(spec: &VmSpec, stderr_log: PathBuf) -> Result<Self> {
         let binary = find_qemu(std::env::var_os("PATH"))?;
         let mut command = duct::cmd(binary, qemu_args(spec));
         // A console on the terminal reads and writes the harness's own.
@@ -338,7 +338,7 @@ impl QemuProcess {
     }
 
     /// The exit status once QEMU has exited, without waiting.
-    pub fn try_wait(&self) -> Result<Option<std::process::ExitStatus>> {
+    pub(crate) fn try_wait(&self) -> Result<Option<std::process::ExitStatus>> {
         Ok(self
             .handle
             .try_wait()
@@ -346,22 +346,22 @@ impl QemuProcess {
             .map(|output| output.status))
     }
 
-    pub fn kill(&self) {
+    pub(crate) fn kill(&self) {
         let _ = self.handle.kill();
     }
 
     /// QEMU's process id (its vCPU threads are under /proc/PID/task).
-    pub fn pid(&self) -> Option<u32> {
+    pub(crate) fn pid(&self) -> Option<u32> {
         self.handle.pids().first().copied()
     }
 
-    pub fn stderr_tail(&self, lines: usize) -> String {
+    pub(crate) fn stderr_tail(&self, lines: usize) -> String {
         crate::text::tail_of_file(&self.stderr_log, lines)
     }
 
     /// QEMU's last words on one line, if they blame KVM: the only evidence
     /// that counts as "KVM is broken" when QEMU dies before the guest speaks.
-    pub fn kvm_complaint(&self) -> Option<String> {
+    pub(crate) fn kvm_complaint(&self) -> Option<String> {
         let tail = self.stderr_tail(5);
         tail.to_lowercase()
             .contains("kvm")
@@ -377,7 +377,7 @@ impl Drop for QemuProcess {
 
 /// QEMU on `path` (a PATH value), or an error that says how to get it: the
 /// one place that decides whether QEMU is there.
-pub fn find_qemu(path: Option<std::ffi::OsString>) -> Result<PathBuf> {
+pub(crate) fn find_qemu(path: Option<std::ffi::OsString>) -> Result<PathBuf> {
     crate::process::which_in(QEMU_BINARY, path).with_context(|| {
         format!(
             "{QEMU_BINARY} not found in PATH. Install Debian's qemu-system-x86 \
@@ -387,7 +387,7 @@ pub fn find_qemu(path: Option<std::ffi::OsString>) -> Result<PathBuf> {
 }
 
 /// The QEMU command line of `spec`, as a shell would take it (kept with the logs).
-pub fn shell_line(spec: &VmSpec) -> String {
+pub(crate) fn shell_line(spec: &VmSpec) -> String {
     let mut words = vec![QEMU_BINARY.to_owned()];
     words.extend(
         qemu_args(spec)

@@ -14,19 +14,19 @@ use harness_wire::wait::{wait_until, Poll};
 
 type QmpStream = Stream<BufReader<UnixStream>, UnixStream>;
 
-pub struct QmpClient {
+pub(crate) struct QmpClient {
     qmp: Qmp<QmpStream>,
 }
 
 /// What QMP said happened to the guest.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum GuestEvent {
+pub(crate) enum GuestEvent {
     Panicked,
 }
 
 impl QmpClient {
     /// Connects once QEMU has created its socket; fails early if QEMU exits first.
-    pub fn connect(socket: &Path, qemu: &QemuProcess, deadline: Instant) -> Result<Self> {
+    pub(crate) fn connect(socket: &Path, qemu: &QemuProcess, deadline: Instant) -> Result<Self> {
         let stream = wait_until(
             deadline,
             Duration::from_millis(10),
@@ -60,7 +60,7 @@ impl QmpClient {
     }
 
     /// Events QEMU sent since the last call.
-    pub fn events(&mut self) -> Result<Vec<GuestEvent>> {
+    pub(crate) fn events(&mut self) -> Result<Vec<GuestEvent>> {
         self.qmp.nop().context("polling QMP")?;
         Ok(self
             .qmp
@@ -73,7 +73,7 @@ impl QmpClient {
     }
 
     /// The VM's run state as QEMU names it (`running`, `paused`, `guest-panicked`, ...).
-    pub fn status(&mut self) -> Result<String> {
+    pub(crate) fn status(&mut self) -> Result<String> {
         let status = self
             .qmp
             .execute(&qmp::query_status {})
@@ -84,14 +84,14 @@ impl QmpClient {
     }
 
     /// Pauses the vCPUs (until `cont`, or a debugger's continue).
-    pub fn stop(&mut self) -> Result<()> {
+    pub(crate) fn stop(&mut self) -> Result<()> {
         self.qmp.execute(&qmp::stop {}).context("QMP stop")?;
         Ok(())
     }
 
     /// What a human monitor command prints (`info registers`, `info
     /// lapic`): on vCPU `cpu` for those that show one vCPU's state.
-    pub fn human(&mut self, command: &str, cpu: Option<i64>) -> Result<String> {
+    pub(crate) fn human(&mut self, command: &str, cpu: Option<i64>) -> Result<String> {
         self.qmp
             .execute(&qmp::human_monitor_command {
                 command_line: command.to_owned(),
@@ -101,7 +101,7 @@ impl QmpClient {
     }
 
     /// Each vCPU's index and the host thread that runs it.
-    pub fn vcpu_threads(&mut self) -> Result<Vec<(i64, i64)>> {
+    pub(crate) fn vcpu_threads(&mut self) -> Result<Vec<(i64, i64)>> {
         let cpus = self
             .qmp
             .execute(&qmp::query_cpus_fast {})
@@ -117,7 +117,7 @@ impl QmpClient {
     }
 
     /// Asks QEMU to exit now.
-    pub fn quit(&mut self) -> Result<()> {
+    pub(crate) fn quit(&mut self) -> Result<()> {
         self.qmp.execute(&qmp::quit {}).context("QMP quit")?;
         Ok(())
     }

@@ -12,7 +12,7 @@ pub mod exit {
     /// Every run passed at its first try, and no boot was retried.
     pub const PASSED: u8 = 0;
     /// A scenario failed every try of a round, or the harness could not run.
-    pub const FAILED: u8 = 1;
+    pub(crate) const FAILED: u8 = 1;
     /// The command line was wrong: clap's usage error, before anything ran.
     pub const USAGE: u8 = 2;
     /// Nothing failed for good, but a run passed only when tried again (a
@@ -55,6 +55,7 @@ impl Rounds {
 
 /// How a run is repeated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Plan {
     /// The rounds of every selected scenario.
     pub rounds: Rounds,
@@ -63,8 +64,13 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// These rounds, each failed run tried again up to `retries` times.
+    pub fn new(rounds: Rounds, retries: usize) -> Self {
+        Plan { rounds, retries }
+    }
+
     /// One round, no retry: a plain `harness run`.
-    pub const ONCE: Plan = Plan {
+    pub(crate) const ONCE: Plan = Plan {
         rounds: Rounds::Fixed(1),
         retries: 0,
     };
@@ -77,6 +83,7 @@ impl Plan {
 
 /// Which run of a scenario this is: its round and its try within it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
 pub struct RunAt {
     /// From 1.
     pub round: usize,
@@ -85,11 +92,11 @@ pub struct RunAt {
 }
 
 /// One run of a scenario.
-pub struct Tried {
+pub(crate) struct Tried {
     /// Which run.
-    pub at: RunAt,
+    pub(crate) at: RunAt,
     /// What the run gave.
-    pub row: Row,
+    pub(crate) row: Row,
 }
 
 /// How a round, a scenario or a whole run came out; ordered from best.
@@ -115,7 +122,7 @@ impl Verdict {
     }
 
     /// `pass`, `FLAKY`, `FAIL`, as the report shows it.
-    pub fn word(self) -> &'static str {
+    pub(crate) fn word(self) -> &'static str {
         match self {
             Verdict::Passed => "pass",
             Verdict::Flaky => "FLAKY",
@@ -125,26 +132,26 @@ impl Verdict {
 }
 
 /// Every run of one scenario.
-pub struct ScenarioRuns {
+pub(crate) struct ScenarioRuns {
     /// The scenario.
-    pub scenario: String,
+    pub(crate) scenario: String,
     /// Its runs, in the order they ran.
-    pub tries: Vec<Tried>,
+    pub(crate) tries: Vec<Tried>,
 }
 
 impl ScenarioRuns {
     /// How many VMs ran it (retries included).
-    pub fn runs(&self) -> usize {
+    pub(crate) fn runs(&self) -> usize {
         self.tries.len()
     }
 
     /// How many of its runs passed.
-    pub fn passed(&self) -> usize {
+    pub(crate) fn passed(&self) -> usize {
         self.tries.iter().filter(|tried| tried.row.passed()).count()
     }
 
     /// How many of its runs failed.
-    pub fn failed(&self) -> usize {
+    pub(crate) fn failed(&self) -> usize {
         self.runs() - self.passed()
     }
 
@@ -159,13 +166,13 @@ impl ScenarioRuns {
     }
 
     /// How many boots of its VMs the harness ended and booted again.
-    pub fn boot_retries(&self) -> usize {
+    pub(crate) fn boot_retries(&self) -> usize {
         let retried = |tried: &&Tried| tried.row.retried_boot().is_some();
         self.tries.iter().filter(retried).count()
     }
 
     /// Each round's verdict, in order.
-    pub fn rounds(&self) -> Vec<Verdict> {
+    pub(crate) fn rounds(&self) -> Vec<Verdict> {
         let last = self
             .tries
             .iter()
@@ -185,7 +192,7 @@ impl ScenarioRuns {
     }
 
     /// How many rounds came out `verdict`.
-    pub fn rounds_that(&self, verdict: Verdict) -> usize {
+    pub(crate) fn rounds_that(&self, verdict: Verdict) -> usize {
         self.rounds()
             .into_iter()
             .filter(|&of| of == verdict)
@@ -193,12 +200,12 @@ impl ScenarioRuns {
     }
 
     /// Its worst round's.
-    pub fn verdict(&self) -> Verdict {
+    pub(crate) fn verdict(&self) -> Verdict {
         self.rounds().into_iter().max().unwrap_or(Verdict::Passed)
     }
 
     /// Its first run that failed.
-    pub fn first_failure(&self) -> Option<&Tried> {
+    pub(crate) fn first_failure(&self) -> Option<&Tried> {
         self.tries.iter().find(|tried| !tried.row.passed())
     }
 }
@@ -219,11 +226,12 @@ fn round_verdict(tries: &[&Tried]) -> Option<Verdict> {
 }
 
 /// A repeated run's outcome on one kernel.
+#[non_exhaustive]
 pub struct Repeated {
     /// Each selected scenario's runs, in the order asked.
-    pub scenarios: Vec<ScenarioRuns>,
+    pub(crate) scenarios: Vec<ScenarioRuns>,
     /// How many rounds ran.
-    pub rounds: usize,
+    pub(crate) rounds: usize,
 }
 
 impl Repeated {

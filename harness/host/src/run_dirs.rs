@@ -12,7 +12,7 @@ pub const RUN_DIR_PREFIX: &str = "struct-ops-vm-";
 /// Where a failed VM's logs are kept: `vm-logs/` in the cargo target
 /// directory the guest's binary was built in (`<target>/release/deps/<binary>`),
 /// so each project keeps its own.
-pub fn logs_root(binary: &Path) -> PathBuf {
+pub(crate) fn logs_root(binary: &Path) -> PathBuf {
     match binary.ancestors().nth(3) {
         Some(target) if !target.as_os_str().is_empty() => target.join("vm-logs"),
         _ => std::env::temp_dir().join("struct-ops-vm-logs"),
@@ -60,7 +60,7 @@ pub fn run_dirs_in(dir: &Path) -> Vec<PathBuf> {
 }
 
 /// A new socket directory for a VM labelled `label`, marked as ours.
-pub fn create_socket_dir(label: &str) -> Result<tempfile::TempDir> {
+pub(crate) fn create_socket_dir(label: &str) -> Result<tempfile::TempDir> {
     sweep_stale_run_dirs();
     let dir = tempfile::Builder::new()
         .prefix(&format!("{RUN_DIR_PREFIX}{label}-"))
@@ -72,7 +72,7 @@ pub fn create_socket_dir(label: &str) -> Result<tempfile::TempDir> {
 }
 
 /// A new log directory for a VM labelled `label`.
-pub fn create_log_dir(label: &str, binary: &Path) -> Result<tempfile::TempDir> {
+pub(crate) fn create_log_dir(label: &str, binary: &Path) -> Result<tempfile::TempDir> {
     let root = logs_root(binary);
     std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
     tempfile::Builder::new()

@@ -17,7 +17,7 @@ use crate::kernel::Series;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SnapshotFile {
     /// `<scenario>` or `<scenario>@<series>`: insta's snapshot name.
-    pub name: String,
+    pub(crate) name: String,
     /// The series suffix, when the scenario's output differs on this series.
     pub suffix: Option<String>,
     /// Why it differs there (the snapshot's description).
@@ -51,14 +51,14 @@ impl SnapshotFile {
     }
 
     /// Where insta looks for a snapshot waiting for review: `<name>.snap.new`.
-    pub fn pending(&self) -> PathBuf {
+    pub(crate) fn pending(&self) -> PathBuf {
         self.path.with_extension("snap.new")
     }
 }
 
 /// How a scenario's output compared with its snapshot.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SnapshotVerdict {
+pub(crate) enum SnapshotVerdict {
     /// The output is the snapshot's.
     Matched,
     /// There was no snapshot: the output waits for review in `pending`.
@@ -85,7 +85,7 @@ pub enum SnapshotVerdict {
 
 impl SnapshotVerdict {
     /// Whether this verdict lets the scenario pass.
-    pub fn passed(&self) -> bool {
+    pub(crate) fn passed(&self) -> bool {
         matches!(
             self,
             SnapshotVerdict::Matched | SnapshotVerdict::NotCompared
@@ -93,7 +93,7 @@ impl SnapshotVerdict {
     }
 
     /// `matched`, `new`, `differs` or `not_compared`, as the JSON says it.
-    pub fn as_str(&self) -> &'static str {
+    pub(crate) fn as_str(&self) -> &'static str {
         match self {
             SnapshotVerdict::Matched => "matched",
             SnapshotVerdict::New { .. } => "new",
@@ -105,7 +105,7 @@ impl SnapshotVerdict {
 
     /// What a person reads about a snapshot that did not match, with how to
     /// review and accept it; None when it matched or was not compared.
-    pub fn explain(&self, file: &SnapshotFile) -> Option<String> {
+    pub(crate) fn explain(&self, file: &SnapshotFile) -> Option<String> {
         let review = "read it with `cargo insta review` and accept it (or reject it), \
                       or accept every pending one with `cargo insta accept` after reading them";
         match self {
@@ -130,7 +130,7 @@ impl SnapshotVerdict {
 /// Compares `output` (normalised) with the snapshot in `file` by insta's
 /// rules; when it is new or differs, writes it where insta expects a
 /// pending one, and when it matches, removes a stale pending one.
-pub fn compare(file: &SnapshotFile, output: &str) -> Result<SnapshotVerdict> {
+pub(crate) fn compare(file: &SnapshotFile, output: &str) -> Result<SnapshotVerdict> {
     let new = TextSnapshotContents::new(output.to_owned(), TextSnapshotKind::File);
     let pending = file.pending();
     if !file.path.is_file() {

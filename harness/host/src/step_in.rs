@@ -21,13 +21,34 @@ const INTERACTIVE_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 
 /// How `exec` and `shell` are run.
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct StepIn {
     /// Load every subject's module first.
     pub modules: bool,
     /// Wait for gdb once the modules are loaded.
-    pub gdb: bool,
+    pub(crate) gdb: bool,
     /// The whole VM (default 120 s); ignored with `gdb`, which allows a day.
-    pub timeout: Option<Duration>,
+    pub(crate) timeout: Option<Duration>,
+}
+
+impl StepIn {
+    /// Load every subject's module first, or not.
+    pub fn modules(mut self, modules: bool) -> Self {
+        self.modules = modules;
+        self
+    }
+
+    /// Wait for gdb once the modules are loaded, or not.
+    pub fn gdb(mut self, gdb: bool) -> Self {
+        self.gdb = gdb;
+        self
+    }
+
+    /// The whole VM's time limit (ignored with `gdb`).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
 }
 
 /// Runs `command` in the guest, its output streamed here; the exit code to
@@ -108,7 +129,7 @@ pub fn shell(artifacts: &Artifacts, scenario: Option<String>, how: &StepIn) -> R
         Ok(CommandRun {
             scenario: Some(result),
             ..
-        }) => Some(guest_agent::render::render_report(result)),
+        }) => Some(harness_wire::render::render_report(result)),
         _ => None,
     };
     Ok(Ended {

@@ -14,21 +14,22 @@ use crate::snapshot::{self, SnapshotFile, SnapshotVerdict};
 use crate::vm::{self, RunError, ScenarioRun, VmFailure, VmOptions};
 
 /// Two VMs, each with 2 vCPUs, keep a 2-core machine busy without thrashing it.
-pub const DEFAULT_JOBS: usize = 2;
+pub(crate) const DEFAULT_JOBS: usize = 2;
 
 /// One scenario's outcome: a result from the guest, or why there is none.
+#[non_exhaustive]
 pub struct Row {
     /// The scenario's name.
     pub scenario: String,
     /// Its run, or why the VM produced none.
-    pub outcome: Result<ScenarioRun, RunError>,
+    pub(crate) outcome: Result<ScenarioRun, RunError>,
     /// How long the run took as the host timed it, boot included; in a VM
     /// that ran several, the scenario's own time as the guest timed it (the
     /// first one's boot added).
     pub wall: Duration,
     /// Its snapshot, and how its output compared with it; None when the VM
     /// gave no result.
-    pub snapshot: Option<(SnapshotFile, SnapshotVerdict)>,
+    pub(crate) snapshot: Option<(SnapshotFile, SnapshotVerdict)>,
 }
 
 impl Row {
@@ -68,7 +69,7 @@ impl Row {
         };
         failures
             .iter()
-            .any(|failure| guest_agent::splat::is_race_failure(failure))
+            .any(|failure| harness_wire::splat::is_race_failure(failure))
     }
 
     /// The boot the harness ended and booted again before this run's VM,
@@ -92,6 +93,7 @@ impl Row {
 
 /// How a suite runs its scenarios.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct SuiteOptions {
     /// Each VM's.
     pub vm: VmOptions,
@@ -105,8 +107,8 @@ pub struct SuiteOptions {
 }
 
 impl SuiteOptions {
-    /// `harness run`'s defaults on `flavour`'s kernel: [`DEFAULT_JOBS`] VMs
-    /// at a time, [`scenarios_per_vm`], snapshots compared.
+    /// `harness run`'s defaults on `flavour`'s kernel: `DEFAULT_JOBS` VMs
+    /// at a time, `scenarios_per_vm`, snapshots compared.
     pub fn for_flavour(flavour: crate::kernel::Flavour) -> Self {
         SuiteOptions {
             vm: VmOptions::default(),
@@ -235,7 +237,7 @@ enum KvmProbe {
 
 impl KvmProbe {
     /// What `outcome`, a boot on KVM under the watchdog, says.
-    pub fn of<T>(outcome: &Result<T, RunError>) -> Self {
+    pub(crate) fn of<T>(outcome: &Result<T, RunError>) -> Self {
         match outcome {
             Ok(_) => KvmProbe::Works,
             Err(RunError::Vm(error)) => match &error.failure {
@@ -253,7 +255,7 @@ impl KvmProbe {
 /// The first KVM boot on this host: `boot(accel, probing)` runs on KVM
 /// under the watchdog, the verdict is cached, and a broken KVM is warned
 /// about once and replaced by TCG for this run and every later one.
-pub fn run_probing<T>(
+pub(crate) fn run_probing<T>(
     cache: &Path,
     boot: impl Fn(Accel, bool) -> Result<T, RunError>,
 ) -> Result<T, RunError> {
@@ -290,7 +292,7 @@ pub fn run_probing<T>(
 /// judges the one before (see the agent's `kmemleak`). The other kernels
 /// boot quickly: a VM each, the cleanest start a scenario can have.
 /// `harness bench --debug-kernel` times both flavours' boots and suites.
-pub fn scenarios_per_vm(flavour: crate::kernel::Flavour) -> usize {
+pub(crate) fn scenarios_per_vm(flavour: crate::kernel::Flavour) -> usize {
     match flavour {
         crate::kernel::Flavour::Debug => 8,
         _ => 1,
@@ -302,7 +304,7 @@ pub fn scenarios_per_vm(flavour: crate::kernel::Flavour) -> usize {
 /// not to) and calling `on_done` as each finishes; the rows come back in
 /// the order of `names`. The longest scenarios of the last run start
 /// first, so the short ones fill in beside them and the whole run ends sooner.
-pub fn run_many(
+pub(crate) fn run_many(
     artifacts: &Artifacts,
     names: &[String],
     suite: &SuiteOptions,

@@ -3,13 +3,13 @@
 use std::path::Path;
 
 /// The last `lines` lines of `text`.
-pub fn tail(text: &str, lines: usize) -> String {
+pub(crate) fn tail(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
 /// The last `lines` lines of the file at `path` (empty if it cannot be read).
-pub fn tail_of_file(path: &Path, lines: usize) -> String {
+pub(crate) fn tail_of_file(path: &Path, lines: usize) -> String {
     let bytes = std::fs::read(path).unwrap_or_default();
     tail(&String::from_utf8_lossy(&bytes), lines)
 }

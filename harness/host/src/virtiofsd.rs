@@ -24,10 +24,10 @@ fn candidates() -> Vec<PathBuf> {
     candidates
 }
 
-pub const VIRTIOFSD_ENV: &str = "STRUCT_OPS_VIRTIOFSD";
+pub(crate) const VIRTIOFSD_ENV: &str = "STRUCT_OPS_VIRTIOFSD";
 
 /// A virtiofsd that can share read-only, or why there is none.
-pub fn find() -> Result<PathBuf, String> {
+pub(crate) fn find() -> Result<PathBuf, String> {
     find_with(crate::settings::get().virtiofsd.as_deref())
 }
 
@@ -64,15 +64,15 @@ fn supports_readonly(path: &Path) -> bool {
 }
 
 /// A running virtiofsd. Dropping it kills it.
-pub struct Virtiofsd {
+pub(crate) struct Virtiofsd {
     handle: duct::Handle,
-    pub socket: PathBuf,
-    pub log: PathBuf,
+    pub(crate) socket: PathBuf,
+    pub(crate) log: PathBuf,
 }
 
 impl Virtiofsd {
     /// Starts the daemon and waits for its socket (it exits after one VM disconnects).
-    pub fn spawn(binary: &Path, socket: PathBuf, log: PathBuf) -> Result<Self> {
+    pub(crate) fn spawn(binary: &Path, socket: PathBuf, log: PathBuf) -> Result<Self> {
         let handle = duct::cmd!(
             binary,
             "--socket-path",
@@ -128,7 +128,7 @@ impl Virtiofsd {
     }
 
     /// Whether the daemon has exited: (exited cleanly, its status in words).
-    pub fn has_exited(&self) -> Option<(bool, String)> {
+    pub(crate) fn has_exited(&self) -> Option<(bool, String)> {
         match self.handle.try_wait() {
             Ok(Some(output)) => Some((output.status.success(), output.status.to_string())),
             Ok(None) => None,
@@ -136,7 +136,7 @@ impl Virtiofsd {
         }
     }
 
-    pub fn kill(&self) {
+    pub(crate) fn kill(&self) {
         let _ = self.handle.kill();
     }
 }

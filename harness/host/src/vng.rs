@@ -21,7 +21,7 @@ pub fn vng_command(artifacts: &Artifacts, scenario: &str) -> anyhow::Result<Stri
 /// virtme-ng booting the harness's kernel and running `command` in it. vng is
 /// told to avoid KVM where the harness found KVM broken, or it would hang
 /// the same way.
-pub fn vng_running(artifacts: &Artifacts, command: &str) -> String {
+pub(crate) fn vng_running(artifacts: &Artifacts, command: &str) -> String {
     let kvm = match accel::choose(&artifacts.cache) {
         Ok(Choice::Decided(Accel::Tcg, _)) => " --disable-kvm",
         _ => "",

@@ -28,9 +28,11 @@
 //! A subject's crate depends on this one, `harness`, and on nothing else
 //! of the harness: it re-exports what a subject needs. `harness` is also
 //! the command-line tool (`harness run`, `harness new`, ...). Under it,
-//! `harness-host` ([`crate::host`]) does the host's work: kernels and their
+//! `harness-host` does the host's work: kernels and their
 //! cache, modules, QEMU, virtiofsd, the suite, normalisation, snapshots,
-//! reports and `harness setup`. `guest-agent` is the guest's side: the agent
+//! reports and `harness setup` (a test that drives it directly reaches it as
+//! `harness::host`, with the `test-support` feature: this repository's own
+//! tests do; it is not kept stable). `guest-agent` is the guest's side: the agent
 //! that runs as PID 1 in the VM, [`Context`](crate::Context),
 //! [`Subject`](crate::Subject) and [`Scenario`](crate::Scenario).
 //! `harness-wire` ([`crate::wire`]) holds the contracts between host, agent

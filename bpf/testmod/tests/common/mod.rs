@@ -9,7 +9,7 @@
 use std::path::Path;
 use std::sync::{Mutex, OnceLock};
 
-use harness::host::artifacts::{self, Artifacts, PrepareOptions};
+use harness::host::artifacts::{self, Artifacts};
 use harness::host::catalogue;
 use harness::host::kernel::Flavour;
 use harness::host::kmod;
@@ -27,12 +27,10 @@ fn artifacts_for(flavour: Flavour) -> Artifacts {
     if let Some((_, artifacts)) = prepared.iter().find(|(made, _)| *made == flavour) {
         return artifacts.clone();
     }
-    let options = PrepareOptions {
-        flavour,
-        ..harness::config::from_env()
-            .unwrap_or_else(|err| panic!("{err:#}"))
-            .0
-    };
+    let options = harness::config::from_env()
+        .unwrap_or_else(|err| panic!("{err:#}"))
+        .0
+        .flavour(flavour);
     let progress = harness::view::stderr_progress(false);
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
     let subjects = vec![bpf_testmod::SUBJECT.info()];
@@ -61,10 +59,7 @@ fn planted(flavour: Flavour, plant: &str) -> Artifacts {
 pub fn run_with(flavour: Flavour, plant: &str, scenario: &str) -> ScenarioResult {
     let artifacts = planted(flavour, plant);
     let label = format!("{}-{flavour}-{}", plant.to_lowercase(), std::process::id());
-    let options = VmOptions {
-        label: Some(label),
-        ..VmOptions::default()
-    };
+    let options = VmOptions::default().label(label);
     let run = run_scenario(&artifacts, scenario, &options).unwrap_or_else(|err| panic!("{err:#}"));
     // A failure here is the expected one; its logs need no reading.
     if let Some(logs) = &run.kept_logs {
@@ -78,14 +73,11 @@ pub fn run_with(flavour: Flavour, plant: &str, scenario: &str) -> ScenarioResult
 pub fn run_in_one_vm(flavour: Flavour, plant: &str, scenarios: &[&str]) -> Batch {
     let artifacts = planted(flavour, plant);
     let scenarios: Vec<String> = scenarios.iter().map(|name| name.to_string()).collect();
-    let options = VmOptions {
-        label: Some(format!(
-            "batch-{}-{}",
-            plant.to_lowercase(),
-            std::process::id()
-        )),
-        ..VmOptions::default()
-    };
+    let options = VmOptions::default().label(format!(
+        "batch-{}-{}",
+        plant.to_lowercase(),
+        std::process::id()
+    ));
     let boot = |accel, probing| vm::run_batch_on(&artifacts, &scenarios, &options, accel, probing);
     let batch = on_decided_accel(&artifacts.cache, boot).unwrap_or_else(|err| panic!("{err:#}"));
     // A failure here is the expected one; its logs need no reading.

@@ -17,20 +17,20 @@ use anyhow::{Context, Result};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Requested {
     /// `CONFIG_X`.
-    pub option: String,
+    pub(crate) option: String,
     /// `None` for "is not set".
-    pub value: Option<String>,
+    pub(crate) value: Option<String>,
     /// `file:line`, to point the user at the request.
-    pub origin: String,
+    pub(crate) origin: String,
 }
 
 /// A fragment file and its text.
 #[derive(Debug, Clone)]
 pub struct Fragment {
     /// Where it was read from; its file name decides which flavour it is for.
-    pub path: PathBuf,
+    pub(crate) path: PathBuf,
     /// Its `CONFIG_X=value` lines and comments.
-    pub text: String,
+    pub(crate) text: String,
 }
 
 /// A kernel built with extra checking on top of the default fragments.
@@ -49,12 +49,8 @@ pub enum Flavour {
 }
 
 impl Flavour {
-    /// `STRUCT_OPS_DEBUG_KERNEL=1` asks for the debug flavour.
-    pub const DEBUG_ENV: &'static str = "STRUCT_OPS_DEBUG_KERNEL";
-    /// `STRUCT_OPS_RACE_KERNEL=1` asks for the race flavour.
-    pub const RACE_ENV: &'static str = "STRUCT_OPS_RACE_KERNEL";
     /// Every flavour with a fragment of its own.
-    pub const CHECKING: [Flavour; 2] = [Flavour::Debug, Flavour::Race];
+    pub(crate) const CHECKING: [Flavour; 2] = [Flavour::Debug, Flavour::Race];
 
     /// The flavour asked for (`--debug-kernel`, `--race-kernel`); the
     /// debug one if both are.
@@ -87,7 +83,7 @@ impl Flavour {
     }
 
     /// The option that asks for this flavour, for a command to rerun.
-    pub fn option(self) -> Option<&'static str> {
+    pub(crate) fn option(self) -> Option<&'static str> {
         match self {
             Flavour::Default => None,
             Flavour::Debug => Some("--debug-kernel"),
@@ -106,9 +102,9 @@ impl std::fmt::Display for Flavour {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Series {
     /// The `6` of `6.12`.
-    pub major: u32,
+    pub(crate) major: u32,
     /// The `12` of `6.12`.
-    pub minor: u32,
+    pub(crate) minor: u32,
 }
 
 impl Series {
@@ -129,6 +125,7 @@ impl std::fmt::Display for Series {
 
 /// A fragment that cannot be read as one, found before any build starts.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum FragmentError {
     /// A line that is neither an option, an unset option nor a comment.
     #[error("{origin}: not a kernel config line: `{line}` (expected CONFIG_NAME=value or `# CONFIG_NAME is not set`)")]
@@ -146,30 +143,6 @@ pub enum FragmentError {
         /// The line, trimmed.
         line: String,
     },
-    /// A fragment directory without a single `*.config`.
-    #[error("no config fragments (*.config) in {0}")]
-    NoFragments(String),
-}
-
-/// Reads `dir/*.config`, sorted by name so the order (and the cache key) is stable.
-pub fn read_fragments(dir: &Path) -> Result<Vec<Fragment>> {
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
-        .with_context(|| format!("reading the config fragments in {}", dir.display()))?
-        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
-        .filter(|path| path.extension().is_some_and(|ext| ext == "config"))
-        .collect();
-    paths.sort();
-    if paths.is_empty() {
-        return Err(FragmentError::NoFragments(dir.display().to_string()).into());
-    }
-    paths
-        .into_iter()
-        .map(|path| {
-            let text = std::fs::read_to_string(&path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            Ok(Fragment { path, text })
-        })
-        .collect()
 }
 
 /// The fragments every kernel is built from, inside this crate so that the
@@ -212,7 +185,7 @@ const CORE_FRAGMENTS: &[(&str, &str)] = &[
 /// so that no subject of those types builds a kernel of its own.
 /// `harness bench --cold-kernel` builds the kernel without them too, to say
 /// what they cost.
-pub const TYPE_FRAGMENTS: &[&str] = &[
+pub(crate) const TYPE_FRAGMENTS: &[&str] = &[
     "programs.config",
     "sched_debug.config",
     "sched_ext.config",
@@ -232,7 +205,7 @@ pub fn core_fragments() -> Vec<Fragment> {
 }
 
 /// The fragments a subject adds, each read from its file.
-pub fn read_fragment_files(paths: &[PathBuf]) -> Result<Vec<Fragment>> {
+pub(crate) fn read_fragment_files(paths: &[PathBuf]) -> Result<Vec<Fragment>> {
     paths
         .iter()
         .map(|path| {
@@ -268,8 +241,14 @@ pub fn select_fragments(
 }
 
 impl Fragment {
+    /// A fragment of this text, as if read from `path` (whose file name
+    /// decides which flavour it is for).
+    pub fn new(path: PathBuf, text: String) -> Self {
+        Fragment { path, text }
+    }
+
     /// Whether this fragment's `# kernel:` condition, if any, holds for `series`.
-    pub fn applies_to(&self, series: Series) -> Result<bool, FragmentError> {
+    pub(crate) fn applies_to(&self, series: Series) -> Result<bool, FragmentError> {
         for (index, line) in self.text.lines().enumerate() {
             let Some(condition) = line.trim().strip_prefix("# kernel:") else {
                 continue;
@@ -392,9 +371,9 @@ fn is_option_name(name: &str) -> bool {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Dropped {
     /// What the fragment asked for, and where.
-    pub requested: Requested,
+    pub(crate) requested: Requested,
     /// What the final config says instead: `is not set`, `=m`, ...
-    pub actual: String,
+    pub(crate) actual: String,
 }
 
 impl std::fmt::Display for Dropped {

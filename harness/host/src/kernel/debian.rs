@@ -22,7 +22,7 @@ use crate::progress::format_duration;
 
 /// Where Debian's newer kernels are: the release the project targets, its
 /// successor, their backports, and unstable.
-pub const SUITES: [&str; 5] = [
+pub(crate) const SUITES: [&str; 5] = [
     "bookworm",
     "bookworm-backports",
     "trixie",
@@ -38,18 +38,18 @@ const PACKAGE_PREFIX: &str = "linux-source-";
 
 /// The newest version of one kernel source package in Debian's registry.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Available {
+pub(crate) struct Available {
     /// `linux-source-7.3`
-    pub package: String,
-    pub series: Series,
+    pub(crate) package: String,
+    pub(crate) series: Series,
     /// Debian's version, `7.3.4-1~bpo13+1`
-    pub version: String,
+    pub(crate) version: String,
     /// Where that version is, `trixie-backports`
-    pub suite: String,
+    pub(crate) suite: String,
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum DebianError {
+pub(crate) enum DebianError {
     #[error(
         "no Debian package {package}; Debian's registry has: {} (suites {})",
         .available.join(", "),
@@ -80,7 +80,7 @@ pub enum DebianError {
 /// Every `linux-source-X.Y` package in the suites of [`SUITES`], with its
 /// newest version, sorted by series. Refreshes the private package lists
 /// first when they are more than an hour old.
-pub fn available(cache: &Path) -> Result<Vec<Available>> {
+pub(crate) fn available(cache: &Path) -> Result<Vec<Available>> {
     let apt = AptDir::new(cache);
     let _lock = crate::paths::lock_exclusive(
         &apt.dir.join("harness.lock"),
@@ -109,7 +109,7 @@ pub fn available(cache: &Path) -> Result<Vec<Available>> {
 /// The tarball of Debian's `linux-source-<series>`: the cached one if there
 /// is one (no network then, whatever Debian has published since), else the
 /// newest version, downloaded, checked and kept in the cache.
-pub fn fetch(series: Series, cache: &Path) -> Result<PathBuf> {
+pub(crate) fn fetch(series: Series, cache: &Path) -> Result<PathBuf> {
     let package = format!("{PACKAGE_PREFIX}{series}");
     let packages = cache.join("packages");
     if let Some(tarball) = cached(&packages, &package)? {
@@ -336,7 +336,7 @@ fn newest_versions(madison: &str) -> Vec<Available> {
 /// Debian's version order (dpkg's): epoch, then upstream version, then
 /// revision, each compared as runs of non-digits (`~` before everything,
 /// even the end) and numbers.
-pub fn compare_versions(a: &str, b: &str) -> Ordering {
+pub(crate) fn compare_versions(a: &str, b: &str) -> Ordering {
     let split = |version: &str| {
         let (epoch, rest) = match version.split_once(':') {
             Some((epoch, rest)) => (epoch.parse::<u64>().unwrap_or(0), rest),

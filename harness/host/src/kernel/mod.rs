@@ -1,7 +1,7 @@
 //! The kernel: built once from config fragments and cached by a hash of
 //! everything that defines it. A cache hit runs no make at all.
 
-pub mod config;
+test_support_mod!(config);
 mod debian;
 mod make;
 pub mod source;
@@ -16,8 +16,10 @@ use sha2::{Digest, Sha256};
 use crate::progress::{format_duration, Progress};
 use config::{dropped_options, requested_options, select_fragments, Fragment};
 pub use config::{Flavour, Series};
-pub use make::Make;
-pub use source::KernelSource;
+#[cfg(feature = "test-support")]
+pub use {make::Make, source::KernelSource};
+#[cfg(not(feature = "test-support"))]
+use {make::Make, source::KernelSource};
 
 /// Bump when the way a kernel is built changes, so old entries are not reused.
 const RECIPE: &str = "tinyconfig + fragments, make all, v1";
@@ -32,27 +34,27 @@ pub struct Kernel {
     /// The kernel source tree (needed with `build_dir` for out-of-tree modules).
     pub source_dir: PathBuf,
     /// make's O= directory: .config, vmlinux, Module.symvers.
-    pub build_dir: PathBuf,
+    pub(crate) build_dir: PathBuf,
     /// The compressed image, booted on the debug flavour.
     pub bzimage: PathBuf,
     /// The unstripped kernel: BTF, symbols for gdb, the source of the PVH image.
     pub vmlinux: PathBuf,
     /// How long building it took.
-    pub build_seconds: f64,
+    pub(crate) build_seconds: f64,
     /// Entries written before flavours existed are the default one.
     #[serde(default)]
     pub flavour: Flavour,
     /// What the module cache keys on: the key for a packaged kernel (which
     /// never changes), vmlinux's size and mtime for a tree built in place.
     #[serde(default)]
-    pub stamp: String,
+    pub(crate) stamp: String,
     /// A tree's fingerprint when it was last built (see `tree_fingerprint`).
     #[serde(default)]
-    pub tree_fingerprint: Option<String>,
+    pub(crate) tree_fingerprint: Option<String>,
     /// Whether this process just built the entry (the cache's cap is then
     /// enforced); never stored.
     #[serde(skip)]
-    pub fresh: bool,
+    pub(crate) fresh: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -81,11 +83,11 @@ enum KernelBuildError {
 /// What to build: a source, fragments, and the tools that turn them into a kernel.
 pub struct KernelRecipe {
     /// The tarball or tree to build.
-    pub source: KernelSource,
+    pub(crate) source: KernelSource,
     /// Default or debug.
-    pub flavour: Flavour,
+    pub(crate) flavour: Flavour,
     /// The fragments that apply to this source's series and this flavour.
-    pub fragments: Vec<Fragment>,
+    pub(crate) fragments: Vec<Fragment>,
 }
 
 impl KernelRecipe {
@@ -106,7 +108,7 @@ impl KernelRecipe {
 
     /// The same without the core's fragments that enable the struct_ops
     /// types the kernel defines ([`config::TYPE_FRAGMENTS`]).
-    pub fn without_type_fragments(self) -> Self {
+    pub(crate) fn without_type_fragments(self) -> Self {
         let fragments = (self.fragments.into_iter())
             .filter(|fragment| {
                 let name = fragment.path.file_name().and_then(|name| name.to_str());
@@ -164,7 +166,7 @@ impl Kernel {
     /// flavour, where KASAN's early shadow is not set up on the PVH path and
     /// the guest triple-faults before printing anything: that one boots the
     /// bzImage.
-    pub fn boot_image(&self) -> Result<PathBuf> {
+    pub(crate) fn boot_image(&self) -> Result<PathBuf> {
         match self.flavour {
             Flavour::Default | Flavour::Race => self.pvh_image(),
             Flavour::Debug => Ok(self.bzimage.clone()),
@@ -172,7 +174,7 @@ impl Kernel {
     }
 
     /// The image to boot directly (PVH), made from vmlinux the first time it is asked for.
-    pub fn pvh_image(&self) -> Result<PathBuf> {
+    pub(crate) fn pvh_image(&self) -> Result<PathBuf> {
         let entry = self
             .build_dir
             .parent()
@@ -208,13 +210,17 @@ impl Kernel {
 /// The kernel for `recipe`: from the immutable cache for a packaged source
 /// (a hit runs no make), built in place for a tree (make decides what is
 /// stale; nothing runs when the tree has not changed since the last build).
-pub fn ensure_built(recipe: &KernelRecipe, cache: &Path, progress: &Progress) -> Result<Kernel> {
+pub(crate) fn ensure_built(
+    recipe: &KernelRecipe,
+    cache: &Path,
+    progress: &Progress,
+) -> Result<Kernel> {
     ensure_built_keyed(recipe, &recipe.key(cache)?, cache, progress)
 }
 
 /// [`ensure_built`] for a caller that already has the recipe's key (it
 /// costs three tool runs to compute).
-pub fn ensure_built_keyed(
+pub(crate) fn ensure_built_keyed(
     recipe: &KernelRecipe,
     key: &str,
     cache: &Path,

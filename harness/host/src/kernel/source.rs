@@ -11,12 +11,8 @@ use sha2::{Digest, Sha256};
 use super::config::Series;
 use crate::progress::Progress;
 
-/// Names the kernel (as `--kernel` does) for commands and the VM tests.
-pub const KERNEL_ENV: &str = "STRUCT_OPS_KERNEL";
-/// Names a kernel tree (as `--kernel-tree` does), kept as a synonym.
-pub const KERNEL_TREE_ENV: &str = "STRUCT_OPS_KERNEL_TREE";
 /// Bookworm's own kernel source, installed by `harness setup`.
-pub const DEFAULT_SERIES: Series = Series {
+pub(crate) const DEFAULT_SERIES: Series = Series {
     major: 6,
     minor: 12,
 };
@@ -68,7 +64,7 @@ impl Default for KernelSpec {
 impl KernelSpec {
     /// The source this names: an installed Debian tarball, one fetched into
     /// the cache, or the tree.
-    pub fn resolve(&self, cache: &Path) -> Result<KernelSource> {
+    pub(crate) fn resolve(&self, cache: &Path) -> Result<KernelSource> {
         match self {
             KernelSpec::Tree(path) => Ok(KernelSource::Tree(path.clone())),
             KernelSpec::Packaged(series) => {
@@ -113,7 +109,7 @@ enum SourceError {
 impl KernelSource {
     /// What identifies this source's content, for the cache key. Cheap
     /// after the first time: a cache hit must cost well under a second.
-    pub fn identity(&self, cache: &Path) -> Result<String> {
+    pub(crate) fn identity(&self, cache: &Path) -> Result<String> {
         match self {
             KernelSource::Tarball(path) => {
                 let metadata =
@@ -129,7 +125,7 @@ impl KernelSource {
 
     /// The kernel series, for choosing fragments: from a Debian tarball's
     /// name (`linux-source-6.12.tar.xz`), or a tree's top Makefile.
-    pub fn series(&self) -> Result<Series> {
+    pub(crate) fn series(&self) -> Result<Series> {
         match self {
             KernelSource::Tarball(path) => path
                 .file_name()
@@ -228,7 +224,7 @@ fn tree_identity(path: &Path) -> Result<String> {
 /// What changes when anything in a tree is edited, added or removed: the
 /// number of files, their total size and the newest modification time
 /// (`.git` left out). Far cheaper than a make that finds nothing to do.
-pub fn tree_fingerprint(tree: &Path) -> Result<String> {
+pub(crate) fn tree_fingerprint(tree: &Path) -> Result<String> {
     let (mut files, mut bytes, mut newest) = (0u64, 0u64, 0u128);
     let mut pending = vec![tree.to_owned()];
     while let Some(dir) = pending.pop() {
@@ -308,7 +304,7 @@ fn only_subdirectory(dir: &Path) -> Result<Option<PathBuf>> {
 }
 
 /// `6.12.57` from the tree's top Makefile.
-pub fn kernel_version(tree: &Path) -> Result<String> {
+pub(crate) fn kernel_version(tree: &Path) -> Result<String> {
     let makefile = std::fs::read_to_string(tree.join("Makefile")).map_err(|_| {
         SourceError::NotAKernelTree {
             path: tree.display().to_string(),

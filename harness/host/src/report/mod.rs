@@ -19,21 +19,22 @@ use crate::suite::Row;
 /// The kernel a report is about: its version and flavour, and the splat
 /// classes it cannot report, so that no row implies they were checked.
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct KernelInfo {
     /// `6.12.117`.
     pub version: String,
     /// Default or debug.
     pub flavour: Flavour,
     /// The kernel's cache key.
-    pub key: String,
+    pub(crate) key: String,
     /// `KASAN memory error (needs CONFIG_KASAN)`, ...
-    pub unchecked_splat_classes: Vec<String>,
+    pub(crate) unchecked_splat_classes: Vec<String>,
 }
 
 impl KernelInfo {
     /// Whether the kernel can report data races (KCSAN, the race flavour).
     pub fn checks_races(&self) -> bool {
-        let race = guest_agent::splat::RACE_CLASS;
+        let race = harness_wire::splat::RACE_CLASS;
         !(self.unchecked_splat_classes.iter()).any(|class| class.starts_with(race))
     }
 
@@ -41,10 +42,10 @@ impl KernelInfo {
     pub fn of(artifacts: &Artifacts) -> Self {
         let config = artifacts.kernel.build_dir.join(".config");
         let config = std::fs::read_to_string(config).unwrap_or_default();
-        let unchecked = guest_agent::splat::unchecked_classes(&config)
+        let unchecked = harness_wire::splat::unchecked_classes(&config)
             .iter()
             .map(|class| {
-                let needs = guest_agent::splat::needs_text(class);
+                let needs = harness_wire::splat::needs_text(class);
                 format!("{} (needs {needs})", class.name)
             })
             .collect();
@@ -92,7 +93,7 @@ fn kernel_options(artifacts: &Artifacts) -> String {
 }
 
 /// The commands that rerun `scenario` alone: the harness, a shell in it, vng.
-pub fn rerun_commands(artifacts: &Artifacts, scenario: &str) -> Vec<String> {
+pub(crate) fn rerun_commands(artifacts: &Artifacts, scenario: &str) -> Vec<String> {
     let harness = format!(
         "{} run --scenario {scenario}{}",
         harness_command(),
@@ -115,7 +116,7 @@ pub fn name_width<'a>(names: impl Iterator<Item = &'a str>) -> usize {
 
 /// A row's result: `pass`, `FAIL` or `ERROR`, and the boot the harness
 /// retried before its VM when it did (`pass (boot retried: stalled)`).
-pub fn result_cell(row: &Row) -> String {
+pub(crate) fn result_cell(row: &Row) -> String {
     match row.retried_boot() {
         Some(boot) => format!("{} (boot retried: {})", row.verdict(), boot.cause.as_str()),
         None => row.verdict().to_owned(),
@@ -245,7 +246,7 @@ fn render_failed_run(
             text,
             "--- what the scenario did and the kernel printed (normalised) ---"
         );
-        text.push_str(&guest_agent::render::render_steps(&normalised));
+        text.push_str(&harness_wire::render::render_steps(&normalised));
         let _ = writeln!(
             text,
             "--- last lines of the console ---\n{}",

@@ -276,7 +276,7 @@ mod tests {
             panic!("the test's row has a result");
         };
         run.result.failures = vec!["the kernel log holds a splat (data race (KCSAN)):\n\
-             BUG: KCSAN: data-race in trigger_write [bpf_testmod] / trigger_write [bpf_testmod]"
+             BUG: KCSAN: data-race in op_write [my_module] / op_write [my_module]"
             .into()];
         let table = render_table(&repeated, true);
         let lines: Vec<Vec<&str>> = (table.lines())

@@ -120,29 +120,29 @@ fn first_version(text: &str) -> Option<(u32, u32)> {
 
 /// A package apt would take away or take back to an older version.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Change {
+pub(crate) struct Change {
     /// The package.
-    pub package: String,
+    pub(crate) package: String,
     /// The version the machine has.
-    pub installed: String,
+    pub(crate) installed: String,
     /// The version apt would put in its place (none: removed).
-    pub to: Option<String>,
+    pub(crate) to: Option<String>,
 }
 
 /// What `apt-get install --simulate` says it would do.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Plan {
+pub(crate) struct Plan {
     /// Every package it would install or change, with the version it would install.
-    pub installs: Vec<(String, String)>,
+    pub(crate) installs: Vec<(String, String)>,
     /// Packages it would remove.
-    pub removals: Vec<Change>,
+    pub(crate) removals: Vec<Change>,
     /// Packages it would replace with an older version.
-    pub downgrades: Vec<Change>,
+    pub(crate) downgrades: Vec<Change>,
 }
 
 impl Plan {
     /// Reads apt's simulation: `Inst NAME [OLD] (NEW ...)` and `Remv NAME [OLD]`.
-    pub fn parse(simulated: &str) -> Self {
+    pub(crate) fn parse(simulated: &str) -> Self {
         let inst = regex::Regex::new(r"^Inst (\S+) (?:\[([^\]]+)\] )?\((\S+)").expect("a regex");
         let remv = regex::Regex::new(r"^Remv (\S+)(?: \[([^\]]+)\])?").expect("a regex");
         let mut plan = Plan::default();
@@ -171,7 +171,7 @@ impl Plan {
     }
 
     /// Removals and downgrades, but those of packages the caller allowed.
-    pub fn losses<'a>(&'a self, allowed: &'a [String]) -> impl Iterator<Item = &'a Change> {
+    pub(crate) fn losses<'a>(&'a self, allowed: &'a [String]) -> impl Iterator<Item = &'a Change> {
         (self.removals.iter().chain(&self.downgrades))
             .filter(move |change| !allowed.contains(&change.package))
     }

@@ -12,7 +12,7 @@ use std::sync::OnceLock;
 
 use anyhow::{bail, Context, Result};
 
-pub use apt::{Change, Plan};
+pub(crate) use apt::Change;
 
 const SCRIPT: &str = include_str!("../../install-tools.sh");
 

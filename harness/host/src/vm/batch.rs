@@ -17,6 +17,7 @@ use crate::qemu::{Accel, RootShare};
 
 /// What a VM that ran several scenarios gives back.
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct Batch {
     /// A run for each scenario that reported, in the order asked.
     pub runs: Vec<ScenarioRun>,
@@ -26,7 +27,7 @@ pub struct Batch {
     /// The scenario the console last said had started, when the VM failed:
     /// the one it failed in (those before it may still have been waiting
     /// for their leak checks, and lost their results with the VM).
-    pub failed_in: Option<String>,
+    pub(crate) failed_in: Option<String>,
 }
 
 /// Boots a VM on `accel` that runs `scenarios` (all of one subject) in

@@ -15,7 +15,7 @@ use super::Vm;
 /// A local port nothing listens on now: never a fixed one, so that VMs run
 /// side by side do not clash. (Another process could take it before QEMU
 /// does; QEMU then fails to start and says so.)
-pub fn free_port() -> Result<u16> {
+pub(crate) fn free_port() -> Result<u16> {
     let listener =
         std::net::TcpListener::bind("127.0.0.1:0").context("finding a free local port for gdb")?;
     Ok(listener.local_addr()?.port())
@@ -25,7 +25,7 @@ pub fn free_port() -> Result<u16> {
 /// put them, and those sections. gdb relocates a module's debug info with
 /// the addresses in the file, not the ones `add-symbol-file -s` gives it,
 /// so with the file as built every variable's address would be off.
-pub fn placed_copy(module: &ModuleSections, dir: &Path) -> Result<ModuleSections> {
+pub(crate) fn placed_copy(module: &ModuleSections, dir: &Path) -> Result<ModuleSections> {
     let in_file = crate::elf::alloc_sections(Path::new(&module.path))?;
     let sections: Vec<(String, u64)> = module
         .sections
@@ -54,7 +54,7 @@ pub fn placed_copy(module: &ModuleSections, dir: &Path) -> Result<ModuleSections
 }
 
 /// `gdb -ex 'target remote ...' -ex 'add-symbol-file ...' vmlinux`.
-pub fn gdb_command(
+pub(crate) fn gdb_command(
     vmlinux: &Path,
     build_dir: &Path,
     port: u16,

@@ -6,11 +6,11 @@ use std::path::Path;
 use harness_wire::protocol::Message;
 
 /// Every complete message so far, or why a line is not one.
-pub fn read_messages(path: &Path) -> Result<Vec<Message>, String> {
+pub(crate) fn read_messages(path: &Path) -> Result<Vec<Message>, String> {
     parse_messages(&std::fs::read_to_string(path).unwrap_or_default())
 }
 
-pub fn parse_messages(text: &str) -> Result<Vec<Message>, String> {
+pub(crate) fn parse_messages(text: &str) -> Result<Vec<Message>, String> {
     let Some((complete, _partial)) = text.rsplit_once('\n') else {
         return Ok(Vec::new());
     };
@@ -57,7 +57,7 @@ impl Tail {
 
 /// The last message that is a result (a scenario's, or a command's end),
 /// not a request for a debugger.
-pub fn final_message(messages: &[Message]) -> Option<&Message> {
+pub(crate) fn final_message(messages: &[Message]) -> Option<&Message> {
     messages
         .iter()
         .rev()
@@ -65,7 +65,7 @@ pub fn final_message(messages: &[Message]) -> Option<&Message> {
 }
 
 /// `: <the panic line>` from the console, when there is one.
-pub fn panic_detail(console: &str) -> String {
+pub(crate) fn panic_detail(console: &str) -> String {
     harness_wire::markers::panic_line(console)
         .map(|line| format!(": {}", line.trim()))
         .unwrap_or_default()

@@ -7,6 +7,7 @@
 mod batch;
 mod debugger;
 mod messages;
+mod options;
 mod stall;
 mod watch;
 
@@ -28,47 +29,45 @@ use crate::qmp::QmpClient;
 use crate::run_dirs;
 use crate::virtiofsd::Virtiofsd;
 
-/// Set to 1 for every boot message on the VM consoles.
-pub const VERBOSE_CONSOLE_ENV: &str = "STRUCT_OPS_VERBOSE_CONSOLE";
-
 /// How long QEMU may take to open its QMP socket.
 const QMP_WAIT: Duration = Duration::from_secs(10);
 
 /// How to run a VM: its size, its time limit, and what to keep or turn on.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct VmOptions {
     /// The guest's RAM, in MiB (default 512).
     pub memory_mib: u32,
     /// vCPUs (default 2; a scenario's own topology sets it for its VM).
-    pub cpus: u32,
+    pub(crate) cpus: u32,
     /// NUMA nodes, the vCPUs and memory shared out evenly (default 1).
-    pub nodes: u32,
+    pub(crate) nodes: u32,
     /// The whole VM, boot to power-off.
-    pub timeout: Duration,
+    pub(crate) timeout: Duration,
     /// Keep the logs even when the scenario passed.
-    pub keep_logs: bool,
+    pub(crate) keep_logs: bool,
     /// A fault for the agent to inject (the harness's own fault tests).
-    pub fault: Option<Fault>,
+    pub(crate) fault: Option<Fault>,
     /// A counter file (the harness's own flaky-detection test): each VM
     /// that runs scenarios adds one to it, and each that makes it odd fails
     /// its first scenario on purpose (`Fault::FailScenario`), so that a
     /// scenario fails one time in two.
-    pub fail_every_other: Option<PathBuf>,
+    pub(crate) fail_every_other: Option<PathBuf>,
     /// Names the VM's directories (default: the scenario), so a test can find its processes.
-    pub label: Option<String>,
+    pub(crate) label: Option<String>,
     /// Share the root over 9p even when a read-only virtiofsd is available.
-    pub force_9p: bool,
+    pub(crate) force_9p: bool,
     /// Every boot message on the console, not only warnings and worse.
-    pub verbose_console: bool,
+    pub(crate) verbose_console: bool,
     /// The console on the harness's terminal (a shell).
-    pub interactive: bool,
+    pub(crate) interactive: bool,
     /// A gdb stub, and QEMU paused for the debugger once the agent is ready.
-    pub gdb: bool,
+    pub(crate) gdb: bool,
 }
 
 impl VmOptions {
     /// The same, with the vCPUs and NUMA nodes a scenario declares.
-    pub fn with_topology(&self, topology: harness_wire::catalogue::Topology) -> Self {
+    pub(crate) fn with_topology(&self, topology: harness_wire::catalogue::Topology) -> Self {
         VmOptions {
             cpus: u32::from(topology.cpus.max(1)),
             nodes: u32::from(topology.nodes.max(1)),
@@ -98,6 +97,7 @@ impl Default for VmOptions {
 
 /// Why a VM produced no result. Tests match on these.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum VmFailure {
     /// The console shows a kernel panic.
     #[error("the guest kernel panicked{detail}")]
@@ -147,6 +147,7 @@ pub enum VmFailure {
 
 /// A finished scenario run, passed or not.
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct ScenarioRun {
     /// What the agent reported.
     pub result: ScenarioResult,
@@ -159,15 +160,15 @@ pub struct ScenarioRun {
     /// The VM's vCPUs and NUMA nodes.
     pub topology: harness_wire::catalogue::Topology,
     /// QEMU start to the agent's result arriving.
-    pub to_result: Duration,
+    pub(crate) to_result: Duration,
     /// QEMU start to QEMU exit.
-    pub total: Duration,
+    pub(crate) total: Duration,
     /// Where the logs were kept (on failure, or when asked).
     pub kept_logs: Option<PathBuf>,
     /// The console's last 40 lines.
     pub console_tail: String,
     /// The VM's socket directory, gone once the run is over (for leak checks).
-    pub run_dir: PathBuf,
+    pub(crate) run_dir: PathBuf,
     /// The boot before this VM's, when the harness ended it and booted
     /// again (see `suite`); on the first scenario of its VM only.
     pub retried_boot: Option<RetriedBoot>,
@@ -176,6 +177,7 @@ pub struct ScenarioRun {
 /// A boot the harness ended and booted again by itself: the guest failed
 /// before its agent was ready, so before any of the subject ran.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
 pub struct RetriedBoot {
     /// How it failed.
     pub cause: BootFailure,
@@ -188,6 +190,7 @@ pub struct RetriedBoot {
 /// How a boot failed before the agent was ready.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum BootFailure {
     /// The kernel panicked.
     Panicked,
@@ -208,7 +211,7 @@ impl BootFailure {
 impl VmError {
     /// The boot failure this is, if the guest failed before its agent was
     /// ready: a panic or a stall (a boot the harness may try again).
-    pub fn boot_failure(&self) -> Option<BootFailure> {
+    pub(crate) fn boot_failure(&self) -> Option<BootFailure> {
         if self.agent_ready {
             return None;
         }
@@ -223,6 +226,7 @@ impl VmError {
 /// A VM that could not produce a result, with what is needed to debug it.
 #[derive(Debug, thiserror::Error)]
 #[error("{failure}\n--- last lines of the console ---\n{console_tail}\n--- last lines of QEMU's stderr ---\n{stderr_tail}\nlogs kept in {}", logs.display())]
+#[non_exhaustive]
 pub struct VmError {
     /// What went wrong.
     pub failure: VmFailure,
@@ -242,6 +246,7 @@ pub struct VmError {
 
 /// Why a scenario has no result: the harness could not run the VM, or the VM failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum RunError {
     /// The harness could not start or watch the VM (no socket directory,
     /// QEMU would not start, ...): nothing about the guest.
@@ -284,16 +289,16 @@ pub fn run_scenario_on(
 
 /// A command run in a VM (exec, shell), ended.
 #[derive(Debug)]
-pub struct CommandRun {
+pub(crate) struct CommandRun {
     /// How the command ended: its code or signal, or why it did not start.
-    pub exit: ExitReport,
+    pub(crate) exit: ExitReport,
     /// The scenario a shell opened in, when there was one.
-    pub scenario: Option<ScenarioResult>,
+    pub(crate) scenario: Option<ScenarioResult>,
 }
 
 /// Boots a VM on `accel` whose agent, `binary`, runs `agent` (exec or
 /// shell); `probing` puts the KVM watchdog on.
-pub fn run_command(
+pub(crate) fn run_command(
     artifacts: &Artifacts,
     binary: &Path,
     agent: &AgentCommand,
@@ -679,7 +684,7 @@ fn vm_spec(
 
 /// `options` for one VM: with a counter file (`fail_every_other`), this
 /// VM counted in it, and its fault `FailScenario` when its count is odd.
-pub fn with_counted_fault(options: &VmOptions) -> Result<VmOptions> {
+pub(crate) fn with_counted_fault(options: &VmOptions) -> Result<VmOptions> {
     let Some(counter) = &options.fail_every_other else {
         return Ok(options.clone());
     };

@@ -45,11 +45,11 @@ pub(super) enum Ending {
 #[derive(Default)]
 pub(super) struct Watch {
     /// When the agent's ready line appeared, after QEMU started.
-    pub ready_after: Option<Duration>,
+    pub(crate) ready_after: Option<Duration>,
     /// When the run's last result arrived (every scenario's, or the command's exit).
     result_at: Option<Instant>,
     /// When each scenario's result arrived, in order.
-    pub results_at: Vec<Instant>,
+    pub(crate) results_at: Vec<Instant>,
     /// How many scenarios the console says have started (with several a VM).
     scenarios_started: usize,
     virtiofsd_gone_at: Option<Instant>,

@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use harness_wire::protocol::{ScenarioResult, Source, Step, TimelineLine};
+use crate::protocol::{ScenarioResult, Source, Step, TimelineLine};
 
 /// Each step as a snapshot holds it: its action, outcome, output and kernel lines.
 pub fn render_steps(result: &ScenarioResult) -> String {
@@ -68,7 +68,7 @@ mod tests {
             scenario: "attach".into(),
             steps: vec![Step {
                 action: "struct_ops trigger".into(),
-                outcome: harness_wire::protocol::Outcome::exited(0),
+                outcome: crate::protocol::Outcome::exited(0),
                 stdout: "Triggered struct_ops\n".into(),
                 timeline: vec![
                     TimelineLine {
