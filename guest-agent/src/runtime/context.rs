@@ -209,7 +209,20 @@ impl Context {
             Ok(()) => Outcome::Ok,
             Err(errno) => Outcome::errno(errno),
         };
-        self.push_quiet_step(format!("rmmod {name}"), outcome, start)
+        let step = self.push_quiet_step(format!("rmmod {name}"), outcome, start)?;
+        self.expect_unloaded_line(step);
+        Ok(step)
+    }
+
+    /// A module that declares what it prints once unloaded must have
+    /// printed it, when the step unloaded it.
+    fn expect_unloaded_line(&mut self, step: StepId) {
+        let line = self.module.as_ref().and_then(|module| module.spec.unloaded_line);
+        if let Some(line) = line {
+            if self.step(step).outcome == Outcome::Ok {
+                self.expect_line(step, Source::Kernel, line);
+            }
+        }
     }
 
     /// rmmod, retried while the module is still busy, up to `limit`.
@@ -235,6 +248,7 @@ impl Context {
         let action = format!("rmmod {name} (retried for up to {} s)", limit.as_secs());
         let step = self.push_quiet_step(action, outcome, start)?;
         self.expect_outcome(step, Outcome::Ok);
+        self.expect_unloaded_line(step);
         Ok(step)
     }
 

@@ -22,7 +22,8 @@ pub struct ModuleSpec {
     pub(crate) path_env: Option<&'static str>,
     /// What the module prints once loaded (checked after insmod), if anything.
     pub(crate) loaded_line: Option<&'static str>,
-    /// What the module prints once unloaded, if anything.
+    /// What the module prints once unloaded (checked after an rmmod that
+    /// unloaded it), if anything.
     pub(crate) unloaded_line: Option<&'static str>,
 }
 
@@ -54,7 +55,8 @@ impl ModuleSpec {
         }
     }
 
-    /// The line the module prints once unloaded.
+    /// The line the module prints once unloaded; every rmmod that unloads
+    /// it expects it.
     pub const fn unloaded_line(self, line: &'static str) -> Self {
         ModuleSpec {
             unloaded_line: Some(line),
