@@ -217,7 +217,10 @@ impl Context {
     /// A module that declares what it prints once unloaded must have
     /// printed it, when the step unloaded it.
     fn expect_unloaded_line(&mut self, step: StepId) {
-        let line = self.module.as_ref().and_then(|module| module.spec.unloaded_line);
+        let line = self
+            .module
+            .as_ref()
+            .and_then(|module| module.spec.unloaded_line);
         if let Some(line) = line {
             if self.step(step).outcome == Outcome::Ok {
                 self.expect_line(step, Source::Kernel, line);

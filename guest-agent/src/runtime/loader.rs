@@ -13,6 +13,7 @@ use anyhow::{bail, Context, Result};
 use harness_wire::protocol::Outcome;
 use harness_wire::roles;
 use harness_wire::shell::quote_words;
+use harness_wire::wait::{wait_until, Poll};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
@@ -226,33 +227,35 @@ fn read_to_string_in_background<R: Read + Send + 'static>(pipe: Option<R>) -> Jo
 }
 
 fn wait_with_deadline(child: &mut Child, deadline: Instant) -> Result<ExitStatus> {
-    loop {
-        if let Some(status) = child.try_wait().context("waiting for the child process")? {
-            return Ok(status);
+    let exited = wait_until(deadline, Duration::from_millis(10), || {
+        match child.try_wait().context("waiting for the child process") {
+            Ok(Some(status)) => Poll::Ready(Ok(status)),
+            Ok(None) => Poll::Pending,
+            Err(err) => Poll::Ready(Err(err)),
         }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            bail!(
-                "did not finish in time and was killed ({}); in the kernel it was at: {}",
-                reap_briefly(child),
-                kernel_wait_point(child.id())
-            );
-        }
-        thread::sleep(Duration::from_millis(10));
+    });
+    if let Some(exited) = exited {
+        return exited;
     }
+    let _ = child.kill();
+    bail!(
+        "did not finish in time and was killed ({}); in the kernel it was at: {}",
+        reap_briefly(child),
+        kernel_wait_point(child.id())
+    );
 }
 
 /// SIGKILL does not end a task stuck in the kernel (D state): wait a
 /// little, then leave it rather than hang PID 1 with it.
 fn reap_briefly(child: &mut Child) -> String {
     let deadline = Instant::now() + Duration::from_secs(2);
-    while Instant::now() < deadline {
-        if let Ok(Some(status)) = child.try_wait() {
-            return status.to_string();
+    let reaped = wait_until(deadline, Duration::from_millis(10), || {
+        match child.try_wait() {
+            Ok(Some(status)) => Poll::Ready(status.to_string()),
+            _ => Poll::Pending,
         }
-        thread::sleep(Duration::from_millis(10));
-    }
-    "still alive after SIGKILL: stuck in the kernel".to_owned()
+    });
+    reaped.unwrap_or_else(|| "still alive after SIGKILL: stuck in the kernel".to_owned())
 }
 
 /// Where a task waits in the kernel: /proc/PID/wchan, and its stack when readable.

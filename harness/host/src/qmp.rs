@@ -49,8 +49,16 @@ impl QmpClient {
         let reader = BufReader::new(stream.try_clone().context("cloning the QMP socket")?);
         let mut qmp = Qmp::new(Stream::new(reader, stream));
         if let Err(err) = qmp.handshake() {
-            // Most often QEMU rejected its arguments and is gone: say what it said.
-            std::thread::sleep(Duration::from_millis(100));
+            // Most often QEMU rejected its arguments and is going: wait for
+            // its exit (briefly), then say what it said.
+            let _ = wait_until(
+                Instant::now() + Duration::from_secs(2),
+                Duration::from_millis(20),
+                || match qemu.try_wait() {
+                    Ok(None) => Poll::Pending,
+                    _ => Poll::Ready(()),
+                },
+            );
             bail!(
                 "QMP handshake failed ({err}); QEMU's stderr:\n{}",
                 qemu.stderr_tail(20)
