@@ -12,6 +12,15 @@ pub fn repo_root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The library's settings installed from this process's environment, as a
+/// subject's test binary installs them (once; later calls do nothing).
+pub fn configured() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        harness::config::from_env().unwrap_or_else(|err| panic!("{err:#}"));
+    });
+}
+
 /// The kernel, modules and this workspace's subjects, prepared once per
 /// test process.
 pub fn artifacts() -> &'static Artifacts {
@@ -41,6 +50,7 @@ pub fn harness_binary() -> PathBuf {
 /// Checks the file at `path` against one of check-jsonschema's built-in
 /// schemas (`vendor.github-workflows`), installed by `harness setup`.
 pub fn check_schema(schema: &str, path: &Path) {
+    configured();
     harness_host::setup::check().unwrap_or_else(|err| panic!("{err:#}"));
     let checker = harness_host::paths::venv_dir()
         .unwrap()
