@@ -120,8 +120,9 @@ fn catalogue_of(subjects: &[&Subject], binary: Binary, progress: &Progress) -> R
 /// no test's timeout covers a cold kernel build: the host's packages (when
 /// missing), the guest binary, the kernel and the modules.
 fn build(subjects: &[&Subject], binary: Binary) -> Result<()> {
-    setup::ensure()?;
+    // First: everything below reads the settings (the cache directory).
     let (options, env) = crate::config::from_env()?;
+    setup::ensure()?;
     let progress = crate::view::stderr_progress(env.ci);
     let catalogue = catalogue_of(subjects, binary, &progress)?;
     let built = artifacts::prepare(&options, &catalogue, &progress)?;
