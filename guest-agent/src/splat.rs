@@ -1,7 +1,8 @@
 //! Finding splats in the kernel log as the agent reads it, with the classes
 //! of [`harness_wire::splat`], and KCSAN's sampling while a scenario hunts races.
 
-use harness_wire::splat::classify;
+use harness_wire::protocol::{Source, TimelineLine};
+use harness_wire::splat::{classify, race_is_the_subjects};
 
 /// KCSAN's sampling knob: one watchpoint every this many memory accesses
 /// on each CPU (KCSAN's default: 4000).
@@ -91,8 +92,96 @@ impl SplatScanner {
     }
 }
 
+/// The line KCSAN opens and closes each report with.
+const KCSAN_RULE: &str = "==================================";
+
+/// `timeline` without the kernel lines of KCSAN reports that are not the
+/// subject's ([`race_is_the_subjects`]): the kernel races on its own (the
+/// trace ring buffer) in a task of the scenario, and a step's output (what
+/// `expect_only_lines` and the snapshot see) is no place for that. Returns
+/// the kept lines and the headers of the reports left out.
+pub(crate) fn without_foreign_races(
+    timeline: Vec<TimelineLine>,
+    module: Option<&str>,
+) -> (Vec<TimelineLine>, Vec<String>) {
+    let kernel = |line: &TimelineLine| line.source == Source::Kernel;
+    let mut drop = vec![false; timeline.len()];
+    let mut headers = Vec::new();
+    let mut at = 0;
+    while at < timeline.len() {
+        let opens = kernel(&timeline[at]) && timeline[at].text.contains("BUG: KCSAN:");
+        if !opens {
+            at += 1;
+            continue;
+        }
+        let header = timeline[at].text.clone();
+        let end = (at + 1..timeline.len())
+            .find(|&index| kernel(&timeline[index]) && timeline[index].text.contains(KCSAN_RULE))
+            .unwrap_or(timeline.len() - 1);
+        if !race_is_the_subjects(std::slice::from_ref(&header), module) {
+            // The rule above the header belongs to the report too.
+            let start = match at.checked_sub(1) {
+                Some(before) if timeline[before].text.contains(KCSAN_RULE) => before,
+                _ => at,
+            };
+            for (index, line) in timeline.iter().enumerate().take(end + 1).skip(start) {
+                drop[index] = kernel(line);
+            }
+            headers.push(header);
+        }
+        at = end + 1;
+    }
+    let kept = (timeline.into_iter().zip(drop))
+        .filter_map(|(line, dropped)| (!dropped).then_some(line))
+        .collect();
+    (kept, headers)
+}
+
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_race_outside_the_subject_leaves_the_steps_output() {
+        let kernel = |text: &str| TimelineLine {
+            source: Source::Kernel,
+            text: text.into(),
+        };
+        let rule = "==================================================================";
+        let timeline = vec![
+            kernel("Calling struct_ops callbacks:"),
+            kernel(rule),
+            kernel(
+                "BUG: KCSAN: data-race in ring_buffer_unlock_commit / ring_buffer_unlock_commit",
+            ),
+            kernel(""),
+            kernel("write to 0xffff888003 of 1 bytes by task 48 on cpu 0:"),
+            TimelineLine {
+                source: Source::Bpf,
+                text: "BPF test_1 called!".into(),
+            },
+            kernel(rule),
+            kernel(rule),
+            kernel("BUG: KCSAN: data-race in op_write [my_module] / op_write [my_module]"),
+            kernel(rule),
+            kernel("test_1() returned: 1"),
+        ];
+        let (kept, headers) = without_foreign_races(timeline, Some("my_module"));
+        let texts: Vec<&str> = kept.iter().map(|line| line.text.as_str()).collect();
+        assert_eq!(
+            texts,
+            [
+                "Calling struct_ops callbacks:",
+                "BPF test_1 called!",
+                rule,
+                "BUG: KCSAN: data-race in op_write [my_module] / op_write [my_module]",
+                rule,
+                "test_1() returned: 1",
+            ]
+        );
+        assert_eq!(headers.len(), 1);
+        assert!(headers[0].contains("ring_buffer_unlock_commit"));
+    }
+
     use super::*;
 
     /// Lines of `log` that hold a splat, each with the lines that follow it

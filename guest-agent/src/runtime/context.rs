@@ -118,7 +118,14 @@ impl Context {
         stderr: String,
         duration: Duration,
     ) -> Result<StepId> {
-        let timeline = self.output.take_timeline()?;
+        let module = self.module.as_ref().map(|module| module.spec.name);
+        let (timeline, foreign) =
+            crate::splat::without_foreign_races(self.output.take_timeline()?, module);
+        for header in foreign {
+            self.measure(format!(
+                "a data race outside the subject, left out of `{action}`'s output: {header}"
+            ));
+        }
         self.result.steps.push(Step {
             action,
             outcome,
