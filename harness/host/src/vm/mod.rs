@@ -125,6 +125,13 @@ pub enum VmFailure {
         /// Where each vCPU was and what its local APIC held, one line.
         vcpus: String,
     },
+    /// QEMU itself died of a fault signal (QEMU 7.2's TCG has crashed so,
+    /// rarely, early in a boot): nothing of the guest's doing.
+    #[error("QEMU crashed ({status}): a fault in QEMU itself, not the guest's; its stderr and the console are below")]
+    QemuCrashed {
+        /// QEMU's exit status.
+        status: String,
+    },
     /// QEMU exited, and the agent had sent no final message.
     #[error("QEMU exited ({status}) without a result from the agent: did the guest panic or the agent crash?")]
     NoResult {
@@ -196,6 +203,8 @@ pub enum BootFailure {
     Panicked,
     /// It missed the boot deadline.
     Stalled,
+    /// QEMU crashed before the guest was ready.
+    QemuCrashed,
 }
 
 impl BootFailure {
@@ -204,13 +213,15 @@ impl BootFailure {
         match self {
             BootFailure::Panicked => "panicked",
             BootFailure::Stalled => "stalled",
+            BootFailure::QemuCrashed => "qemu crashed",
         }
     }
 }
 
 impl VmError {
     /// The boot failure this is, if the guest failed before its agent was
-    /// ready: a panic or a stall (a boot the harness may try again).
+    /// ready: a panic, a stall or QEMU's crash (a boot the harness may try
+    /// again).
     pub(crate) fn boot_failure(&self) -> Option<BootFailure> {
         if self.agent_ready {
             return None;
@@ -218,6 +229,7 @@ impl VmError {
         match self.failure {
             VmFailure::GuestPanicked { .. } => Some(BootFailure::Panicked),
             VmFailure::NeverReady { .. } => Some(BootFailure::Stalled),
+            VmFailure::QemuCrashed { .. } => Some(BootFailure::QemuCrashed),
             _ => None,
         }
     }

@@ -87,6 +87,10 @@ impl Watch {
             VmFailure::GuestPanicked {
                 detail: panic_detail(console),
             }
+        } else if crashed(status) {
+            VmFailure::QemuCrashed {
+                status: status.to_string(),
+            }
         } else {
             VmFailure::NoResult {
                 status: status.to_string(),
@@ -304,6 +308,22 @@ impl Vm {
     }
 }
 
+/// Whether QEMU died of a fault signal of its own (the harness ends it
+/// with SIGKILL or SIGTERM, never these).
+fn crashed(status: ExitStatus) -> bool {
+    use std::os::unix::process::ExitStatusExt;
+    let faults = [
+        libc::SIGSEGV,
+        libc::SIGABRT,
+        libc::SIGBUS,
+        libc::SIGILL,
+        libc::SIGFPE,
+    ];
+    status
+        .signal()
+        .is_some_and(|signal| faults.contains(&signal))
+}
+
 /// Copies what `path` gained past `from` to `to`; returns the new offset.
 fn forward(path: &Path, from: u64, to: &mut impl Write) -> u64 {
     let Ok(mut file) = std::fs::File::open(path) else {
@@ -338,6 +358,10 @@ mod tests {
         assert!(matches!(
             watch.no_result(PANIC, killed),
             VmFailure::GuestPanicked { .. }
+        ));
+        assert!(matches!(
+            watch.no_result("", ExitStatus::from_raw(libc::SIGSEGV)),
+            VmFailure::QemuCrashed { .. }
         ));
         watch.virtiofsd_died = Some("signal: 9 (SIGKILL)".to_owned());
         for console in ["", PANIC] {
