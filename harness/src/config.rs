@@ -110,6 +110,24 @@ impl EnvArgs {
     }
 }
 
+/// A subject package's own artifacts, for its tests that drive the host
+/// directly: its catalogue (`subjects`, in the package at `dir`), and the
+/// kernel, modules and guest binary the environment asks for, with the
+/// progress on stderr. Panics, naming why, when any of it cannot be had.
+#[cfg(feature = "test-support")]
+pub fn package_artifacts(
+    dir: &std::path::Path,
+    package: &str,
+    subjects: Vec<harness_wire::catalogue::SubjectInfo>,
+) -> harness_host::artifacts::Artifacts {
+    let progress = crate::view::stderr_progress(false);
+    let catalogue = harness_host::catalogue::of_package(dir, package, subjects, &progress)
+        .unwrap_or_else(|err| panic!("{err:#}"));
+    let options = from_env().unwrap_or_else(|err| panic!("{err:#}")).0;
+    harness_host::artifacts::prepare(&options, &catalogue, &progress)
+        .unwrap_or_else(|err| panic!("{err:#}"))
+}
+
 /// What a subject's test binary reads: the same options, from the
 /// environment alone.
 #[derive(Parser, Debug)]

@@ -6,28 +6,17 @@
 
 use std::path::Path;
 
-use harness::host::artifacts;
-use harness::host::catalogue;
 use harness::host::suite::run_scenario;
 use harness::host::vm::VmOptions;
 use harness::wire::cli::Fault;
 
 #[test]
 fn an_ejection_the_scenario_does_not_expect_fails_it_naming_the_kind_and_reason() {
-    let progress = harness::view::stderr_progress(false);
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let catalogue = catalogue::of_package(
-        dir,
+    let artifacts = harness::config::package_artifacts(
+        Path::new(env!("CARGO_MANIFEST_DIR")),
         env!("CARGO_PKG_NAME"),
         vec![scx::SUBJECT.info()],
-        &progress,
-    )
-    .unwrap_or_else(|err| panic!("{err:#}"));
-    let options = harness::config::from_env()
-        .unwrap_or_else(|err| panic!("{err:#}"))
-        .0;
-    let artifacts =
-        artifacts::prepare(&options, &catalogue, &progress).unwrap_or_else(|err| panic!("{err:#}"));
+    );
     let vm = VmOptions::default()
         .fault(Fault::ExpectNoExit)
         .label(format!("expect-no-exit-{}", std::process::id()));

@@ -5,8 +5,6 @@
 
 use std::path::Path;
 
-use harness::host::artifacts;
-use harness::host::catalogue;
 use harness::host::suite::run_scenario;
 use harness::host::vm::VmOptions;
 use harness::wire::cli::Fault;
@@ -14,20 +12,11 @@ use harness::Outcome;
 
 #[test]
 fn a_scenario_that_fails_after_setting_netem_still_removes_it() {
-    let progress = harness::view::stderr_progress(false);
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let catalogue = catalogue::of_package(
-        dir,
+    let artifacts = harness::config::package_artifacts(
+        Path::new(env!("CARGO_MANIFEST_DIR")),
         env!("CARGO_PKG_NAME"),
         vec![tcp_ca::SUBJECT.info()],
-        &progress,
-    )
-    .unwrap_or_else(|err| panic!("{err:#}"));
-    let options = harness::config::from_env()
-        .unwrap_or_else(|err| panic!("{err:#}"))
-        .0;
-    let artifacts =
-        artifacts::prepare(&options, &catalogue, &progress).unwrap_or_else(|err| panic!("{err:#}"));
+    );
     let vm = VmOptions::default()
         .fault(Fault::FailAfterFirstStep)
         .label(format!("netem-cleanup-{}", std::process::id()));
