@@ -32,7 +32,8 @@ pub(crate) fn run_as_init(subjects: &[&Subject], command: Result<AgentCommand, S
 }
 
 /// PID 1, in order: the filesystems, the loopback interface, the line to
-/// the host, the ready line, then the one command, then power-off.
+/// the host, the trace events a run captures with, the ready line, then
+/// the one command, then power-off.
 fn init_steps(subjects: &[&Subject], command: Result<AgentCommand, String>) -> Result<()> {
     mounts::mount_filesystems(true)?;
     net::bring_up_loopback()?;
@@ -40,6 +41,10 @@ fn init_steps(subjects: &[&Subject], command: Result<AgentCommand, String>) -> R
     if matches!(&command, Ok(AgentCommand::Run(args)) if args.fault == Some(Fault::HangBeforeReady))
     {
         hang();
+    }
+    if matches!(&command, Ok(AgentCommand::Run(_))) {
+        // Its kernel text patches happen here, once, not in a scenario.
+        super::kernel_output::arm()?;
     }
     announce_ready();
     let message = match command {

@@ -66,14 +66,8 @@ impl KernelOutput {
     /// a subject's own), whoever printed them. The full log, background
     /// included, is scanned for splats as it is read from /dev/kmsg.
     pub(crate) fn start(owned_prefixes: &[String]) -> Result<Self> {
-        write_tracing_file("events/printk/console/enable", "1")?;
-        // The kernel enables bpf_trace_printk's event itself when a program
-        // using it loads, but from a workqueue (6.12 and later): a program
-        // called at once after its load printed into a disabled event.
-        write_tracing_file("events/bpf_trace/bpf_trace_printk/enable", "1")?;
-        // Trace events only from our pid, and from every task it forks or clones.
-        write_tracing_file("options/event-fork", "1")?;
-        add_event_pid(std::process::id())?;
+        // Done before the ready line by PID 1; a no-op then.
+        arm()?;
         let owned = set_up_owned(owned_prefixes)?;
         // Room for bursts the drain thread has not reached yet.
         write_tracing_file("buffer_size_kb", "2048")?;
@@ -442,6 +436,27 @@ fn stat_value(stats: &str, name: &str) -> u64 {
             (key.trim() == name).then(|| value.trim().parse().ok())?
         })
         .unwrap_or(0)
+}
+
+/// Enables the trace events and the pid filter a scenario's capture uses.
+/// Each first enabling registers probes on the scheduler's tracepoints
+/// (the filter's, and the comm recording that `printk:console` starts),
+/// which patches live kernel text: int3 first, then the new call. Under
+/// TCG a vCPU twice ran such a stale int3 in `ttwu_do_activate` (the
+/// `sched_wakeup` tracepoint's static call) and the kernel panicked
+/// ("Oops: int3"), once in a `.ci/run`. PID 1 arms this before its ready
+/// line, so the patches happen once a boot, before any scenario, and a
+/// panic there is a failed boot the host boots again; a scenario's
+/// `start` then only writes what is already set (no probe changes).
+pub(crate) fn arm() -> Result<()> {
+    write_tracing_file("events/printk/console/enable", "1")?;
+    // The kernel enables bpf_trace_printk's event itself when a program
+    // using it loads, but from a workqueue (6.12 and later): a program
+    // called at once after its load printed into a disabled event.
+    write_tracing_file("events/bpf_trace/bpf_trace_printk/enable", "1")?;
+    // Trace events only from our pid, and from every task it forks or clones.
+    write_tracing_file("options/event-fork", "1")?;
+    add_event_pid(std::process::id())
 }
 
 fn write_tracing_file(name: &str, value: &str) -> Result<()> {
