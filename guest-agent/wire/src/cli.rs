@@ -84,14 +84,14 @@ pub struct Argv(pub Vec<String>);
 
 impl Argv {
     /// The words NUL-separated and hex-encoded, as `--argv-hex` carries them.
-    pub fn to_hex(&self) -> String {
+    pub(crate) fn to_hex(&self) -> String {
         let joined = self.0.join("\0");
         joined.bytes().map(|byte| format!("{byte:02x}")).collect()
     }
 
     /// The words back from [`Argv::to_hex`]'s form; an error for bad hex,
     /// non-UTF-8 words or no words at all.
-    pub fn from_hex(hex: &str) -> Result<Argv, String> {
+    pub(crate) fn from_hex(hex: &str) -> Result<Argv, String> {
         let bytes = (0..hex.len())
             .step_by(2)
             .map(|at| u8::from_str_radix(hex.get(at..at + 2).unwrap_or("x"), 16))

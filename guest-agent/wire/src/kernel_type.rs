@@ -95,7 +95,7 @@ impl std::fmt::Display for KernelType {
 }
 
 /// What sched_ext's own kernel lines start with.
-pub const SCHED_EXT_PREFIX: &str = "sched_ext:";
+pub(crate) const SCHED_EXT_PREFIX: &str = "sched_ext:";
 
 /// What sched_ext lets a scheduler write of a kernel struct
 /// (`bpf_scx_btf_struct_access`): the verifier refuses any other store
@@ -138,7 +138,7 @@ impl ExitKind {
     ];
 
     /// The kind whose reason the kernel printed.
-    pub fn from_reason(reason: &str) -> Self {
+    pub(crate) fn from_reason(reason: &str) -> Self {
         Self::REASONS
             .iter()
             .find(|(_, said)| *said == reason)

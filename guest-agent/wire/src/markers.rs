@@ -23,7 +23,7 @@ pub fn last_scenario_started(console: &str) -> Option<&str> {
 }
 
 /// What the kernel prints when it panics.
-pub const KERNEL_PANIC: &str = "Kernel panic";
+pub(crate) const KERNEL_PANIC: &str = "Kernel panic";
 
 /// Whether the console shows the agent ready.
 pub fn agent_ready(console: &str) -> bool {

@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Starts every program line.
-pub const PROGRAM_LINE: &str = "harness-program:";
+pub(crate) const PROGRAM_LINE: &str = "harness-program:";
 
 /// One loaded program, as its loader last saw it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -17,7 +17,7 @@ pub struct SplatClass {
 }
 
 /// Specific classes first: a KASAN report also starts with `BUG:`.
-pub const CLASSES: &[SplatClass] = &[
+pub(crate) const CLASSES: &[SplatClass] = &[
     SplatClass {
         name: "KASAN memory error",
         markers: &["BUG: KASAN:"],
@@ -137,7 +137,7 @@ pub const CLASSES: &[SplatClass] = &[
 ];
 
 /// Lines that carry a marker but report nothing wrong, with why.
-pub const ALLOWED: &[(&str, &str)] = &[(
+pub(crate) const ALLOWED: &[(&str, &str)] = &[(
     "KFENCE: initialized",
     "KFENCE's boot banner, not a report (reports start with `BUG: KFENCE:`)",
 )];
@@ -159,7 +159,7 @@ pub fn is_race_failure(failure: &str) -> bool {
 /// Data races the kernel is known to have on the paths a scenario takes,
 /// with why they are not the subject's: a report whose header holds one is
 /// never counted. Empty until one is seen.
-pub const KNOWN_RACES: &[(&str, &str)] = &[];
+pub(crate) const KNOWN_RACES: &[(&str, &str)] = &[];
 
 /// Whether a KCSAN report (`BUG: KCSAN: data-race in A / B`, then the two
 /// stacks) is the subject's to answer for: one of the two racing functions

@@ -25,7 +25,7 @@ pub enum Activity {
 
 impl Activity {
     /// The word `--activity` carries: `busy`, `yielding`, `sleeping-<µs>us`.
-    pub fn to_word(&self) -> String {
+    pub(crate) fn to_word(self) -> String {
         match self {
             Activity::Busy => "busy".to_owned(),
             Activity::Yielding => "yielding".to_owned(),
@@ -34,7 +34,7 @@ impl Activity {
     }
 
     /// The activity back from [`Activity::to_word`]'s form.
-    pub fn from_word(word: &str) -> Result<Activity, String> {
+    pub(crate) fn from_word(word: &str) -> Result<Activity, String> {
         match word {
             "busy" => Ok(Activity::Busy),
             "yielding" => Ok(Activity::Yielding),
@@ -221,7 +221,7 @@ impl ThreadReport {
     }
 
     /// `fair`, or `fair, then ext` when its class changed while it ran.
-    pub fn class_text(&self) -> String {
+    pub(crate) fn class_text(&self) -> String {
         match self.classes.as_slice() {
             [] => "never sampled".to_owned(),
             classes => classes
@@ -233,7 +233,7 @@ impl ThreadReport {
     }
 
     /// Whether it ran on its assigned CPU alone; None when it had none.
-    pub fn stayed_on_assigned_cpu(&self) -> Option<bool> {
+    pub(crate) fn stayed_on_assigned_cpu(&self) -> Option<bool> {
         self.assigned_cpu.map(|cpu| self.cpus == [cpu])
     }
 
