@@ -110,7 +110,7 @@ enum Command {
         #[command(flatten)]
         kernel: KernelArgs,
     },
-    /// Print the kernel's cache key (the hash of everything that defines it) without building.
+    /// Print the kernel's cache key (the hash of everything that defines it) without building the kernel; the guest binaries are built (they say which fragments the subjects add).
     CacheKey(KernelArgs),
     /// The kernel cache: list its entries, or prune them.
     Cache {

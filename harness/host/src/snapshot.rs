@@ -84,6 +84,18 @@ pub(crate) enum SnapshotVerdict {
 }
 
 impl SnapshotVerdict {
+    /// The `.snap.new` file the output waits in, when one was written.
+    pub(crate) fn pending(&self) -> Option<&std::path::Path> {
+        match self {
+            SnapshotVerdict::New { pending } | SnapshotVerdict::Differs { pending, .. } => {
+                Some(pending)
+            }
+            _ => None,
+        }
+    }
+}
+
+impl SnapshotVerdict {
     /// Whether this verdict lets the scenario pass.
     pub(crate) fn passed(&self) -> bool {
         matches!(

@@ -11,6 +11,7 @@ use serde::Serialize;
 use super::{json_row, logs_of, name_width, render_failure, JsonRow, KernelInfo};
 use crate::artifacts::Artifacts;
 use crate::repeat::{Plan, Repeated, Rounds, RunAt, ScenarioRuns, Verdict};
+use crate::suite::Row;
 
 /// One line per scenario: its verdict, runs, passed and failed runs,
 /// flaky rounds and retried boots, and on a kernel that reports data races
@@ -127,10 +128,7 @@ fn kept_logs(runs: &ScenarioRuns) -> String {
     let mut text = String::new();
     for tried in &runs.tries {
         if !tried.row.passed() {
-            let logs = logs_of(&tried.row).map_or(
-                "not kept (the harness could not run the VM)".to_owned(),
-                |path| path.display().to_string(),
-            );
+            let logs = failed_run_words(&tried.row);
             let _ = writeln!(text, "  {} failed: {logs}", at_words(tried.at));
         }
         if let Some(boot) = tried.row.retried_boot() {
@@ -147,6 +145,23 @@ fn kept_logs(runs: &ScenarioRuns) -> String {
     match text.is_empty() {
         true => text,
         false => format!("{} runs that were not clean:\n{text}", runs.scenario),
+    }
+}
+
+/// Where a failed run's logs are; a run whose VM passed has none, and
+/// its snapshot says why it failed.
+fn failed_run_words(row: &Row) -> String {
+    match (&row.outcome, logs_of(row)) {
+        (_, Some(path)) => path.display().to_string(),
+        (Ok(_), None) => match row.snapshot.as_ref().and_then(|(_, verdict)| verdict.pending()) {
+            Some(pending) => format!(
+                "its VM passed; the snapshot is {}, the output waits in {}",
+                row.snapshot_word(),
+                pending.display()
+            ),
+            None => format!("its VM passed; the snapshot is {}", row.snapshot_word()),
+        },
+        (Err(_), None) => "not kept (the harness could not run the VM)".to_owned(),
     }
 }
 
@@ -320,5 +335,31 @@ mod tests {
             "{kept}"
         );
         assert_eq!(kept_logs(&repeated().scenarios[0]), "");
+    }
+
+    /// A VM that passed keeps no logs: its run failed on its snapshot,
+    /// and the report says so and where the new output is, rather than
+    /// blaming the VM.
+    #[test]
+    fn a_run_that_failed_on_its_new_snapshot_says_so() {
+        let mut only_new = tried(1, 0, true, false);
+        let file = crate::snapshot::SnapshotFile {
+            name: "attach".into(),
+            suffix: None,
+            description: None,
+            path: "/snaps/attach.snap".into(),
+        };
+        let pending = "/snaps/attach.snap.new".into();
+        let verdict = crate::snapshot::SnapshotVerdict::New { pending };
+        only_new.row.snapshot = Some((file, verdict));
+        let kept = kept_logs(&runs(vec![only_new]));
+        assert!(
+            kept.contains(
+                "round 1 failed: its VM passed; the snapshot is new, the output waits in \
+                 /snaps/attach.snap.new"
+            ),
+            "{kept}"
+        );
+        assert!(!kept.contains("could not run the VM"), "{kept}");
     }
 }
