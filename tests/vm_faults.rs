@@ -508,3 +508,30 @@ fn an_interrupted_harness_takes_its_vm_along() {
         "socket directories left behind: {stale:?}"
     );
 }
+
+/// A subject whose BPF objects did not build against the kernel (7.3's
+/// own schedulers need a newer clang than Debian 12's default) fails its
+/// own scenarios with the compiler's words, before any VM boots; another
+/// subject's scenario still runs.
+#[test]
+fn a_subject_whose_bpf_did_not_build_fails_alone_saying_why() {
+    let mut artifacts = artifacts().clone();
+    let why = "compiling scx_qmap.bpf.c against kernel 7.3.4 failed: error: static_assert";
+    artifacts.unbuilt.insert("scx".into(), why.into());
+    let options = VmOptions::default().label(label("unbuilt"));
+    match run_scenario(&artifacts, "scx_simple_attach", &options) {
+        Err(RunError::Harness(err)) => {
+            let said = format!("{err:#}");
+            assert!(
+                said.contains("scx's BPF objects did not build against kernel")
+                    && said.contains("so scx_simple_attach cannot run")
+                    && said.contains(why),
+                "{said}"
+            );
+        }
+        other => panic!("expected the harness to refuse the scenario, got {other:?}"),
+    }
+    let run =
+        run_scenario(&artifacts, "no_module", &options).unwrap_or_else(|err| panic!("{err:#}"));
+    assert!(run.result.passed, "{:?}", run.result.failures);
+}

@@ -84,7 +84,17 @@ enum Command {
         kernel: KernelArgs,
     },
     /// Build what is missing and print where the kernel, module and guest binaries are.
-    Build(KernelArgs),
+    Build {
+        /// A subject whose BPF objects do not build against the kernel
+        /// fails the command only after everything else is built; with
+        /// this, it is reported and the command succeeds (its scenarios
+        /// then fail saying why): what the nextest setup script does, so
+        /// that the other subjects' tests run.
+        #[arg(long)]
+        keep_going: bool,
+        #[command(flatten)]
+        kernel: KernelArgs,
+    },
     /// Measure build, boot and suite times (min/median/max) against their targets, and vng.
     Bench {
         /// Repetitions of each figure.
@@ -324,14 +334,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Run(args) => run_scenarios(args),
         Command::Verifier { kernel } => verifier(kernel),
-        Command::Build(kernel) => {
-            setup::ensure()?;
-            let catalogue = discover()?;
-            for options in kernel.options() {
-                print_built(&prepare(&options, &catalogue, &progress())?);
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Build { keep_going, kernel } => build(&kernel, keep_going),
         Command::Bench {
             runs,
             cold_kernel,
@@ -493,6 +496,26 @@ fn bench(
 /// A command's exit code as ours (codes above 255 wrap, as a shell's do).
 fn exit_with(code: i32) -> ExitCode {
     ExitCode::from(code.rem_euclid(256) as u8)
+}
+
+/// `harness build`: everything each kernel needs; a subject whose BPF did
+/// not build fails it at the end, unless `keep_going`.
+fn build(kernel: &KernelArgs, keep_going: bool) -> Result<ExitCode> {
+    setup::ensure()?;
+    let catalogue = discover()?;
+    let mut unbuilt = Vec::new();
+    for options in kernel.options() {
+        let artifacts = prepare(&options, &catalogue, &progress())?;
+        print_built(&artifacts);
+        let version = &artifacts.kernel.version;
+        unbuilt.extend(artifacts.unbuilt.iter().map(|(subject, why)| {
+            format!("{subject}'s BPF objects did not build against kernel {version}:\n{why}")
+        }));
+    }
+    match unbuilt.is_empty() || keep_going {
+        true => Ok(ExitCode::SUCCESS),
+        false => bail!("{}", unbuilt.join("\n")),
+    }
 }
 
 fn print_built(artifacts: &Artifacts) {

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use harness_wire::cli::{Fault, RunArgs};
 
 use crate::catalogue::Catalogue;
@@ -29,6 +29,11 @@ pub struct Artifacts {
     /// Where each subject's BPF objects, built against `kernel`, are, by
     /// subject name (only subjects that declare some).
     pub bpf_dirs: BTreeMap<String, PathBuf>,
+    /// The subjects whose BPF objects did not build against `kernel`, with
+    /// the compiler's words: their scenarios fail saying so, and the other
+    /// subjects' run (a kernel series whose own schedulers need more than
+    /// this machine's clang stops only its scheduler subject).
+    pub unbuilt: BTreeMap<String, String>,
     /// The subjects, and the binary each boots as the guest's init.
     pub catalogue: Catalogue,
     /// The read-only virtiofsd, or why the VMs use 9p instead.
@@ -112,7 +117,7 @@ pub fn prepare(
     }
     crate::kernel_types::check_config(&kernel, catalogue)?;
     let modules = build_modules(&kernel, catalogue, &cache, progress)?;
-    let bpf_dirs = build_bpf_objects(&kernel, catalogue, &cache, progress)?;
+    let (bpf_dirs, unbuilt) = build_bpf_objects(&kernel, catalogue, &cache, progress);
     let virtiofsd = virtiofsd::find();
     if let Err(reason) = &virtiofsd {
         tracing::info!(
@@ -125,6 +130,7 @@ pub fn prepare(
         kernel,
         modules,
         bpf_dirs,
+        unbuilt,
         catalogue: catalogue.clone(),
         virtiofsd,
         lease: Arc::new(lease),
@@ -150,20 +156,34 @@ fn build_modules(
         .collect()
 }
 
-/// Every subject's BPF objects built against `kernel`, by subject.
+/// Every subject's BPF objects built against `kernel`, by subject; and
+/// the subjects whose objects did not build, with why.
 fn build_bpf_objects(
     kernel: &Kernel,
     catalogue: &Catalogue,
     cache: &Path,
     progress: &Progress,
-) -> Result<BTreeMap<String, PathBuf>> {
-    let mut dirs = BTreeMap::new();
+) -> (BTreeMap<String, PathBuf>, BTreeMap<String, String>) {
+    let (mut dirs, mut unbuilt) = (BTreeMap::new(), BTreeMap::new());
     for subject in &catalogue.subjects {
-        if let Some(dir) = crate::bpf::ensure_built(&subject.info, kernel, cache, progress)? {
-            dirs.insert(subject.info.name.clone(), dir);
+        let name = subject.info.name.clone();
+        match crate::bpf::ensure_built(&subject.info, kernel, cache, progress) {
+            Ok(Some(dir)) => {
+                dirs.insert(name, dir);
+            }
+            Ok(None) => {}
+            Err(err) => {
+                tracing::warn!(
+                    "{name}'s BPF objects did not build against kernel {}; its scenarios will \
+                     fail saying why, the other subjects' run: {}",
+                    kernel.version,
+                    format!("{err:#}").lines().next().unwrap_or_default()
+                );
+                unbuilt.insert(name, format!("{err:#}"));
+            }
         }
     }
-    Ok(dirs)
+    (dirs, unbuilt)
 }
 
 impl Artifacts {
@@ -171,6 +191,13 @@ impl Artifacts {
     pub(crate) fn run_args(&self, scenario: &str, fault: Option<Fault>) -> Result<RunArgs> {
         self.catalogue.check(scenario)?;
         let (subject, _) = self.catalogue.find(scenario).context("checked above")?;
+        if let Some(why) = self.unbuilt.get(&subject.info.name) {
+            bail!(
+                "{}'s BPF objects did not build against kernel {}, so {scenario} cannot run:\n{why}",
+                subject.info.name,
+                self.kernel.version
+            );
+        }
         let module = match &subject.info.module {
             Some(spec) => Some(
                 self.modules

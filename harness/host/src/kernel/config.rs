@@ -169,6 +169,10 @@ const CORE_FRAGMENTS: &[(&str, &str)] = &[
         "sched_ext.config",
         include_str!("../../images/sched_ext.config"),
     ),
+    (
+        "sched_ext_cgroup.config",
+        include_str!("../../images/sched_ext_cgroup.config"),
+    ),
     ("sysctl.config", include_str!("../../images/sysctl.config")),
     ("tcp.config", include_str!("../../images/tcp.config")),
     (
@@ -189,6 +193,7 @@ pub(crate) const TYPE_FRAGMENTS: &[&str] = &[
     "programs.config",
     "sched_debug.config",
     "sched_ext.config",
+    "sched_ext_cgroup.config",
     "tcp.config",
     "topology.config",
 ];

@@ -153,7 +153,11 @@ fn kept_logs(runs: &ScenarioRuns) -> String {
 fn failed_run_words(row: &Row) -> String {
     match (&row.outcome, logs_of(row)) {
         (_, Some(path)) => path.display().to_string(),
-        (Ok(_), None) => match row.snapshot.as_ref().and_then(|(_, verdict)| verdict.pending()) {
+        (Ok(_), None) => match row
+            .snapshot
+            .as_ref()
+            .and_then(|(_, verdict)| verdict.pending())
+        {
             Some(pending) => format!(
                 "its VM passed; the snapshot is {}, the output waits in {}",
                 row.snapshot_word(),
