@@ -97,17 +97,36 @@ const KCSAN_RULE: &str = "==================================";
 
 /// `timeline` without the kernel lines of KCSAN reports that are not the
 /// subject's ([`race_is_the_subjects`]): the kernel races on its own (the
-/// trace ring buffer) in a task of the scenario, and a step's output (what
-/// `expect_only_lines` and the snapshot see) is no place for that. Returns
-/// the kept lines and the headers of the reports left out.
+/// trace ring buffer, the maple tree) in a task of the scenario, and a
+/// step's output (what `expect_only_lines` and the snapshot see) is no
+/// place for that. Returns the kept lines and the headers of the reports
+/// left out. A report can straddle two steps (the step ended while the
+/// kernel printed it): `open` says one was left out unfinished at the end
+/// of the last step, so this one's kernel lines up to its closing rule
+/// belong to it; and it is set again when this step ends in the middle of
+/// one. Seen on the race kernel: the tail of a maple-tree report, without
+/// its header, failed `concurrent_attach`'s snapshot.
 pub(crate) fn without_foreign_races(
     timeline: Vec<TimelineLine>,
     module: Option<&str>,
+    open: &mut bool,
 ) -> (Vec<TimelineLine>, Vec<String>) {
     let kernel = |line: &TimelineLine| line.source == Source::Kernel;
+    let closes = |line: &TimelineLine| kernel(line) && line.text.contains(KCSAN_RULE);
     let mut drop = vec![false; timeline.len()];
     let mut headers = Vec::new();
     let mut at = 0;
+    if std::mem::take(open) {
+        let end = timeline.iter().position(closes);
+        for (index, line) in timeline.iter().enumerate() {
+            if end.is_some_and(|end| index > end) {
+                break;
+            }
+            drop[index] = kernel(line);
+        }
+        *open = end.is_none();
+        at = end.map_or(timeline.len(), |end| end + 1);
+    }
     while at < timeline.len() {
         let opens = kernel(&timeline[at]) && timeline[at].text.contains("BUG: KCSAN:");
         if !opens {
@@ -115,9 +134,8 @@ pub(crate) fn without_foreign_races(
             continue;
         }
         let header = timeline[at].text.clone();
-        let end = (at + 1..timeline.len())
-            .find(|&index| kernel(&timeline[index]) && timeline[index].text.contains(KCSAN_RULE))
-            .unwrap_or(timeline.len() - 1);
+        let closing = (at + 1..timeline.len()).find(|&index| closes(&timeline[index]));
+        let end = closing.unwrap_or(timeline.len() - 1);
         if !race_is_the_subjects(std::slice::from_ref(&header), module) {
             // The rule above the header belongs to the report too.
             let start = match at.checked_sub(1) {
@@ -128,6 +146,7 @@ pub(crate) fn without_foreign_races(
                 drop[index] = kernel(line);
             }
             headers.push(header);
+            *open = closing.is_none();
         }
         at = end + 1;
     }
@@ -165,7 +184,7 @@ mod tests {
             kernel(rule),
             kernel("test_1() returned: 1"),
         ];
-        let (kept, headers) = without_foreign_races(timeline, Some("my_module"));
+        let (kept, headers) = without_foreign_races(timeline, Some("my_module"), &mut false);
         let texts: Vec<&str> = kept.iter().map(|line| line.text.as_str()).collect();
         assert_eq!(
             texts,
@@ -180,6 +199,39 @@ mod tests {
         );
         assert_eq!(headers.len(), 1);
         assert!(headers[0].contains("ring_buffer_unlock_commit"));
+    }
+
+    /// A foreign report the step ended in the middle of: its first part
+    /// leaves this step, its tail (no header of its own) the next one's,
+    /// up to its closing rule, and nothing after that.
+    #[test]
+    fn a_foreign_race_split_between_two_steps_leaves_both() {
+        let kernel = |text: &str| TimelineLine {
+            source: Source::Kernel,
+            text: text.into(),
+        };
+        let rule = "==================================================================";
+        let first = vec![
+            kernel("bpf_testmod loaded with struct_ops support"),
+            kernel(rule),
+            kernel("BUG: KCSAN: data-race in mas_wr_store_entry / mas_walk"),
+            kernel("write to 0xffff888003 of 8 bytes by task 48 on cpu 0:"),
+        ];
+        let mut open = false;
+        let (kept, headers) = without_foreign_races(first, Some("bpf_testmod"), &mut open);
+        assert_eq!(kept.len(), 1);
+        assert_eq!(headers.len(), 1);
+        assert!(open, "the report is still being printed");
+        let second = vec![
+            kernel(" mas_store_prealloc+0x368/0x760"),
+            kernel("Reported by Kernel Concurrency Sanitizer on:"),
+            kernel(rule),
+            kernel("bpf_testmod_ops registered"),
+        ];
+        let (kept, headers) = without_foreign_races(second, Some("bpf_testmod"), &mut open);
+        let texts: Vec<&str> = kept.iter().map(|line| line.text.as_str()).collect();
+        assert_eq!(texts, ["bpf_testmod_ops registered"]);
+        assert!(headers.is_empty() && !open);
     }
 
     use super::*;

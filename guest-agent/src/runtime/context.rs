@@ -76,6 +76,9 @@ pub struct Context {
     /// Interfaces the scenario put a netem qdisc on and has not cleared:
     /// cleared when it ends, so the next scenario in this VM starts clean.
     netem_on: Vec<String>,
+    /// A KCSAN report outside the subject was still being printed when the
+    /// last step ended (see [`crate::splat::without_foreign_races`]).
+    foreign_race_open: bool,
 }
 
 /// Index of a step in the result, to check its output.
@@ -107,6 +110,7 @@ impl Context {
             leaks: LeakCheck::start().map_err(|err| format!("{err:#}")),
             owned,
             netem_on: Vec::new(),
+            foreign_race_open: false,
         })
     }
 
@@ -119,8 +123,11 @@ impl Context {
         duration: Duration,
     ) -> Result<StepId> {
         let module = self.module.as_ref().map(|module| module.spec.name);
-        let (timeline, foreign) =
-            crate::splat::without_foreign_races(self.output.take_timeline()?, module);
+        let (timeline, foreign) = crate::splat::without_foreign_races(
+            self.output.take_timeline()?,
+            module,
+            &mut self.foreign_race_open,
+        );
         for header in foreign {
             self.measure(format!(
                 "a data race outside the subject, left out of `{action}`'s output: {header}"
