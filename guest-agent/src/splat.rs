@@ -104,8 +104,8 @@ const KCSAN_RULE: &str = "==================================";
 /// kernel printed it): `open` says one was left out unfinished at the end
 /// of the last step, so this one's kernel lines up to its closing rule
 /// belong to it; and it is set again when this step ends in the middle of
-/// one. Seen on the race kernel: the tail of a maple-tree report, without
-/// its header, failed `concurrent_attach`'s snapshot.
+/// one. A tail whose header no step has ([`drop_headless_tails`]) leaves
+/// too.
 pub(crate) fn without_foreign_races(
     timeline: Vec<TimelineLine>,
     module: Option<&str>,
@@ -150,11 +150,84 @@ pub(crate) fn without_foreign_races(
         }
         at = end + 1;
     }
+    if drop_headless_tails(&timeline, &mut drop, module) {
+        headers.push("a KCSAN report's tail without its header".to_owned());
+    }
     let kept = (timeline.into_iter().zip(drop))
         .filter_map(|(line, dropped)| (!dropped).then_some(line))
         .collect();
     (kept, headers)
 }
+
+/// Marks the tails of KCSAN reports whose header is not in `timeline` and
+/// that name no function of `module`. Seen once on the race kernel: a
+/// maple-tree race's report reached `concurrent_attach`'s timeline from
+/// the middle of its second stack on, while the console had it whole and
+/// the trace buffer counted no loss (why the head was missing is not
+/// known), and failed the step's snapshot. Such a tail is the lines before
+/// `Reported by Kernel Concurrency Sanitizer on:` that look like a
+/// report's (stack frames, the accesses, blank lines) and the lines after
+/// it up to the closing rule. Whether one was marked.
+fn drop_headless_tails(timeline: &[TimelineLine], drop: &mut [bool], module: Option<&str>) -> bool {
+    let kernel = |index: usize| timeline[index].source == Source::Kernel && !drop[index];
+    let body = |text: &str| {
+        let text = text.trim();
+        text.is_empty()
+            || REPORT_BODY.iter().any(|start| text.starts_with(start))
+            || FRAME.is_match(text)
+    };
+    let tag = module.map(|name| format!("[{name}]"));
+    let mut tails = Vec::new();
+    for trailer in 0..timeline.len() {
+        if !kernel(trailer) || timeline[trailer].text.trim() != KCSAN_TRAILER {
+            continue;
+        }
+        let mut start = trailer;
+        while start > 0 && kernel(start - 1) && body(&timeline[start - 1].text) {
+            start -= 1;
+        }
+        let closing = (trailer + 1..timeline.len().min(trailer + 8))
+            .find(|&index| kernel(index) && timeline[index].text.contains(KCSAN_RULE));
+        // A report with its header here was judged by it (the subject's, if kept).
+        let headed = start > 0 && timeline[start - 1].text.contains("BUG: KCSAN:");
+        let Some(end) = closing.filter(|_| !headed) else {
+            continue;
+        };
+        let names_module = (start..=end).any(|index| {
+            tag.as_ref()
+                .is_some_and(|tag| timeline[index].text.contains(tag.as_str()))
+        });
+        if !names_module {
+            tails.push(start..=end);
+        }
+    }
+    for tail in &tails {
+        drop[tail.clone()]
+            .iter_mut()
+            .for_each(|dropped| *dropped = true);
+    }
+    !tails.is_empty()
+}
+
+/// The line that ends a KCSAN report's stacks.
+const KCSAN_TRAILER: &str = "Reported by Kernel Concurrency Sanitizer on:";
+
+/// How the lines of a KCSAN report's stacks start (after a blank line).
+const REPORT_BODY: &[&str] = &[
+    "read to ",
+    "write to ",
+    "read-write to ",
+    "read (marked) to ",
+    "write (marked) to ",
+    "read-write (marked) to ",
+    "value changed:",
+    "race at unknown origin",
+];
+
+/// A stack frame as the kernel prints it: `func+0x6b/0x180`, maybe `[module]`.
+static FRAME: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+    regex::Regex::new(r"^\S+\+0x[0-9a-f]+/0x[0-9a-f]+( \[\S+\])?$").expect("a valid pattern")
+});
 
 #[cfg(test)]
 mod tests {
@@ -199,6 +272,58 @@ mod tests {
         );
         assert_eq!(headers.len(), 1);
         assert!(headers[0].contains("ring_buffer_unlock_commit"));
+    }
+
+    /// A report whose first lines another task emitted to the console
+    /// (outside the step's pids): its tail leaves the step; a tail that
+    /// names the module's functions stays.
+    #[test]
+    fn a_headless_tail_of_a_foreign_race_leaves_the_steps_output() {
+        let kernel = |text: &str| TimelineLine {
+            source: Source::Kernel,
+            text: text.into(),
+        };
+        let rule = "==================================================================";
+        let tail = |frame: &str| {
+            vec![
+                kernel("bpf_testmod loaded with struct_ops support"),
+                kernel(frame),
+                kernel(" slab_alloc_node.isra.0+0x6b/0x180"),
+                kernel(""),
+                kernel(KCSAN_TRAILER),
+                kernel("CPU: 0 UID: 0 PID: 48 Comm: vm Tainted: G           O       6.12.118 #4"),
+                kernel("Tainted: [O]=OOT_MODULE"),
+                kernel(rule),
+                kernel("bpf_testmod_ops registered"),
+            ]
+        };
+        let (kept, headers) = without_foreign_races(
+            tail(" mas_destroy+0x307/0x750"),
+            Some("bpf_testmod"),
+            &mut false,
+        );
+        let texts: Vec<&str> = kept.iter().map(|line| line.text.as_str()).collect();
+        assert_eq!(
+            texts,
+            [
+                "bpf_testmod loaded with struct_ops support",
+                "bpf_testmod_ops registered"
+            ]
+        );
+        assert_eq!(headers.len(), 1);
+        let own = " test_1_write+0x10/0x40 [bpf_testmod]";
+        let (kept, headers) = without_foreign_races(tail(own), Some("bpf_testmod"), &mut false);
+        assert_eq!(kept.len(), 9);
+        assert!(headers.is_empty());
+        // The subject's own report, header and all, stays whole.
+        let mut whole = vec![
+            kernel(rule),
+            kernel("BUG: KCSAN: data-race in bpf_foo / bpf_bar"),
+        ];
+        whole.extend(tail(" bpf_foo+0x10/0x40").into_iter().skip(1));
+        let (kept, headers) = without_foreign_races(whole, Some("bpf_testmod"), &mut false);
+        assert_eq!(kept.len(), 10);
+        assert!(headers.is_empty());
     }
 
     /// A foreign report the step ended in the middle of: its first part
