@@ -286,7 +286,7 @@ mod tests {
         let rule = "==================================================================";
         let tail = |frame: &str| {
             vec![
-                kernel("bpf_testmod loaded with struct_ops support"),
+                kernel("my_module loaded"),
                 kernel(frame),
                 kernel(" slab_alloc_node.isra.0+0x6b/0x180"),
                 kernel(""),
@@ -294,25 +294,19 @@ mod tests {
                 kernel("CPU: 0 UID: 0 PID: 48 Comm: vm Tainted: G           O       6.12.118 #4"),
                 kernel("Tainted: [O]=OOT_MODULE"),
                 kernel(rule),
-                kernel("bpf_testmod_ops registered"),
+                kernel("demo_ops registered"),
             ]
         };
         let (kept, headers) = without_foreign_races(
             tail(" mas_destroy+0x307/0x750"),
-            Some("bpf_testmod"),
+            Some("my_module"),
             &mut false,
         );
         let texts: Vec<&str> = kept.iter().map(|line| line.text.as_str()).collect();
-        assert_eq!(
-            texts,
-            [
-                "bpf_testmod loaded with struct_ops support",
-                "bpf_testmod_ops registered"
-            ]
-        );
+        assert_eq!(texts, ["my_module loaded", "demo_ops registered"]);
         assert_eq!(headers.len(), 1);
-        let own = " test_1_write+0x10/0x40 [bpf_testmod]";
-        let (kept, headers) = without_foreign_races(tail(own), Some("bpf_testmod"), &mut false);
+        let own = " test_1_write+0x10/0x40 [my_module]";
+        let (kept, headers) = without_foreign_races(tail(own), Some("my_module"), &mut false);
         assert_eq!(kept.len(), 9);
         assert!(headers.is_empty());
         // The subject's own report, header and all, stays whole.
@@ -321,7 +315,7 @@ mod tests {
             kernel("BUG: KCSAN: data-race in bpf_foo / bpf_bar"),
         ];
         whole.extend(tail(" bpf_foo+0x10/0x40").into_iter().skip(1));
-        let (kept, headers) = without_foreign_races(whole, Some("bpf_testmod"), &mut false);
+        let (kept, headers) = without_foreign_races(whole, Some("my_module"), &mut false);
         assert_eq!(kept.len(), 10);
         assert!(headers.is_empty());
     }
@@ -337,13 +331,13 @@ mod tests {
         };
         let rule = "==================================================================";
         let first = vec![
-            kernel("bpf_testmod loaded with struct_ops support"),
+            kernel("my_module loaded"),
             kernel(rule),
             kernel("BUG: KCSAN: data-race in mas_wr_store_entry / mas_walk"),
             kernel("write to 0xffff888003 of 8 bytes by task 48 on cpu 0:"),
         ];
         let mut open = false;
-        let (kept, headers) = without_foreign_races(first, Some("bpf_testmod"), &mut open);
+        let (kept, headers) = without_foreign_races(first, Some("my_module"), &mut open);
         assert_eq!(kept.len(), 1);
         assert_eq!(headers.len(), 1);
         assert!(open, "the report is still being printed");
@@ -351,11 +345,11 @@ mod tests {
             kernel(" mas_store_prealloc+0x368/0x760"),
             kernel("Reported by Kernel Concurrency Sanitizer on:"),
             kernel(rule),
-            kernel("bpf_testmod_ops registered"),
+            kernel("demo_ops registered"),
         ];
-        let (kept, headers) = without_foreign_races(second, Some("bpf_testmod"), &mut open);
+        let (kept, headers) = without_foreign_races(second, Some("my_module"), &mut open);
         let texts: Vec<&str> = kept.iter().map(|line| line.text.as_str()).collect();
-        assert_eq!(texts, ["bpf_testmod_ops registered"]);
+        assert_eq!(texts, ["demo_ops registered"]);
         assert!(headers.is_empty() && !open);
     }
 
