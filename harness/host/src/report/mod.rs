@@ -13,7 +13,6 @@ use crate::kernel::source::KernelSpec;
 use crate::kernel::Flavour;
 use crate::normalise::Normaliser;
 use crate::process::harness_command;
-use crate::snapshot::SnapshotVerdict;
 use crate::suite::Row;
 
 /// The kernel a report is about: its version and flavour, and the splat
@@ -311,15 +310,9 @@ fn json_row<'a>(kernel: &'a KernelInfo, row: &'a Row) -> JsonRow<'a> {
         error: row.outcome.as_ref().err().map(|err| format!("{err:#}")),
         snapshot: row.snapshot.as_ref().map(|(_, verdict)| verdict.as_str()),
         snapshot_file: (row.snapshot.as_ref()).map(|(file, _)| file.path.display().to_string()),
-        pending_snapshot: row
-            .snapshot
-            .as_ref()
-            .and_then(|(_, verdict)| match verdict {
-                SnapshotVerdict::New { pending } | SnapshotVerdict::Differs { pending, .. } => {
-                    Some(pending.display().to_string())
-                }
-                _ => None,
-            }),
+        pending_snapshot: (row.snapshot.as_ref())
+            .and_then(|(_, verdict)| verdict.pending())
+            .map(|pending| pending.display().to_string()),
         retried_boot: row.retried_boot(),
         result: run.map(|run| &run.result),
     }
