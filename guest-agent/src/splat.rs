@@ -231,17 +231,24 @@ static FRAME: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    /// A kernel line of a step's timeline.
+    fn kernel(text: &str) -> TimelineLine {
+        TimelineLine {
+            source: Source::Kernel,
+            text: text.into(),
+        }
+    }
+
+    /// KCSAN's opening and closing rule, as the kernel prints it.
+    const RULE: &str = "==================================================================";
 
     #[test]
     fn a_race_outside_the_subject_leaves_the_steps_output() {
-        let kernel = |text: &str| TimelineLine {
-            source: Source::Kernel,
-            text: text.into(),
-        };
-        let rule = "==================================================================";
         let timeline = vec![
             kernel("Calling struct_ops callbacks:"),
-            kernel(rule),
+            kernel(RULE),
             kernel(
                 "BUG: KCSAN: data-race in ring_buffer_unlock_commit / ring_buffer_unlock_commit",
             ),
@@ -251,10 +258,10 @@ mod tests {
                 source: Source::Bpf,
                 text: "BPF test_1 called!".into(),
             },
-            kernel(rule),
-            kernel(rule),
+            kernel(RULE),
+            kernel(RULE),
             kernel("BUG: KCSAN: data-race in op_write [my_module] / op_write [my_module]"),
-            kernel(rule),
+            kernel(RULE),
             kernel("test_1() returned: 1"),
         ];
         let (kept, headers) = without_foreign_races(timeline, Some("my_module"), &mut false);
@@ -264,9 +271,9 @@ mod tests {
             [
                 "Calling struct_ops callbacks:",
                 "BPF test_1 called!",
-                rule,
+                RULE,
                 "BUG: KCSAN: data-race in op_write [my_module] / op_write [my_module]",
-                rule,
+                RULE,
                 "test_1() returned: 1",
             ]
         );
@@ -279,11 +286,6 @@ mod tests {
     /// names the module's functions stays.
     #[test]
     fn a_headless_tail_of_a_foreign_race_leaves_the_steps_output() {
-        let kernel = |text: &str| TimelineLine {
-            source: Source::Kernel,
-            text: text.into(),
-        };
-        let rule = "==================================================================";
         let tail = |frame: &str| {
             vec![
                 kernel("my_module loaded"),
@@ -293,7 +295,7 @@ mod tests {
                 kernel(KCSAN_TRAILER),
                 kernel("CPU: 0 UID: 0 PID: 48 Comm: vm Tainted: G           O       6.12.118 #4"),
                 kernel("Tainted: [O]=OOT_MODULE"),
-                kernel(rule),
+                kernel(RULE),
                 kernel("demo_ops registered"),
             ]
         };
@@ -311,7 +313,7 @@ mod tests {
         assert!(headers.is_empty());
         // The subject's own report, header and all, stays whole.
         let mut whole = vec![
-            kernel(rule),
+            kernel(RULE),
             kernel("BUG: KCSAN: data-race in bpf_foo / bpf_bar"),
         ];
         whole.extend(tail(" bpf_foo+0x10/0x40").into_iter().skip(1));
@@ -325,14 +327,9 @@ mod tests {
     /// up to its closing rule, and nothing after that.
     #[test]
     fn a_foreign_race_split_between_two_steps_leaves_both() {
-        let kernel = |text: &str| TimelineLine {
-            source: Source::Kernel,
-            text: text.into(),
-        };
-        let rule = "==================================================================";
         let first = vec![
             kernel("my_module loaded"),
-            kernel(rule),
+            kernel(RULE),
             kernel("BUG: KCSAN: data-race in mas_wr_store_entry / mas_walk"),
             kernel("write to 0xffff888003 of 8 bytes by task 48 on cpu 0:"),
         ];
@@ -344,7 +341,7 @@ mod tests {
         let second = vec![
             kernel(" mas_store_prealloc+0x368/0x760"),
             kernel("Reported by Kernel Concurrency Sanitizer on:"),
-            kernel(rule),
+            kernel(RULE),
             kernel("demo_ops registered"),
         ];
         let (kept, headers) = without_foreign_races(second, Some("my_module"), &mut open);
@@ -352,8 +349,6 @@ mod tests {
         assert_eq!(texts, ["demo_ops registered"]);
         assert!(headers.is_empty() && !open);
     }
-
-    use super::*;
 
     /// Lines of `log` that hold a splat, each with the lines that follow it
     /// (up to `context`), as the agent's kmsg reader finds them.
