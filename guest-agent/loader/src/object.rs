@@ -6,6 +6,11 @@
 //! what a loader for code nobody here wrote (the kernel's own
 //! schedulers, compiled from its source) works with.
 //!
+//! A global is named as C names it, a member of a global struct with a
+//! dot (`qa.nr_enqueued`). Globals in a BPF arena (`__arena`, the
+//! `.addr_space.1` section 7.x's scx_qmap keeps its counters in) are set
+//! before load and read after it as the others are.
+//!
 //! ```no_run
 //! use harness_loader::object::Opened;
 //! # fn demo() -> Result<(), harness_loader::Failure> {
@@ -13,14 +18,17 @@
 //! opened.set_global("fifo_sched", &[1])?;
 //! let loaded = opened.load()?;
 //! let local = loaded.percpu_sum("stats", 0)?;
-//! # let _ = local; Ok(()) }
+//! // A member of a global struct, in an arena or not.
+//! let enqueued = loaded.global("qa.nr_enqueued")?;
+//! # let _ = (local, enqueued); Ok(()) }
 //! ```
 
 use std::path::PathBuf;
+use std::sync::OnceLock;
 
 use libbpf_rs::btf::types::{DataSec, Struct, Var};
-use libbpf_rs::btf::{Btf, BtfKind, BtfType};
-use libbpf_rs::{MapCore as _, MapFlags, Object, ObjectBuilder, OpenObject};
+use libbpf_rs::btf::{Btf, BtfKind, BtfType, ReferencesType as _, TypeId};
+use libbpf_rs::{MapCore as _, MapFlags, MapType, Object, ObjectBuilder, OpenObject};
 
 use crate::libbpf_log::{Capture, LoadFailure};
 use crate::Failure;
@@ -71,12 +79,33 @@ impl Opened {
         })
     }
 
-    /// Sets the global `var` (in `.rodata`, `.data` or `.bss`) to `value`,
-    /// which must be its size.
+    /// Sets the global `var` (in `.rodata`, `.data`, `.bss` or an arena;
+    /// `name.member` for a member of a global struct) to `value`, which
+    /// must be its size.
     pub fn set_global(&mut self, var: &str, value: &[u8]) -> Result<(), Failure> {
         let (section, offset, size) = self.locate_var(var)?;
         check_size(var, size, value)?;
         write_section(&mut self.object, &section, offset, value)
+    }
+
+    /// Whether the object has the global `var` (`name.member` for a
+    /// member): a loader serving several kernels' versions of one
+    /// scheduler asks where a counter is.
+    pub fn has_global(&self, var: &str) -> bool {
+        self.btf().is_ok_and(|btf| locate(&btf, var).is_some())
+    }
+
+    /// The names of the `.rodata` globals that start with `prefix`.
+    pub(crate) fn rodata_names(&self, prefix: &str) -> Result<Vec<String>, Failure> {
+        let btf = self.btf()?;
+        let Some(datasec) = btf.type_by_name::<DataSec<'_>>(".rodata") else {
+            return Ok(Vec::new());
+        };
+        let names = datasec.iter().filter_map(|info| {
+            let name = btf.type_by_id::<Var<'_>>(info.ty)?.name()?.to_str()?;
+            name.starts_with(prefix).then(|| name.to_owned())
+        });
+        Ok(names.collect())
     }
 
     /// The member `member` of the struct_ops map `map` (a `struct
@@ -175,7 +204,7 @@ impl Opened {
     }
 
     fn locate_var(&self, var: &str) -> Result<(String, usize, usize), Failure> {
-        locate_var(&self.btf()?, var)
+        locate(&self.btf()?, var)
             .ok_or_else(|| Failure::other(format!("{} has no global {var}", self.name)))
     }
 
@@ -184,6 +213,7 @@ impl Opened {
         let btf = self.btf()?;
         let (composite, _) = self.struct_ops_value(&btf, map)?;
         member_in(&btf, &composite, member)
+            .map(|(offset, size, _)| (offset, size))
             .ok_or_else(|| Failure::other(format!("the struct of {map} has no member {member}")))
     }
 
@@ -220,14 +250,18 @@ pub struct Loaded {
 }
 
 impl Loaded {
-    /// The global `var`'s bytes now, read from its section's map.
+    /// The global `var`'s bytes now (`name.member` for a member of a
+    /// global struct), read from its section's map.
     pub fn global(&self, var: &str) -> Result<Vec<u8>, Failure> {
         let btf = Btf::from_raw(&self.name, &self.bytes)
             .ok()
             .flatten()
             .ok_or_else(|| Failure::other(format!("{} has no BTF", self.name)))?;
-        let (section, offset, size) = locate_var(&btf, var)
+        let (section, offset, size) = locate(&btf, var)
             .ok_or_else(|| Failure::other(format!("{} has no global {var}", self.name)))?;
+        if section == ARENA_SECTION {
+            return self.arena_bytes(offset, size);
+        }
         let suffix = section_suffix(&section);
         let map = (self.object.maps()).find(|map| map.name().to_string_lossy().ends_with(suffix));
         let map = map.ok_or_else(|| Failure::other(format!("no map holds {section}")))?;
@@ -236,6 +270,45 @@ impl Loaded {
             .map_err(|err| Failure::other(format!("reading {section}: {err}")))?
             .ok_or_else(|| Failure::other(format!("{section} is empty")))?;
         Ok(value[offset..offset + size].to_vec())
+    }
+
+    /// `size` bytes at `offset` of the arena's globals, read from libbpf's
+    /// mapping of the arena. libbpf puts the globals at the arena's end
+    /// when the kernel takes any direct offset into it, else at its start,
+    /// and does not say which (its skeletons know; an object opened
+    /// without one does not).
+    fn arena_bytes(&self, offset: usize, size: usize) -> Result<Vec<u8>, Failure> {
+        let map = (self.object.maps()).find(|map| map.map_type() == MapType::Arena);
+        let map = map.ok_or_else(|| Failure::other(format!("{} has no arena map", self.name)))?;
+        let mut data_size: libbpf_rs::libbpf_sys::size_t = 0;
+        // SAFETY: the map pointer is valid while the object is; for a
+        // loaded arena libbpf returns its mapping and its globals' size.
+        let start = unsafe {
+            libbpf_rs::libbpf_sys::bpf_map__initial_value(
+                libbpf_rs::AsRawLibbpf::as_libbpf_object(&map).as_ptr(),
+                &mut data_size,
+            )
+        }
+        .cast::<u8>();
+        let data_size = data_size as usize;
+        if start.is_null() || offset + size > data_size {
+            return Err(Failure::other(
+                "the arena is not mapped (is the object loaded?)",
+            ));
+        }
+        let page = page_size();
+        let mapped = page * map.max_entries() as usize;
+        let at = match arena_globals_at_end() {
+            true => mapped - data_size.div_ceil(page) * page,
+            false => 0,
+        };
+        // SAFETY: libbpf mapped `mapped` bytes at `start` for as long as the
+        // map lives, and `at + offset + size` is within them. The program
+        // may write them meanwhile: each byte is read once, as it is.
+        let bytes = (0..size)
+            .map(|i| unsafe { std::ptr::read_volatile(start.add(at + offset + i)) })
+            .collect();
+        Ok(bytes)
     }
 
     /// The sum over every CPU of entry `index` of the per-CPU array `map`
@@ -278,7 +351,11 @@ fn write_section(
     let suffix = section_suffix(section).to_owned();
     let mut found = object
         .maps_mut()
-        .find(|map| map.name().to_string_lossy().ends_with(&suffix))
+        .find(|map| match section {
+            // Before load, libbpf keeps an arena's globals as its initial value.
+            ARENA_SECTION => map.map_type() == MapType::Arena,
+            _ => map.name().to_string_lossy().ends_with(&suffix),
+        })
         .ok_or_else(|| Failure::other(format!("no map holds {section}")))?;
     let data = found
         .initial_value_mut()
@@ -297,28 +374,51 @@ fn check_size(what: &str, size: usize, value: &[u8]) -> Result<(), Failure> {
     Ok(())
 }
 
-/// (section, offset, size) of the global `var`, from the datasecs' records.
-fn locate_var(btf: &Btf<'_>, var: &str) -> Option<(String, usize, usize)> {
-    for section in [".rodata", ".data", ".bss"] {
+/// The section clang puts `__arena` globals in (address space 1); libbpf
+/// gives it to the object's arena map.
+const ARENA_SECTION: &str = ".addr_space.1";
+
+/// (section, offset, size) of `path`: a global (`nr_enqueued`) or a member
+/// of a global struct (`qa.nr_enqueued`), from the datasecs' records.
+fn locate(btf: &Btf<'_>, path: &str) -> Option<(String, usize, usize)> {
+    let mut parts = path.split('.');
+    let (section, mut offset, mut size, mut ty) = locate_var(btf, parts.next()?)?;
+    for member in parts {
+        let outer = btf.type_by_id::<BtfType<'_>>(ty)?.skip_mods_and_typedefs();
+        let composite = Struct::try_from(outer).ok()?;
+        let (at, member_size, member_ty) = member_in(btf, &composite, member)?;
+        (offset, size, ty) = (offset + at, member_size, member_ty);
+    }
+    Some((section, offset, size))
+}
+
+/// (section, offset, size, type) of the global `var`.
+fn locate_var(btf: &Btf<'_>, var: &str) -> Option<(String, usize, usize, TypeId)> {
+    for section in [".rodata", ".data", ".bss", ARENA_SECTION] {
         let Some(datasec) = btf.type_by_name::<DataSec<'_>>(section) else {
             continue;
         };
         for info in datasec.iter() {
-            let named = btf.type_by_id::<Var<'_>>(info.ty);
-            if named
-                .and_then(|named| named.name())
-                .is_some_and(|name| name == var)
-            {
-                return Some((section.to_owned(), info.offset as usize, info.size));
+            let Some(named) = btf.type_by_id::<Var<'_>>(info.ty) else {
+                continue;
+            };
+            if named.name().is_some_and(|name| name == var) {
+                let ty = named.referenced_type_id();
+                return Some((section.to_owned(), info.offset as usize, info.size, ty));
             }
         }
     }
     None
 }
 
-/// (offset, size) of `member` in `composite`.
-fn member_in(btf: &Btf<'_>, composite: &Struct<'_>, member: &str) -> Option<(usize, usize)> {
-    use libbpf_rs::btf::types::MemberAttr;
+/// (offset, size, type) of `member` in `composite`: an integer, or a
+/// struct whose members a path goes on into.
+fn member_in(
+    btf: &Btf<'_>,
+    composite: &Struct<'_>,
+    member: &str,
+) -> Option<(usize, usize, TypeId)> {
+    use libbpf_rs::btf::types::{Int, MemberAttr};
     use libbpf_rs::btf::HasSize as _;
     let found = composite
         .iter()
@@ -326,9 +426,96 @@ fn member_in(btf: &Btf<'_>, composite: &Struct<'_>, member: &str) -> Option<(usi
     let MemberAttr::Normal { offset } = found.attr else {
         return None;
     };
-    let ty: BtfType<'_> = btf.type_by_id(found.ty)?;
-    let int = libbpf_rs::btf::types::Int::try_from(ty.skip_mods_and_typedefs()).ok()?;
-    Some((offset as usize / 8, int.size()))
+    let ty = btf
+        .type_by_id::<BtfType<'_>>(found.ty)?
+        .skip_mods_and_typedefs();
+    let size = match Int::try_from(ty) {
+        Ok(int) => int.size(),
+        Err(ty) => Struct::try_from(ty).ok()?.size(),
+    };
+    Some((offset as usize / 8, size, found.ty))
+}
+
+/// The text of a NUL-terminated C string in `bytes` (all of it without a NUL).
+pub(crate) fn c_string(bytes: &[u8]) -> String {
+    let end = bytes
+        .iter()
+        .position(|byte| *byte == 0)
+        .unwrap_or(bytes.len());
+    String::from_utf8_lossy(&bytes[..end]).into_owned()
+}
+
+fn page_size() -> usize {
+    // SAFETY: sysconf reads a constant of the system.
+    usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096)
+}
+
+/// Whether the verifier takes a direct offset of 1 GiB into a map value,
+/// which is when libbpf puts an arena's globals at its end: libbpf's own
+/// probe (features.c, `probe_ldimm64_full_range_off`), asked once. A
+/// kernel that refuses says "direct value offset of"; one that takes it
+/// fails later, on the access.
+fn arena_globals_at_end() -> bool {
+    static AT_END: OnceLock<bool> = OnceLock::new();
+    *AT_END.get_or_init(|| {
+        let log = probe_direct_offset();
+        !log.contains("direct value offset of") && log.contains("invalid access to map value")
+    })
+}
+
+/// The verifier's log for a socket filter loading a map value's address
+/// at offset 1 GiB (`BPF_LD_MAP_VALUE`), then exiting.
+fn probe_direct_offset() -> String {
+    use libbpf_rs::libbpf_sys as sys;
+    // SAFETY: plain bpf() calls on values this function owns; the map's
+    // and any program's descriptors are closed before it returns.
+    unsafe {
+        let map = sys::bpf_map_create(
+            sys::BPF_MAP_TYPE_ARRAY,
+            c"arr".as_ptr(),
+            4,
+            1,
+            1,
+            std::ptr::null(),
+        );
+        if map < 0 {
+            return String::new();
+        }
+        let insn = |code: u8, dst: u8, src: u8, imm: i32| sys::bpf_insn {
+            code,
+            _bitfield_align_1: [],
+            _bitfield_1: sys::bpf_insn::new_bitfield_1(dst, src),
+            off: 0,
+            imm,
+        };
+        let ld_imm64 = (sys::BPF_LD | sys::BPF_DW | sys::BPF_IMM) as u8;
+        let insns = [
+            insn(ld_imm64, 1, sys::BPF_PSEUDO_MAP_VALUE as u8, map),
+            insn(0, 0, 0, 1 << 30),
+            insn((sys::BPF_JMP | sys::BPF_EXIT) as u8, 0, 0, 0),
+        ];
+        let mut log = vec![0u8; 1024];
+        let mut opts = sys::bpf_prog_load_opts {
+            sz: size_of::<sys::bpf_prog_load_opts>() as _,
+            log_level: 1,
+            log_size: log.len() as u32,
+            log_buf: log.as_mut_ptr().cast(),
+            ..Default::default()
+        };
+        let prog = sys::bpf_prog_load(
+            sys::BPF_PROG_TYPE_SOCKET_FILTER,
+            c"global_reloc".as_ptr(),
+            c"GPL".as_ptr(),
+            insns.as_ptr(),
+            insns.len() as _,
+            &mut opts,
+        );
+        if prog >= 0 {
+            libc::close(prog);
+        }
+        libc::close(map);
+        c_string(&log)
+    }
 }
 
 #[cfg(test)]

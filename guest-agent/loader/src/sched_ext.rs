@@ -7,6 +7,12 @@
 //! resized to it, the struct_ops map attached as a link that detaches when
 //! dropped; then the exit info (`uei`: kind, exit code, reason, message,
 //! dump) the scheduler's `ops.exit()` records, and its per-CPU counters.
+//! For the kernels whose headers read sched_ext's enums at load (7.x's
+//! `enums.autogen.bpf.h`: `__SCX_DSQ_LOCAL` and the rest, `const volatile`
+//! globals), their values are written from the running kernel's BTF as
+//! `SCX_ENUM_INIT` writes them, and the object's other programs (a
+//! `SEC("syscall")` one, say) are tied to its ops after load, as
+//! `SCX_OPS_LOAD` does on kernels that know how.
 //! A program the verifier refuses with sched_ext's wordless -EACCES (a
 //! write to a kernel struct's field it does not allow) fails naming its
 //! member and the rule ([`name_refusal`]).
@@ -27,7 +33,7 @@
 use libbpf_rs::{Link, MapCore as _};
 
 use crate::libbpf_log::{bare_refusal, LoadFailure};
-use crate::object::{Loaded, Opened};
+use crate::object::{c_string, Loaded, Opened};
 use crate::{errno_of, Failure};
 
 const SYSFS: &str = "/sys/kernel/sched_ext";
@@ -54,6 +60,7 @@ impl Scheduler {
         let mut opened = Opened::open(object)?;
         let seq = read_number("hotplug_seq")?;
         opened.set_member(ops, "hotplug_seq", &seq.to_ne_bytes())?;
+        init_enums(&mut opened)?;
         Ok(Scheduler {
             opened,
             ops: ops.to_owned(),
@@ -79,11 +86,106 @@ impl Scheduler {
         let members = self.opened.struct_ops_programs(&self.ops)?;
         let loaded = (self.opened.try_load())
             .map_err(|failure| Failure::from(name_refusal(failure, &members)))?;
+        associate_programs(&loaded, &self.ops)?;
         Ok(LoadedScheduler {
             loaded,
             ops: self.ops,
         })
     }
+}
+
+/// The prefix of the globals sched_ext's headers read its enums from
+/// (`enums.bpf.h`: `#define SCX_DSQ_LOCAL __SCX_DSQ_LOCAL`).
+const ENUM_PREFIX: &str = "__SCX_";
+
+/// Writes each `.rodata` global `__SCX_NAME` the object has with the value
+/// of the kernel's enumerator `SCX_NAME`, as `SCX_ENUM_INIT` does (one the
+/// kernel lacks stays 0, as there). Objects built with older headers have
+/// none, and the kernel's BTF is then not read.
+fn init_enums(opened: &mut Opened) -> Result<(), Failure> {
+    let names = opened.rodata_names(ENUM_PREFIX)?;
+    if names.is_empty() {
+        return Ok(());
+    }
+    let values = kernel_enumerators()?;
+    for name in names {
+        let wanted = &name[2..];
+        if let Some(value) = values.iter().find(|(known, _)| known == wanted) {
+            opened.set_global(&name, &value.1.to_ne_bytes())?;
+        }
+    }
+    Ok(())
+}
+
+/// The running kernel's value of sched_ext's enumerator `name`
+/// (`SCX_SLICE_DFL`), None when it has none: `__COMPAT_ENUM_OR_ZERO`, for
+/// the defaults a C loader writes before load.
+pub fn kernel_enum(name: &str) -> Result<Option<u64>, Failure> {
+    let values = kernel_enumerators()?;
+    Ok(values
+        .iter()
+        .find(|(known, _)| known == name)
+        .map(|(_, value)| *value))
+}
+
+/// Every `SCX_*` enumerator of the running kernel, from its BTF, read once.
+fn kernel_enumerators() -> Result<&'static [(String, u64)], Failure> {
+    use libbpf_rs::btf::types::{Enum, Enum64};
+    static VALUES: std::sync::OnceLock<Vec<(String, u64)>> = std::sync::OnceLock::new();
+    if let Some(values) = VALUES.get() {
+        return Ok(values);
+    }
+    let btf = libbpf_rs::btf::Btf::from_vmlinux()
+        .map_err(|err| Failure::other(format!("reading the kernel's BTF: {err}")))?;
+    let mut values = Vec::new();
+    let mut keep = |name: Option<&std::ffi::OsStr>, value: u64| {
+        if let Some(name) = name.and_then(|name| name.to_str()) {
+            if name.starts_with(&ENUM_PREFIX[2..]) {
+                values.push((name.to_owned(), value));
+            }
+        }
+    };
+    for ty in btf.type_by_kind::<Enum<'_>>() {
+        ty.iter()
+            .for_each(|member| keep(member.name, member.value as u64));
+    }
+    for ty in btf.type_by_kind::<Enum64<'_>>() {
+        ty.iter()
+            .for_each(|member| keep(member.name, member.value as u64));
+    }
+    Ok(VALUES.get_or_init(|| values))
+}
+
+/// Ties each program that is not one of the ops to the ops map, as
+/// `SCX_OPS_LOAD` does with libbpf 1.7 (`bpf_program__assoc_struct_ops`),
+/// so that the kernel knows which scheduler its kfunc calls are for. A
+/// kernel without the command (before 7.x) refuses with EINVAL; the C
+/// loaders of those kernels never ask, and neither does this one then.
+fn associate_programs(loaded: &Loaded, ops: &str) -> Result<(), Failure> {
+    use libbpf_rs::AsRawLibbpf as _;
+    let map = (loaded.object.maps()).find(|map| map.name() == ops);
+    let map = map.ok_or_else(|| Failure::other(format!("no struct_ops map {ops}")))?;
+    for program in loaded.object.progs() {
+        if program.prog_type() == libbpf_rs::ProgramType::StructOps {
+            continue;
+        }
+        // SAFETY: both pointers are valid while the loaded object is.
+        let err = unsafe {
+            libbpf_rs::libbpf_sys::bpf_program__assoc_struct_ops(
+                program.as_libbpf_object().as_ptr(),
+                map.as_libbpf_object().as_ptr(),
+                std::ptr::null_mut(),
+            )
+        };
+        if err < 0 && err != -libc::EINVAL {
+            return Err(Failure::other(format!(
+                "tying {} to {ops}: {}",
+                program.name().to_string_lossy(),
+                nix::errno::Errno::from_raw(-err).desc()
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// What sched_ext lets a scheduler write of a kernel struct; any other
@@ -230,14 +332,6 @@ impl ExitInfo {
             false => format!("EXIT: {} ({})", self.reason, self.msg),
         }
     }
-}
-
-fn c_string(bytes: &[u8]) -> String {
-    let end = bytes
-        .iter()
-        .position(|byte| *byte == 0)
-        .unwrap_or(bytes.len());
-    String::from_utf8_lossy(&bytes[..end]).into_owned()
 }
 
 fn read_number(name: &str) -> Result<u64, Failure> {

@@ -82,6 +82,12 @@ impl KernelType {
                 ),
                 // The backtrace's offsets change with every build.
                 (r"\+0x[0-9a-f]+/0x[0-9a-f]+", "+<OFF>"),
+                // 7.x's scx_bpf_error() puts the BPF source's path and line
+                // before its message (`/.../scx_qmap.bpf.c:434: test
+                // triggering error`); older headers do not, and one
+                // snapshot serves every kernel. The exit's `location`
+                // keeps it (`TypeExit`).
+                (LOCATION, ""),
             ],
             KernelType::TcpCongestionOps => &[],
         }
@@ -183,6 +189,11 @@ pub struct TypeExit {
     pub reason: String,
     /// The message (`test triggering error`), when the kernel printed one.
     pub message: Option<String>,
+    /// Where in the BPF source the message was raised (`scx_qmap.bpf.c:434`),
+    /// when the scheduler's headers put it before the message (7.x's
+    /// `scx_bpf_error()` does); the message above is then without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
     /// The backtrace the kernel printed with an ejection.
     pub backtrace: Vec<String>,
 }
@@ -217,6 +228,7 @@ impl ExitScanner {
                 kind: ExitKind::from_reason(reason),
                 reason: reason.to_owned(),
                 message: None,
+                location: None,
                 backtrace: Vec::new(),
             });
             self.open = true;
@@ -231,7 +243,9 @@ impl ExitScanner {
         let own_message = format!("{SCHED_EXT_PREFIX} {}: ", exit.name);
         if let Some(text) = message.strip_prefix(own_message.as_str()) {
             if exit.message.is_none() && exit.backtrace.is_empty() {
-                exit.message = Some(text.trim_end().to_owned());
+                let (location, text) = split_location(text.trim_end());
+                exit.message = Some(text.to_owned());
+                exit.location = location;
                 return;
             }
         }
@@ -252,6 +266,27 @@ impl ExitScanner {
     pub fn take(&mut self) -> Vec<TypeExit> {
         self.open = false;
         std::mem::take(&mut self.exits)
+    }
+}
+
+/// The BPF source position 7.x's `scx_bpf_error()` puts before its
+/// message: a path ending in `.bpf.c` (or a header), a line, `: `.
+const LOCATION: &str = r"(?:[^\s(]*/)?([\w.-]+\.(?:bpf\.c|c|h)):(\d+): ";
+
+/// (`scx_qmap.bpf.c:434`, the rest) of a message that starts with a BPF
+/// source position ([`LOCATION`]), else (None, the message).
+fn split_location(message: &str) -> (Option<String>, &str) {
+    let parsed = message.split_once(": ").and_then(|(position, rest)| {
+        let (path, line) = position.rsplit_once(':')?;
+        let file = path.rsplit('/').next()?;
+        let is_source = [".c", ".h"].iter().any(|end| file.ends_with(end));
+        let plain = !path.contains(char::is_whitespace) && !path.contains('(');
+        let numbered = !line.is_empty() && line.bytes().all(|b| b.is_ascii_digit());
+        (is_source && plain && numbered).then(|| (format!("{file}:{line}"), rest))
+    });
+    match parsed {
+        Some((location, rest)) => (Some(location), rest),
+        None => (None, message),
     }
 }
 
@@ -295,6 +330,37 @@ mod tests {
         assert_eq!(exits[1].kind, ExitKind::Unreg);
         assert!(!exits[1].kind.is_ejection());
         assert!(scanner.exits().is_empty());
+    }
+
+    #[test]
+    fn a_message_raised_with_its_source_position_keeps_it_apart() {
+        let mut scanner = ExitScanner::default();
+        for line in [
+            "sched_ext: BPF scheduler \"qmap\" disabled (scx_bpf_error)",
+            "sched_ext: qmap: /src/linux-7.3/tools/sched_ext/scx_qmap.bpf.c:434: test triggering error",
+        ] {
+            scanner.push(line);
+        }
+        let exit = &scanner.take()[0];
+        assert_eq!(exit.message.as_deref(), Some("test triggering error"));
+        assert_eq!(exit.location.as_deref(), Some("scx_qmap.bpf.c:434"));
+        // A message that only looks like one keeps its words.
+        for message in [
+            "runnable task stall: a: b",
+            "it failed (x.c:1: y)",
+            "a.c:x: b",
+        ] {
+            assert_eq!(split_location(message), (None, message), "{message}");
+        }
+        // The snapshot's rule drops the same prefix, wherever it is.
+        let rule = regex::Regex::new(LOCATION).unwrap();
+        assert_eq!(
+            rule.replace_all(
+                "EXIT: scx_bpf_error (/src/tools/sched_ext/scx_qmap.bpf.c:434: test)",
+                ""
+            ),
+            "EXIT: scx_bpf_error (test)"
+        );
     }
 
     #[test]

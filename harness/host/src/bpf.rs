@@ -27,7 +27,10 @@ use crate::kernel::Kernel;
 use crate::progress::Progress;
 
 /// What the compiler is told, as tools/sched_ext's Makefile tells it: `-g`
-/// for CO-RE, `-mcpu=v3` for the 32-bit atomics its exit info uses.
+/// for CO-RE, `-mcpu=v3` for the 32-bit atomics its exit info uses, and
+/// (7.x's Makefile) Microsoft's anonymous struct members, which newer
+/// kernels' `vmlinux.h` has and which clang otherwise drops with "declaration
+/// does not declare anything".
 const CFLAGS: &[&str] = &[
     "-target",
     "bpf",
@@ -38,6 +41,8 @@ const CFLAGS: &[&str] = &[
     "-D__TARGET_ARCH_x86",
     "-Wall",
     "-Wno-compare-distinct-pointer-types",
+    "-fms-extensions",
+    "-Wno-microsoft-anon-tag",
 ];
 
 /// The macro a program reads the kernel's version from (see the module's docs).
@@ -272,12 +277,12 @@ fn compile(
         "-o".into(),
         object_path.into(),
     ]);
-    let output = duct::cmd("clang", &args)
+    let output = duct::cmd(compiler(), &args)
         .stderr_to_stdout()
         .stdout_capture()
         .unchecked()
         .run()
-        .context("running clang (Debian package clang; `harness setup` installs it)")?;
+        .with_context(|| format!("running {} (`harness setup` installs clang-22)", compiler()))?;
     if !output.status.success() {
         let said = String::from_utf8_lossy(&output.stdout);
         let shown: Vec<&str> = said
@@ -286,7 +291,7 @@ fn compile(
             .take(12)
             .collect();
         bail!(
-            "compiling {} against kernel {} failed:\n{}\nThe whole command: clang {}",
+            "compiling {} against kernel {} failed:\n{}\nThe whole command: {} {}",
             source.display(),
             kernel.version,
             if shown.is_empty() {
@@ -294,6 +299,7 @@ fn compile(
             } else {
                 shown.join("\n")
             },
+            compiler(),
             args.iter()
                 .map(|arg| arg.to_string_lossy().into_owned())
                 .collect::<Vec<_>>()
@@ -303,13 +309,47 @@ fn compile(
     Ok(())
 }
 
+/// The newest clang on `PATH` (`clang`, or a versioned `clang-22`), which
+/// compiles every kernel's objects: 7.x's sched_ext headers need a newer
+/// one than bookworm's default clang 14 (their BPF arena code fails there
+/// with "static_assert expression is not an integral constant
+/// expression"; see `setup`'s list for why clang 19 is not enough).
+fn compiler() -> &'static str {
+    static CHOSEN: OnceLock<String> = OnceLock::new();
+    CHOSEN.get_or_init(|| {
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        let mut names: Vec<String> = std::env::split_paths(&path)
+            .filter_map(|dir| std::fs::read_dir(dir).ok())
+            .flatten()
+            .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+            .filter(|name| is_clang(name))
+            .collect();
+        names.sort();
+        names.dedup();
+        let version = |name: &String| {
+            let said = crate::process::first_line_of(name, "--version");
+            crate::setup::first_version(&said).unwrap_or((0, 0))
+        };
+        (names.iter().max_by_key(|name| version(name)).cloned())
+            .unwrap_or_else(|| "clang".to_owned())
+    })
+}
+
+/// `clang` or `clang-N`, not `clang-cpp` or `clang-format-19`.
+fn is_clang(name: &str) -> bool {
+    name == "clang"
+        || name.strip_prefix("clang-").is_some_and(|version| {
+            !version.is_empty() && version.bytes().all(|b| b.is_ascii_digit())
+        })
+}
+
 /// The directories clang searches for `<...>` by default (its own and the
 /// multiarch ones), which a `-target bpf` compile does not look in: asked
 /// of clang once, as tools/sched_ext's Makefile asks, not written down.
 fn system_includes() -> &'static [PathBuf] {
     static DIRS: OnceLock<Vec<PathBuf>> = OnceLock::new();
     DIRS.get_or_init(|| {
-        let output = duct::cmd!("clang", "-v", "-E", "-", "-o", "/dev/null")
+        let output = duct::cmd!(compiler(), "-v", "-E", "-", "-o", "/dev/null")
             .stdin_bytes(Vec::new())
             .stderr_to_stdout()
             .stdout_capture()
@@ -346,7 +386,7 @@ fn objects_key(subject: &SubjectInfo, kernel: &Kernel, includes: &[PathBuf]) -> 
     feed("stamp", kernel.stamp.as_bytes());
     feed(
         "clang",
-        crate::process::first_line_of("clang", "--version").as_bytes(),
+        crate::process::first_line_of(compiler(), "--version").as_bytes(),
     );
     feed("flags", CFLAGS.join(" ").as_bytes());
     feed("version", version_define(&kernel.version)?.as_bytes());
@@ -402,6 +442,12 @@ mod tests {
         assert_eq!(define("7.1-rc1"), "-DHARNESS_LINUX_VERSION_CODE=459008");
         let err = version_define("next-20260101").unwrap_err();
         assert!(err.to_string().contains("MAJOR.MINOR"), "{err}");
+    }
+
+    #[test]
+    fn only_clang_and_its_versioned_names_are_compilers() {
+        assert!(is_clang("clang") && is_clang("clang-19") && is_clang("clang-14"));
+        assert!(!is_clang("clang-cpp") && !is_clang("clang-format-19") && !is_clang("clang-"));
     }
 
     #[test]

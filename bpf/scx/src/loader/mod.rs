@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use harness::loader::sched_ext::{LoadedScheduler, Scheduler};
+use harness::loader::sched_ext::{self, LoadedScheduler, Scheduler};
 use harness::loader::{self as blocks, Failure};
 
 use crate::contract::{self, exit, QmapCounts, Report, SimpleCounts, QMAP, SIMPLE};
@@ -92,13 +92,17 @@ fn hold(which: Which, fifo: bool, qmap: &QmapOptions) -> Result<(), Failure> {
     if fifo {
         opened.set_global("fifo_sched", &[1])?;
     }
-    let rodata = [
+    if matches!(which, Which::Qmap) {
+        qmap_defaults(opened)?;
+    }
+    let error_after = qmap_global(opened.has_global("test_error_cnt"), "test_error_cnt");
+    let options = [
         ("stall_user_nth", qmap.stall_user_nth),
         ("stall_kernel_nth", qmap.stall_kernel_nth),
         ("dsp_inf_loop_after", qmap.dispatch_loop_after),
-        ("test_error_cnt", qmap.error_after),
+        (error_after.as_str(), qmap.error_after),
     ];
-    for (name, value) in rodata {
+    for (name, value) in options {
         if let Some(value) = value {
             opened.set_global(name, &value.to_ne_bytes())?;
         }
@@ -137,14 +141,41 @@ fn print_counters(which: Which, loaded: &LoadedScheduler) -> Result<(), Failure>
             global: object.percpu_sum("stats", 1)?,
         }
         .render(),
-        Which::Qmap => QmapCounts {
-            enqueued: u64_of(&object.global("nr_enqueued")?),
-            dispatched: u64_of(&object.global("nr_dispatched")?),
+        Which::Qmap => {
+            let own = object.global("nr_enqueued").is_ok();
+            QmapCounts {
+                enqueued: u64_of(&object.global(&qmap_global(own, "nr_enqueued"))?),
+                dispatched: u64_of(&object.global(&qmap_global(own, "nr_dispatched"))?),
+            }
+            .render()
         }
-        .render(),
     };
     println!("{line}");
     Ok(())
+}
+
+/// What 7.x's scx_qmap.c writes before load whatever its options (its
+/// object leaves them 0, and `ops.init()` refuses a `max_tasks` of 0);
+/// 6.12's has no `max_tasks` and initialises its `slice_ns` itself.
+fn qmap_defaults(opened: &mut harness::loader::object::Opened) -> Result<(), Failure> {
+    if !opened.has_global("max_tasks") {
+        return Ok(());
+    }
+    let slice = sched_ext::kernel_enum("SCX_SLICE_DFL")?.unwrap_or(0);
+    opened.set_global("slice_ns", &slice.to_ne_bytes())?;
+    opened.set_global("max_tasks", &16384u32.to_ne_bytes())?;
+    // Its -r: the round-robin period of its shared CPU pool, 200 ms.
+    opened.set_global("round_robin_ns", &200_000_000u64.to_ne_bytes())?;
+    Ok(())
+}
+
+/// Where scx_qmap keeps `name`: a global of its own until 7.x, which moved
+/// its counters and its error countdown into `qa`, a struct in its arena.
+fn qmap_global(own: bool, name: &str) -> String {
+    match own {
+        true => name.to_owned(),
+        false => format!("qa.{name}"),
+    }
 }
 
 fn u64_of(bytes: &[u8]) -> u64 {

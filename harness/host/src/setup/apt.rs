@@ -64,6 +64,19 @@ const NEEDS: &[Need] = &[
             at_least: (14, 0),
         }),
     },
+    // The kernel's own BPF needs a newer clang than bookworm's default 14
+    // from 7.x on: its sched_ext headers' BPF arena code does not compile
+    // with 14, and clang 19 (bookworm main) compiles scx_qmap's arena
+    // pointers into code the verifier refuses ("R7 invalid mem access
+    // 'scalar'"). bookworm-security has clang 22; the harness compiles
+    // every kernel's objects with the newest clang it finds.
+    Need {
+        package: "clang-22",
+        stand_in: Some(StandIn {
+            command: "clang",
+            at_least: (22, 0),
+        }),
+    },
     need("llvm"),
     need("zlib1g-dev"),
     need("pkg-config"),
@@ -112,7 +125,7 @@ impl StandIn {
 
 /// The first `MAJOR.MINOR` in `text`: `QEMU emulator version 7.2.19`,
 /// `Debian clang version 14.0.6`.
-fn first_version(text: &str) -> Option<(u32, u32)> {
+pub(crate) fn first_version(text: &str) -> Option<(u32, u32)> {
     let pattern = regex::Regex::new(r"version (\d+)\.(\d+)").ok()?;
     let captures = pattern.captures(text)?;
     Some((captures[1].parse().ok()?, captures[2].parse().ok()?))
@@ -301,7 +314,7 @@ pub(crate) fn refusal(missing: &[&str], plan: &Plan, losses: &[&Change]) -> Stri
     let _ = write!(
         text,
         "\n  - keep them: the harness takes a qemu-system-x86_64 of 7.2 or later and a clang of \
-         14 or later already on PATH in place of Debian's packages, so install ones that fit \
+         22 or later already on PATH in place of Debian's packages, so install ones that fit \
          beside what you have and run setup again"
     );
     if losses
