@@ -88,6 +88,36 @@ impl Opened {
         write_section(&mut self.object, &section, offset, value)
     }
 
+    /// Resizes the array `var` to `len` elements before load, as scx's
+    /// `RESIZE_ARRAY` does: `var` is declared alone in a section of its own
+    /// (`RESIZABLE_ARRAY(data, cpu_gimme_task)` puts it in
+    /// `.data.cpu_gimme_task`), whose map grows to `len` of its elements
+    /// (libbpf adjusts the section's BTF to match). After load,
+    /// [`Loaded::global`] reads the whole array.
+    pub fn resize_array(&mut self, var: &str, len: usize) -> Result<(), Failure> {
+        let btf = self.btf()?;
+        let (section, _, _, ty) = locate_var(&btf, var)
+            .ok_or_else(|| Failure::other(format!("{} has no global {var}", self.name)))?;
+        let element = element_size(&btf, ty);
+        drop(btf);
+        if !is_own_section(&section, var) {
+            return Err(Failure::other(format!(
+                "{var} is in {section}, not in a section of its own: only an array declared \
+                 with RESIZABLE_ARRAY(data, {var}) (section .data.{var}) can be resized"
+            )));
+        }
+        let element = element
+            .ok_or_else(|| Failure::other(format!("{var} is not an array of sized elements")))?;
+        let suffix = section_suffix(&section).to_owned();
+        let mut map = (self.object.maps_mut())
+            .find(|map| map.name().to_string_lossy().ends_with(&suffix))
+            .ok_or_else(|| Failure::other(format!("no map holds {section}")))?;
+        let size = u32::try_from(element * len)
+            .map_err(|_| Failure::other(format!("{len} elements of {var} are too many")))?;
+        map.set_value_size(size)
+            .map_err(|err| Failure::other(format!("resizing {section} to {size} bytes: {err}")))
+    }
+
     /// Whether the object has the global `var` (`name.member` for a
     /// member): a loader serving several kernels' versions of one
     /// scheduler asks where a counter is.
@@ -269,7 +299,11 @@ impl Loaded {
             .lookup(&0u32.to_ne_bytes(), MapFlags::ANY)
             .map_err(|err| Failure::other(format!("reading {section}: {err}")))?
             .ok_or_else(|| Failure::other(format!("{section} is empty")))?;
-        Ok(value[offset..offset + size].to_vec())
+        // An array alone in its section may have been resized: all of it.
+        match is_own_section(&section, var) {
+            true => Ok(value[offset..].to_vec()),
+            false => Ok(value[offset..offset + size].to_vec()),
+        }
     }
 
     /// `size` bytes at `offset` of the arena's globals, read from libbpf's
@@ -392,9 +426,13 @@ fn locate(btf: &Btf<'_>, path: &str) -> Option<(String, usize, usize)> {
     Some((section, offset, size))
 }
 
-/// (section, offset, size, type) of the global `var`.
+/// (section, offset, size, type) of the global `var`: in one of the
+/// object's usual sections, or alone in a section named after it
+/// (`.data.cpu_gimme_task`, as scx's `RESIZABLE_ARRAY` declares one).
 fn locate_var(btf: &Btf<'_>, var: &str) -> Option<(String, usize, usize, TypeId)> {
-    for section in [".rodata", ".data", ".bss", ARENA_SECTION] {
+    let own = [".data.", ".bss.", ".rodata."].map(|kind| format!("{kind}{var}"));
+    let usual = [".rodata", ".data", ".bss", ARENA_SECTION].map(str::to_owned);
+    for section in usual.iter().chain(&own) {
         let Some(datasec) = btf.type_by_name::<DataSec<'_>>(section) else {
             continue;
         };
@@ -404,7 +442,7 @@ fn locate_var(btf: &Btf<'_>, var: &str) -> Option<(String, usize, usize, TypeId)
             };
             if named.name().is_some_and(|name| name == var) {
                 let ty = named.referenced_type_id();
-                return Some((section.to_owned(), info.offset as usize, info.size, ty));
+                return Some((section.clone(), info.offset as usize, info.size, ty));
             }
         }
     }
@@ -443,6 +481,32 @@ pub(crate) fn c_string(bytes: &[u8]) -> String {
         .position(|byte| *byte == 0)
         .unwrap_or(bytes.len());
     String::from_utf8_lossy(&bytes[..end]).into_owned()
+}
+
+/// Whether `section` is the one `var` has to itself (`.data.var`).
+fn is_own_section(section: &str, var: &str) -> bool {
+    section
+        .rsplit_once('.')
+        .is_some_and(|(kind, name)| name == var && !kind.is_empty())
+}
+
+/// The size of one element of the array type `ty`.
+fn element_size(btf: &Btf<'_>, ty: TypeId) -> Option<usize> {
+    use libbpf_rs::btf::types::{Array, Int, Ptr};
+    use libbpf_rs::btf::HasSize as _;
+    let array = btf.type_by_id::<BtfType<'_>>(ty)?.skip_mods_and_typedefs();
+    let array = Array::try_from(array).ok()?;
+    let element = btf
+        .type_by_id::<BtfType<'_>>(array.ty())?
+        .skip_mods_and_typedefs();
+    let element = match Int::try_from(element) {
+        Ok(int) => return Some(int.size()),
+        Err(element) => element,
+    };
+    match Ptr::try_from(element) {
+        Ok(_) => Some(size_of::<usize>()),
+        Err(element) => Struct::try_from(element).ok().map(|found| found.size()),
+    }
 }
 
 fn page_size() -> usize {
@@ -521,6 +585,79 @@ fn probe_direct_offset() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A scheduler's globals in the shapes the helpers find: a struct's
+    /// members, an array alone in its section, a load-time enum.
+    const FIXTURE: &str = r#"
+#define SEC(name) __attribute__((section(name), used))
+struct counters { unsigned long long enqueued; unsigned int error_after; };
+struct counters qa;
+unsigned long long cpu_gimme_task[1] SEC(".data.cpu_gimme_task");
+const volatile unsigned long long __SCX_SLICE_DFL;
+char _license[] SEC("license") = "GPL";
+SEC("syscall") int prog(void *ctx)
+{
+	return qa.enqueued + qa.error_after + cpu_gimme_task[0] + __SCX_SLICE_DFL;
+}
+"#;
+
+    /// Compiles [`FIXTURE`] with the machine's clang into `dir` and points
+    /// the loader there: opening an object needs no kernel.
+    fn compile_fixture(dir: &std::path::Path) {
+        let source = dir.join("fixture.bpf.c");
+        std::fs::write(&source, FIXTURE).unwrap();
+        let object = dir.join("fixture.bpf.o");
+        let status = std::process::Command::new("clang")
+            .args(["-target", "bpf", "-g", "-O2", "-c"])
+            .arg(&source)
+            .arg("-o")
+            .arg(&object)
+            .status()
+            .expect("clang runs (Debian's clang package; `harness setup` installs it)");
+        assert!(status.success(), "clang failed on the fixture");
+        std::env::set_var(BPF_DIR_ENV, dir);
+    }
+
+    #[test]
+    fn globals_are_found_as_members_and_arrays_resized_in_their_own_section() {
+        let dir = tempfile::tempdir().unwrap();
+        compile_fixture(dir.path());
+        let mut opened = Opened::open("fixture").unwrap();
+        assert!(opened.has_global("qa.enqueued") && opened.has_global("cpu_gimme_task"));
+        assert!(!opened.has_global("qa.dequeued") && !opened.has_global("nothing"));
+        assert_eq!(opened.rodata_names("__SCX_").unwrap(), ["__SCX_SLICE_DFL"]);
+
+        opened
+            .set_global("qa.error_after", &7u32.to_ne_bytes())
+            .unwrap();
+        let bss = (opened.object.maps()).find(|map| map.name().to_string_lossy().ends_with(".bss"));
+        let initial = bss.unwrap().initial_value().unwrap().to_vec();
+        assert_eq!(
+            initial[8..12],
+            7u32.to_ne_bytes(),
+            "error_after is 8 bytes in"
+        );
+        let wrong = opened.set_global("qa.enqueued", &[1, 2]).unwrap_err();
+        assert!(
+            wrong.message.contains("8 bytes; 2 given"),
+            "{}",
+            wrong.message
+        );
+
+        opened.resize_array("cpu_gimme_task", 4).unwrap();
+        let array = (opened.object.maps())
+            .find(|map| map.name().to_string_lossy().ends_with(".cpu_gimme_task"))
+            .unwrap();
+        assert_eq!(array.value_size(), 32);
+        let refused = opened.resize_array("qa", 2).unwrap_err().message;
+        assert!(refused.contains("RESIZABLE_ARRAY(data, qa)"), "{refused}");
+    }
+
+    #[test]
+    fn only_a_section_named_after_the_global_is_its_own() {
+        assert!(is_own_section(".data.cpu_gimme_task", "cpu_gimme_task"));
+        assert!(!is_own_section(".data", "data") && !is_own_section(".bss", "qa"));
+    }
 
     #[test]
     fn an_internal_map_is_found_by_its_sections_last_part() {
