@@ -112,8 +112,10 @@ impl Opened {
         let mut map = (self.object.maps_mut())
             .find(|map| map.name().to_string_lossy().ends_with(&suffix))
             .ok_or_else(|| Failure::other(format!("no map holds {section}")))?;
-        let size = u32::try_from(element * len)
-            .map_err(|_| Failure::other(format!("{len} elements of {var} are too many")))?;
+        let size = (element.checked_mul(len))
+            .and_then(|size| u32::try_from(size).ok())
+            .filter(|size| *size > 0)
+            .ok_or_else(|| Failure::other(format!("{var} cannot hold {len} elements")))?;
         map.set_value_size(size)
             .map_err(|err| Failure::other(format!("resizing {section} to {size} bytes: {err}")))
     }
@@ -337,12 +339,8 @@ impl Loaded {
             false => 0,
         };
         // SAFETY: libbpf mapped `mapped` bytes at `start` for as long as the
-        // map lives, and `at + offset + size` is within them. The program
-        // may write them meanwhile: each byte is read once, as it is.
-        let bytes = (0..size)
-            .map(|i| unsafe { std::ptr::read_volatile(start.add(at + offset + i)) })
-            .collect();
-        Ok(bytes)
+        // map lives, and `at + offset + size` is within them.
+        Ok(unsafe { read_shared(start.add(at + offset), size) })
     }
 
     /// The sum over every CPU of entry `index` of the per-CPU array `map`
@@ -430,7 +428,9 @@ fn locate(btf: &Btf<'_>, path: &str) -> Option<(String, usize, usize)> {
 /// object's usual sections, or alone in a section named after it
 /// (`.data.cpu_gimme_task`, as scx's `RESIZABLE_ARRAY` declares one).
 fn locate_var(btf: &Btf<'_>, var: &str) -> Option<(String, usize, usize, TypeId)> {
-    let own = [".data.", ".bss.", ".rodata."].map(|kind| format!("{kind}{var}"));
+    // libbpf names a `.bss.*` section's map with a cut name, so only
+    // `.data.*` and `.rodata.*` maps can be found by their section.
+    let own = [".data.", ".rodata."].map(|kind| format!("{kind}{var}"));
     let usual = [".rodata", ".data", ".bss", ARENA_SECTION].map(str::to_owned);
     for section in usual.iter().chain(&own) {
         let Some(datasec) = btf.type_by_name::<DataSec<'_>>(section) else {
@@ -483,6 +483,37 @@ pub(crate) fn c_string(bytes: &[u8]) -> String {
     String::from_utf8_lossy(&bytes[..end]).into_owned()
 }
 
+/// `size` bytes at `at`, which a BPF program may be writing meanwhile: a
+/// counter of 1, 2, 4 or 8 aligned bytes in one atomic load (as the
+/// program's `__sync_fetch_and_add` writes it, so it is never read torn),
+/// anything else byte by byte.
+///
+/// # Safety
+/// `size` bytes at `at` are mapped and stay so while this runs.
+unsafe fn read_shared(at: *const u8, size: usize) -> Vec<u8> {
+    use std::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, AtomicU8, Ordering::Relaxed};
+    let aligned = (at as usize).is_multiple_of(size.max(1));
+    let at = at.cast_mut();
+    match (size, aligned) {
+        (1, _) => AtomicU8::from_ptr(at).load(Relaxed).to_ne_bytes().to_vec(),
+        (2, true) => AtomicU16::from_ptr(at.cast())
+            .load(Relaxed)
+            .to_ne_bytes()
+            .to_vec(),
+        (4, true) => AtomicU32::from_ptr(at.cast())
+            .load(Relaxed)
+            .to_ne_bytes()
+            .to_vec(),
+        (8, true) => AtomicU64::from_ptr(at.cast())
+            .load(Relaxed)
+            .to_ne_bytes()
+            .to_vec(),
+        _ => (0..size)
+            .map(|i| std::ptr::read_volatile(at.add(i)))
+            .collect(),
+    }
+}
+
 /// Whether `section` is the one `var` has to itself (`.data.var`).
 fn is_own_section(section: &str, var: &str) -> bool {
     section
@@ -516,9 +547,10 @@ fn page_size() -> usize {
 
 /// Whether the verifier takes a direct offset of 1 GiB into a map value,
 /// which is when libbpf puts an arena's globals at its end: libbpf's own
-/// probe (features.c, `probe_ldimm64_full_range_off`), asked once. A
-/// kernel that refuses says "direct value offset of"; one that takes it
-/// fails later, on the access.
+/// probe (features.c, `probe_ldimm64_full_range_off`), asked once. The
+/// program fails to load either way: a kernel that limits the offset says
+/// "direct value offset of", one that does not finds it past the map's
+/// one-int value and says "invalid access to map value pointer".
 fn arena_globals_at_end() -> bool {
     static AT_END: OnceLock<bool> = OnceLock::new();
     *AT_END.get_or_init(|| {
@@ -649,6 +681,11 @@ SEC("syscall") int prog(void *ctx)
             .find(|map| map.name().to_string_lossy().ends_with(".cpu_gimme_task"))
             .unwrap();
         assert_eq!(array.value_size(), 32);
+        let empty = opened
+            .resize_array("cpu_gimme_task", 0)
+            .unwrap_err()
+            .message;
+        assert!(empty.contains("cannot hold 0 elements"), "{empty}");
         let refused = opened.resize_array("qa", 2).unwrap_err().message;
         assert!(refused.contains("RESIZABLE_ARRAY(data, qa)"), "{refused}");
     }

@@ -87,7 +87,7 @@ impl KernelType {
                 // triggering error`); older headers do not, and one
                 // snapshot serves every kernel. The exit's `location`
                 // keeps it (`TypeExit`).
-                (LOCATION, ""),
+                (LOCATION, "$1"),
             ],
             KernelType::TcpCongestionOps => &[],
         }
@@ -270,8 +270,11 @@ impl ExitScanner {
 }
 
 /// The BPF source position 7.x's `scx_bpf_error()` puts before its
-/// message: a path ending in `.bpf.c` (or a header), a line, `: `.
-const LOCATION: &str = r"(?:[^\s(]*/)?([\w.-]+\.(?:bpf\.c|c|h)):(\d+): ";
+/// message (`__FILE__:__LINE__: `), where a message starts: after
+/// `sched_ext: NAME: ` or the `(` of `EXIT: REASON (`. The file is a BPF
+/// source or header (`*.bpf.c`, `*.bpf.h`, as tools/sched_ext and the scx
+/// repository name them), so a C program's own `file.c:12: ` stays.
+const LOCATION: &str = r"(\(|: )(?:[^\s(]*/)?[\w.-]+\.bpf\.[ch]:\d+: ";
 
 /// (`scx_qmap.bpf.c:434`, the rest) of a message that starts with a BPF
 /// source position ([`LOCATION`]), else (None, the message).
@@ -279,10 +282,10 @@ fn split_location(message: &str) -> (Option<String>, &str) {
     let parsed = message.split_once(": ").and_then(|(position, rest)| {
         let (path, line) = position.rsplit_once(':')?;
         let file = path.rsplit('/').next()?;
-        let is_source = [".c", ".h"].iter().any(|end| file.ends_with(end));
+        let is_bpf = [".bpf.c", ".bpf.h"].iter().any(|end| file.ends_with(end));
         let plain = !path.contains(char::is_whitespace) && !path.contains('(');
         let numbered = !line.is_empty() && line.bytes().all(|b| b.is_ascii_digit());
-        (is_source && plain && numbered).then(|| (format!("{file}:{line}"), rest))
+        (is_bpf && plain && numbered).then(|| (format!("{file}:{line}"), rest))
     });
     match parsed {
         Some((location, rest)) => (Some(location), rest),
@@ -347,20 +350,32 @@ mod tests {
         // A message that only looks like one keeps its words.
         for message in [
             "runnable task stall: a: b",
-            "it failed (x.c:1: y)",
-            "a.c:x: b",
+            "it failed (x.bpf.c:1: y)",
+            "a.bpf.c:x: b",
+            "main.c:12: main: Assertion failed",
         ] {
             assert_eq!(split_location(message), (None, message), "{message}");
         }
-        // The snapshot's rule drops the same prefix, wherever it is.
+        // The snapshot's rule drops the same prefix where a message starts,
+        // and nothing else.
         let rule = regex::Regex::new(LOCATION).unwrap();
-        assert_eq!(
-            rule.replace_all(
+        for (line, normalised) in [
+            (
                 "EXIT: scx_bpf_error (/src/tools/sched_ext/scx_qmap.bpf.c:434: test)",
-                ""
+                "EXIT: scx_bpf_error (test)",
             ),
-            "EXIT: scx_bpf_error (test)"
-        );
+            (
+                "sched_ext: qmap: /src/scx_qmap.bpf.c:434: test triggering error",
+                "sched_ext: qmap: test triggering error",
+            ),
+            (
+                "prog: main.c:12: main: Assertion `x' failed.",
+                "prog: main.c:12: main: Assertion `x' failed.",
+            ),
+            ("EXIT: e (/a b/x.bpf.c:1: m)", "EXIT: e (/a b/x.bpf.c:1: m)"),
+        ] {
+            assert_eq!(rule.replace_all(line, "$1"), normalised);
+        }
     }
 
     #[test]

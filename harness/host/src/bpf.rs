@@ -23,6 +23,7 @@ use anyhow::{bail, Context, Result};
 use harness_wire::catalogue::{BpfObjectInfo, BpfSource, SubjectInfo};
 use sha2::{Digest, Sha256};
 
+use crate::clang::compiler;
 use crate::kernel::Kernel;
 use crate::progress::Progress;
 
@@ -309,40 +310,6 @@ fn compile(
     Ok(())
 }
 
-/// The newest clang on `PATH` (`clang`, or a versioned `clang-22`), which
-/// compiles every kernel's objects: 7.x's sched_ext headers need a newer
-/// one than bookworm's default clang 14 (their BPF arena code fails there
-/// with "static_assert expression is not an integral constant
-/// expression"; see `setup`'s list for why clang 19 is not enough).
-fn compiler() -> &'static str {
-    static CHOSEN: OnceLock<String> = OnceLock::new();
-    CHOSEN.get_or_init(|| {
-        let path = std::env::var_os("PATH").unwrap_or_default();
-        let mut names: Vec<String> = std::env::split_paths(&path)
-            .filter_map(|dir| std::fs::read_dir(dir).ok())
-            .flatten()
-            .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
-            .filter(|name| is_clang(name))
-            .collect();
-        names.sort();
-        names.dedup();
-        let version = |name: &String| {
-            let said = crate::process::first_line_of(name, "--version");
-            crate::setup::first_version(&said).unwrap_or((0, 0))
-        };
-        (names.iter().max_by_key(|name| version(name)).cloned())
-            .unwrap_or_else(|| "clang".to_owned())
-    })
-}
-
-/// `clang` or `clang-N`, not `clang-cpp` or `clang-format-19`.
-fn is_clang(name: &str) -> bool {
-    name == "clang"
-        || name.strip_prefix("clang-").is_some_and(|version| {
-            !version.is_empty() && version.bytes().all(|b| b.is_ascii_digit())
-        })
-}
-
 /// The directories clang searches for `<...>` by default (its own and the
 /// multiarch ones), which a `-target bpf` compile does not look in: asked
 /// of clang once, as tools/sched_ext's Makefile asks, not written down.
@@ -386,7 +353,7 @@ fn objects_key(subject: &SubjectInfo, kernel: &Kernel, includes: &[PathBuf]) -> 
     feed("stamp", kernel.stamp.as_bytes());
     feed(
         "clang",
-        crate::process::first_line_of(compiler(), "--version").as_bytes(),
+        crate::process::first_line_of(&compiler(), "--version").as_bytes(),
     );
     feed("flags", CFLAGS.join(" ").as_bytes());
     feed("version", version_define(&kernel.version)?.as_bytes());
@@ -442,12 +409,6 @@ mod tests {
         assert_eq!(define("7.1-rc1"), "-DHARNESS_LINUX_VERSION_CODE=459008");
         let err = version_define("next-20260101").unwrap_err();
         assert!(err.to_string().contains("MAJOR.MINOR"), "{err}");
-    }
-
-    #[test]
-    fn only_clang_and_its_versioned_names_are_compilers() {
-        assert!(is_clang("clang") && is_clang("clang-19") && is_clang("clang-14"));
-        assert!(!is_clang("clang-cpp") && !is_clang("clang-format-19") && !is_clang("clang-"));
     }
 
     #[test]

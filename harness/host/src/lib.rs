@@ -31,6 +31,7 @@ test_support_mod!(boot_times);
 mod bpf;
 pub mod cache;
 pub mod catalogue;
+mod clang;
 mod elf;
 mod guest_clock;
 pub mod kernel;

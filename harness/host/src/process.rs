@@ -64,6 +64,14 @@ pub fn combined_output(
     ))
 }
 
+/// The first `MAJOR.MINOR` in `text`: `QEMU emulator version 7.2.19`,
+/// `Debian clang version 14.0.6`.
+pub(crate) fn first_version(text: &str) -> Option<(u32, u32)> {
+    let pattern = regex::Regex::new(r"version (\d+)\.(\d+)").ok()?;
+    let captures = pattern.captures(text)?;
+    Some((captures[1].parse().ok()?, captures[2].parse().ok()?))
+}
+
 /// The first line `program arg` prints (a tool's version), or `missing`.
 pub(crate) fn first_line_of(program: &str, arg: &str) -> String {
     combined_output(duct::cmd!(program, arg))

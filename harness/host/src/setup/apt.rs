@@ -10,11 +10,16 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 use debversion::Version;
 
+use crate::process::first_version;
+
 /// A command that, at this version or later, stands in for a package: a
 /// QEMU built from source, or LLVM's own packages' clang.
 struct StandIn {
     command: &'static str,
     at_least: (u32, u32),
+    /// Any `command-N` on `PATH` counts too (`clang-23` for `clang-22`):
+    /// the harness runs the newest clang it finds for its own BPF.
+    versioned: bool,
 }
 
 /// A Debian package the harness needs.
@@ -38,6 +43,7 @@ const NEEDS: &[Need] = &[
         stand_in: Some(StandIn {
             command: "qemu-system-x86_64",
             at_least: (7, 2),
+            versioned: false,
         }),
     },
     // The default kernel source: Debian's 6.12 tarball under /usr/src; 6.1
@@ -62,6 +68,7 @@ const NEEDS: &[Need] = &[
         stand_in: Some(StandIn {
             command: "clang",
             at_least: (14, 0),
+            versioned: false,
         }),
     },
     // The kernel's own BPF needs a newer clang than bookworm's default 14
@@ -75,6 +82,7 @@ const NEEDS: &[Need] = &[
         stand_in: Some(StandIn {
             command: "clang",
             at_least: (22, 0),
+            versioned: true,
         }),
     },
     need("llvm"),
@@ -115,20 +123,15 @@ fn installed(package: &str) -> bool {
 
 impl StandIn {
     fn present(&self) -> bool {
+        if self.versioned {
+            return crate::clang::newest().is_some_and(|(_, version)| *version >= self.at_least);
+        }
         let Ok(output) = Command::new(self.command).arg("--version").output() else {
             return false;
         };
         let text = String::from_utf8_lossy(&output.stdout);
         first_version(&text).is_some_and(|version| version >= self.at_least)
     }
-}
-
-/// The first `MAJOR.MINOR` in `text`: `QEMU emulator version 7.2.19`,
-/// `Debian clang version 14.0.6`.
-pub(crate) fn first_version(text: &str) -> Option<(u32, u32)> {
-    let pattern = regex::Regex::new(r"version (\d+)\.(\d+)").ok()?;
-    let captures = pattern.captures(text)?;
-    Some((captures[1].parse().ok()?, captures[2].parse().ok()?))
 }
 
 /// A package apt would take away or take back to an older version.

@@ -12,7 +12,6 @@ use std::sync::OnceLock;
 
 use anyhow::{bail, Context, Result};
 
-pub(crate) use apt::first_version;
 pub(crate) use apt::Change;
 
 const SCRIPT: &str = include_str!("../../install-tools.sh");
