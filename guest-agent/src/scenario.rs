@@ -322,7 +322,24 @@ impl Scenario {
     /// 2 in 1); each vCPU costs a host thread under TCG.
     pub const fn topology(self, cpus: u16, nodes: u16) -> Self {
         Scenario {
-            topology: Topology { cpus, nodes },
+            topology: Topology {
+                cpus,
+                nodes,
+                ..self.topology
+            },
+            ..self
+        }
+    }
+
+    /// The same, in a VM of `mib` MiB of RAM (default 512). A BPF arena on
+    /// the debug kernel needs it: KASAN backs the 4 GiB of kernel address
+    /// space an arena reserves with 512 MiB of shadow at once.
+    pub const fn memory(self, mib: u32) -> Self {
+        Scenario {
+            topology: Topology {
+                memory_mib: mib,
+                ..self.topology
+            },
             ..self
         }
     }

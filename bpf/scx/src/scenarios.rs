@@ -23,16 +23,21 @@ const fn scenario(
 /// What the watchdog says of a task that did not run (the first form), or
 /// of its own work starved (the second), both "runnable task stall".
 const STALLED: &str = r"failed to run for|watchdog failed to check in for";
+/// 7.x's scx_qmap keeps its queues in a BPF arena; on the debug kernel
+/// KASAN backs the arena's 4 GiB of kernel address space with 512 MiB of
+/// shadow at once, more than a 512 MiB guest has (its loader was
+/// OOM-killed in `arena_map_alloc`).
+const QMAP_MEMORY_MIB: u32 = 2048;
 
 pub(crate) const SCENARIOS: &[Scenario] = &[
     scenario("scx_simple_attach", "scx_simple attaches (sched_ext enabled, ops \"simple\"), then detaches when its loader stops (disabled, unregistered from user space)", simple_attach),
     scenario("scx_simple_scheduled", "busy threads run on the ext class under scx_simple, and its counters count their dispatches", simple_scheduled),
     scenario("scx_simple_detach", "once scx_simple detaches, threads run on the fair class again", simple_detach),
     scenario("scx_simple_numa", "scx_simple on 4 vCPUs in 2 NUMA nodes: attaches, schedules a thread per CPU, detaches", simple_numa).topology(4, 2),
-    scenario("scx_qmap_scheduled", "yielding threads run on the ext class under scx_qmap, which counts its enqueues and dispatches", qmap_scheduled),
-    scenario("scx_qmap_stall", "scx_qmap dropping every 2nd enqueue of a user task (its -t 2): the watchdog ejects it as a runnable task stall", qmap_stall).expects_exit(ExitKind::ErrorStall, STALLED),
-    scenario("scx_qmap_dispatch_loop", "scx_qmap dispatching only kthreadd after 50 dispatches (its -l 50): the kernel ejects it as a runnable task stall", qmap_dispatch_loop).expects_exit(ExitKind::ErrorStall, STALLED),
-    scenario("scx_qmap_error", "scx_qmap calling scx_bpf_error() after 100 enqueues (its -e 100): the kernel ejects it, naming the error", qmap_error).expects_exit(ExitKind::ErrorBpf, "^test triggering error$"),
+    scenario("scx_qmap_scheduled", "yielding threads run on the ext class under scx_qmap, which counts its enqueues and dispatches", qmap_scheduled).memory(QMAP_MEMORY_MIB),
+    scenario("scx_qmap_stall", "scx_qmap dropping every 2nd enqueue of a user task (its -t 2): the watchdog ejects it as a runnable task stall", qmap_stall).memory(QMAP_MEMORY_MIB).expects_exit(ExitKind::ErrorStall, STALLED),
+    scenario("scx_qmap_dispatch_loop", "scx_qmap dispatching only kthreadd after 50 dispatches (its -l 50): the kernel ejects it as a runnable task stall", qmap_dispatch_loop).memory(QMAP_MEMORY_MIB).expects_exit(ExitKind::ErrorStall, STALLED),
+    scenario("scx_qmap_error", "scx_qmap calling scx_bpf_error() after 100 enqueues (its -e 100): the kernel ejects it, naming the error", qmap_error).memory(QMAP_MEMORY_MIB).expects_exit(ExitKind::ErrorBpf, "^test triggering error$"),
 ];
 
 /// Starts `loader hold SCHEDULER ARGS` and waits for it to attach.

@@ -111,18 +111,26 @@ pub struct ScenarioInfo {
     pub topology: Topology,
 }
 
-/// A VM's CPUs and NUMA nodes.
+/// A VM's CPUs, NUMA nodes and RAM.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Topology {
     /// vCPUs.
     pub cpus: u16,
     /// NUMA nodes, the vCPUs and memory shared out evenly among them.
     pub nodes: u16,
+    /// RAM in MiB, 0 for the harness's default (its `VmOptions`).
+    #[serde(default)]
+    pub memory_mib: u32,
 }
 
 impl Topology {
-    /// Two vCPUs in one node: what every scenario gets unless it says otherwise.
-    pub const DEFAULT: Topology = Topology { cpus: 2, nodes: 1 };
+    /// Two vCPUs in one node and the default RAM: what every scenario gets
+    /// unless it says otherwise.
+    pub const DEFAULT: Topology = Topology {
+        cpus: 2,
+        nodes: 1,
+        memory_mib: 0,
+    };
 }
 
 impl Default for Topology {
@@ -132,11 +140,15 @@ impl Default for Topology {
 }
 
 impl std::fmt::Display for Topology {
-    /// `2 cpus`, or `4 cpus/2 nodes`.
+    /// `2 cpus`, `4 cpus/2 nodes`, or with RAM of its own `2 cpus/2048M`.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self.nodes {
-            0 | 1 => write!(f, "{} cpus", self.cpus),
-            nodes => write!(f, "{} cpus/{nodes} nodes", self.cpus),
+            0 | 1 => write!(f, "{} cpus", self.cpus)?,
+            nodes => write!(f, "{} cpus/{nodes} nodes", self.cpus)?,
+        }
+        match self.memory_mib {
+            0 => Ok(()),
+            memory => write!(f, "/{memory}M"),
         }
     }
 }

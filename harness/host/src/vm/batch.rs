@@ -101,6 +101,11 @@ impl Shared {
             topology: harness_wire::catalogue::Topology {
                 cpus: vm.spec.cpus as u16,
                 nodes: vm.spec.nodes as u16,
+                // Shown only when it is not the default.
+                memory_mib: match vm.spec.memory_mib {
+                    memory if memory == super::VmOptions::default().memory_mib => 0,
+                    memory => memory,
+                },
             },
             started: vm.started,
         }

@@ -36,8 +36,8 @@ const QMP_WAIT: Duration = Duration::from_secs(10);
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct VmOptions {
-    /// The guest's RAM, in MiB (default 512; the debug kernel's guests get
-    /// at least 2048, for KASAN's shadow of a BPF arena).
+    /// The guest's RAM, in MiB (default 512; a scenario may declare its
+    /// own, `Scenario::memory`).
     pub memory_mib: u32,
     /// vCPUs (default 2; a scenario's own topology sets it for its VM).
     pub(crate) cpus: u32,
@@ -67,11 +67,15 @@ pub struct VmOptions {
 }
 
 impl VmOptions {
-    /// The same, with the vCPUs and NUMA nodes a scenario declares.
+    /// The same, with the vCPUs, NUMA nodes and RAM a scenario declares.
     pub(crate) fn with_topology(&self, topology: harness_wire::catalogue::Topology) -> Self {
         VmOptions {
             cpus: u32::from(topology.cpus.max(1)),
             nodes: u32::from(topology.nodes.max(1)),
+            memory_mib: match topology.memory_mib {
+                0 => self.memory_mib,
+                declared => declared,
+            },
             ..self.clone()
         }
     }
@@ -650,21 +654,6 @@ fn start_virtiofsd(
     }
 }
 
-/// The least RAM a debug kernel's guest gets, in MiB.
-const DEBUG_MEMORY_MIB: u32 = 2048;
-
-/// The guest's RAM: `asked`, but on the debug kernel at least
-/// [`DEBUG_MEMORY_MIB`]. KASAN gives every vmalloc range its shadow (an
-/// eighth of its size) at once, and a BPF arena reserves 4 GiB of kernel
-/// address space: 7.x's `scx_qmap` (an arena) drove a 512 MiB debug guest
-/// out of memory in `arena_map_alloc`, and the OOM killer ended its loader.
-fn guest_memory(asked: u32, flavour: crate::kernel::Flavour) -> u32 {
-    match flavour {
-        crate::kernel::Flavour::Debug => asked.max(DEBUG_MEMORY_MIB),
-        _ => asked,
-    }
-}
-
 fn vm_spec(
     artifacts: &Artifacts,
     boot: &Boot,
@@ -682,7 +671,7 @@ fn vm_spec(
     Ok(VmSpec {
         accel,
         kernel_image: artifacts.kernel.boot_image()?,
-        memory_mib: guest_memory(options.memory_mib, artifacts.kernel.flavour),
+        memory_mib: options.memory_mib,
         cpus: options.cpus,
         nodes: options.nodes,
         root,
