@@ -108,10 +108,7 @@ impl Opened {
         }
         let element = element
             .ok_or_else(|| Failure::other(format!("{var} is not an array of sized elements")))?;
-        let suffix = section_suffix(&section).to_owned();
-        let mut map = (self.object.maps_mut())
-            .find(|map| map.name().to_string_lossy().ends_with(&suffix))
-            .ok_or_else(|| Failure::other(format!("no map holds {section}")))?;
+        let mut map = section_map(&mut self.object, &section)?;
         let size = (element.checked_mul(len))
             .and_then(|size| u32::try_from(size).ok())
             .filter(|size| *size > 0)
@@ -380,20 +377,27 @@ fn write_section(
     offset: usize,
     value: &[u8],
 ) -> Result<(), Failure> {
-    let suffix = section_suffix(section).to_owned();
-    let mut found = object
-        .maps_mut()
-        .find(|map| match section {
-            // Before load, libbpf keeps an arena's globals as its initial value.
-            ARENA_SECTION => map.map_type() == MapType::Arena,
-            _ => map.name().to_string_lossy().ends_with(&suffix),
-        })
-        .ok_or_else(|| Failure::other(format!("no map holds {section}")))?;
+    let mut found = section_map(object, section)?;
     let data = found
         .initial_value_mut()
         .ok_or_else(|| Failure::other(format!("{section} has no initial value")))?;
     data[offset..offset + value.len()].copy_from_slice(value);
     Ok(())
+}
+
+/// The map of `section` in an open object.
+fn section_map<'obj>(
+    object: &'obj mut OpenObject,
+    section: &str,
+) -> Result<libbpf_rs::OpenMapMut<'obj>, Failure> {
+    let suffix = section_suffix(section).to_owned();
+    (object.maps_mut())
+        .find(|map| match section {
+            // Before load, libbpf keeps an arena's globals as its initial value.
+            ARENA_SECTION => map.map_type() == MapType::Arena,
+            _ => map.name().to_string_lossy().ends_with(&suffix),
+        })
+        .ok_or_else(|| Failure::other(format!("no map holds {section}")))
 }
 
 fn check_size(what: &str, size: usize, value: &[u8]) -> Result<(), Failure> {

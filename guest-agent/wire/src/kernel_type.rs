@@ -305,10 +305,16 @@ fn disabled_line(message: &str) -> Option<(&str, &str)> {
 mod tests {
     use super::*;
 
+    /// A scanner fed `lines`, in order.
+    fn fed(lines: &[&str]) -> ExitScanner {
+        let mut scanner = ExitScanner::default();
+        lines.iter().for_each(|line| scanner.push(line));
+        scanner
+    }
+
     #[test]
     fn an_ejection_is_read_with_its_message_and_backtrace() {
-        let mut scanner = ExitScanner::default();
-        for line in [
+        let mut scanner = fed(&[
             "sched_ext: BPF scheduler \"simple\" enabled",
             "sched_ext: BPF scheduler \"qmap\" disabled (scx_bpf_error)",
             "sched_ext: qmap: test triggering error",
@@ -317,9 +323,7 @@ mod tests {
             "clocksource: switched",
             "   not_ours+0x1/0x2",
             "sched_ext: BPF scheduler \"simple\" disabled (unregistered from user space)",
-        ] {
-            scanner.push(line);
-        }
+        ]);
         let exits = scanner.take();
         assert_eq!(exits.len(), 2);
         assert_eq!(exits[0].kind, ExitKind::ErrorBpf);
@@ -337,14 +341,11 @@ mod tests {
 
     #[test]
     fn a_message_raised_with_its_source_position_keeps_it_apart() {
-        let mut scanner = ExitScanner::default();
-        for line in [
+        let exit = &fed(&[
             "sched_ext: BPF scheduler \"qmap\" disabled (scx_bpf_error)",
             "sched_ext: qmap: /src/linux-7.3/tools/sched_ext/scx_qmap.bpf.c:434: test triggering error",
-        ] {
-            scanner.push(line);
-        }
-        let exit = &scanner.take()[0];
+        ])
+        .take()[0];
         assert_eq!(exit.message.as_deref(), Some("test triggering error"));
         assert_eq!(exit.location.as_deref(), Some("scx_qmap.bpf.c:434"));
         // A message that only looks like one keeps its words.
