@@ -114,7 +114,7 @@ enum Command {
         /// Also measure what enabling the kernel's own struct_ops types
         /// (sched_ext, netem, NUMA, IKCONFIG) costs the default kernel:
         /// agent ready with and without them, and with --cold-kernel a cold
-        /// build of each (two more kernel builds).
+        /// build without them too (one more kernel build: the cold one counts as "with").
         #[arg(long)]
         kernel_types_cost: bool,
         #[command(flatten)]
