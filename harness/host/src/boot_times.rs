@@ -151,6 +151,22 @@ mod tests {
     }
 
     #[test]
+    fn a_recorded_boot_reads_back_as_the_same_time() {
+        let cache = tempfile::tempdir().unwrap();
+        // Times whose f64 a parser that is not correctly rounded reads one
+        // ulp off (seen: 1.951951305 s, in the stalled-boot test).
+        let boots: Vec<Duration> = (0..500u32)
+            .map(|n| Duration::new(1, 951_951_305 + n * 7919))
+            .collect();
+        for boot in &boots {
+            BootTimes::record(cache.path(), "tcg/default", *boot).unwrap();
+            let recorded = BootTimes::load(cache.path());
+            let last = recorded.of("tcg/default").last().copied();
+            assert_eq!(last, Some(boot.as_secs_f64()), "{boot:?}");
+        }
+    }
+
+    #[test]
     fn no_history_is_half_the_timeout() {
         let times = BootTimes::default();
         let deadline = times.deadline("tcg/default", TIMEOUT);
