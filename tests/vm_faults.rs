@@ -59,11 +59,14 @@ fn assert_cleaned_up(error: &VmError) {
 }
 
 /// The console log QEMU writes, from its command line (`-chardev
-/// file,id=console,path=...`): the live VM's own, never a kept log of an
-/// earlier run.
+/// socket,id=console,path=...,logfile=...`): the live VM's own, never a
+/// kept log of an earlier run.
 fn console_log_of(qemu_cmdline: &str) -> Option<&str> {
-    let (_, rest) = qemu_cmdline.split_once("file,id=console,path=")?;
-    rest.split_whitespace().next()
+    let (_, rest) = qemu_cmdline.split_once("socket,id=console,")?;
+    let chardev = rest.split_whitespace().next()?;
+    chardev
+        .split(',')
+        .find_map(|option| option.strip_prefix("logfile="))
 }
 
 /// Whether `cmdline` runs `program` (its argv[0]'s file name starts with

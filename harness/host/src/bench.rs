@@ -478,10 +478,14 @@ fn kernel_types_cost(
         if with_recipe.key(cache)? == cold_recipe.key(cache)? {
             with_build.samples.clone_from(&cold.samples);
         } else {
-            with_build.samples.push(cold_build_of(&with_recipe, options)?);
+            with_build
+                .samples
+                .push(cold_build_of(&with_recipe, options)?);
         }
         let bare_recipe = bare_options.recipe(cache, &bare_catalogue)?;
-        without_build.samples.push(cold_build_of(&bare_recipe, options)?);
+        without_build
+            .samples
+            .push(cold_build_of(&bare_recipe, options)?);
         let name = "kernel build, cold, with the kernel types / without";
         ratios.push(Ratio::new(name, &with_build, &without_build, 1.15));
         figures.extend([with_build, without_build]);

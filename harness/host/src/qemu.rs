@@ -56,6 +56,40 @@ impl Console {
     }
 }
 
+/// A stream QEMU sends the harness.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Channel {
+    /// The serial console.
+    Console,
+    /// The agent's result port: one JSON message a line.
+    Result,
+    /// An exec'd command's stdout.
+    Stdout,
+    /// An exec'd command's stderr.
+    Stderr,
+    /// A second QMP monitor, which only its events are read from (the
+    /// first one answers the harness's commands).
+    QmpEvents,
+}
+
+impl Channel {
+    /// Its chardev id on QEMU's command line.
+    pub(crate) fn id(self) -> &'static str {
+        match self {
+            Channel::Console => "console",
+            Channel::Result => "result",
+            Channel::Stdout => "stdout",
+            Channel::Stderr => "stderr",
+            Channel::QmpEvents => "events",
+        }
+    }
+
+    /// The socket QEMU connects it to, in the VM's socket directory.
+    pub(crate) fn socket(self, dir: &Path) -> PathBuf {
+        dir.join(format!("{}.sock", self.id()))
+    }
+}
+
 /// Everything that differs between two VMs.
 #[derive(Debug, Clone)]
 pub(crate) struct VmSpec {
@@ -78,6 +112,10 @@ pub(crate) struct VmSpec {
     /// A gdb stub on this local port.
     pub(crate) gdb_port: Option<u16>,
     pub(crate) qmp_socket: PathBuf,
+    /// Where the sockets of the channels QEMU connects to are (console,
+    /// result port, an exec'd command's output, the QMP events monitor:
+    /// `vm::events`), bound by the harness before QEMU starts.
+    pub(crate) sockets: PathBuf,
     /// Print every boot message on the console (slower under emulation).
     pub(crate) verbose_console: bool,
     /// The secondary CPUs' delay loop, preset (see `guest_clock`).
@@ -156,7 +194,7 @@ pub(crate) fn qemu_args(spec: &VmSpec) -> Vec<OsString> {
     args.push(spec.kernel_image.clone().into());
     args.push("-append".into());
     args.push(kernel_cmdline(spec).into());
-    args.extend(console_args(&spec.console));
+    args.extend(console_args(spec));
     args.extend(["-serial".into(), "chardev:console".into()]);
     args.extend(["-device".into(), "virtio-serial-pci".into()]);
     args.extend(port_args(spec));
@@ -167,6 +205,14 @@ pub(crate) fn qemu_args(spec: &VmSpec) -> Vec<OsString> {
     qmp.push(&spec.qmp_socket);
     qmp.push(",server=on,wait=off");
     args.extend(["-qmp".into(), qmp]);
+    // A second monitor, only for events: a reader waits on it, while the
+    // first one answers the harness's commands.
+    let events = Channel::QmpEvents;
+    args.extend(channel_args(events, &spec.sockets, None));
+    args.extend([
+        "-mon".into(),
+        format!("chardev={},mode=control", events.id()).into(),
+    ]);
     // A guest panic becomes a GUEST_PANICKED event on QMP. QEMU's default
     // for it, shutting down, comes before the kernel flushes its panic
     // message to the console (the notifier runs first): a panic printed
@@ -217,9 +263,9 @@ fn node_cpus(cpus: u32, nodes: u32, node: u32) -> (u32, u32) {
     (first, last)
 }
 
-fn console_args(console: &Console) -> Vec<OsString> {
-    match console {
-        Console::File(path) => chardev_file_args("console", path),
+fn console_args(spec: &VmSpec) -> Vec<OsString> {
+    match &spec.console {
+        Console::File(path) => channel_args(Channel::Console, &spec.sockets, Some(path)),
         // signal=off: Ctrl-C goes to the guest's foreground program, not to QEMU.
         Console::Terminal => vec!["-chardev".into(), "stdio,id=console,signal=off".into()],
     }
@@ -232,22 +278,17 @@ fn port_args(spec: &VmSpec) -> Vec<OsString> {
         CONTROL_PORT_NAME, RESULT_PORT_NAME, STDERR_PORT_NAME, STDOUT_PORT_NAME,
     };
     // (chardev id, port name, the chardev's arguments)
-    let mut ports = vec![(
-        "result",
-        RESULT_PORT_NAME,
-        chardev_file_args("result", &spec.result_file),
-    )];
+    let channel = |channel: Channel, log: &Path| {
+        let args = channel_args(channel, &spec.sockets, Some(log));
+        (channel.id(), args)
+    };
+    let (id, args) = channel(Channel::Result, &spec.result_file);
+    let mut ports = vec![(id, RESULT_PORT_NAME, args)];
     if let Some((stdout, stderr)) = &spec.output_files {
-        ports.push((
-            "stdout",
-            STDOUT_PORT_NAME,
-            chardev_file_args("stdout", stdout),
-        ));
-        ports.push((
-            "stderr",
-            STDERR_PORT_NAME,
-            chardev_file_args("stderr", stderr),
-        ));
+        let (id, args) = channel(Channel::Stdout, stdout);
+        ports.push((id, STDOUT_PORT_NAME, args));
+        let (id, args) = channel(Channel::Stderr, stderr);
+        ports.push((id, STDERR_PORT_NAME, args));
     }
     if let Some(socket) = &spec.control_socket {
         let mut chardev = OsString::from("socket,id=control,server=on,wait=off,path=");
@@ -275,10 +316,29 @@ fn accel_args(accel: Accel) -> Vec<&'static str> {
     }
 }
 
-fn chardev_file_args(id: &str, path: &Path) -> Vec<OsString> {
-    let mut chardev = OsString::from(format!("file,id={id},path="));
-    chardev.push(path);
+/// A chardev QEMU connects to the harness's socket for `channel` (QEMU
+/// connects as it starts, so nothing it sends is lost), and also writes to
+/// `log`, the file kept with the VM's logs.
+fn channel_args(channel: Channel, sockets: &Path, log: Option<&Path>) -> Vec<OsString> {
+    let mut chardev = OsString::from(format!("socket,id={},path=", channel.id()));
+    chardev.push(channel.socket(sockets));
+    if let Some(log) = log {
+        chardev.push(",logfile=");
+        chardev.push(log);
+    }
     vec!["-chardev".into(), chardev]
+}
+
+/// The channels `spec`'s QEMU connects to (`channel_args`), for the harness to listen on.
+pub(crate) fn channels(spec: &VmSpec) -> Vec<Channel> {
+    let mut channels = vec![Channel::Result, Channel::QmpEvents];
+    if let Console::File(_) = spec.console {
+        channels.push(Channel::Console);
+    }
+    if spec.output_files.is_some() {
+        channels.extend([Channel::Stdout, Channel::Stderr]);
+    }
+    channels
 }
 
 fn root_args(spec: &VmSpec) -> Vec<OsString> {
@@ -386,7 +446,8 @@ pub(crate) fn find_qemu(path: Option<std::ffi::OsString>) -> Result<PathBuf> {
     })
 }
 
-/// The QEMU command line of `spec`, as a shell would take it (kept with the logs).
+/// The QEMU command line of `spec`, as a shell would take it (kept with
+/// the logs; its channels' sockets were the harness's, gone with the VM).
 pub(crate) fn shell_line(spec: &VmSpec) -> String {
     let mut words = vec![QEMU_BINARY.to_owned()];
     words.extend(
@@ -417,6 +478,7 @@ mod tests {
             control_socket: None,
             gdb_port: None,
             qmp_socket: "/t/qmp.sock".into(),
+            sockets: "/s".into(),
             verbose_console: false,
             preset_lpj: None,
         }
@@ -570,7 +632,15 @@ mod tests {
         let mut exec = spec(RootShare::NineP, Accel::Tcg);
         exec.output_files = Some(("/t/out".into(), "/t/err".into()));
         let args = joined(&exec);
-        assert!(args.contains("-chardev file,id=stdout,path=/t/out -device virtserialport,chardev=stdout,name=agent-stdout"), "{args}");
+        assert!(args.contains("-chardev socket,id=stdout,path=/s/stdout.sock,logfile=/t/out -device virtserialport,chardev=stdout,name=agent-stdout"), "{args}");
+        let listened = channels(&exec);
+        for channel in [Channel::Stdout, Channel::Stderr, Channel::Result] {
+            assert!(listened.contains(&channel), "{listened:?}");
+        }
+        assert!(
+            !channels(&shell).contains(&Channel::Console),
+            "the terminal is no socket"
+        );
         assert!(
             args.contains("virtserialport,chardev=stderr,name=agent-stderr"),
             "{args}"
@@ -588,8 +658,9 @@ mod tests {
     fn console_result_port_qmp_and_pvpanic_are_wired() {
         let args = joined(&spec(RootShare::NineP, Accel::Tcg));
         for expected in [
-            "-chardev file,id=console,path=/t/console.log -serial chardev:console",
-            "-chardev file,id=result,path=/t/result.json",
+            "-chardev socket,id=console,path=/s/console.sock,logfile=/t/console.log -serial chardev:console",
+            "-chardev socket,id=result,path=/s/result.sock,logfile=/t/result.json",
+            "-chardev socket,id=events,path=/s/events.sock -mon chardev=events,mode=control",
             "virtserialport,chardev=result,name=agent-result",
             "-qmp unix:/t/qmp.sock,server=on,wait=off",
             "-device pvpanic-pci",

@@ -1,5 +1,6 @@
 //! QMP, QEMU's control socket (through the qapi crate): the VM's run state,
-//! its events (a guest panic arrives as GUEST_PANICKED), and ending it.
+//! its vCPUs, pausing and ending it. Its events come on a second monitor,
+//! read by `vm::events`.
 
 use std::io::BufReader;
 use std::os::unix::net::UnixStream;
@@ -16,12 +17,6 @@ type QmpStream = Stream<BufReader<UnixStream>, UnixStream>;
 
 pub(crate) struct QmpClient {
     qmp: Qmp<QmpStream>,
-}
-
-/// What QMP said happened to the guest.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum GuestEvent {
-    Panicked,
 }
 
 impl QmpClient {
@@ -65,19 +60,6 @@ impl QmpClient {
             );
         }
         Ok(QmpClient { qmp })
-    }
-
-    /// Events QEMU sent since the last call.
-    pub(crate) fn events(&mut self) -> Result<Vec<GuestEvent>> {
-        self.qmp.nop().context("polling QMP")?;
-        Ok(self
-            .qmp
-            .events()
-            .filter_map(|event| match event {
-                qmp::Event::GUEST_PANICKED { .. } => Some(GuestEvent::Panicked),
-                _ => None,
-            })
-            .collect())
     }
 
     /// The VM's run state as QEMU names it (`running`, `paused`, `guest-panicked`, ...).

@@ -139,6 +139,11 @@ impl Virtiofsd {
     pub(crate) fn kill(&self) {
         let _ = self.handle.kill();
     }
+
+    /// The daemon's process id.
+    pub(crate) fn pid(&self) -> Option<u32> {
+        self.handle.pids().first().copied()
+    }
 }
 
 impl Drop for Virtiofsd {

@@ -21,40 +21,6 @@ pub(crate) fn parse_messages(text: &str) -> Result<Vec<Message>, String> {
         .collect()
 }
 
-/// A file another process appends to (the console log, the agent's result
-/// port), read from where the last look stopped: each look reads only the
-/// bytes added since, and hands out the lines they complete.
-#[derive(Debug, Default)]
-pub(super) struct Tail {
-    offset: u64,
-    partial: Vec<u8>,
-}
-
-impl Tail {
-    /// The lines `path` completed since the last call (none when it cannot be read).
-    pub(super) fn new_lines(&mut self, path: &Path) -> Vec<String> {
-        use std::io::{Read as _, Seek as _, SeekFrom};
-        let Ok(mut file) = std::fs::File::open(path) else {
-            return Vec::new();
-        };
-        let mut fresh = Vec::new();
-        if file.seek(SeekFrom::Start(self.offset)).is_err() || file.read_to_end(&mut fresh).is_err()
-        {
-            return Vec::new();
-        }
-        self.offset += fresh.len() as u64;
-        self.partial.extend_from_slice(&fresh);
-        let Some(end) = self.partial.iter().rposition(|&byte| byte == b'\n') else {
-            return Vec::new();
-        };
-        let complete: Vec<u8> = self.partial.drain(..=end).collect();
-        String::from_utf8_lossy(&complete)
-            .lines()
-            .map(str::to_owned)
-            .collect()
-    }
-}
-
 /// The last message that is a result (a scenario's, or a command's end),
 /// not a request for a debugger.
 pub(crate) fn final_message(messages: &[Message]) -> Option<&Message> {
@@ -75,24 +41,6 @@ pub(crate) fn panic_detail(console: &str) -> String {
 mod tests {
     use super::*;
     use harness_wire::protocol::{ExitReport, ScenarioResult};
-
-    #[test]
-    fn a_tail_hands_out_each_completed_line_once() {
-        use std::io::Write as _;
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("console.log");
-        let mut file = std::fs::File::create(&path).unwrap();
-        let mut tail = Tail::default();
-        assert!(tail.new_lines(&path).is_empty());
-        write!(file, "[ 1.0] one\n[ 1.1] tw").unwrap();
-        assert_eq!(tail.new_lines(&path), vec!["[ 1.0] one"]);
-        assert!(tail.new_lines(&path).is_empty(), "nothing new");
-        write!(file, "o\nguest-agent: ready\n").unwrap();
-        assert_eq!(
-            tail.new_lines(&path),
-            vec!["[ 1.1] two", "guest-agent: ready"]
-        );
-    }
 
     #[test]
     fn a_message_counts_once_its_line_is_complete() {

@@ -1,11 +1,13 @@
 //! One VM running the agent: it owns QEMU, virtiofsd, QMP and the run
 //! directories, and its Drop kills everything it started. Its life is a few
-//! phases: boot (start the daemons and QEMU), watch (one short question after
-//! another until one of them says how the VM ended), finish (turn that ending
-//! into a run or a failure with everything needed to debug it).
+//! phases: boot (start the daemons and QEMU, and a reader on each channel QEMU
+//! connects to), watch (the VM's events as they come, each followed by the
+//! same short questions, until one says how the VM ended), finish (turn that
+//! ending into a run or a failure with everything needed to debug it).
 
 mod batch;
 mod debugger;
+mod events;
 mod messages;
 mod options;
 mod stall;
@@ -13,12 +15,14 @@ mod watch;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
+use std::sync::mpsc::{self, Receiver, Sender};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use harness_wire::cli::{AgentCommand, Fault};
 use harness_wire::protocol::{ExitReport, Message, ScenarioResult};
 
+use self::events::{Event, Listeners, Process};
 use self::messages::{final_message, panic_detail, read_messages};
 use self::watch::{Ending, Watch, KVM_WATCHDOG};
 use crate::artifacts::Artifacts;
@@ -354,7 +358,7 @@ pub(crate) fn run_command(
 }
 
 /// The line that ends the kernel's panic message.
-const PANIC_END: &str = "---[ end Kernel panic";
+pub(super) const PANIC_END: &str = "---[ end Kernel panic";
 /// How long the console may take to finish a panic message.
 const PANIC_END_GRACE: Duration = Duration::from_secs(2);
 
@@ -385,6 +389,12 @@ struct Vm {
     control: Option<std::os::unix::net::UnixStream>,
     /// When a guest that has not said ready has stalled.
     boot_deadline: BootDeadline,
+    /// What the readers and the exit waiters saw (`events`).
+    events: Receiver<Event>,
+    /// The channels' sockets until QEMU's connections are taken, and the
+    /// sending end their readers get (the VM keeps none after, so the
+    /// stream ends when they do).
+    listening: Option<(Listeners, Sender<Event>)>,
     /// The cache its boot time is recorded in, and under which kind.
     boot_record: (PathBuf, String),
 }
@@ -415,9 +425,14 @@ impl Vm {
             .map_err(RunError::Harness)?;
         let boot_kind = boot_times::kind(&boot.accel.to_string(), artifacts.kernel.flavour.name());
         let boot_deadline = BootTimes::load(&artifacts.cache).deadline(&boot_kind, options.timeout);
+        let listeners = Listeners::bind(sockets.path(), &crate::qemu::channels(&spec))
+            .map_err(RunError::Harness)?;
+        let (sender, events) = mpsc::channel();
         let started = Instant::now();
         let qemu = QemuProcess::spawn(&spec, logs.path().join("qemu.stderr"))
             .map_err(RunError::Harness)?;
+        // Before anything reaps them: a pid names the process only until then.
+        watch_exits(&qemu, virtiofsd.as_ref(), &sender).map_err(RunError::Harness)?;
         let vm = Vm {
             qmp: None,
             qemu,
@@ -442,6 +457,8 @@ impl Vm {
             control: None,
             boot_deadline,
             boot_record: (artifacts.cache.clone(), boot_kind),
+            events,
+            listening: Some((listeners, sender)),
         };
         vm.connect_qmp()
     }
@@ -451,8 +468,12 @@ impl Vm {
         match QmpClient::connect(&self.spec.qmp_socket, &self.qemu, self.started + QMP_WAIT) {
             Ok(qmp) => {
                 self.qmp = Some(qmp);
-                // QEMU opens its sockets together: the control one is up too.
+                // QEMU opens its sockets together: the control one is up
+                // too, and it has connected its channels.
                 self.connect_control().map_err(RunError::Harness)?;
+                if let Some((listeners, sender)) = self.listening.take() {
+                    self.watch.open = listeners.accept(&sender).map_err(RunError::Harness)?;
+                }
                 Ok(self)
             }
             Err(err) => match self.qemu.kvm_complaint().filter(|_| self.probing) {
@@ -474,18 +495,14 @@ impl Vm {
     }
 
     /// Lets the console finish the panic message before it is reported: its
-    /// `---[ end Kernel panic` line, QEMU's exit, or two seconds.
+    /// `---[ end Kernel panic` line, the console's close (QEMU's exit), or
+    /// two seconds.
     fn wait_for_panic_end(&mut self) {
         let deadline = Instant::now() + PANIC_END_GRACE;
-        let _ = harness_wire::wait::wait_until(deadline, Duration::from_millis(20), || {
-            let ended = self.console().contains(PANIC_END)
-                || self.qemu.try_wait().is_ok_and(|status| status.is_some());
-            if ended {
-                harness_wire::wait::Poll::Ready(())
-            } else {
-                harness_wire::wait::Poll::Pending
-            }
-        });
+        let console_open = |vm: &Vm| vm.watch.open.contains(&crate::qemu::Channel::Console);
+        while !self.watch.panic_ended && console_open(self) && Instant::now() < deadline {
+            self.take_event_until(deadline);
+        }
     }
 
     /// Waits for the VM to end: the agent's messages, or a failure with
@@ -576,7 +593,6 @@ impl Vm {
     ) -> Result<(Self, Vec<Message>, Duration), RunError> {
         let total = self.started.elapsed();
         self.exit_status = Some(status);
-        self.stream_output();
         let console = self.console();
         if self.probing && console.is_empty() {
             if let Some(complaint) = self.qemu.kvm_complaint() {
@@ -631,6 +647,21 @@ impl Vm {
         drop(sockets);
         logs.keep()
     }
+}
+
+/// An `Exited` event for QEMU and for virtiofsd, each when it exits.
+fn watch_exits(
+    qemu: &QemuProcess,
+    virtiofsd: Option<&Virtiofsd>,
+    sender: &Sender<Event>,
+) -> Result<()> {
+    let qemu_pid = qemu.pid().context("QEMU has no pid")?;
+    events::watch_exit(qemu_pid, Process::Qemu, sender)?;
+    if let Some(daemon) = virtiofsd {
+        let pid = daemon.pid().context("virtiofsd has no pid")?;
+        events::watch_exit(pid, Process::Virtiofsd, sender)?;
+    }
+    Ok(())
 }
 
 /// The read-only virtiofsd, unless 9p is asked for or the daemon cannot start.
@@ -690,6 +721,7 @@ fn vm_spec(
             false => None,
         },
         qmp_socket: sockets.path().join("qmp.sock"),
+        sockets: sockets.path().to_owned(),
         verbose_console: options.verbose_console,
         preset_lpj: match accel {
             Accel::Tcg => guest_clock::preset_lpj(&artifacts.kernel.build_dir.join(".config")),

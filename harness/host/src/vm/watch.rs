@@ -1,22 +1,25 @@
-//! The watch: short questions asked in turn until one says how the VM
-//! ended. Each answers one thing: did QEMU exit, is the agent up, is its
-//! result in, did the KVM guest stay silent, did virtiofsd go, did the guest
-//! panic; and, along the way, the exec'd command's output is passed on and a
-//! debugger is let in.
+//! The watch: the VM's events (`events`: console and agent lines, QMP's
+//! panic, QEMU's and virtiofsd's exits) taken as they come, each followed
+//! by the same short questions, until one says how the VM ended. It sleeps
+//! between events, waking early only for its next deadline. Each question
+//! answers one thing: did QEMU exit, is the agent up, is its result in, did
+//! the KVM guest stay silent, did virtiofsd go, did the guest panic; and,
+//! along the way, the exec'd command's output is passed on and a debugger
+//! is let in.
 
-use std::io::{Read, Seek, SeekFrom, Write};
-use std::path::Path;
+use std::io::Write;
 use std::process::ExitStatus;
+use std::sync::mpsc::RecvTimeoutError;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use harness_wire::markers;
 use harness_wire::protocol::Message;
 
+use super::events::{Event, Process};
 use super::messages::panic_detail;
-use super::{RunError, Vm, VmFailure};
-use crate::qmp::{GuestEvent, QmpClient};
-use harness_wire::wait::{wait_until, Poll};
+use super::{RunError, Vm, VmFailure, PANIC_END};
+use crate::qemu::Channel;
 
 /// How long a guest on KVM may take to reach the agent before KVM is judged broken.
 pub(super) const KVM_WATCHDOG: Duration = Duration::from_secs(20);
@@ -24,10 +27,9 @@ pub(super) const KVM_WATCHDOG: Duration = Duration::from_secs(20);
 const VIRTIOFSD_GRACE: Duration = Duration::from_secs(2);
 /// How long QEMU may take to exit once the agent's result is in.
 const POWER_OFF_GRACE: Duration = Duration::from_secs(2);
-/// How often the watch asks its questions.
-const WATCH_INTERVAL: Duration = Duration::from_millis(20);
-/// How often QMP is asked for events (each ask is a round trip).
-const QMP_INTERVAL: Duration = Duration::from_millis(250);
+/// How long the readers may take to pass on the last of a channel once
+/// QEMU has exited (its sockets close with it; this only bounds the wait).
+const DRAIN_GRACE: Duration = Duration::from_secs(1);
 
 /// How a VM's run ended, as the watch saw it.
 #[derive(Debug)]
@@ -57,17 +59,17 @@ pub(super) struct Watch {
     /// QEMU still ran: QEMU may then exit before the grace is over, and its
     /// exit must still be put down to the daemon.
     virtiofsd_died: Option<String>,
-    last_qmp_poll: Option<Instant>,
+    /// When QEMU was seen to exit.
+    qemu_exited_at: Option<Instant>,
+    /// QMP said the guest panicked.
     panicked: bool,
     debugger_let_in: bool,
-    /// How much of the command's stdout and stderr was passed on.
-    streamed: (u64, u64),
-    /// The console log, read where the last look stopped.
-    console: super::messages::Tail,
     /// A panic line was on the console.
     console_panicked: bool,
-    /// The agent's result port, read where the last look stopped.
-    results: super::messages::Tail,
+    /// The console has shown the end of a panic message.
+    pub(super) panic_ended: bool,
+    /// The channels QEMU has not closed yet.
+    pub(super) open: Vec<Channel>,
     /// Every message the agent sent so far, in order.
     messages: Vec<Message>,
 }
@@ -100,26 +102,38 @@ impl Watch {
 }
 
 impl Vm {
-    /// Asks the watch's questions until one of them says how the VM ended,
-    /// or the VM's time is up: its timeout, counted again from each
+    /// Takes the VM's events until one of them says how the VM ended, or
+    /// the VM's time is up: its timeout, counted again from each
     /// scenario's start and each result when it runs several.
     pub(super) fn watch(&mut self) -> Result<Ending, RunError> {
         let mut since = self.started;
         loop {
-            let progress = self.progress();
-            let deadline = since + self.options.timeout;
-            let ending = wait_until(deadline, WATCH_INTERVAL, || match self.poll_once() {
-                Ok(Some(ending)) => Poll::Ready(Some(Ok(ending))),
-                // The clock starts again.
-                Ok(None) if self.progress() > progress => Poll::Ready(None),
-                Ok(None) => Poll::Pending,
-                Err(err) => Poll::Ready(Some(Err(err))),
-            });
-            match ending {
-                Some(Some(ending)) => return ending.map_err(RunError::Harness),
-                Some(None) => since = Instant::now(),
-                None => return Ok(Ending::DeadlinePassed),
+            if let Some(ending) = self.judge().map_err(RunError::Harness)? {
+                return Ok(ending);
             }
+            let deadline = since + self.options.timeout;
+            if Instant::now() >= deadline {
+                return Ok(Ending::DeadlinePassed);
+            }
+            let progress = self.progress();
+            let wake = self.next_deadline().map_or(deadline, |at| at.min(deadline));
+            self.take_event_until(wake);
+            // The clock starts again.
+            if self.progress() > progress {
+                since = Instant::now();
+            }
+        }
+    }
+
+    /// The next event, taken in, or nothing by `wake`.
+    pub(super) fn take_event_until(&mut self, wake: Instant) {
+        let wait = wake.saturating_duration_since(Instant::now());
+        match self.events.recv_timeout(wait) {
+            Ok(event) => self.take(event),
+            Err(RecvTimeoutError::Timeout) => {}
+            // Every reader and waiter has ended, so QEMU has exited and the
+            // next question ends the watch; the clock is all that is left.
+            Err(RecvTimeoutError::Disconnected) => std::thread::sleep(wait.min(DRAIN_GRACE)),
         }
     }
 
@@ -128,16 +142,60 @@ impl Vm {
         self.watch.scenarios_started + self.watch.results_at.len()
     }
 
-    /// One round of questions; the first that has an answer ends the watch.
-    fn poll_once(&mut self) -> Result<Option<Ending>> {
-        self.stream_output();
-        // QEMU's exit is checked first: it explains more than any timeout.
-        if let Some(status) = self.qemu.try_wait()? {
+    /// The earliest moment still to come when a question may have a new
+    /// answer with no event (one that has passed was answered already).
+    fn next_deadline(&self) -> Option<Instant> {
+        let (watch, now) = (&self.watch, Instant::now());
+        let not_ready = watch.ready_after.is_none();
+        [
+            (self.probing && not_ready).then_some(self.started + KVM_WATCHDOG),
+            (!self.boot_exempt() && not_ready).then_some(self.started + self.boot_deadline.after),
+            watch.result_at.map(|at| at + POWER_OFF_GRACE),
+            watch.virtiofsd_gone_at.map(|at| at + VIRTIOFSD_GRACE),
+            watch.qemu_exited_at.map(|at| at + DRAIN_GRACE),
+        ]
+        .into_iter()
+        .flatten()
+        .filter(|at| *at > now)
+        .min()
+        // Just past it, so that it has passed when the question is asked.
+        .map(|at| at + Duration::from_millis(1))
+    }
+
+    /// What one event tells the watch.
+    fn take(&mut self, event: Event) {
+        let watch = &mut self.watch;
+        match event {
+            Event::Line(Channel::Console, line) => {
+                if watch.ready_after.is_none() && markers::agent_ready(&line) {
+                    watch.ready_after = Some(self.started.elapsed());
+                }
+                watch.scenarios_started += line.matches(markers::SCENARIO_STARTS).count();
+                watch.console_panicked |= markers::panic_line(&line).is_some();
+                watch.panic_ended |= line.contains(PANIC_END);
+            }
+            // A line that is not a message is left out (the run's end
+            // reads the whole port again, and names it).
+            Event::Line(_, line) => {
+                if let Ok(message) = serde_json::from_str::<Message>(&line) {
+                    watch.messages.push(message);
+                }
+            }
+            Event::Output(channel, bytes) => pass_on(channel, &bytes),
+            Event::GuestPanicked => watch.panicked = true,
+            Event::Closed(channel) => watch.open.retain(|open| *open != channel),
+            Event::Exited(Process::Qemu) => watch.qemu_exited_at = Some(Instant::now()),
+            // virtiofsd_is_gone reads its status.
+            Event::Exited(Process::Virtiofsd) => {}
+        }
+    }
+
+    /// The questions; the first that has an answer ends the watch.
+    fn judge(&mut self) -> Result<Option<Ending>> {
+        // QEMU's exit comes first: it explains more than any timeout.
+        if let Some(status) = self.qemu_exited()? {
             return Ok(Some(Ending::QemuExited(status)));
         }
-        // Only what the console and the result port gained since the last round.
-        self.read_console();
-        self.read_results();
         self.let_debugger_in()?;
         let ending = self
             .result_is_in()
@@ -148,29 +206,16 @@ impl Vm {
         Ok(ending)
     }
 
-    /// The console's new lines: the agent's ready line, each scenario's
-    /// start, a panic line.
-    fn read_console(&mut self) {
-        let Some(log) = self.spec.console.log() else {
-            return;
+    /// QEMU's status, once it has exited and its channels are drained
+    /// (what they carried is all passed on), or the drain's grace is over.
+    fn qemu_exited(&mut self) -> Result<Option<ExitStatus>> {
+        let Some(at) = self.watch.qemu_exited_at else {
+            return Ok(None);
         };
-        for line in self.watch.console.new_lines(log) {
-            if self.watch.ready_after.is_none() && markers::agent_ready(&line) {
-                self.watch.ready_after = Some(self.started.elapsed());
-            }
-            self.watch.scenarios_started += line.matches(markers::SCENARIO_STARTS).count();
-            self.watch.console_panicked |= markers::panic_line(&line).is_some();
+        if !self.watch.open.is_empty() && at.elapsed() <= DRAIN_GRACE {
+            return Ok(None);
         }
-    }
-
-    /// The agent's new messages; a line that is not one is left out (the
-    /// run's end reads the whole port again, and names it).
-    fn read_results(&mut self) {
-        for line in self.watch.results.new_lines(&self.spec.result_file) {
-            if let Ok(message) = serde_json::from_str::<Message>(&line) {
-                self.watch.messages.push(message);
-            }
-        }
+        self.qemu.try_wait()
     }
 
     /// QEMU 7.2 can hang in its vhost-user teardown after the guest powers
@@ -217,19 +262,23 @@ impl Vm {
         silent.then_some(Ending::KvmSilent)
     }
 
-    /// A guest whose agent has not said ready by its boot deadline stalled
-    /// in its boot (seen under TCG: the console silent after its last
-    /// kernel line). The deadline follows the boots measured here
-    /// (`boot_times`: 10 s for the default kernel, against its 1 to 2 s). Nothing of the
-    /// subject runs before the ready line, so the caller may boot again.
     /// Only for scenarios: not while a person drives the VM (who may hold
     /// it in a debugger), not for a command (whose `--timeout` covers its
     /// boot), not while probing KVM (the watchdog judges that boot).
+    fn boot_exempt(&self) -> bool {
+        self.options.gdb || self.options.interactive || self.runs_command || self.probing
+    }
+
+    /// A guest whose agent has not said ready by its boot deadline stalled
+    /// in its boot (seen under TCG: the console silent after its last
+    /// kernel line). The deadline follows the boots measured here
+    /// (`boot_times`: 10 s for the default kernel, against its 1 to 2 s).
+    /// Nothing of the subject runs before the ready line, so the caller may
+    /// boot again.
     fn never_ready(&self) -> Option<Ending> {
-        let exempt =
-            self.options.gdb || self.options.interactive || self.runs_command || self.probing;
         let late = self.started.elapsed() > self.boot_deadline.after;
-        (!exempt && late && self.watch.ready_after.is_none()).then_some(Ending::NeverReady)
+        let stalled = !self.boot_exempt() && late && self.watch.ready_after.is_none();
+        stalled.then_some(Ending::NeverReady)
     }
 
     /// virtiofsd also exits, cleanly, when a powered-off guest disconnects, a
@@ -258,28 +307,7 @@ impl Vm {
     }
 
     fn guest_panicked(&mut self) -> Option<Ending> {
-        let due = self
-            .watch
-            .last_qmp_poll
-            .is_none_or(|at| at.elapsed() > QMP_INTERVAL);
-        if due {
-            self.watch.last_qmp_poll = Some(Instant::now());
-            if let Some(Ok(events)) = self.qmp.as_mut().map(QmpClient::events) {
-                self.watch.panicked |= events.contains(&GuestEvent::Panicked);
-            }
-        }
         (self.watch.panicked || self.watch.console_panicked).then_some(Ending::Panicked)
-    }
-
-    /// Passes on what the exec'd command printed since the last look.
-    pub(super) fn stream_output(&mut self) {
-        let Some((stdout, stderr)) = self.spec.output_files.clone() else {
-            return;
-        };
-        let (out, err) = self.watch.streamed;
-        let out = forward(&stdout, out, &mut std::io::stdout());
-        let err = forward(&stderr, err, &mut std::io::stderr());
-        self.watch.streamed = (out, err);
     }
 
     /// The agent waits for a debugger: pause QEMU, say how to connect, and
@@ -308,6 +336,20 @@ impl Vm {
     }
 }
 
+/// What an exec'd command wrote, on the harness's own stdout or stderr:
+/// the command's output is what `harness exec` is for.
+fn pass_on(channel: Channel, bytes: &[u8]) {
+    let _ = match channel {
+        Channel::Stderr => write_flushed(&mut std::io::stderr(), bytes),
+        _ => write_flushed(&mut std::io::stdout(), bytes),
+    };
+}
+
+fn write_flushed(to: &mut impl Write, bytes: &[u8]) -> std::io::Result<()> {
+    to.write_all(bytes)?;
+    to.flush()
+}
+
 /// Whether QEMU died of a fault signal of its own (the harness ends it
 /// with SIGKILL or SIGTERM, never these).
 fn crashed(status: ExitStatus) -> bool {
@@ -322,23 +364,6 @@ fn crashed(status: ExitStatus) -> bool {
     status
         .signal()
         .is_some_and(|signal| faults.contains(&signal))
-}
-
-/// Copies what `path` gained past `from` to `to`; returns the new offset.
-fn forward(path: &Path, from: u64, to: &mut impl Write) -> u64 {
-    let Ok(mut file) = std::fs::File::open(path) else {
-        return from;
-    };
-    if file.seek(SeekFrom::Start(from)).is_err() {
-        return from;
-    }
-    let mut fresh = Vec::new();
-    let _ = file.read_to_end(&mut fresh);
-    if !fresh.is_empty() {
-        let _ = to.write_all(&fresh);
-        let _ = to.flush();
-    }
-    from + fresh.len() as u64
 }
 
 #[cfg(test)]
