@@ -9,8 +9,11 @@ use harness_wire::splat::{classify, race_is_the_subjects};
 const KCSAN_SKIP_WATCH: &str = "/sys/module/kcsan/parameters/skip_watch";
 
 /// One watchpoint every this many accesses while a scenario that hunts
-/// races runs: at KCSAN's 4000, `stress` reported a lost update on a counter
-/// its triggers share in none of 6 runs; at 100, in about one run in three.
+/// races runs. The race kernel instruments only the subject's modules and
+/// the BPF core, so these are their accesses: a call into a module makes a
+/// handful, and at 100 a call's accesses are watched every few dozen
+/// calls, while the delays stay a small part of a call's time. (KCSAN's
+/// default, 4000, suits hours of fuzzing, not a scenario of seconds.)
 pub(crate) const DENSE_SKIP_WATCH: u32 = 100;
 
 /// KCSAN's interval as the kernel booted with it, read before the first
@@ -39,6 +42,47 @@ pub(crate) fn tune_kcsan(dense: bool) -> std::io::Result<()> {
         false => boot.clone(),
     };
     std::fs::write(path, value)
+}
+
+/// KCSAN's statistics (`/sys/kernel/debug/kcsan`), read before and after
+/// the steps of a scenario that hunts races.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct KcsanCounters {
+    /// Accesses KCSAN watched.
+    setup_watchpoints: i64,
+    /// Races it saw, from both ends (reported or not).
+    data_races: i64,
+}
+
+impl KcsanCounters {
+    const PATH: &'static str = "/sys/kernel/debug/kcsan";
+
+    /// The counters, on a kernel with KCSAN and debugfs mounted.
+    pub(crate) fn read() -> Option<Self> {
+        Self::parse(&std::fs::read_to_string(Self::PATH).ok()?)
+    }
+
+    /// From debugfs's text: `name: value` lines, then the report filter.
+    fn parse(text: &str) -> Option<Self> {
+        let counter = |name: &str| {
+            text.lines()
+                .find_map(|line| line.strip_prefix(name)?.strip_prefix(": "))
+                .and_then(|value| value.trim().parse().ok())
+        };
+        Some(KcsanCounters {
+            setup_watchpoints: counter("setup_watchpoints")?,
+            data_races: counter("data_races")?,
+        })
+    }
+
+    /// The measurement of what changed since `start`.
+    pub(crate) fn since(&self, start: &Self) -> String {
+        format!(
+            "KCSAN while hunting races: {} accesses watched, {} data races seen (in the subject or not)",
+            self.setup_watchpoints - start.setup_watchpoints,
+            self.data_races - start.data_races
+        )
+    }
 }
 
 /// At most this many splats are kept: the first ones explain the rest.
@@ -232,6 +276,23 @@ static FRAME: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kcsan_counters_read_from_debugfs_and_their_change() {
+        let text = |watched: i64, races: i64| {
+            format!(
+                "enabled: 1\nused_watchpoints: 0\nsetup_watchpoints: {watched}\n\
+                 data_races: {races}\nassert_failures: 0\n\nblacklisted functions: none\n"
+            )
+        };
+        let start = KcsanCounters::parse(&text(1000, 2)).unwrap();
+        let end = KcsanCounters::parse(&text(4500, 5)).unwrap();
+        assert_eq!(
+            end.since(&start),
+            "KCSAN while hunting races: 3500 accesses watched, 3 data races seen (in the subject or not)"
+        );
+        assert_eq!(KcsanCounters::parse("enabled: 1\n"), None);
+    }
 
     /// A kernel line of a step's timeline.
     fn kernel(text: &str) -> TimelineLine {

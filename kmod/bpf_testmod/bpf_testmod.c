@@ -187,7 +187,12 @@ static void planted_read_generation(void)
 {
 	unsigned int seen = planted_generation;
 
-	OPTIMIZER_HIDE_VAR(seen);
+	/*
+	 * Keeps the read: OPTIMIZER_HIDE_VAR's asm has an output nobody uses,
+	 * so the compiler drops it and the read with it (then there was no
+	 * reading side to find).
+	 */
+	barrier_data(&seen);
 }
 #else
 static void planted_new_generation(void)
@@ -215,7 +220,7 @@ static void planted_read_draining(void)
 {
 	bool seen = planted_draining;
 
-	OPTIMIZER_HIDE_VAR(seen);
+	barrier_data(&seen); /* keeps the read, as in planted_read_generation */
 }
 #else
 static void planted_set_draining(bool draining)

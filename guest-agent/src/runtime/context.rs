@@ -79,6 +79,8 @@ pub struct Context {
     /// A KCSAN report outside the subject was still being printed when the
     /// last step ended (see [`crate::splat::without_foreign_races`]).
     foreign_race_open: bool,
+    /// KCSAN's counters as a scenario that hunts races began its steps.
+    kcsan_at_start: Option<crate::splat::KcsanCounters>,
 }
 
 /// Index of a step in the result, to check its output.
@@ -111,6 +113,7 @@ impl Context {
             owned,
             netem_on: Vec::new(),
             foreign_race_open: false,
+            kcsan_at_start: None,
         })
     }
 
@@ -190,9 +193,21 @@ impl Context {
     /// Samples densely for the steps of a scenario that hunts races, and
     /// as the kernel booted otherwise and once they are over (`during`
     /// false): see [`crate::splat::tune_kcsan`].
-    pub(crate) fn sample_races(&self, during: bool) -> Result<()> {
-        crate::splat::tune_kcsan(during && self.checks.hunts_races)
-            .context("setting KCSAN's sampling interval (/sys/module/kcsan/parameters/skip_watch)")
+    /// While they run, KCSAN's counters say how densely it watched: their
+    /// change is a measurement (how many watchpoints, how many races).
+    pub(crate) fn sample_races(&mut self, during: bool) -> Result<()> {
+        let hunting = during && self.checks.hunts_races;
+        crate::splat::tune_kcsan(hunting).context(
+            "setting KCSAN's sampling interval (/sys/module/kcsan/parameters/skip_watch)",
+        )?;
+        if hunting {
+            self.kcsan_at_start = crate::splat::KcsanCounters::read();
+        } else if let Some(start) = self.kcsan_at_start.take() {
+            if let Some(end) = crate::splat::KcsanCounters::read() {
+                self.measure(end.since(&start));
+            }
+        }
+        Ok(())
     }
 
     /// Loads the subject's module, expecting it to load and print its loaded line.

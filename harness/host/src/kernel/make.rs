@@ -13,6 +13,7 @@ pub struct Make<'a> {
     pub(super) source_dir: &'a Path,
     pub(super) build_dir: &'a Path,
     log: &'a Path,
+    environment: &'a [(&'a str, &'a str)],
 }
 
 impl<'a> Make<'a> {
@@ -22,6 +23,16 @@ impl<'a> Make<'a> {
             source_dir,
             build_dir,
             log,
+            environment: &[],
+        }
+    }
+
+    /// make with these variables in its environment as well (see
+    /// `KernelRecipe::make_environment`).
+    pub(super) fn with_environment(self, environment: &'a [(&'a str, &'a str)]) -> Self {
+        Make {
+            environment,
+            ..self
         }
     }
 }
@@ -36,15 +47,15 @@ impl Make<'_> {
         ];
         make_args.extend(args.iter().map(|arg| (*arg).to_owned()));
         let task = progress.task(format!("make {target}"));
-        let result = self.stream(
-            &format!("make {target}"),
-            duct::cmd("make", make_args),
-            |line| {
-                if let Some(activity) = kbuild_activity(line) {
-                    task.update(activity);
-                }
-            },
-        );
+        let command = (self.environment.iter())
+            .fold(duct::cmd("make", make_args), |command, (name, value)| {
+                command.env(name, value)
+            });
+        let result = self.stream(&format!("make {target}"), command, |line| {
+            if let Some(activity) = kbuild_activity(line) {
+                task.update(activity);
+            }
+        });
         match &result {
             Ok(()) => task.finish("done"),
             Err(_) => task.finish("failed"),

@@ -80,6 +80,14 @@ enum KernelBuildError {
     },
 }
 
+/// The race flavour's `KCSAN_SANITIZE`, which make reads from its
+/// environment and expands in each directory's own make, where `$(obj)` is
+/// that directory: `y` in `kernel/bpf` and below, `n` elsewhere. A directory
+/// whose Makefile sets its own value (`kernel/kcsan`, `kernel/sched`,
+/// `kernel/trace`: `n`) keeps it, since a Makefile's assignment overrides
+/// the environment, and so does a per-file `KCSAN_SANITIZE_file.o`.
+pub(crate) const RACE_INSTRUMENTED: &str = "$(if $(filter kernel/bpf kernel/bpf/%,$(obj)),y,n)";
+
 /// What to build: a source, fragments, and the tools that turn them into a kernel.
 pub struct KernelRecipe {
     /// The tarball or tree to build.
@@ -119,6 +127,23 @@ impl KernelRecipe {
         KernelRecipe { fragments, ..self }
     }
 
+    /// Variables make gets from its environment when it builds this kernel.
+    ///
+    /// The race flavour instruments, of the kernel's own code, only the BPF
+    /// core (`kernel/bpf`), as [`RACE_INSTRUMENTED`] says; a subject's
+    /// modules, built apart, are instrumented whole. KCSAN watches one
+    /// access in every `skip_watch` it sees: with the whole kernel
+    /// instrumented, a module's access is one among the thousands a
+    /// syscall, printk and the VFS make around it, and a race whose one side
+    /// runs once per attach was watched in none of 10 runs. A race outside
+    /// the module and the BPF core never counted against a scenario anyway.
+    pub(crate) fn make_environment(&self) -> &'static [(&'static str, &'static str)] {
+        match self.flavour {
+            Flavour::Race => &[("KCSAN_SANITIZE", RACE_INSTRUMENTED)],
+            Flavour::Default | Flavour::Debug => &[],
+        }
+    }
+
     /// The hash of everything that defines the kernel (`cache` remembers
     /// what identifies a tarball's content).
     pub fn key(&self, cache: &Path) -> Result<String> {
@@ -138,6 +163,10 @@ impl KernelRecipe {
         }
         for tool in toolchain_versions() {
             feed("tool", tool.as_bytes());
+        }
+        // Only the race flavour has any, so no other kernel's key changed.
+        for (name, value) in self.make_environment() {
+            feed("make environment", format!("{name}={value}").as_bytes());
         }
         Ok(format!("{:x}", hasher.finalize())[..16].to_owned())
     }
@@ -423,7 +452,7 @@ fn build(
         build_dir.display(),
         log.display()
     );
-    let make = Make::new(&source_dir, &build_dir, &log);
+    let make = Make::new(&source_dir, &build_dir, &log).with_environment(recipe.make_environment());
     if !build_dir.join(".config").is_file() {
         configure(&make, &recipe.fragments, progress)?;
     }
@@ -582,5 +611,75 @@ mod tests {
         assert_eq!(a, key("# why BPF\nCONFIG_BPF=y\n"));
         assert_ne!(a, key("CONFIG_BPF=y\nCONFIG_SMP=y\n"));
         assert_ne!(a, key("CONFIG_BPF=m\n"));
+    }
+
+    #[test]
+    fn only_the_race_kernels_key_has_a_make_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let tarball = dir.path().join("linux.tar.xz");
+        std::fs::write(&tarball, b"not really").unwrap();
+        let recipe = |flavour| KernelRecipe {
+            source: KernelSource::Tarball(tarball.clone()),
+            flavour,
+            fragments: vec![Fragment {
+                path: "images/a.config".into(),
+                text: "CONFIG_BPF=y\n".to_owned(),
+            }],
+        };
+        let cache = dir.path().join("cache");
+        let key = |flavour| recipe(flavour).key(&cache).unwrap();
+        assert!(recipe(Flavour::Default).make_environment().is_empty());
+        assert!(recipe(Flavour::Debug).make_environment().is_empty());
+        // The same options: only the environment tells the two apart.
+        assert_eq!(key(Flavour::Default), key(Flavour::Debug));
+        assert_ne!(key(Flavour::Default), key(Flavour::Race));
+    }
+
+    /// kbuild runs a make per directory with `obj` set to it; the race
+    /// kernel's `KCSAN_SANITIZE` comes from the environment, unexpanded, and
+    /// each of those makes expands it for its own directory, unless its
+    /// Makefile sets its own.
+    #[test]
+    fn the_race_kernel_instruments_the_bpf_core_and_nothing_else() {
+        let source = tempfile::tempdir().unwrap();
+        let dirs = [
+            "kernel/bpf",
+            "kernel/bpf/preload",
+            "kernel/bpfx",
+            "fs/proc",
+            "kernel/kcsan",
+        ];
+        let mut makefile = String::from("all:\n");
+        for dir in dirs {
+            makefile.push_str(&format!("\t@$(MAKE) -s -f sub.mk obj={dir}\n"));
+        }
+        std::fs::write(source.path().join("Makefile"), makefile).unwrap();
+        let sub = "ifeq ($(obj),kernel/kcsan)\nKCSAN_SANITIZE := n\nendif\n\
+                   all:\n\t@echo \"$(obj): $(KCSAN_SANITIZE)\"\n";
+        std::fs::write(source.path().join("sub.mk"), sub).unwrap();
+        let log = source.path().join("log");
+        let race = KernelRecipe {
+            source: KernelSource::Tree(source.path().to_owned()),
+            flavour: Flavour::Race,
+            fragments: Vec::new(),
+        };
+        Make::new(source.path(), source.path(), &log)
+            .with_environment(race.make_environment())
+            .run(&["all"], &Progress::silent())
+            .unwrap();
+        let log = std::fs::read_to_string(&log).unwrap();
+        let said: Vec<&str> = (log.lines())
+            .filter(|line| line.ends_with(": y") || line.ends_with(": n"))
+            .collect();
+        assert_eq!(
+            said,
+            [
+                "kernel/bpf: y",
+                "kernel/bpf/preload: y",
+                "kernel/bpfx: n",
+                "fs/proc: n",
+                "kernel/kcsan: n"
+            ]
+        );
     }
 }
