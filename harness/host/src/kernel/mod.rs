@@ -135,7 +135,7 @@ impl KernelRecipe {
     /// access in every `skip_watch` it sees: with the whole kernel
     /// instrumented, a module's access is one among the thousands a
     /// syscall, printk and the VFS make around it, and a race whose one side
-    /// runs once per attach was watched in none of 10 runs. A race outside
+    /// runs once per attach was almost never watched. A race outside
     /// the module and the BPF core never counted against a scenario anyway.
     pub(crate) fn make_environment(&self) -> &'static [(&'static str, &'static str)] {
         match self.flavour {
