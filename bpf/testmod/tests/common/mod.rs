@@ -103,17 +103,30 @@ pub fn assert_caught_within(
     class: &str,
     text: &str,
 ) {
-    let splat = format!("splat ({class})");
-    let names_the_class = |failure: &&String| {
-        failure
-            .lines()
-            .next()
-            .is_some_and(|first| first.contains(&splat))
+    assert_caught_as_one_of(attempts, flavour, plant, scenario, &[(class, text)]);
+}
+
+/// As [`assert_caught_within`], when either of several detectors may
+/// report the bug (`reports`: each a class and the text its report holds):
+/// KFENCE samples allocations, and an object it sampled has its
+/// use-after-free reported by KFENCE rather than KASAN.
+pub fn assert_caught_as_one_of(
+    attempts: usize,
+    flavour: Flavour,
+    plant: &str,
+    scenario: &str,
+    reports: &[(&str, &str)],
+) {
+    let report_of = |failure: &String| {
+        let first = failure.lines().next().unwrap_or_default();
+        (reports.iter()).find(|(class, _)| first.contains(&format!("splat ({class})")))
     };
     let mut last = None;
     for attempt in 1..=attempts {
         let result = run_with(flavour, plant, scenario);
-        if let Some(found) = result.failures.iter().find(names_the_class) {
+        let found =
+            (result.failures.iter()).find_map(|failure| Some((failure, report_of(failure)?)));
+        if let Some((found, (_, text))) = found {
             assert!(found.contains(text), "expected {text:?} in:\n{found}");
             eprintln!("{plant}: reported on run {attempt} of at most {attempts}");
             last = None;
