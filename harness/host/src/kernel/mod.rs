@@ -592,19 +592,24 @@ mod tests {
         assert_eq!(read_ready(entry.path()).unwrap().unwrap().key, "k");
     }
 
-    #[test]
-    fn the_key_follows_the_options_not_the_comments() {
-        let dir = tempfile::tempdir().unwrap();
-        let tarball = dir.path().join("linux.tar.xz");
+    /// A recipe of `flavour` with one fragment, `text`, from a stand-in tarball in `dir`.
+    fn one_fragment_recipe(dir: &Path, flavour: Flavour, text: &str) -> KernelRecipe {
+        let tarball = dir.join("linux.tar.xz");
         std::fs::write(&tarball, b"not really").unwrap();
-        let recipe = |text: &str| KernelRecipe {
-            source: KernelSource::Tarball(tarball.clone()),
-            flavour: Flavour::Default,
+        KernelRecipe {
+            source: KernelSource::Tarball(tarball),
+            flavour,
             fragments: vec![Fragment {
                 path: "images/a.config".into(),
                 text: text.to_owned(),
             }],
-        };
+        }
+    }
+
+    #[test]
+    fn the_key_follows_the_options_not_the_comments() {
+        let dir = tempfile::tempdir().unwrap();
+        let recipe = |text: &str| one_fragment_recipe(dir.path(), Flavour::Default, text);
         let cache = dir.path().join("cache");
         let key = |text: &str| recipe(text).key(&cache).unwrap();
         let a = key("CONFIG_BPF=y\n");
@@ -616,16 +621,7 @@ mod tests {
     #[test]
     fn only_the_race_kernels_key_has_a_make_environment() {
         let dir = tempfile::tempdir().unwrap();
-        let tarball = dir.path().join("linux.tar.xz");
-        std::fs::write(&tarball, b"not really").unwrap();
-        let recipe = |flavour| KernelRecipe {
-            source: KernelSource::Tarball(tarball.clone()),
-            flavour,
-            fragments: vec![Fragment {
-                path: "images/a.config".into(),
-                text: "CONFIG_BPF=y\n".to_owned(),
-            }],
-        };
+        let recipe = |flavour| one_fragment_recipe(dir.path(), flavour, "CONFIG_BPF=y\n");
         let cache = dir.path().join("cache");
         let key = |flavour| recipe(flavour).key(&cache).unwrap();
         assert!(recipe(Flavour::Default).make_environment().is_empty());
