@@ -161,11 +161,14 @@ fn guest_panic_is_reported_within_seconds() {
     assert_cleaned_up(&error);
 }
 
-/// Boots a VM whose agent causes `fault` under a `timeout` of that many
-/// seconds, and returns its error and how long the run took.
-fn with_timeout(name: &str, fault: Fault, timeout: u64) -> (VmError, Duration) {
+/// A VM (restored from its template, or booted) whose agent causes `fault`
+/// under a `timeout` of that many seconds: its error and how long the run
+/// took.
+fn with_timeout(name: &str, fault: Fault, timeout: u64, restore: bool) -> (VmError, Duration) {
     let label = label(name);
-    let options = options(&label, fault).timeout(Duration::from_secs(timeout));
+    let options = options(&label, fault)
+        .timeout(Duration::from_secs(timeout))
+        .restore(restore);
     let start = Instant::now();
     let error = expect_vm_error(run_scenario(artifacts(), "no_module", &options));
     (error, start.elapsed())
@@ -173,7 +176,7 @@ fn with_timeout(name: &str, fault: Fault, timeout: u64) -> (VmError, Duration) {
 
 #[test]
 fn guest_hang_is_ended_by_the_timeout() {
-    let (error, took) = with_timeout("hang", Fault::Hang, 15);
+    let (error, took) = with_timeout("hang", Fault::Hang, 15, true);
     assert!(
         matches!(error.failure, VmFailure::Timeout { .. }),
         "{error}"
@@ -194,7 +197,7 @@ fn guest_hang_is_ended_by_the_timeout() {
 
 #[test]
 fn a_boot_that_never_gets_ready_is_tried_twice_then_reported() {
-    let (error, took) = with_timeout("neverready", Fault::HangBeforeReady, 16);
+    let (error, took) = with_timeout("neverready", Fault::HangBeforeReady, 16, true);
     // Half the 16 s timeout is shorter than any deadline the boots measured here set.
     assert!(
         matches!(&error.failure, VmFailure::NeverReady { deadline, .. } if deadline.after == Duration::from_secs(8)),
@@ -248,10 +251,11 @@ fn a_boot_that_never_gets_ready_is_tried_twice_then_reported() {
 #[test]
 fn a_stalled_boot_is_ended_at_the_deadline_the_measured_boots_set() {
     let label = label("measured");
+    // Booted: a restored VM's times are kept apart, as `kind/restore`.
     let fine = run_scenario(
         artifacts(),
         "no_module",
-        &VmOptions::default().label(label.clone()),
+        &VmOptions::default().label(label.clone()).restore(false),
     )
     .unwrap_or_else(|err| panic!("{err:#}"));
     let boot = fine.boot.expect("a boot time");
@@ -261,7 +265,7 @@ fn a_stalled_boot_is_ended_at_the_deadline_the_measured_boots_set() {
         recorded.of(&kind).contains(&boot.as_secs_f64()),
         "{boot:?} not recorded under {kind}: {recorded:?}"
     );
-    let (error, took) = with_timeout("measured", Fault::HangBeforeReady, 120);
+    let (error, took) = with_timeout("measured", Fault::HangBeforeReady, 120, false);
     let VmFailure::NeverReady { deadline, .. } = &error.failure else {
         panic!("{error}");
     };
@@ -317,11 +321,9 @@ fn kill_from_outside(name: &str, program: &'static str) -> (VmError, Duration) {
     let label = label(name);
     let killer = kill_when_ready(label.clone(), program);
     let start = Instant::now();
-    let error = expect_vm_error(run_scenario(
-        artifacts(),
-        "no_module",
-        &options(&label, Fault::Hang),
-    ));
+    // Only a booted VM has a virtiofsd (a restored one's root is 9p).
+    let options = options(&label, Fault::Hang).restore(program != "virtiofsd");
+    let error = expect_vm_error(run_scenario(artifacts(), "no_module", &options));
     let took = start.elapsed();
     if let Err(why) = killer.join().unwrap() {
         panic!("{why}\nthe VM ended with: {error}");
@@ -375,9 +377,16 @@ fn require_virtiofsd() {
 #[test]
 fn the_guest_cannot_write_the_host() {
     require_virtiofsd();
-    for force_9p in [false, true] {
-        let label = label(if force_9p { "ro9p" } else { "rovfs" });
-        let options = options(&label, Fault::WriteHost).force_9p(force_9p);
+    // Booted with each root share, and restored (its root is 9p).
+    for (force_9p, restore, root) in [
+        (false, false, "virtiofs"),
+        (true, false, "9p"),
+        (false, true, "restored"),
+    ] {
+        let label = label(&format!("ro{root}"));
+        let options = options(&label, Fault::WriteHost)
+            .force_9p(force_9p)
+            .restore(restore);
         let run = run_scenario(artifacts(), "no_module", &options)
             .unwrap_or_else(|err| panic!("{err:#}"));
         let binary = artifacts().binary_for("no_module").unwrap();
@@ -404,7 +413,7 @@ fn the_guest_cannot_write_the_host() {
             "the guest wrote {} on the host",
             target.display()
         );
-        assert_eq!(run.root, if force_9p { "9p" } else { "virtiofs" });
+        assert_eq!(run.root, root);
     }
 }
 

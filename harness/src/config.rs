@@ -88,6 +88,11 @@ pub struct EnvArgs {
     #[arg(long, env = "STRUCT_OPS_VERBOSE_CONSOLE", global = true,
           action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
     pub verbose_console: bool,
+    /// Boot each scenario's VM instead of restoring it from the saved
+    /// template of its kernel (a booted, ready guest).
+    #[arg(long, env = "STRUCT_OPS_BOOT_EACH", global = true,
+          action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
+    pub boot_each: bool,
     /// Progress as plain lines, never a live one (CI services set it).
     #[arg(long, env = "CI", global = true, hide_short_help = true,
           action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
@@ -106,6 +111,7 @@ impl EnvArgs {
         settings.accel = self.accel.clone();
         settings.virtiofsd = self.virtiofsd.clone();
         settings.verbose_console = self.verbose_console;
+        settings.boot_each = self.boot_each;
         settings
     }
 }

@@ -208,8 +208,9 @@ struct RunArgs {
     #[arg(long)]
     jobs: Option<usize>,
     /// How many scenarios of one subject a VM runs, one after another, while
-    /// each passes [default: 1; 8 on the debug kernel, whose boot costs more
-    /// than most scenarios]. 1: every scenario in a freshly booted kernel.
+    /// each passes [default: 1; with --boot-each, 8 on the debug kernel,
+    /// whose boot costs more than most scenarios]. 1: every scenario in a
+    /// kernel of its own.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     scenarios_per_vm: Option<u16>,
     /// Per-VM timeout in seconds, counted again from each scenario's result;

@@ -113,7 +113,8 @@ pub fn entries(cache: &Path) -> Result<Vec<Entry>> {
     Ok(entries)
 }
 
-/// Bytes under `path` (what `du` would count, roughly).
+/// Bytes under `path` (what `du` would count, roughly: by the blocks a
+/// file holds, since a VM template's memory file is mostly holes).
 fn size_of(path: &Path) -> u64 {
     let mut total = 0;
     let mut pending = vec![path.to_owned()];
@@ -124,7 +125,10 @@ fn size_of(path: &Path) -> u64 {
         for entry in entries.flatten() {
             match entry.metadata() {
                 Ok(metadata) if metadata.is_dir() => pending.push(entry.path()),
-                Ok(metadata) => total += metadata.len(),
+                Ok(metadata) => {
+                    use std::os::unix::fs::MetadataExt;
+                    total += metadata.blocks() * 512;
+                }
                 Err(_) => {}
             }
         }

@@ -36,7 +36,37 @@ pub(crate) enum RootShare {
 }
 
 pub(crate) const VIRTIOFS_TAG: &str = "hostroot";
-pub(crate) const NINEP_TAG: &str = "/dev/root";
+pub(crate) const NINEP_TAG: &str = crate::restore_contract::ROOT_TAG;
+
+/// How the VM comes up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Start {
+    /// The kernel boots with the agent as its init.
+    Boot,
+    /// A template: the kernel boots `stage0` from `initramfs`, with its
+    /// memory in the file `memory`, shared, so that a save leaves it there.
+    Template { initramfs: PathBuf, memory: PathBuf },
+    /// A clone of a template: its memory file mapped copy-on-write, its
+    /// devices loaded from `state`.
+    Restore {
+        initramfs: PathBuf,
+        memory: PathBuf,
+        state: PathBuf,
+    },
+}
+
+impl Start {
+    /// The template's initramfs and memory, when the VM is one or a clone.
+    fn template(&self) -> Option<(&Path, &Path)> {
+        match self {
+            Start::Boot => None,
+            Start::Template { initramfs, memory } => Some((initramfs, memory)),
+            Start::Restore {
+                initramfs, memory, ..
+            } => Some((initramfs, memory)),
+        }
+    }
+}
 
 /// Where the guest's serial console goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,15 +150,31 @@ pub(crate) struct VmSpec {
     pub(crate) verbose_console: bool,
     /// The secondary CPUs' delay loop, preset (see `guest_clock`).
     pub(crate) preset_lpj: Option<u64>,
+    /// Booted, or a template, or restored from one (`vm::restore`).
+    pub(crate) start: Start,
 }
 
 pub(crate) fn kernel_cmdline(spec: &VmSpec) -> String {
+    let mut words = common_cmdline(spec);
+    if spec.start != Start::Boot {
+        // stage0, from the initramfs; the agent's words come on its port.
+        words.push("rdinit=/init".to_owned());
+        return words.join(" ");
+    }
     let root = match spec.root {
         RootShare::Virtiofs { .. } => format!("root={VIRTIOFS_TAG} rootfstype=virtiofs"),
         RootShare::NineP => {
             format!("root={NINEP_TAG} rootfstype=9p rootflags=trans=virtio,version=9p2000.L,msize=512000,cache=loose")
         }
     };
+    words.extend([root, "ro".to_owned()]);
+    words.extend([format!("init={}", spec.init.display()), "--".to_owned()]);
+    words.extend(spec.init_args.iter().cloned());
+    words.join(" ")
+}
+
+/// The words every VM's kernel gets, booted or a template.
+fn common_cmdline(spec: &VmSpec) -> Vec<String> {
     let mut words = vec![
         "console=ttyS0".to_owned(),
         // Each console byte costs a VM exit under emulation: only warnings and
@@ -156,14 +202,10 @@ pub(crate) fn kernel_cmdline(spec: &VmSpec) -> String {
         // cores). QEMU's timer is not broken; KVM guests skip the check too.
         "no_timer_check".to_owned(),
         "oops=panic".to_owned(),
-        root,
-        "ro".to_owned(),
     ];
     // Skips each secondary CPU's 80 ms delay-loop calibration under TCG.
     words.extend(spec.preset_lpj.map(|lpj| format!("lpj={lpj}")));
-    words.extend([format!("init={}", spec.init.display()), "--".to_owned()]);
-    words.extend(spec.init_args.iter().cloned());
-    words.join(" ")
+    words
 }
 
 pub(crate) fn qemu_args(spec: &VmSpec) -> Vec<OsString> {
@@ -177,6 +219,8 @@ pub(crate) fn qemu_args(spec: &VmSpec) -> Vec<OsString> {
         "-no-reboot",
     ]);
     let machine = match (&spec.root, spec.nodes) {
+        // A template's memory is a file; so is a clone's.
+        _ if spec.start != Start::Boot => "q35,memory-backend=mem",
         // vhost-user needs the guest's RAM in shared memory the daemon can map.
         (RootShare::Virtiofs { .. }, 0 | 1) => "q35,memory-backend=mem",
         // With nodes, each node's memory is a backend of its own.
@@ -194,6 +238,7 @@ pub(crate) fn qemu_args(spec: &VmSpec) -> Vec<OsString> {
     args.push(spec.kernel_image.clone().into());
     args.push("-append".into());
     args.push(kernel_cmdline(spec).into());
+    args.extend(template_args(&spec.start, spec.memory_mib));
     args.extend(console_args(spec));
     args.extend(["-serial".into(), "chardev:console".into()]);
     args.extend(["-device".into(), "virtio-serial-pci".into()]);
@@ -223,6 +268,30 @@ pub(crate) fn qemu_args(spec: &VmSpec) -> Vec<OsString> {
     args.extend(["-action".into(), "panic=none".into()]);
     args.extend(root_args(spec));
     args.extend(numa_args(spec));
+    args
+}
+
+/// A template's or a clone's initramfs and memory file (shared by the
+/// template, so a save leaves the guest's memory in it; private to a clone,
+/// which then writes to copies of the pages it touches), and a clone's
+/// wait for its state.
+fn template_args(start: &Start, memory_mib: u32) -> Vec<OsString> {
+    let Some((initramfs, memory)) = start.template() else {
+        return Vec::new();
+    };
+    let share = match start {
+        Start::Template { .. } => "on",
+        _ => "off",
+    };
+    let mut backend = OsString::from(format!(
+        "memory-backend-file,id=mem,size={memory_mib}M,share={share},mem-path="
+    ));
+    backend.push(memory);
+    let mut args: Vec<OsString> = vec!["-initrd".into(), initramfs.into()];
+    args.extend(["-object".into(), backend]);
+    if let Start::Restore { .. } = start {
+        args.extend(["-incoming".into(), "defer".into()]);
+    }
     args
 }
 
@@ -290,6 +359,12 @@ fn port_args(spec: &VmSpec) -> Vec<OsString> {
         let (id, args) = channel(Channel::Stderr, stderr);
         ports.push((id, STDERR_PORT_NAME, args));
     }
+    if spec.start != Start::Boot {
+        let mut chardev = OsString::from("socket,id=start,path=");
+        chardev.push(start_socket(&spec.sockets));
+        let args = vec!["-chardev".into(), chardev];
+        ports.push(("start", crate::restore_contract::START_PORT_NAME, args));
+    }
     if let Some(socket) = &spec.control_socket {
         let mut chardev = OsString::from("socket,id=control,server=on,wait=off,path=");
         chardev.push(socket);
@@ -329,6 +404,12 @@ fn channel_args(channel: Channel, sockets: &Path, log: Option<&Path>) -> Vec<OsS
     vec!["-chardev".into(), chardev]
 }
 
+/// The socket a template's or a clone's QEMU connects its start port to:
+/// the host writes the start line there (`vm::restore`), and reads nothing.
+pub(crate) fn start_socket(sockets: &Path) -> PathBuf {
+    sockets.join("start.sock")
+}
+
 /// The channels `spec`'s QEMU connects to (`channel_args`), for the harness to listen on.
 pub(crate) fn channels(spec: &VmSpec) -> Vec<Channel> {
     let mut channels = vec![Channel::Result, Channel::QmpEvents];
@@ -342,7 +423,13 @@ pub(crate) fn channels(spec: &VmSpec) -> Vec<Channel> {
 }
 
 fn root_args(spec: &VmSpec) -> Vec<OsString> {
-    match &spec.root {
+    // A template's guest mounts the host's root only once restored (a
+    // mounted 9p export blocks a save); its memory is `template_args`'.
+    let root = match spec.start {
+        Start::Boot => &spec.root,
+        _ => &RootShare::NineP,
+    };
+    match root {
         RootShare::Virtiofs { socket } => {
             let mut chardev = OsString::from("socket,id=rootfs,path=");
             chardev.push(socket);
@@ -481,6 +568,7 @@ mod tests {
             sockets: "/s".into(),
             verbose_console: false,
             preset_lpj: None,
+            start: Start::Boot,
         }
     }
 
@@ -646,6 +734,62 @@ mod tests {
             "{args}"
         );
         assert!(!args.contains("-gdb"), "{args}");
+    }
+
+    #[test]
+    fn a_template_shares_its_memory_file_and_a_clone_maps_it_privately_and_waits() {
+        let (initramfs, memory) = (
+            PathBuf::from("/c/stage0/initramfs.cpio"),
+            PathBuf::from("/c/t/memory"),
+        );
+        let mut saved = spec(RootShare::NineP, Accel::Tcg);
+        saved.start = Start::Template {
+            initramfs: initramfs.clone(),
+            memory: memory.clone(),
+        };
+        let clone = VmSpec {
+            start: Start::Restore {
+                initramfs,
+                memory,
+                state: "/c/t/state".into(),
+            },
+            ..saved.clone()
+        };
+        for (spec, share) in [(&saved, "on"), (&clone, "off")] {
+            let args = joined(spec);
+            for expected in [
+                "-machine q35,memory-backend=mem ".to_owned(),
+                "-initrd /c/stage0/initramfs.cpio".to_owned(),
+                format!("memory-backend-file,id=mem,size=512M,share={share},mem-path=/c/t/memory"),
+                "-chardev socket,id=start,path=/s/start.sock -device virtserialport,chardev=start,name=agent-start".to_owned(),
+                format!("virtio-9p-pci,fsdev=rootfs,mount_tag={NINEP_TAG}"),
+            ] {
+                assert!(args.contains(&expected), "missing {expected}: {args}");
+            }
+            let cmdline = kernel_cmdline(spec);
+            assert!(cmdline.ends_with(" rdinit=/init"), "{cmdline}");
+            assert!(
+                !cmdline.contains("init=/w") && !cmdline.contains(" -- "),
+                "{cmdline}"
+            );
+        }
+        // Only the clone waits for its state; the two have the same devices.
+        assert!(
+            joined(&clone).ends_with("-incoming defer")
+                || joined(&clone).contains("-incoming defer ")
+        );
+        assert!(!joined(&saved).contains("-incoming"));
+        let devices = |spec: &VmSpec| -> Vec<String> {
+            let args: Vec<String> = qemu_args(spec)
+                .iter()
+                .map(|arg| arg.to_string_lossy().into_owned())
+                .collect();
+            args.windows(2)
+                .filter(|pair| pair[0] == "-device")
+                .map(|pair| pair[1].clone())
+                .collect()
+        };
+        assert_eq!(devices(&saved), devices(&clone));
     }
 
     #[test]

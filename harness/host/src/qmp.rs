@@ -106,9 +106,140 @@ impl QmpClient {
             .collect())
     }
 
+    /// Saves the paused VM's state into `state` (the guest's shared memory
+    /// stays in its backend's file, `x-ignore-shared`) and waits until the
+    /// file is whole. QEMU 7.2 has no `file:` migration, hence `cat`, which
+    /// may still be writing when QEMU calls the save completed: it writes
+    /// beside `state` and renames its file when done.
+    pub(crate) fn save_state(&mut self, state: &Path, deadline: Instant) -> Result<()> {
+        self.ignore_shared_memory()?;
+        let partial = state.with_extension("partial");
+        let (partial_word, state_word) = (shell_path(&partial)?, shell_path(state)?);
+        let uri = format!("exec:cat > {partial_word} && mv {partial_word} {state_word}");
+        self.qmp
+            .execute(&qmp::migrate {
+                uri: Some(uri),
+                channels: None,
+                detach: None,
+                resume: None,
+            })
+            .context("QMP migrate")?;
+        self.wait_for_migration(deadline, "saving the VM's state")?;
+        let written = wait_until(deadline, Duration::from_millis(5), || {
+            match state.exists() {
+                true => Poll::Ready(()),
+                false => Poll::Pending,
+            }
+        });
+        written.with_context(|| format!("{} was not written in time", state.display()))
+    }
+
+    /// Loads a VM started with `-incoming defer` from `state`, and waits
+    /// until it runs.
+    pub(crate) fn load_state(&mut self, state: &Path, deadline: Instant) -> Result<()> {
+        self.ignore_shared_memory()?;
+        let uri = format!("exec:cat {}", shell_path(state)?);
+        self.qmp
+            .execute(&qmp::migrate_incoming {
+                uri: Some(uri),
+                channels: None,
+                exit_on_error: None,
+            })
+            .context("QMP migrate-incoming")?;
+        let loaded = wait_until(deadline, Duration::from_millis(2), || {
+            let migration = self.qmp.execute(&qmp::query_migrate {});
+            if let Ok(qmp::MigrationInfo {
+                status: Some(qmp::MigrationStatus::failed),
+                error_desc,
+                ..
+            }) = migration
+            {
+                return Poll::Ready(Err(anyhow::anyhow!(
+                    "loading {} failed: {}",
+                    state.display(),
+                    error_desc.unwrap_or_default()
+                )));
+            }
+            match (migration, self.status()) {
+                (_, Ok(status)) if status == "running" => Poll::Ready(Ok(())),
+                // The template was saved paused, so its clone loads paused.
+                (
+                    Ok(qmp::MigrationInfo {
+                        status: Some(qmp::MigrationStatus::completed),
+                        ..
+                    }),
+                    Ok(status),
+                ) if status == "paused" => Poll::Ready(self.cont()),
+                (_, Ok(_)) => Poll::Pending,
+                (_, Err(err)) => Poll::Ready(Err(err)),
+            }
+        });
+        match loaded {
+            Some(loaded) => loaded,
+            None => {
+                let status = self.status().unwrap_or_else(|err| format!("{err:#}"));
+                let migration = self.qmp.execute(&qmp::query_migrate {});
+                anyhow::bail!(
+                    "loading {} took too long: the VM is {status}; migration: {migration:?}",
+                    state.display()
+                )
+            }
+        }
+    }
+
+    /// Both sides of a save leave the memory backend's shared pages out.
+    fn ignore_shared_memory(&mut self) -> Result<()> {
+        let capability = qmp::MigrationCapabilityStatus {
+            capability: qmp::MigrationCapability::x_ignore_shared,
+            state: true,
+        };
+        self.qmp
+            .execute(&qmp::migrate_set_capabilities {
+                capabilities: vec![capability],
+            })
+            .context("QMP migrate-set-capabilities x-ignore-shared")?;
+        Ok(())
+    }
+
+    fn wait_for_migration(&mut self, deadline: Instant, what: &str) -> Result<()> {
+        let mut info = || self.qmp.execute(&qmp::query_migrate {});
+        wait_until(deadline, Duration::from_millis(5), || match info() {
+            Ok(info) => match info.status {
+                Some(qmp::MigrationStatus::completed) => Poll::Ready(Ok(())),
+                Some(
+                    qmp::MigrationStatus::failed
+                    | qmp::MigrationStatus::cancelled
+                    | qmp::MigrationStatus::cancelling,
+                ) => Poll::Ready(Err(anyhow::anyhow!(
+                    "{what} failed: {}",
+                    info.error_desc.unwrap_or_default()
+                ))),
+                _ => Poll::Pending,
+            },
+            Err(err) => Poll::Ready(Err(anyhow::Error::from(err).context("QMP query-migrate"))),
+        })
+        .with_context(|| format!("{what} took too long"))?
+    }
+
+    /// Runs the vCPUs again.
+    pub(crate) fn cont(&mut self) -> Result<()> {
+        self.qmp.execute(&qmp::cont {}).context("QMP cont")?;
+        Ok(())
+    }
+
     /// Asks QEMU to exit now.
     pub(crate) fn quit(&mut self) -> Result<()> {
         self.qmp.execute(&qmp::quit {}).context("QMP quit")?;
         Ok(())
     }
+}
+
+/// `path` for QEMU's `exec:` shell line: single-quoted, and refused when it
+/// holds a quote (the cache's paths never do).
+fn shell_path(path: &Path) -> Result<String> {
+    let text = path.to_str().context("a state file's path is not UTF-8")?;
+    if text.contains('\'') {
+        anyhow::bail!("{text} holds a quote, which QEMU's exec: migration cannot carry; move the cache (STRUCT_OPS_CACHE_DIR)");
+    }
+    Ok(format!("'{text}'"))
 }

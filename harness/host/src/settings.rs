@@ -25,6 +25,9 @@ pub struct Settings {
     pub verbose_console: bool,
     /// The virtiofsd to use (`STRUCT_OPS_VIRTIOFSD`).
     pub virtiofsd: Option<PathBuf>,
+    /// Boot every scenario's VM rather than restore it from its kernel's
+    /// saved template (`STRUCT_OPS_BOOT_EACH`).
+    pub boot_each: bool,
 }
 
 impl Settings {

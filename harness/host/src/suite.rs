@@ -110,10 +110,11 @@ impl SuiteOptions {
     /// `harness run`'s defaults on `flavour`'s kernel: `DEFAULT_JOBS` VMs
     /// at a time, `scenarios_per_vm`, snapshots compared.
     pub fn for_flavour(flavour: crate::kernel::Flavour) -> Self {
+        let vm = VmOptions::default();
         SuiteOptions {
-            vm: VmOptions::default(),
+            per_vm: scenarios_per_vm(flavour, vm.restore),
+            vm,
             jobs: DEFAULT_JOBS,
-            per_vm: scenarios_per_vm(flavour),
             snapshots: true,
         }
     }
@@ -133,8 +134,8 @@ pub fn run_scenario(
             verbose_console: options.verbose_console || probing,
             ..options.clone()
         };
-        let attempt = again_after_a_failed_boot(|| {
-            vm::run_scenario_on(artifacts, scenario, &options, accel, probing)
+        let attempt = again_after_a_failed_boot(&options, |options| {
+            vm::run_scenario_on(artifacts, scenario, options, accel, probing)
         });
         attempt.noted(|run, retried| run.retried_boot = Some(retried))
     };
@@ -180,9 +181,13 @@ impl<T> Attempt<T> {
 /// `setup_IO_APIC`'s timer check under load (which `no_timer_check` now
 /// skips); the default kernel stalled after its last boot line. A kernel
 /// that fails at every boot still fails, the second time; the first
-/// boot's logs are kept, and the attempt says where.
-fn again_after_a_failed_boot<T>(boot: impl Fn() -> Result<T, RunError>) -> Attempt<T> {
-    let first = boot();
+/// boot's logs are kept, and the attempt says where. The second VM is
+/// booted, not restored: a template that loads but fails would fail again.
+fn again_after_a_failed_boot<T>(
+    options: &VmOptions,
+    boot: impl Fn(&VmOptions) -> Result<T, RunError>,
+) -> Attempt<T> {
+    let first = boot(options);
     let retried_boot = match &first {
         Err(RunError::Vm(error)) => error.boot_failure().map(|cause| vm::RetriedBoot {
             cause,
@@ -193,7 +198,10 @@ fn again_after_a_failed_boot<T>(boot: impl Fn() -> Result<T, RunError>) -> Attem
     };
     match retried_boot {
         Some(_) => Attempt {
-            outcome: boot(),
+            outcome: boot(&VmOptions {
+                restore: false,
+                ..options.clone()
+            }),
             retried_boot,
         },
         None => Attempt {
@@ -290,11 +298,13 @@ pub(crate) fn run_probing<T>(
 /// VMs run several; a failed scenario ends its VM, and the rest run in a
 /// fresh one. It also halves its leak scans: one VM's scan after a scenario
 /// judges the one before (see the agent's `kmemleak`). The other kernels
-/// boot quickly: a VM each, the cleanest start a scenario can have.
+/// boot quickly: a VM each, the cleanest start a scenario can have. A VM
+/// restored from its kernel's template (`restoring`) costs no boot, so
+/// every flavour gets a VM per scenario then.
 /// `harness bench --debug-kernel` times both flavours' boots and suites.
-pub(crate) fn scenarios_per_vm(flavour: crate::kernel::Flavour) -> usize {
-    match flavour {
-        crate::kernel::Flavour::Debug => 8,
+pub(crate) fn scenarios_per_vm(flavour: crate::kernel::Flavour, restoring: bool) -> usize {
+    match (flavour, restoring) {
+        (crate::kernel::Flavour::Debug, false) => 8,
         _ => 1,
     }
 }
@@ -407,8 +417,8 @@ fn run_batch(
             verbose_console: options.verbose_console || probing,
             ..options.clone()
         };
-        let attempt = again_after_a_failed_boot(|| {
-            vm::run_batch_on(artifacts, &scenarios, &options, accel, probing)
+        let attempt = again_after_a_failed_boot(&options, |options| {
+            vm::run_batch_on(artifacts, &scenarios, options, accel, probing)
         });
         attempt.noted(note_retried_boot)
     };
@@ -625,8 +635,10 @@ mod tests {
     #[test]
     fn a_stalled_boot_boots_again_a_timeout_does_not() {
         let calls = std::cell::Cell::new(0);
-        let stalled_once = || {
+        let stalled_once = |options: &VmOptions| {
             calls.set(calls.get() + 1);
+            // The second try boots: a template's VM that stalled may again.
+            assert_eq!(options.restore, calls.get() == 1);
             match calls.get() {
                 1 => Err(failed(
                     VmFailure::NeverReady {
@@ -642,7 +654,8 @@ mod tests {
                 _ => Ok(calls.get()),
             }
         };
-        let attempt = again_after_a_failed_boot(stalled_once);
+        let restoring = VmOptions::default().restore(true);
+        let attempt = again_after_a_failed_boot(&restoring, stalled_once);
         assert_eq!(attempt.outcome.ok(), Some(2));
         let retried = attempt.retried_boot.expect("the stalled boot is recorded");
         assert_eq!(retried.cause, vm::BootFailure::Stalled);
@@ -654,7 +667,7 @@ mod tests {
             retried.failure
         );
         calls.set(0);
-        let timed_out = || {
+        let timed_out = |_: &VmOptions| {
             calls.set(calls.get() + 1);
             Err::<(), _>(failed(
                 VmFailure::Timeout {
@@ -664,7 +677,7 @@ mod tests {
                 true,
             ))
         };
-        let attempt = again_after_a_failed_boot(timed_out);
+        let attempt = again_after_a_failed_boot(&VmOptions::default(), timed_out);
         assert!(attempt.outcome.is_err() && attempt.retried_boot.is_none());
         assert_eq!(calls.get(), 1, "a scenario that hangs is the scenario's");
     }
@@ -672,23 +685,23 @@ mod tests {
     #[test]
     fn only_a_panic_before_the_agent_is_ready_boots_again() {
         let calls = std::cell::Cell::new(0);
-        let flaky = || {
+        let flaky = |_: &VmOptions| {
             calls.set(calls.get() + 1);
             match calls.get() {
                 1 => Err(panicked(false)),
                 _ => Ok(calls.get()),
             }
         };
-        let attempt = again_after_a_failed_boot(flaky);
+        let attempt = again_after_a_failed_boot(&VmOptions::default(), flaky);
         assert_eq!(attempt.outcome.ok(), Some(2));
         let retried = attempt.retried_boot.expect("the panicked boot is recorded");
         assert_eq!(retried.cause, vm::BootFailure::Panicked);
         calls.set(0);
-        let every_time = || {
+        let every_time = |_: &VmOptions| {
             calls.set(calls.get() + 1);
             Err::<(), _>(panicked(false))
         };
-        let attempt = again_after_a_failed_boot(every_time);
+        let attempt = again_after_a_failed_boot(&VmOptions::default(), every_time);
         // The second boot's error, the first boot's failure beside it.
         let Err(RunError::Vm(error)) = attempt.noted(|_, _| {}) else {
             panic!("a kernel that panics at every boot must fail");
@@ -703,11 +716,11 @@ mod tests {
             "a kernel that panics at every boot still fails"
         );
         calls.set(0);
-        let in_the_scenario = || {
+        let in_the_scenario = |_: &VmOptions| {
             calls.set(calls.get() + 1);
             Err::<(), _>(panicked(true))
         };
-        let attempt = again_after_a_failed_boot(in_the_scenario);
+        let attempt = again_after_a_failed_boot(&VmOptions::default(), in_the_scenario);
         assert!(attempt.outcome.is_err() && attempt.retried_boot.is_none());
         assert_eq!(
             calls.get(),

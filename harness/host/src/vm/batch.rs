@@ -94,9 +94,10 @@ impl Shared {
     fn of(vm: &Vm) -> Self {
         Shared {
             accel: vm.spec.accel,
-            root: match vm.spec.root {
-                RootShare::Virtiofs { .. } => "virtiofs",
-                RootShare::NineP => "9p",
+            root: match (&vm.spec.start, &vm.spec.root) {
+                (crate::qemu::Start::Restore { .. }, _) => "restored",
+                (_, RootShare::Virtiofs { .. }) => "virtiofs",
+                (_, RootShare::NineP) => "9p",
             },
             topology: harness_wire::catalogue::Topology {
                 cpus: vm.spec.cpus as u16,

@@ -10,6 +10,7 @@ mod debugger;
 mod events;
 mod messages;
 mod options;
+pub(crate) mod restore;
 mod stall;
 mod watch;
 
@@ -68,6 +69,9 @@ pub struct VmOptions {
     pub(crate) interactive: bool,
     /// A gdb stub, and QEMU paused for the debugger once the agent is ready.
     pub(crate) gdb: bool,
+    /// Restore a scenario's VM from its kernel's saved template instead of
+    /// booting it, where it can be (`vm::restore`).
+    pub(crate) restore: bool,
 }
 
 impl VmOptions {
@@ -100,6 +104,7 @@ impl Default for VmOptions {
             verbose_console: crate::settings::get().verbose_console,
             interactive: false,
             gdb: false,
+            restore: !crate::settings::get().boot_each,
         }
     }
 }
@@ -397,6 +402,10 @@ struct Vm {
     listening: Option<(Listeners, Sender<Event>)>,
     /// The cache its boot time is recorded in, and under which kind.
     boot_record: (PathBuf, String),
+    /// A clone's start port, held open while it runs.
+    start_port: Option<std::os::unix::net::UnixStream>,
+    /// A clone's hold on its template, until it has loaded it.
+    template_lease: Option<restore::Lease>,
 }
 
 /// What one VM boots: the binary that is its init, what that agent is to
@@ -411,22 +420,58 @@ struct Boot<'a> {
 }
 
 impl Vm {
+    /// A VM restored from its template where it can be, booted otherwise:
+    /// a restore that fails falls back to a boot, with a warning naming why.
     fn boot(artifacts: &Artifacts, boot: &Boot, options: &VmOptions) -> Result<Self, RunError> {
+        if restorable(boot, options) {
+            match Vm::launch(artifacts, boot, options, true) {
+                Err(RunError::Harness(err)) => warn_once(&format!(
+                    "booting {}, not restoring it: {err:#}",
+                    boot.label
+                )),
+                launched => return launched,
+            }
+        }
+        Vm::launch(artifacts, boot, options, false)
+    }
+
+    fn launch(
+        artifacts: &Artifacts,
+        boot: &Boot,
+        options: &VmOptions,
+        restoring: bool,
+    ) -> Result<Self, RunError> {
         check_cmdline_paths(artifacts, boot.binary).map_err(RunError::Harness)?;
         let sockets = run_dirs::create_socket_dir(boot.label).map_err(RunError::Harness)?;
         let logs = run_dirs::create_log_dir(boot.label, boot.binary).map_err(RunError::Harness)?;
-        let virtiofsd = start_virtiofsd(artifacts, options, sockets.path(), logs.path());
+        let virtiofsd = match restoring {
+            // A clone's memory is private: no vhost-user daemon can map it.
+            true => None,
+            false => start_virtiofsd(artifacts, options, sockets.path(), logs.path()),
+        };
         let dirs = (&sockets, &logs);
-        let spec =
+        let mut spec =
             vm_spec(artifacts, boot, options, &virtiofsd, dirs).map_err(RunError::Harness)?;
+        let lease = match restoring {
+            true => Some(clone_of_template(artifacts, boot, options, &mut spec)?),
+            false => None,
+        };
         let cmdline = logs.path().join("qemu.cmdline");
         std::fs::write(&cmdline, crate::qemu::shell_line(&spec))
             .with_context(|| format!("writing {}", cmdline.display()))
             .map_err(RunError::Harness)?;
-        let boot_kind = boot_times::kind(&boot.accel.to_string(), artifacts.kernel.flavour.name());
+        let mut boot_kind =
+            boot_times::kind(&boot.accel.to_string(), artifacts.kernel.flavour.name());
+        if restoring {
+            boot_kind.push_str("/restore");
+        }
         let boot_deadline = BootTimes::load(&artifacts.cache).deadline(&boot_kind, options.timeout);
         let listeners = Listeners::bind(sockets.path(), &crate::qemu::channels(&spec))
             .map_err(RunError::Harness)?;
+        let start_port = match restoring {
+            true => Some(restore::StartPort::bind(sockets.path()).map_err(RunError::Harness)?),
+            false => None,
+        };
         let (sender, events) = mpsc::channel();
         let started = Instant::now();
         let qemu = QemuProcess::spawn(&spec, logs.path().join("qemu.stderr"))
@@ -459,8 +504,53 @@ impl Vm {
             boot_record: (artifacts.cache.clone(), boot_kind),
             events,
             listening: Some((listeners, sender)),
+            start_port: None,
+            template_lease: lease,
         };
-        vm.connect_qmp()
+        let vm = vm.connect_qmp()?;
+        match start_port {
+            Some(port) => vm.resume_clone(port, boot).map_err(RunError::Harness),
+            None => Ok(vm),
+        }
+    }
+
+    /// A clone, QEMU up: its state loaded, then its start line sent. A
+    /// template QEMU could not load is thrown away (the next VM saves a
+    /// new one); a load that only took too long leaves it.
+    fn resume_clone(mut self, port: restore::StartPort, boot: &Boot) -> Result<Self> {
+        let crate::qemu::Start::Restore {
+            initramfs,
+            memory,
+            state,
+        } = self.spec.start.clone()
+        else {
+            anyhow::bail!("resuming a VM that is no clone");
+        };
+        let mut port = port.accept()?;
+        let qmp = self.qmp.as_mut().context("no QMP")?;
+        let loaded = qmp.load_state(&state, Instant::now() + restore::STATE_WAIT);
+        let lease = self
+            .template_lease
+            .take()
+            .context("a clone holds its template")?;
+        if let Err(err) = loaded {
+            let refused = self.qemu.stderr_tail(5);
+            if refused.contains("load of migration failed") {
+                let template = restore::Template {
+                    initramfs,
+                    memory,
+                    state,
+                };
+                restore::discard(&template, lease);
+                let err = err.context(format!("QEMU refused the template: {}", refused.trim()));
+                return Err(err.context("it is thrown away; the next VM saves a new one"));
+            }
+            return Err(err);
+        }
+        drop(lease);
+        restore::send_start(&mut port, boot.binary, boot.agent.argv())?;
+        self.start_port = Some(port);
+        Ok(self)
     }
 
     /// QMP, or why not: QEMU blaming KVM (while probing) makes KVM broken.
@@ -664,6 +754,59 @@ fn watch_exits(
     Ok(())
 }
 
+/// Whether this VM may be a clone of a template: a scenario or an exec
+/// asked to restore, in a VM that no person or debugger holds, on one NUMA
+/// node (a template has one memory backend), and not the first KVM boot
+/// (a KVM that fails silently is told by that boot's watchdog).
+fn restorable(boot: &Boot, options: &VmOptions) -> bool {
+    options.restore
+        && !boot.probing
+        && matches!(boot.agent, AgentCommand::Run(_) | AgentCommand::Exec(_))
+        && !options.interactive
+        && !options.gdb
+        && options.nodes <= 1
+}
+
+/// `warning`, unless this process said it already (a template that failed
+/// fails each VM of a run the same way).
+fn warn_once(warning: &str) {
+    static SAID: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let reason = warning
+        .split_once(": ")
+        .map_or(warning, |(_, reason)| reason);
+    if let Ok(mut said) = SAID.lock() {
+        if !said.iter().any(|earlier| earlier == reason) {
+            said.push(reason.to_owned());
+            tracing::warn!("{warning}");
+        }
+    }
+}
+
+/// Makes `spec` a clone of its kernel's template (saved now if it is not
+/// yet), with its template's devices, which include an exec's ports; the
+/// hold on the template, until the clone has loaded it.
+fn clone_of_template(
+    artifacts: &Artifacts,
+    boot: &Boot,
+    options: &VmOptions,
+    spec: &mut VmSpec,
+) -> Result<restore::Lease, RunError> {
+    let logs = spec
+        .result_file
+        .parent()
+        .unwrap_or(Path::new("/"))
+        .to_owned();
+    spec.output_files = Some((logs.join("stdout"), logs.join("stderr")));
+    let entry = artifacts.cache.join("kernels").join(&artifacts.kernel.key);
+    // The template's boot stalls by the booted VMs' deadline.
+    let kind = boot_times::kind(&boot.accel.to_string(), artifacts.kernel.flavour.name());
+    let stalled = BootTimes::load(&artifacts.cache).deadline(&kind, options.timeout);
+    let (template, lease) = restore::template_for(&artifacts.cache, &entry, spec, stalled)
+        .map_err(RunError::Harness)?;
+    spec.start = template.start();
+    Ok(lease)
+}
+
 /// The read-only virtiofsd, unless 9p is asked for or the daemon cannot start.
 fn start_virtiofsd(
     artifacts: &Artifacts,
@@ -728,6 +871,7 @@ fn vm_spec(
             // KVM guests have an invariant TSC and skip the calibration anyway.
             Accel::Kvm => None,
         },
+        start: crate::qemu::Start::Boot,
     })
 }
 

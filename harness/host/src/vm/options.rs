@@ -40,6 +40,13 @@ impl VmOptions {
         self
     }
 
+    /// Restore the VM from its kernel's saved template (the default, unless
+    /// `--boot-each`), or boot it.
+    pub fn restore(mut self, restore: bool) -> Self {
+        self.restore = restore;
+        self
+    }
+
     /// Share the root over 9p even when a read-only virtiofsd is available.
     pub fn force_9p(mut self, force_9p: bool) -> Self {
         self.force_9p = force_9p;
