@@ -38,7 +38,7 @@ fn a_scenario_that_fails_after_setting_netem_still_removes_it() {
     assert_eq!(
         actions,
         [
-            "tc qdisc replace dev lo root netem delay 5ms reorder 100% gap 7",
+            "tc qdisc replace dev lo root netem delay 5ms reorder 100% gap 13",
             "tc qdisc del dev lo root",
         ],
         "the transfer ran, or the qdisc was not removed: {:#?}",
