@@ -143,8 +143,7 @@ fn until_fail_stops_at_the_first_round_that_fails() {
     ]);
     assert_eq!(code, 1, "{stdout}\n{stderr}");
     assert!(
-        stdout
-            .contains("2 rounds, each run in a freshly booted VM; --until-fail stopped at round 2"),
+        stdout.contains("2 rounds, each run in a VM of its own; --until-fail stopped at round 2"),
         "{stdout}"
     );
     assert_eq!(count(&counter), 3, "no VM after the failing one");
@@ -186,7 +185,7 @@ fn repeat_prints_a_pass_count_per_scenario() {
         }
     }
     assert!(
-        stdout.contains("3 rounds, each run in a freshly booted VM"),
+        stdout.contains("3 rounds, each run in a VM of its own"),
         "{stdout}"
     );
     let expected = match stdout.contains("FLAKY") {

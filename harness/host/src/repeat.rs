@@ -1,5 +1,5 @@
 //! Runs repeated to measure flakiness: the selected scenarios in rounds
-//! (each run in a freshly booted VM), a failed run tried again up to a
+//! (each run in a VM of its own), a failed run tried again up to a
 //! number of retries, and per scenario how many runs passed, which rounds
 //! passed only on a retry (flaky, never a pass) and which boots the
 //! harness ended and booted again by itself. The exit code follows.

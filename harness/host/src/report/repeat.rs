@@ -88,7 +88,7 @@ pub fn render_rounds(repeated: &Repeated, plan: Plan) -> String {
         1 => "1 round".to_owned(),
         count => format!("{count} rounds"),
     };
-    format!("{rounds}, each run in a freshly booted VM{retries}{stopped}\n")
+    format!("{rounds}, each run in a VM of its own{retries}{stopped}\n")
 }
 
 /// For each scenario that did not pass cleanly: its first failure in full
@@ -317,7 +317,7 @@ mod tests {
         };
         assert_eq!(
             render_rounds(&repeated(), plan),
-            "2 rounds, each run in a freshly booted VM, a failed run tried again up to 1 \
+            "2 rounds, each run in a VM of its own, a failed run tried again up to 1 \
              times; --until-fail stopped at round 2, the first that did not pass cleanly\n"
         );
         let once = Repeated {
@@ -326,7 +326,7 @@ mod tests {
         };
         assert_eq!(
             render_rounds(&once, Plan::ONCE),
-            "1 round, each run in a freshly booted VM\n"
+            "1 round, each run in a VM of its own\n"
         );
     }
 
