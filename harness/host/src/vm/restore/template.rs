@@ -244,14 +244,16 @@ pub(crate) fn discard(template: &Template, lease: Lease) {
     }
 }
 
-/// What the template's VM is made of, hashed: its QEMU, its kernel image
-/// (path, size and time), `stage0`'s initramfs, and its command line with
-/// the paths that differ between two saves of it left out.
+/// What the template's VM is made of, hashed: its QEMU, the host's CPU, its
+/// kernel image (path, size and time), `stage0`'s initramfs, and its
+/// command line with the paths that differ between two saves of it left
+/// out.
 fn key(spec: &VmSpec) -> Result<String> {
     let image = std::fs::metadata(&spec.kernel_image)
         .with_context(|| format!("reading {}", spec.kernel_image.display()))?;
     let mut hasher = Sha256::new();
     hasher.update(qemu_version()?.as_bytes());
+    hasher.update(host_cpu().as_bytes());
     hasher.update(format!(
         "{} {} {:?}",
         spec.kernel_image.display(),
@@ -263,6 +265,19 @@ fn key(spec: &VmSpec) -> Result<String> {
         hasher.update([0]);
     }
     Ok(format!("{:x}", hasher.finalize())[..16].to_owned())
+}
+
+/// The host CPU's model and flags: a KVM guest saved with `-cpu host` must
+/// not be restored on another CPU (a CI runner's cache of kernels travels
+/// between machines, and the templates with it).
+fn host_cpu() -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    cpuinfo
+        .lines()
+        .filter(|line| line.starts_with("model name") || line.starts_with("flags"))
+        .take(2)
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn qemu_version() -> Result<String> {
