@@ -8,24 +8,14 @@
 //! harness binary is the one the nextest setup script built.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 mod common;
 
 /// `harness run ARGS` in this repository: its exit code, stdout and stderr.
 fn harness_run(args: &[&str]) -> (i32, String, String) {
-    let output = Command::new(common::harness_binary())
-        .arg("run")
-        .args(args)
-        .current_dir(common::repo_root())
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+    let mut words = vec!["run"];
+    words.extend_from_slice(args);
+    common::harness(&words)
 }
 
 /// The one scenario of a repeated run's JSON.

@@ -4,7 +4,6 @@
 //! the VM boots instead. These boot VMs.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::SystemTime;
 
 mod common;
@@ -14,17 +13,9 @@ use harness_host::vm::VmOptions;
 
 /// `harness exec ARGS`: its exit code, stdout and stderr.
 fn exec(args: &[&str]) -> (i32, String, String) {
-    let output = Command::new(common::harness_binary())
-        .arg("exec")
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+    let mut words = vec!["exec"];
+    words.extend_from_slice(args);
+    common::harness(&words)
 }
 
 fn seconds_now() -> f64 {

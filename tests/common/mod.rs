@@ -153,3 +153,19 @@ pub fn write_subject_crate(dir: &Path, package: &str, lib: &str) {
     let main = format!("harness::main!({}::SUBJECT);\n", package.replace('-', "_"));
     write(dir, "tests/vm.rs", &main);
 }
+
+/// `harness ARGS` in this repository: its exit code, stdout and stderr.
+#[allow(dead_code)] // not every test binary runs the harness
+pub fn harness(args: &[&str]) -> (i32, String, String) {
+    let output = std::process::Command::new(harness_binary())
+        .args(args)
+        .current_dir(repo_root())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}

@@ -42,7 +42,7 @@ pub(crate) fn lease(cache: &Path, key: &str) -> Result<Lease> {
 }
 
 /// A lock file, created if missing, its content never touched.
-fn open_lock_file(path: &Path) -> Result<File> {
+pub(crate) fn open_lock_file(path: &Path) -> Result<File> {
     std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)

@@ -48,7 +48,7 @@ pub mod report;
 /// The contract between the host and `stage0`, a restored VM's first
 /// program (`vm::restore`): compiled here and into `stage0`.
 #[cfg_attr(not(test), allow(dead_code))] // stage0 decodes; the host encodes
-#[path = "vm/restore/stage0/start.rs"]
+#[path = "../stage0/start.rs"]
 pub(crate) mod restore_contract;
 test_support_mod!(run_dirs);
 pub mod settings;

@@ -13,7 +13,7 @@
 // copy has it); the guest's copy is built by `initramfs`.
 #[cfg(test)]
 #[allow(dead_code, clippy::duplicate_mod)]
-#[path = "stage0/main.rs"]
+#[path = "../../../stage0/main.rs"]
 mod stage0;
 pub(crate) use crate::restore_contract as start;
 mod template;
@@ -28,8 +28,8 @@ pub(crate) use self::template::{
     discard, send_start, template_for, Lease, StartPort, Template, STATE_WAIT,
 };
 
-const STAGE0_MAIN: &str = include_str!("stage0/main.rs");
-const STAGE0_START: &str = include_str!("stage0/start.rs");
+const STAGE0_MAIN: &str = include_str!("../../../stage0/main.rs");
+const STAGE0_START: &str = include_str!("../../../stage0/start.rs");
 
 /// The initramfs of every template: `stage0` as `/init`, built once per
 /// source and compiler into the cache.

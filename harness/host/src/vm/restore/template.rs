@@ -100,7 +100,7 @@ pub(crate) fn template_for(
     remembered_failure(&key)?;
     std::fs::create_dir_all(&templates)
         .with_context(|| format!("creating {}", templates.display()))?;
-    let lock = open_lock(&templates.join(format!("{key}.lock")))?;
+    let lock = crate::cache::open_lock_file(&templates.join(format!("{key}.lock")))?;
     lock_within(&lock, true, &dir)?;
     if let Some(inode) = complete(&template, spec.memory_mib) {
         return Ok((template, Lease { lock, inode }));
@@ -139,15 +139,6 @@ fn remember(key: &str, saved: &Result<()>) {
     if let (Err(err), Ok(mut failed)) = (saved, FAILED.lock()) {
         failed.push((key.to_owned(), format!("{err:#}")));
     }
-}
-
-fn open_lock(path: &Path) -> Result<std::fs::File> {
-    std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(path)
-        .with_context(|| format!("opening {}", path.display()))
 }
 
 /// Takes the template's lock, shared or exclusive, waiting at most
@@ -208,7 +199,7 @@ fn prune_unused(templates: &Path, kept: &Path) {
     };
     for dir in entries.flatten().map(|entry| entry.path()) {
         let Some(lock) = (dir.is_dir() && dir != kept)
-            .then(|| open_lock(&dir.with_extension("lock")).ok())
+            .then(|| crate::cache::open_lock_file(&dir.with_extension("lock")).ok())
             .flatten()
         else {
             continue;
