@@ -219,9 +219,10 @@ struct RunArgs {
     /// at least 10 s, at most half this) is ended sooner and booted again.
     #[arg(long, default_value_t = 120)]
     timeout: u64,
-    /// Run the selected scenarios N times, in rounds, each run in a freshly
-    /// booted VM (on the debug kernel too: its VMs run several scenarios of
-    /// one round, never one scenario twice). The report then has a line per
+    /// Run the selected scenarios N times, in rounds, each run in a fresh
+    /// VM of its own, restored from its kernel's template or booted (with
+    /// --boot-each on the debug kernel, a booted VM runs several scenarios
+    /// of one round, never one scenario twice). The report then has a line per
     /// scenario: its runs, passed and failed runs, flaky rounds and the
     /// boots the harness retried (on the race kernel, also how many runs
     /// saw a data race in the subject), and each failing scenario's first

@@ -368,7 +368,7 @@ fn wait_for_ready(
 }
 
 /// The host's end of a template's or a clone's start port.
-pub(crate) struct StartPort(UnixListener);
+pub(crate) struct StartPort(UnixListener, std::path::PathBuf);
 
 impl StartPort {
     /// Listens before QEMU starts, which connects to it as it starts.
@@ -377,7 +377,7 @@ impl StartPort {
         let listener = UnixListener::bind(&path)
             .with_context(|| format!("listening on {}", path.display()))?;
         listener.set_nonblocking(true)?;
-        Ok(StartPort(listener))
+        Ok(StartPort(listener, path))
     }
 
     /// QEMU's connection, waiting at most a few seconds for it.
@@ -391,9 +391,10 @@ impl StartPort {
                 Err(err) => Poll::Ready(Err(err)),
             },
         );
+        let path = self.1.display();
         let stream = accepted
-            .context("QEMU did not connect its start port")?
-            .context("accepting QEMU's start port")?;
+            .with_context(|| format!("QEMU did not connect its start port ({path}) within 5 s"))?
+            .with_context(|| format!("accepting QEMU's start port ({path})"))?;
         stream.set_nonblocking(false)?;
         Ok(stream)
     }
