@@ -187,31 +187,37 @@ impl Report for DetachWhileUsedReport {
 /// release seen; with the client's TCP_INFO as it was before the close.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TransferReport {
-    /// Bytes sent and echoed back, each way.
+    /// Bytes sent and echoed back, each way, in each connection.
     pub bytes: u64,
+    /// How many connections ran, one after another (see `--until-undo`).
+    pub connections: u64,
+    /// Every connection's, added up.
     pub calls: Calls,
-    /// The client's (the sender's) TCP_INFO after the transfer.
+    /// The last client's (the sender's) TCP_INFO after its transfer.
     pub info: TcpInfo,
 }
 
 impl Report for TransferReport {
     fn from_numbers(numbers: &[u64]) -> Option<Self> {
         let (&bytes, rest) = numbers.split_first()?;
+        let (&connections, rest) = rest.split_first()?;
         if rest.len() != 9 + TcpInfo::NUMBERS {
             return None;
         }
         let (calls, info) = rest.split_at(9);
         Some(TransferReport {
             bytes,
+            connections,
             calls: Calls::from_numbers(calls.try_into().ok()?),
             info: TcpInfo::from_numbers(info)?,
         })
     }
     fn render(&self) -> String {
         format!(
-            "{ALGORITHM} carried {} bytes each way; calls: {}; the sender's TCP_INFO before \
-             close: {}",
+            "{ALGORITHM} carried {} bytes each way in each of {} connections; calls: {}; the \
+             last sender's TCP_INFO before close: {}",
             self.bytes,
+            self.connections,
             self.calls.render(),
             self.info.render()
         )
@@ -276,6 +282,7 @@ mod tests {
         );
         let transfer = TransferReport {
             bytes: 4_000_000,
+            connections: 2,
             calls: calls(),
             info: TcpInfo {
                 snd_cwnd: 9,

@@ -140,6 +140,14 @@ const NETEM_DELAY: Duration = Duration::from_millis(5);
 /// runs in 12 (the flake CI saw); every 13th, none in 44 (20 idle, 12 with
 /// a boot each, 12 with both cores busy), each run taking 3 or more.
 const REORDER_EVERY: u32 = 13;
+/// Even so, a connection runs in bursts now and then (1 of 7 race-kernel
+/// runs in one measurement, 1 in 56 in another), and which way one runs is
+/// its own draw: the failing run's next connection, in the same VM, ran
+/// smooth. So the reordered transfer runs up to this many connections, one
+/// after another, until TCP has taken a reordering for a loss and undone
+/// it; how many it took is in the measurements. vmtest_reno's ssthresh or
+/// undo_cwnd never called fails every one of them.
+const UNTIL_UNDO: u32 = 3;
 const LOSS_PERCENT: f32 = 3.0;
 /// Bytes each way: segments of TRANSFER_MSS, the sender paced to
 /// TRANSFER_PACING bytes a second so that each packet holds two segments
@@ -159,7 +167,10 @@ fn loss(context: &mut Context) -> Result<()> {
         .delay(NETEM_DELAY)
         .reorder_every(REORDER_EVERY);
     context.netem(&reordered)?;
-    if let Some((step, report)) = transfer(context, REORDERED_BYTES)? {
+    let until_undo = UNTIL_UNDO.to_string();
+    if let Some((step, report)) =
+        transfer(context, REORDERED_BYTES, &["--until-undo", &until_undo])?
+    {
         // Whether the retransmission left before the original's ACK undid
         // the reaction is the pacing's timing: seen both ways (a run with 4
         // undos and total_retrans 0). The suspected loss and its undo are not.
@@ -185,7 +196,7 @@ fn loss(context: &mut Context) -> Result<()> {
         .delay(NETEM_DELAY)
         .loss_percent(LOSS_PERCENT);
     context.netem(&lossy)?;
-    if let Some((step, report)) = transfer(context, LOSS_BYTES)? {
+    if let Some((step, report)) = transfer(context, LOSS_BYTES, &[])? {
         let reduced = report.info.ssthresh_reduced();
         let reacted = report.calls.ssthresh > 0 && report.calls.set_state > 0;
         let retransmitted = report.info.retransmitted();
@@ -215,9 +226,13 @@ fn loss(context: &mut Context) -> Result<()> {
 
 /// `tcp_ca transfer` of `bytes` each way, expected to succeed with its
 /// report (a missing one is a failure already recorded).
-fn transfer(context: &mut Context, bytes: u64) -> Result<Option<(StepId, TransferReport)>> {
+fn transfer(
+    context: &mut Context,
+    bytes: u64,
+    extra: &[&str],
+) -> Result<Option<(StepId, TransferReport)>> {
     let bytes = bytes.to_string();
-    let (step, report) = context.run_loader_for_report::<TransferReport>(&[
+    let mut args = vec![
         "transfer",
         "--bytes",
         &bytes,
@@ -225,24 +240,29 @@ fn transfer(context: &mut Context, bytes: u64) -> Result<Option<(StepId, Transfe
         TRANSFER_MSS,
         "--pacing",
         TRANSFER_PACING,
-    ])?;
+    ];
+    args.extend(extra);
+    let (step, report) = context.run_loader_for_report::<TransferReport>(&args)?;
     Ok(report.map(|report| (step, report)))
 }
 
-/// What every transfer must show (one connection: init and release once
-/// each), then `checked` of its own; the counts
-/// and the TCP_INFO follow the network's draws, so they go to the
+/// What every transfer must show (init and release once a connection),
+/// then `checked` of its own; the counts, the TCP_INFO and how many
+/// connections it took follow the network's draws, so they go to the
 /// measurements and the step keeps what was checked of them.
 fn checked_transfer(context: &mut Context, step: StepId, report: &TransferReport, checked: String) {
-    let calls = report.calls;
-    let once = calls.init == 1 && calls.release == 1;
+    let (calls, connections) = (report.calls, report.connections);
+    let once = connections > 0 && calls.init == connections && calls.release == connections;
     context.expect(
         once,
-        format!("init and release should run once each: {calls:?}"),
+        format!(
+            "init and release should run once a connection, {connections} connections: {calls:?}"
+        ),
     );
     let stdout = format!(
-        "checked: {} bytes each way; init {}, release {}\n{checked}",
-        report.bytes, calls.init, calls.release,
+        "checked: {} bytes each way; init and release once a connection: {}\n{checked}",
+        report.bytes,
+        yes(once),
     );
     context.replace_stdout(step, stdout);
 }

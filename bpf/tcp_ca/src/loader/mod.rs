@@ -71,6 +71,13 @@ enum Command {
         mss: Option<u16>,
         #[arg(long)]
         pacing: Option<u64>,
+        /// Up to N connections, one after another, until TCP has taken a
+        /// reordering for a loss and undone its reaction (ssthresh and
+        /// undo_cwnd ran): under TCG a connection may run in bursts for
+        /// its whole life, and one in bursts may take no reordering for a
+        /// loss (the scenario `tcp_ca_loss` says more).
+        #[arg(long, default_value_t = 1)]
+        until_undo: u32,
     },
     /// Load an implementation the verifier must refuse, and report why it did.
     LoadRejected,
@@ -94,12 +101,18 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         Command::Once { bytes } => run_once(bytes),
         Command::Connect { bytes } => run_connect(bytes),
         Command::DetachWhileUsed { bytes } => run_detach_while_used(bytes),
-        Command::Transfer { bytes, mss, pacing } => run_transfer(
+        Command::Transfer {
+            bytes,
+            mss,
+            pacing,
+            until_undo,
+        } => run_transfer(
             bytes,
             Options {
                 max_segment: mss,
                 max_pacing_rate: pacing,
             },
+            until_undo,
         ),
         Command::LoadRejected => run_load_rejected(),
         Command::Contract { case } => contract_cases::run(case),
@@ -137,20 +150,35 @@ fn run_once(bytes: u64) -> Result<(), Failure> {
 }
 
 /// `once` with the client's TCP_INFO, read after the transfer and before
-/// the close: what vmtest_reno made of the losses netem caused.
-fn run_transfer(bytes: u64, options: Options) -> Result<(), Failure> {
+/// the close: what vmtest_reno made of the losses netem caused. Up to
+/// `until_undo` connections, until ssthresh and undo_cwnd have run.
+fn run_transfer(bytes: u64, options: Options, until_undo: u32) -> Result<(), Failure> {
     let mut storage = MaybeUninit::uninit();
     let (tcp_ca, registration) = load_and_attach(&mut storage)?;
-    let mut connection = Connection::open_with(ALGORITHM, options).map_err(selected)?;
-    check_init_ran_for(&tcp_ca, &connection)?;
-    connection.transfer(bytes)?;
-    let info = connection.info()?;
-    connection.close()?;
-    let calls = wait_for_release(&tcp_ca)?;
+    let mut connections = 0;
+    let (calls, info) = loop {
+        let mut connection = Connection::open_with(ALGORITHM, options).map_err(selected)?;
+        check_init_ran_for(&tcp_ca, &connection)?;
+        connection.transfer(bytes)?;
+        let info = connection.info()?;
+        connection.close()?;
+        let calls = wait_for_release(&tcp_ca)?;
+        connections += 1;
+        let undone = calls.ssthresh > 0 && calls.undo_cwnd > 0;
+        if undone || connections >= until_undo {
+            break (calls, info);
+        }
+    };
     tcp_ca.report();
     drop(registration);
     println!("{}", contract::DETACHED);
-    println!("{}", TransferReport { bytes, calls, info }.render());
+    let report = TransferReport {
+        bytes,
+        connections: connections.into(),
+        calls,
+        info,
+    };
+    println!("{}", report.render());
     Ok(())
 }
 
