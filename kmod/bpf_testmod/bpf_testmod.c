@@ -31,8 +31,11 @@ DEFINE_STATIC_SRCU(testmod_srcu);
 /*
  * Bugs planted on purpose, each in a test-only build of its own
  * (-DPLANT_...), to prove that the debug kernel reports them
- * (tests/vm_debug_kernel.rs) or that a scenario fails on them
- * (tests/vm_mutants.rs). The normal build has none of them.
+ * (tests/vm_debug_kernel.rs), that the race kernel does
+ * (tests/vm_race_kernel.rs), or that a scenario fails on them
+ * (tests/vm_mutants.rs); PLANT_VALIDATE_RACE measures a shape the race
+ * kernel rarely sees (the guide's kernels chapter). The normal build has
+ * none of them.
  */
 #ifdef PLANT_MISSING_RCU_READ_LOCK
 /* The ops are read and called outside an RCU read section. */
@@ -232,6 +235,25 @@ static void planted_read_draining(void)
 }
 #endif
 
+#ifdef PLANT_VALIDATE_RACE
+static unsigned short planted_validations;
+
+/*
+ * Counts the implementations validated, as a lost update: .validate runs
+ * once per map written, with no lock shared between two maps, so two
+ * processes attaching at once race here. Both sides are rare (once per
+ * attach), unlike the plants above, whose other side is every call.
+ */
+static void planted_count_validation(void)
+{
+	planted_validations = planted_validations + 1;
+}
+#else
+static void planted_count_validation(void)
+{
+}
+#endif
+
 /*
  * CFI stubs: with kCFI the kernel calls a BPF trampoline through a pointer
  * whose type hash comes from these functions, so each needs the member's exact
@@ -351,6 +373,7 @@ static int bpf_testmod_ops_validate(void *kdata)
 {
 	struct bpf_testmod_ops *ops = kdata;
 
+	planted_count_validation();
 	if (!ops->test_1) {
 		pr_err("bpf_testmod_ops: test_1 is required\n");
 		return -EINVAL;

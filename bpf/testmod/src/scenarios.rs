@@ -45,7 +45,7 @@ pub(crate) const SCENARIOS: &[Scenario] = &[
     ),
     scenario("ctx_write_rejected", "a program that writes its context (the kernel's arguments) fails to load, with the verifier's reason", ctx_write_rejected),
     scenario("long_message", "a 100-byte write: one call of each op, the message cut to the module's 63 bytes", long_message).exercises(ALL_OPS),
-    scenario("concurrent_attach", "4 loader processes attach at once, 20 rounds: each round exactly one registers, the rest get EEXIST", concurrent_attach).hunts_races(),
+    scenario("concurrent_attach", "4 loader processes attach at once, each a fresh map, 20 rounds: each round exactly one registers, the rest get EEXIST", concurrent_attach).hunts_races(),
     scenario("release_race", "triggers race fresh skeletons loaded, attached, detached and freed; rmmod attempts race them and are refused", release_race).hunts_races(),
     scenario("tutorial_loader", "the tutorial's loader: attach, a trigger, two periodic triggers, Ctrl-C, a clean detach", tutorial_loader).exercises(ALL_OPS),
     scenario("stress", "triggers from many threads while attach/detach loops run: no oops, no splat, every call complete", stress).hunts_races(),

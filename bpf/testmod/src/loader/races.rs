@@ -290,8 +290,9 @@ impl Member {
     }
 }
 
-/// `processes` members attach at once, `rounds` times; exactly one must
-/// register each round, and every other must be refused with EEXIST.
+/// `processes` members attach at once, `rounds` times, each with a fresh
+/// map (see [`race_member`]); exactly one must register each round, and
+/// every other must be refused with EEXIST.
 pub fn concurrent_attach(processes: u32, rounds: u32) -> Result<(), Failure> {
     let mut members = (0..processes)
         .map(|_| Member::spawn())
@@ -366,30 +367,47 @@ fn expect_answer(member: &mut Member, expected: &str) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Loads once, then attaches and detaches on command until stdin closes.
+/// Attaches and detaches on command until stdin closes, a fresh skeleton
+/// each round: its struct_ops map is written at attach (which runs the
+/// module's `.validate`) and registered (`.reg`), so every member's attach
+/// runs both, at once with the others', each round; a map once written
+/// cannot be written again. Each skeleton is loaded before the member
+/// says it is ready for the next round (READY, then DETACHED), so the
+/// members' attaches start together rather than after loads of varying
+/// length.
 pub fn race_member() -> Result<(), Failure> {
-    let mut storage = MaybeUninit::uninit();
-    let mut skel = struct_ops_loader::open_and_load(&mut storage)?;
-    println!("{}", race_member::READY);
-    let mut held = None;
-    for line in std::io::stdin().lock().lines() {
-        let line = line.map_err(|err| Failure::other(format!("reading a command: {err}")))?;
-        match line.as_str() {
-            race_member::ATTACH => match struct_ops_loader::attach(&mut skel) {
+    let mut lines = std::io::stdin().lock().lines();
+    let mut next_line = move || match lines.next() {
+        None => Ok(None),
+        Some(Ok(line)) => Ok(Some(line)),
+        Some(Err(err)) => Err(Failure::other(format!("reading a command: {err}"))),
+    };
+    let mut ready = race_member::READY;
+    loop {
+        let mut storage = MaybeUninit::uninit();
+        let mut skel = struct_ops_loader::open_and_load(&mut storage)?;
+        println!("{ready}");
+        ready = race_member::DETACHED;
+        let held = match next_line()?.as_deref() {
+            None => return Ok(()),
+            Some(race_member::ATTACH) => match struct_ops_loader::attach(&mut skel) {
                 Ok(attachment) => {
-                    held = Some(attachment);
                     println!("{}", race_member::ATTACHED);
+                    Some(attachment)
                 }
-                Err(AttachError::AlreadyAttached) => println!("{}", race_member::REFUSED),
+                Err(AttachError::AlreadyAttached) => {
+                    println!("{}", race_member::REFUSED);
+                    None
+                }
                 Err(err) => return Err(err.into()),
             },
-            race_member::DETACH => {
-                held = None;
-                println!("{}", race_member::DETACHED);
-            }
-            other => return Err(Failure::other(format!("unknown command {other:?}"))),
+            Some(other) => return Err(Failure::other(format!("unknown command {other:?}"))),
+        };
+        match next_line()?.as_deref() {
+            None => return Ok(()),
+            // Detached before the next skeleton loads and DETACHED is said.
+            Some(race_member::DETACH) => drop(held),
+            Some(other) => return Err(Failure::other(format!("unknown command {other:?}"))),
         }
     }
-    drop(held);
-    Ok(())
 }
