@@ -141,7 +141,7 @@ const NETEM_DELAY: Duration = Duration::from_millis(5);
 /// a boot each, 12 with both cores busy), each run taking 3 or more.
 const REORDER_EVERY: u32 = 13;
 /// Even so, a connection runs in bursts now and then (1 of 7 race-kernel
-/// runs in one measurement, 1 in 56 in another), and which way one runs is
+/// runs in a later measurement, after those 44), and which way one runs is
 /// its own draw: the failing run's next connection, in the same VM, ran
 /// smooth. So the reordered transfer runs up to this many connections, one
 /// after another, until TCP has taken a reordering for a loss and undone
