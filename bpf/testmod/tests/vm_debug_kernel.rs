@@ -61,7 +61,10 @@ fn debug_kernel_catches_lock_order_inversion() {
 /// under the same load). A dead task's kernel stack stays mapped in a
 /// per-CPU cache, which kmemleak reads whole, and the stale copy of the
 /// address in it is the likely reference. A leak on the trigger path leaks at every call; the
-/// later calls overwrite the earlier ones' stale copies.
+/// later calls overwrite the earlier ones' stale copies. (Only on a loaded
+/// machine: the guest's jiffies, in which kmemleak ages objects, fell
+/// behind its clock there, and the agent waited by the clock until it
+/// waited by jiffies; that too may have been the cause.)
 #[test]
 fn debug_kernel_catches_a_leak() {
     common::assert_caught(

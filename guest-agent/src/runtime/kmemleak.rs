@@ -17,7 +17,7 @@
 
 use std::collections::VecDeque;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 
@@ -27,6 +27,40 @@ const KMEMLEAK: &str = "/sys/kernel/debug/kmemleak";
 /// in the kernel), so that a pointer still in a register is not taken for a
 /// leak; the margin covers a scan that starts a tick early.
 const MIN_AGE: Duration = Duration::from_millis(5_300);
+
+/// The kernel's jiffies, as `times(2)` gives them (in USER_HZ ticks):
+/// kmemleak ages objects in jiffies, and they are not the monotonic clock.
+/// The kernel counts a jiffy per timer tick it handles, and a guest under
+/// TCG on a busy host loses ticks: in a debug VM on this project's 2-core
+/// machine with 6 busy loops, 5 s of the monotonic clock were 3.98 to
+/// 4.72 s of jiffies (0.98 to 1.0 with 2 loops, 1.0 idle). Waiting
+/// MIN_AGE by the monotonic clock, the agent once scanned before 100
+/// leaked objects were old enough for kmemleak and reported no leak (a
+/// `vm_debug_kernel` test, in a whole `cargo nextest run` with both cores
+/// busy).
+#[derive(Debug, Clone, Copy)]
+struct Jiffies(u64);
+
+impl Jiffies {
+    fn now() -> Self {
+        // times(2) with a null buffer returns the ticks since boot, from
+        // jiffies; it cannot fail.
+        let ticks = unsafe { libc::times(std::ptr::null_mut()) };
+        Jiffies(ticks as u64)
+    }
+
+    /// How long since `self`, in the kernel's jiffies.
+    fn elapsed(self) -> Duration {
+        self.elapsed_at(Self::now())
+    }
+
+    /// How long from `self` to `later`, in the kernel's jiffies.
+    fn elapsed_at(self, later: Jiffies) -> Duration {
+        let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+        let ticks = later.0.saturating_sub(self.0);
+        Duration::from_millis(ticks * 1000 / per_second)
+    }
+}
 
 /// A scenario's leak check, on a kernel with kmemleak.
 pub(crate) struct LeakCheck {
@@ -115,7 +149,7 @@ struct Pending {
     /// The last pid the scenario could have made.
     last_pid: u32,
     /// When the scenario last allocated (its module unloaded).
-    ended: Instant,
+    ended: Jiffies,
     /// Whether a scan has run since it ended (and took its objects' checksums).
     checksummed: bool,
     /// Its reports so far: the next scenario's `clear` hides reported objects.
@@ -159,7 +193,7 @@ impl LeakQueue {
             id,
             check,
             last_pid,
-            ended: Instant::now(),
+            ended: Jiffies::now(),
             checksummed: false,
             found: Vec::new(),
         });
@@ -169,7 +203,7 @@ impl LeakQueue {
     /// One scan: it takes the checksums of the newest checks' objects and
     /// settles the checks it can.
     pub(crate) fn scan(&mut self) -> Settled {
-        let started = Instant::now();
+        let started = Jiffies::now();
         let text = write("scan").and_then(|()| {
             std::fs::read_to_string(KMEMLEAK)
                 .with_context(|| format!("reading {KMEMLEAK} after a scan"))
@@ -185,7 +219,7 @@ impl LeakQueue {
             }
         }
         while let Some(oldest) = self.pending.front() {
-            let judged = oldest.checksummed && started.duration_since(oldest.ended) >= MIN_AGE;
+            let judged = oldest.checksummed && oldest.ended.elapsed_at(started) >= MIN_AGE;
             if text.is_ok() && !judged {
                 break;
             }
@@ -210,7 +244,10 @@ impl LeakQueue {
         let mut settled = Vec::new();
         while let Some(newest) = self.pending.back() {
             if newest.checksummed {
-                std::thread::sleep(MIN_AGE.saturating_sub(newest.ended.elapsed()));
+                // By jiffies, which may run slow: sleep, then look again.
+                while newest.ended.elapsed() < MIN_AGE {
+                    std::thread::sleep(MIN_AGE.saturating_sub(newest.ended.elapsed()));
+                }
             }
             settled.extend(self.scan());
         }
@@ -293,6 +330,16 @@ unreferenced object 0xffff888008aa8b00 (size 32):
     0xffffffffc000142f
     proc_reg_write+0x1a5/0x270
 ";
+
+    #[test]
+    fn an_age_is_counted_in_the_kernels_ticks() {
+        let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+        let (from, to) = (Jiffies(1_000), Jiffies(1_000 + 53 * per_second / 10));
+        assert_eq!(from.elapsed_at(to), MIN_AGE);
+        // A clock that went no further, or back, is no age.
+        assert_eq!(to.elapsed_at(from), Duration::ZERO);
+        assert!(Jiffies::now().0 > 0, "times(2) gave no ticks");
+    }
 
     #[test]
     fn a_bare_module_frame_is_named_in_either_form() {
