@@ -243,10 +243,14 @@ impl LeakQueue {
     pub(crate) fn settle_all(&mut self) -> Settled {
         let mut settled = Vec::new();
         while let Some(newest) = self.pending.back() {
+            // By jiffies, which may run slow: sleep, then look again.
             if newest.checksummed {
-                // By jiffies, which may run slow: sleep, then look again.
-                while newest.ended.elapsed() < MIN_AGE {
-                    std::thread::sleep(MIN_AGE.saturating_sub(newest.ended.elapsed()));
+                loop {
+                    let age = newest.ended.elapsed();
+                    if age >= MIN_AGE {
+                        break;
+                    }
+                    std::thread::sleep(MIN_AGE - age);
                 }
             }
             settled.extend(self.scan());
