@@ -2,11 +2,7 @@
 //! of [`harness_wire::splat`], and KCSAN's sampling while a scenario hunts races.
 
 use harness_wire::protocol::{Source, TimelineLine};
-use harness_wire::splat::{classify, race_is_the_subjects};
-
-/// KCSAN's sampling knob: one watchpoint every this many memory accesses
-/// on each CPU (KCSAN's default: 4000).
-const KCSAN_SKIP_WATCH: &str = "/sys/module/kcsan/parameters/skip_watch";
+use harness_wire::splat::{classify, race_is_the_subjects, KCSAN_SKIP_WATCH};
 
 /// One watchpoint every this many accesses while a scenario that hunts
 /// races runs. The race kernel instruments only the subject's modules and

@@ -4,7 +4,8 @@
 //! error ([`errno_of`]), a [`Failure`] that carries its exit code (the codes
 //! shared with the agent are [`exit`]), the wait of `hold` and the lines
 //! of a program the verifier must refuse, and a congestion control's
-//! loopback transfer with the sender's `TCP_INFO` ([`tcp`]). It prints
+//! loopback transfer with the sender's `TCP_INFO` ([`tcp`]), and KCSAN
+//! watching every access while a rare side runs ([`race`]). It prints
 //! nothing: it returns the lines, and `harness::loader` (this crate with
 //! the printing helpers a loader's `main` calls) prints them.
 //!
@@ -23,6 +24,7 @@
 
 mod libbpf_log;
 pub mod object;
+pub mod race;
 pub mod sched_ext;
 pub mod struct_ops;
 pub mod tcp;

@@ -142,6 +142,17 @@ pub(crate) const ALLOWED: &[(&str, &str)] = &[(
     "KFENCE's boot banner, not a report (reports start with `BUG: KFENCE:`)",
 )];
 
+/// KCSAN's sampling knob, a runtime parameter of the race kernel: one
+/// watchpoint every this many instrumented memory accesses on each CPU
+/// (KCSAN's default: 4000). The agent samples densely while a scenario
+/// hunts races; a loader samples more densely still around a rare side
+/// (`harness_loader::race::RareSide`).
+pub const KCSAN_SKIP_WATCH: &str = "/sys/module/kcsan/parameters/skip_watch";
+
+/// KCSAN's other runtime knob: how long, in microseconds, a watchpoint set
+/// in a task's context holds (KCSAN's default: 80, randomised down to 0).
+pub const KCSAN_UDELAY_TASK: &str = "/sys/module/kcsan/parameters/udelay_task";
+
 /// The class KCSAN's reports are of.
 pub const RACE_CLASS: &str = "data race (KCSAN)";
 

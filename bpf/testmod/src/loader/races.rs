@@ -10,6 +10,7 @@ use std::sync::{Arc, RwLock};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use harness::loader::race::RareSide;
 use harness::loader::Failure;
 use harness::{module, Errno};
 
@@ -292,7 +293,9 @@ impl Member {
 
 /// `processes` members attach at once, `rounds` times, each with a fresh
 /// map (see [`race_member`]); exactly one must register each round, and
-/// every other must be refused with EEXIST.
+/// every other must be refused with EEXIST. The attaches are a rare side
+/// on both sides of a race (two `.validate` or `.reg` calls): KCSAN
+/// watches every access while they run ([`RareSide`]).
 pub fn concurrent_attach(processes: u32, rounds: u32) -> Result<(), Failure> {
     let mut members = (0..processes)
         .map(|_| Member::spawn())
@@ -307,7 +310,9 @@ pub fn concurrent_attach(processes: u32, rounds: u32) -> Result<(), Failure> {
         refused: 0,
     };
     for round in 1..=rounds {
+        let watched = RareSide::begin()?;
         let (attached, refused) = attach_at_once(&mut members)?;
+        drop(watched);
         if attached != 1 {
             return Err(Failure::other(format!(
                 "round {round}: {attached} of {processes} processes attached at once"
