@@ -528,7 +528,9 @@ impl Vm {
         };
         let mut port = port.accept()?;
         let qmp = self.qmp.as_mut().context("no QMP")?;
-        let loaded = qmp.load_state(&state, Instant::now() + restore::STATE_WAIT);
+        // A load is the restored VM's boot: it has the boot's deadline (5x
+        // the slowest recent restore here, at most half the timeout).
+        let loaded = qmp.load_state(&state, self.started + self.boot_deadline.after);
         let lease = self
             .template_lease
             .take()
@@ -545,7 +547,8 @@ impl Vm {
                 let err = err.context(format!("QEMU refused the template: {}", refused.trim()));
                 return Err(err.context("it is thrown away; the next VM saves a new one"));
             }
-            return Err(err);
+            let deadline = self.boot_deadline;
+            return Err(err.context(format!("restoring the VM by its boot deadline, {deadline}")));
         }
         drop(lease);
         restore::send_start(&mut port, boot.binary, boot.agent.argv())?;

@@ -24,9 +24,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
 
-pub(crate) use self::template::{
-    discard, send_start, template_for, Lease, StartPort, Template, STATE_WAIT,
-};
+pub(crate) use self::template::{discard, send_start, template_for, Lease, StartPort, Template};
 
 const STAGE0_MAIN: &str = include_str!("../../../stage0/main.rs");
 const STAGE0_START: &str = include_str!("../../../stage0/start.rs");

@@ -18,7 +18,8 @@ use crate::qmp::QmpClient;
 use crate::vm::events::{Event, Listeners, Process};
 use harness_wire::wait::{wait_until, Poll};
 
-/// How long QEMU may take to write or read a template's state.
+/// How long QEMU may take to write a template's state, and to quit after (a
+/// clone's load has its boot's deadline).
 pub(crate) const STATE_WAIT: Duration = Duration::from_secs(60);
 
 /// A saved template: what a clone's QEMU is started with.
