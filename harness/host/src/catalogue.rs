@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use harness_wire::catalogue::{ScenarioInfo, SubjectInfo};
 use harness_wire::roles;
+use sha2::Digest;
 
 use crate::progress::Progress;
 
@@ -105,7 +106,7 @@ impl Catalogue {
 pub fn discover(dir: &Path, progress: &Progress) -> Result<Catalogue> {
     let mut catalogue = Catalogue::default();
     for package in subject_packages(dir)? {
-        let binary = build_guest_binary(&package, progress)?;
+        let binary = frozen_copy(&build_guest_binary(&package, progress)?)?;
         for info in ask_catalogue(&binary)? {
             catalogue.subjects.push(Subject {
                 info,
@@ -132,7 +133,7 @@ pub fn of_package(
              the harness cannot tell which of its test targets to build for the guest"
         );
     };
-    let binary = build_guest_binary(found, progress)?;
+    let binary = frozen_copy(&build_guest_binary(found, progress)?)?;
     let catalogue = Catalogue {
         subjects: subjects
             .into_iter()
@@ -235,6 +236,66 @@ pub(crate) fn build_guest_binary(package: &SubjectPackage, progress: &Progress) 
         })?;
     task.done();
     Ok(binary)
+}
+
+/// Where the copies [`frozen_copy`] makes live, next to `binary`'s profile
+/// directory (`target/release/harness-binaries`), so that the VM logs found
+/// from a binary's path stay in `target/vm-logs`.
+fn frozen_dir(binary: &Path) -> Result<PathBuf> {
+    let profile = (binary.parent().and_then(Path::parent))
+        .with_context(|| format!("{} is in no cargo profile directory", binary.display()))?;
+    Ok(profile.join("harness-binaries"))
+}
+
+/// Copies unused this long are removed by the next run that makes one.
+const FROZEN_UNUSED_FOR: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
+
+/// A copy of `binary` named by its content, which no later build touches:
+/// the run's VMs start it, not cargo's output, which a `cargo build` while
+/// the run goes on (the developer's own, or another run's) relinks in
+/// place. A guest that read the binary while it was rewritten failed its
+/// scenario with libbpf's "invalid ELF" (-4001).
+pub(crate) fn frozen_copy(binary: &Path) -> Result<PathBuf> {
+    let bytes = std::fs::read(binary).with_context(|| format!("reading {}", binary.display()))?;
+    let hash = format!("{:x}", sha2::Sha256::digest(&bytes));
+    let dir = frozen_dir(binary)?;
+    let name = binary.file_name().unwrap_or_default().to_string_lossy();
+    let copy = dir.join(format!("{name}-{}", &hash[..16]));
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    if !copy.exists() {
+        // Written whole under another name first: a run that starts now
+        // finds the copy complete or not at all.
+        let partial = tempfile::NamedTempFile::new_in(&dir)
+            .with_context(|| format!("creating a file in {}", dir.display()))?;
+        std::fs::write(partial.path(), &bytes)
+            .with_context(|| format!("writing {}", partial.path().display()))?;
+        let executable = std::os::unix::fs::PermissionsExt::from_mode(0o755);
+        std::fs::set_permissions(partial.path(), executable)
+            .with_context(|| format!("making {} executable", partial.path().display()))?;
+        partial
+            .persist(&copy)
+            .with_context(|| format!("naming {}", copy.display()))?;
+    }
+    // Its last use, for the removal of unused copies.
+    let _ =
+        std::fs::File::open(&copy).and_then(|file| file.set_modified(std::time::SystemTime::now()));
+    remove_unused_copies(&dir);
+    Ok(copy)
+}
+
+/// Removes the copies in `dir` no run has used for [`FROZEN_UNUSED_FOR`].
+fn remove_unused_copies(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let unused = (entry.metadata().and_then(|meta| meta.modified()).ok())
+            .and_then(|modified| modified.elapsed().ok())
+            .is_some_and(|unused| unused > FROZEN_UNUSED_FOR);
+        if unused {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// What a `cargo test --no-run --message-format=json-...` said.
@@ -361,5 +422,54 @@ mod tests {
                 package.name
             );
         }
+    }
+
+    #[test]
+    fn a_run_starts_a_copy_of_its_binary_that_a_rebuild_leaves_alone() {
+        let target = tempfile::tempdir().unwrap();
+        let deps = target.path().join("release/deps");
+        std::fs::create_dir_all(&deps).unwrap();
+        let built = deps.join("vm-0123");
+        std::fs::write(&built, "the first build").unwrap();
+        let first = frozen_copy(&built).unwrap();
+        assert_eq!(
+            first.parent().unwrap(),
+            target.path().join("release/harness-binaries")
+        );
+        assert_eq!(std::fs::read_to_string(&first).unwrap(), "the first build");
+        let mode =
+            std::os::unix::fs::PermissionsExt::mode(&first.metadata().unwrap().permissions());
+        assert_eq!(mode & 0o777, 0o755);
+        // Its logs go where the built binary's go.
+        assert_eq!(
+            crate::run_dirs::logs_root(&first),
+            crate::run_dirs::logs_root(&built)
+        );
+        // The same build again: the same copy.
+        assert_eq!(frozen_copy(&built).unwrap(), first);
+        // A rebuild: a copy of its own, and the first one as it was.
+        std::fs::write(&built, "a rebuild").unwrap();
+        let second = frozen_copy(&built).unwrap();
+        assert_ne!(second, first);
+        assert_eq!(std::fs::read_to_string(&second).unwrap(), "a rebuild");
+        assert_eq!(std::fs::read_to_string(&first).unwrap(), "the first build");
+    }
+
+    #[test]
+    fn copies_unused_for_a_week_are_removed() {
+        let target = tempfile::tempdir().unwrap();
+        let deps = target.path().join("release/deps");
+        std::fs::create_dir_all(&deps).unwrap();
+        let built = deps.join("vm-0123");
+        std::fs::write(&built, "an old build").unwrap();
+        let old = frozen_copy(&built).unwrap();
+        let eight_days = std::time::Duration::from_secs(8 * 24 * 3600);
+        let file = std::fs::File::options().write(true).open(&old).unwrap();
+        file.set_modified(std::time::SystemTime::now() - eight_days)
+            .unwrap();
+        std::fs::write(&built, "today's build").unwrap();
+        let today = frozen_copy(&built).unwrap();
+        assert!(!old.exists(), "{} was kept", old.display());
+        assert!(today.exists());
     }
 }
