@@ -114,7 +114,10 @@ pub(crate) fn template_for(
             .with_context(|| format!("saving a VM template in {}", dir.display()));
         remember(&key, &saved);
         saved?;
-        prune_unused(&templates, &dir);
+        let image = image_identity(&spec.kernel_image)?;
+        // Best effort: without it, the template is pruned by age alone.
+        let _ = std::fs::write(dir.join(IMAGE_FILE), &image);
+        prune_unused(&templates, &dir, &image);
     }
     // Not atomic: a process may throw the new template away in between,
     // and this clone then fails to load it, and boots.
@@ -188,13 +191,14 @@ fn complete(template: &Template, memory_mib: u32) -> Option<u64> {
 }
 
 /// How long a template nobody restores from is kept: one whose inputs
-/// changed (a new QEMU, stage0, kernel image or command line) is never
-/// used again.
+/// changed (a new QEMU, stage0 or command line) is never used again.
 const UNUSED_FOR: Duration = Duration::from_secs(7 * 24 * 3600);
 
-/// Removes the templates beside `kept` that were not used for `UNUSED_FOR`
-/// (or never finished saving) and that no process holds. Best effort.
-fn prune_unused(templates: &Path, kept: &Path) {
+/// Removes the templates beside `kept` that no process holds and that were
+/// saved from another kernel image than `image` (the kernel's entry holds
+/// one image: its tree was rebuilt in place), were not used for
+/// `UNUSED_FOR`, or never finished saving. Best effort.
+fn prune_unused(templates: &Path, kept: &Path, image: &str) {
     let Ok(entries) = std::fs::read_dir(templates) else {
         return;
     };
@@ -212,7 +216,9 @@ fn prune_unused(templates: &Path, kept: &Path) {
             .and_then(|modified| modified.elapsed().ok());
         let unfinished = !dir.join("state").exists();
         let old = age.is_some_and(|age| age > UNUSED_FOR || (unfinished && age > STATE_WAIT * 5));
-        if old && lock.try_lock().is_ok() {
+        let rebuilt =
+            std::fs::read_to_string(dir.join(IMAGE_FILE)).is_ok_and(|saved| saved != image);
+        if (old || rebuilt) && lock.try_lock().is_ok() {
             let _ = std::fs::remove_dir_all(&dir);
         }
     }
@@ -241,23 +247,33 @@ pub(crate) fn discard(template: &Template, lease: Lease) {
 /// command line with the paths that differ between two saves of it left
 /// out.
 fn key(spec: &VmSpec) -> Result<String> {
-    let image = std::fs::metadata(&spec.kernel_image)
-        .with_context(|| format!("reading {}", spec.kernel_image.display()))?;
     let mut hasher = Sha256::new();
     hasher.update(qemu_version()?.as_bytes());
     hasher.update(host_cpu().as_bytes());
-    hasher.update(format!(
-        "{} {} {:?}",
-        spec.kernel_image.display(),
-        image.len(),
-        image.modified().ok()
-    ));
+    hasher.update(image_identity(&spec.kernel_image)?);
     for arg in crate::qemu::qemu_args(spec) {
         hasher.update(arg.as_encoded_bytes());
         hasher.update([0]);
     }
     Ok(format!("{:x}", hasher.finalize())[..16].to_owned())
 }
+
+/// The kernel image a template was saved from, as its key takes it (path,
+/// size and time): a tree's kernel rebuilt in place is another image at the
+/// same path.
+fn image_identity(kernel_image: &Path) -> Result<String> {
+    let image = std::fs::metadata(kernel_image)
+        .with_context(|| format!("reading {}", kernel_image.display()))?;
+    Ok(format!(
+        "{} {} {:?}",
+        kernel_image.display(),
+        image.len(),
+        image.modified().ok()
+    ))
+}
+
+/// The file in a template's directory that holds its [`image_identity`].
+const IMAGE_FILE: &str = "kernel-image";
 
 /// The host CPU's model and flags: a KVM guest saved with `-cpu host` must
 /// not be restored on another CPU (a CI runner's cache of kernels travels
@@ -422,4 +438,47 @@ pub(crate) fn send_start(port: &mut UnixStream, init: &Path, args: Vec<String>) 
     };
     port.write_all(line.encode().as_bytes())
         .context("writing the start line to the clone's start port")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn template_saved_from(templates: &Path, name: &str, image: Option<&str>) -> PathBuf {
+        let dir = templates.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("state"), "").unwrap();
+        if let Some(image) = image {
+            std::fs::write(dir.join(IMAGE_FILE), image).unwrap();
+        }
+        dir
+    }
+
+    #[test]
+    fn templates_of_a_kernel_image_rebuilt_in_place_are_removed() {
+        let templates = tempfile::tempdir().unwrap();
+        let kept = template_saved_from(templates.path(), "kept", Some("bzImage 2 now"));
+        let rebuilt = template_saved_from(templates.path(), "rebuilt", Some("bzImage 1 then"));
+        let other_vm = template_saved_from(templates.path(), "other-vm", Some("bzImage 2 now"));
+        let unrecorded = template_saved_from(templates.path(), "unrecorded", None);
+        prune_unused(templates.path(), &kept, "bzImage 2 now");
+        assert!(!rebuilt.exists(), "a template of the old image was kept");
+        for dir in [kept, other_vm, unrecorded] {
+            assert!(dir.exists(), "{} was removed", dir.display());
+        }
+    }
+
+    #[test]
+    fn a_template_in_use_is_never_removed() {
+        let templates = tempfile::tempdir().unwrap();
+        let kept = template_saved_from(templates.path(), "kept", Some("new"));
+        let in_use = template_saved_from(templates.path(), "in-use", Some("old"));
+        let lock = crate::cache::open_lock_file(&in_use.with_extension("lock")).unwrap();
+        lock.lock_shared().unwrap();
+        prune_unused(templates.path(), &kept, "new");
+        assert!(in_use.exists());
+        drop(lock);
+        prune_unused(templates.path(), &kept, "new");
+        assert!(!in_use.exists());
+    }
 }
