@@ -2,7 +2,7 @@
 //! of [`harness_wire::splat`], and KCSAN's sampling while a scenario hunts races.
 
 use harness_wire::protocol::{Source, TimelineLine};
-use harness_wire::splat::{classify, race_is_the_subjects, KCSAN_SKIP_WATCH};
+use harness_wire::splat::{classify, race_is_the_subjects, KCSAN_SKIP_WATCH, KCSAN_UDELAY_TASK};
 
 /// One watchpoint every this many accesses while a scenario that hunts
 /// races runs. The race kernel instruments only the subject's modules and
@@ -12,9 +12,11 @@ use harness_wire::splat::{classify, race_is_the_subjects, KCSAN_SKIP_WATCH};
 /// default, 4000, suits hours of fuzzing, not a scenario of seconds.)
 pub(crate) const DENSE_SKIP_WATCH: u32 = 100;
 
-/// KCSAN's interval as the kernel booted with it, read before the first
-/// change.
-static BOOT_SKIP_WATCH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+/// KCSAN's knobs as the kernel booted with them, read before the first
+/// change: the sampling interval, and the watchpoints' delay, which a
+/// loader's `RareSide` raises for a while (and cannot put back if it is
+/// killed first).
+static BOOT_VALUES: std::sync::OnceLock<[(&'static str, String); 2]> = std::sync::OnceLock::new();
 
 /// On a KCSAN kernel (a no-op on any other), samples densely
 /// ([`DENSE_SKIP_WATCH`]) or, with `dense` false, as the kernel booted.
@@ -22,22 +24,28 @@ static BOOT_SKIP_WATCH: std::sync::OnceLock<String> = std::sync::OnceLock::new()
 /// only: the module's load walks the kernel's BTF, which dense sampling
 /// slows enough, on a loaded TCG host, for the soft-lockup detector.
 pub(crate) fn tune_kcsan(dense: bool) -> std::io::Result<()> {
-    let path = std::path::Path::new(KCSAN_SKIP_WATCH);
-    if !path.exists() {
+    if !std::path::Path::new(KCSAN_SKIP_WATCH).exists() {
         return Ok(());
     }
-    let boot = match BOOT_SKIP_WATCH.get() {
+    let boot = match BOOT_VALUES.get() {
         Some(boot) => boot,
         None => {
-            let read = std::fs::read_to_string(path)?.trim().to_owned();
-            BOOT_SKIP_WATCH.get_or_init(|| read)
+            let read = |knob| std::fs::read_to_string(knob).map(|value| value.trim().to_owned());
+            let values = [
+                (KCSAN_SKIP_WATCH, read(KCSAN_SKIP_WATCH)?),
+                (KCSAN_UDELAY_TASK, read(KCSAN_UDELAY_TASK)?),
+            ];
+            BOOT_VALUES.get_or_init(|| values)
         }
     };
-    let value = match dense {
-        true => DENSE_SKIP_WATCH.to_string(),
-        false => boot.clone(),
-    };
-    std::fs::write(path, value)
+    for (knob, value) in boot {
+        let value = match (dense, *knob == KCSAN_SKIP_WATCH) {
+            (true, true) => DENSE_SKIP_WATCH.to_string(),
+            _ => value.clone(),
+        };
+        std::fs::write(knob, value)?;
+    }
+    Ok(())
 }
 
 /// KCSAN's statistics (`/sys/kernel/debug/kcsan`), read before and after

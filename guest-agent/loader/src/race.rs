@@ -50,7 +50,11 @@ pub const RARE_SIDE_SKIP_WATCH: u32 = 1;
 pub const RARE_SIDE_UDELAY_TASK: u32 = 1000;
 
 /// KCSAN watching every access, each for longer, until dropped; then
-/// sampling as it did before.
+/// sampling as it did before. Hold one at a time in a VM (one process runs
+/// the round, as `concurrent_attach`'s parent does): each puts back what it
+/// read, so of two that overlap, the one dropped last puts back the dense
+/// values. If the loader is killed while it holds one, the agent puts the
+/// boot values back when the scenario's steps end.
 #[derive(Debug)]
 #[must_use = "KCSAN samples as before as soon as a RareSide is dropped"]
 pub struct RareSide {
@@ -92,7 +96,7 @@ impl Drop for RareSide {
     fn drop(&mut self) {
         for (knob, before) in &self.before {
             // A failure here leaves sampling dense until the scenario's
-            // steps end, when the agent puts the boot values back.
+            // steps end, when the agent puts the boot values of both back.
             let _ = std::fs::write(knob, before);
         }
     }
@@ -133,14 +137,14 @@ mod tests {
     }
 
     #[test]
-    fn a_knob_that_cannot_be_written_is_named_and_the_others_put_back() {
+    fn a_knob_that_cannot_be_used_is_named_and_the_others_put_back() {
         let dir = tempfile::tempdir().unwrap();
         let skip = knob(dir.path(), "skip_watch", "100");
         // A directory where the second knob should be: reading it fails.
-        let unwritable = dir.path().join("udelay_task");
-        std::fs::create_dir(&unwritable).unwrap();
-        let unwritable = Box::leak(unwritable.to_str().unwrap().to_owned().into_boxed_str());
-        let err = RareSide::begin_with(&[(skip, 1), (unwritable, 1000)]).unwrap_err();
+        let unusable = dir.path().join("udelay_task");
+        std::fs::create_dir(&unusable).unwrap();
+        let unusable = Box::leak(unusable.to_str().unwrap().to_owned().into_boxed_str());
+        let err = RareSide::begin_with(&[(skip, 1), (unusable, 1000)]).unwrap_err();
         assert!(err.message.contains("udelay_task"), "{}", err.message);
         assert_eq!(std::fs::read_to_string(skip).unwrap(), "100");
     }

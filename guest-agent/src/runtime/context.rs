@@ -198,7 +198,7 @@ impl Context {
     pub(crate) fn sample_races(&mut self, during: bool) -> Result<()> {
         let hunting = during && self.checks.hunts_races;
         crate::splat::tune_kcsan(hunting).context(
-            "setting KCSAN's sampling interval (/sys/module/kcsan/parameters/skip_watch)",
+            "setting KCSAN's sampling (/sys/module/kcsan/parameters: skip_watch, udelay_task)",
         )?;
         if hunting {
             self.kcsan_at_start = crate::splat::KcsanCounters::read();

@@ -247,8 +247,13 @@ fn frozen_dir(binary: &Path) -> Result<PathBuf> {
     Ok(profile.join("harness-binaries"))
 }
 
-/// Copies unused this long are removed by the next run that makes one.
+/// Copies unused this long are removed whenever a run makes or finds one.
 const FROZEN_UNUSED_FOR: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
+
+/// The lock of the copies' directory: shared while a run finds or makes its
+/// copy and marks it used, exclusive while unused ones are removed, so a
+/// copy is never removed between a run finding it and marking it.
+const FROZEN_LOCK: &str = ".lock";
 
 /// A copy of `binary` named by its content, which no later build touches:
 /// the run's VMs start it, not cargo's output, which a `cargo build` while
@@ -256,34 +261,71 @@ const FROZEN_UNUSED_FOR: std::time::Duration = std::time::Duration::from_secs(7 
 /// place. A guest that read the binary while it was rewritten failed its
 /// scenario with libbpf's "invalid ELF" (-4001).
 pub(crate) fn frozen_copy(binary: &Path) -> Result<PathBuf> {
-    let bytes = std::fs::read(binary).with_context(|| format!("reading {}", binary.display()))?;
+    let bytes = read_unchanged(binary)?;
     let hash = format!("{:x}", sha2::Sha256::digest(&bytes));
     let dir = frozen_dir(binary)?;
     let name = binary.file_name().unwrap_or_default().to_string_lossy();
     let copy = dir.join(format!("{name}-{}", &hash[..16]));
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    if !copy.exists() {
-        // Written whole under another name first: a run that starts now
-        // finds the copy complete or not at all.
-        let partial = tempfile::NamedTempFile::new_in(&dir)
-            .with_context(|| format!("creating a file in {}", dir.display()))?;
-        std::fs::write(partial.path(), &bytes)
-            .with_context(|| format!("writing {}", partial.path().display()))?;
-        let executable = std::os::unix::fs::PermissionsExt::from_mode(0o755);
-        std::fs::set_permissions(partial.path(), executable)
-            .with_context(|| format!("making {} executable", partial.path().display()))?;
-        partial
-            .persist(&copy)
-            .with_context(|| format!("naming {}", copy.display()))?;
+    let lock = crate::cache::open_lock_file(&dir.join(FROZEN_LOCK))?;
+    lock.lock_shared()
+        .with_context(|| format!("locking {}", dir.display()))?;
+    let whole = std::fs::metadata(&copy).is_ok_and(|meta| meta.len() == bytes.len() as u64);
+    if !whole {
+        write_copy(&dir, &copy, &bytes)?;
     }
     // Its last use, for the removal of unused copies.
-    let _ =
-        std::fs::File::open(&copy).and_then(|file| file.set_modified(std::time::SystemTime::now()));
-    remove_unused_copies(&dir);
+    std::fs::File::open(&copy)
+        .and_then(|file| file.set_modified(std::time::SystemTime::now()))
+        .with_context(|| format!("marking {} used", copy.display()))?;
+    lock.unlock().context("unlocking the copies' lock")?;
+    if lock.try_lock().is_ok() {
+        remove_unused_copies(&dir);
+    }
     Ok(copy)
 }
 
-/// Removes the copies in `dir` no run has used for [`FROZEN_UNUSED_FOR`].
+/// `path`'s bytes, read again while cargo's output changed under the read
+/// (another run's cargo may relink it once this run's build is done).
+fn read_unchanged(path: &Path) -> Result<Vec<u8>> {
+    use std::os::unix::fs::MetadataExt;
+    let stamp = || {
+        let meta =
+            std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
+        anyhow::Ok((meta.ino(), meta.len(), meta.modified().ok()))
+    };
+    for _ in 0..5 {
+        let before = stamp()?;
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        if stamp()? == before && bytes.len() as u64 == before.1 {
+            return Ok(bytes);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    bail!(
+        "{} kept changing while it was read (is a cargo build of it running?)",
+        path.display()
+    )
+}
+
+/// Writes `copy` whole under another name first, then names it: a run
+/// that starts now finds the copy complete or not at all.
+fn write_copy(dir: &Path, copy: &Path, bytes: &[u8]) -> Result<()> {
+    let partial = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("creating a file in {}", dir.display()))?;
+    std::fs::write(partial.path(), bytes)
+        .with_context(|| format!("writing {}", partial.path().display()))?;
+    let executable = std::os::unix::fs::PermissionsExt::from_mode(0o755);
+    std::fs::set_permissions(partial.path(), executable)
+        .with_context(|| format!("making {} executable", partial.path().display()))?;
+    partial
+        .persist(copy)
+        .with_context(|| format!("naming {}", copy.display()))?;
+    Ok(())
+}
+
+/// Removes the copies in `dir` no run has used for [`FROZEN_UNUSED_FOR`]
+/// (its lock held exclusively).
 fn remove_unused_copies(dir: &Path) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
@@ -292,7 +334,7 @@ fn remove_unused_copies(dir: &Path) {
         let unused = (entry.metadata().and_then(|meta| meta.modified()).ok())
             .and_then(|modified| modified.elapsed().ok())
             .is_some_and(|unused| unused > FROZEN_UNUSED_FOR);
-        if unused {
+        if unused && entry.file_name() != FROZEN_LOCK {
             let _ = std::fs::remove_file(entry.path());
         }
     }

@@ -528,8 +528,9 @@ impl Vm {
         };
         let mut port = port.accept()?;
         let qmp = self.qmp.as_mut().context("no QMP")?;
-        // A load is the restored VM's boot: it has the boot's deadline (5x
-        // the slowest recent restore here, at most half the timeout).
+        // A load is the restored VM's boot, and has its deadline: 5x the
+        // slowest recent restore here, at least 10 s, at most half the
+        // timeout (half of it before any restore was recorded).
         let loaded = qmp.load_state(&state, self.started + self.boot_deadline.after);
         let lease = self
             .template_lease

@@ -88,10 +88,14 @@ pub(crate) fn template_for(
     };
     // The preset delay loop is measured by each process, slightly apart:
     // it only spares a boot's calibration, and a clone boots no more.
-    let key = key(&VmSpec {
-        preset_lpj: None,
-        ..template_spec(Path::new("/"), Path::new("/"))
-    })?;
+    let image = image_identity(&spec.kernel_image)?;
+    let key = key(
+        &VmSpec {
+            preset_lpj: None,
+            ..template_spec(Path::new("/"), Path::new("/"))
+        },
+        &image,
+    )?;
     let dir = templates.join(&key);
     let template = Template {
         initramfs: initramfs.clone(),
@@ -114,10 +118,11 @@ pub(crate) fn template_for(
             .with_context(|| format!("saving a VM template in {}", dir.display()));
         remember(&key, &saved);
         saved?;
-        let image = image_identity(&spec.kernel_image)?;
-        // Best effort: without it, the template is pruned by age alone.
-        let _ = std::fs::write(dir.join(IMAGE_FILE), &image);
-        prune_unused(&templates, &dir, &image);
+        // The image as the key took it, before the save: a tree rebuilt
+        // meanwhile is another image. Best effort: without the file, the
+        // template is pruned by age alone.
+        let _ = std::fs::write(dir.join(IMAGE_FILE), image.built());
+        prune_unused(&templates, &dir, image.built());
     }
     // Not atomic: a process may throw the new template away in between,
     // and this clone then fails to load it, and boots.
@@ -246,11 +251,11 @@ pub(crate) fn discard(template: &Template, lease: Lease) {
 /// kernel image (path, size and time), `stage0`'s initramfs, and its
 /// command line with the paths that differ between two saves of it left
 /// out.
-fn key(spec: &VmSpec) -> Result<String> {
+fn key(spec: &VmSpec, image: &ImageIdentity) -> Result<String> {
     let mut hasher = Sha256::new();
     hasher.update(qemu_version()?.as_bytes());
     hasher.update(host_cpu().as_bytes());
-    hasher.update(image_identity(&spec.kernel_image)?);
+    hasher.update(image.keyed());
     for arg in crate::qemu::qemu_args(spec) {
         hasher.update(arg.as_encoded_bytes());
         hasher.update([0]);
@@ -258,21 +263,37 @@ fn key(spec: &VmSpec) -> Result<String> {
     Ok(format!("{:x}", hasher.finalize())[..16].to_owned())
 }
 
-/// The kernel image a template was saved from, as its key takes it (path,
-/// size and time): a tree's kernel rebuilt in place is another image at the
-/// same path.
-fn image_identity(kernel_image: &Path) -> Result<String> {
-    let image = std::fs::metadata(kernel_image)
-        .with_context(|| format!("reading {}", kernel_image.display()))?;
-    Ok(format!(
-        "{} {} {:?}",
-        kernel_image.display(),
-        image.len(),
-        image.modified().ok()
-    ))
+/// The kernel image a template is saved from: its path, size and time.
+struct ImageIdentity {
+    path: String,
+    built: String,
 }
 
-/// The file in a template's directory that holds its [`image_identity`].
+impl ImageIdentity {
+    /// As the template's key takes it.
+    fn keyed(&self) -> String {
+        format!("{} {}", self.path, self.built)
+    }
+
+    /// Size and time alone: the kernel's entry holds one image (one that
+    /// differs is the tree's kernel rebuilt in place), whichever path a
+    /// process reaches the cache by.
+    fn built(&self) -> &str {
+        &self.built
+    }
+}
+
+fn image_identity(kernel_image: &Path) -> Result<ImageIdentity> {
+    let image = std::fs::metadata(kernel_image)
+        .with_context(|| format!("reading {}", kernel_image.display()))?;
+    Ok(ImageIdentity {
+        path: kernel_image.display().to_string(),
+        built: format!("{} {:?}", image.len(), image.modified().ok()),
+    })
+}
+
+/// The file in a template's directory that holds its image's
+/// [`ImageIdentity::built`].
 const IMAGE_FILE: &str = "kernel-image";
 
 /// The host CPU's model and flags: a KVM guest saved with `-cpu host` must
