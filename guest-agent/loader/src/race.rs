@@ -59,7 +59,7 @@ pub const RARE_SIDE_UDELAY_TASK: u32 = 1000;
 #[must_use = "KCSAN samples as before as soon as a RareSide is dropped"]
 pub struct RareSide {
     /// Each knob written, with the value to put back.
-    before: Vec<(&'static str, String)>,
+    before: Vec<(String, String)>,
 }
 
 impl RareSide {
@@ -74,7 +74,7 @@ impl RareSide {
         ])
     }
 
-    fn begin_with(knobs: &[(&'static str, u32)]) -> Result<RareSide, Failure> {
+    fn begin_with(knobs: &[(&str, u32)]) -> Result<RareSide, Failure> {
         let mut side = RareSide { before: Vec::new() };
         for &(knob, value) in knobs {
             if !Path::new(knob).exists() {
@@ -86,7 +86,8 @@ impl RareSide {
             let before = std::fs::read_to_string(knob).map_err(io)?;
             std::fs::write(knob, value.to_string()).map_err(io)?;
             // Pushed once written, so a later knob's error puts it back.
-            side.before.push((knob, before.trim().to_owned()));
+            side.before
+                .push((knob.to_owned(), before.trim().to_owned()));
         }
         Ok(side)
     }
@@ -106,10 +107,10 @@ impl Drop for RareSide {
 mod tests {
     use super::*;
 
-    fn knob(dir: &Path, name: &str, value: &str) -> &'static str {
+    fn knob(dir: &Path, name: &str, value: &str) -> String {
         let path = dir.join(name);
         std::fs::write(&path, value).unwrap();
-        Box::leak(path.to_str().unwrap().to_owned().into_boxed_str())
+        path.to_str().unwrap().to_owned()
     }
 
     #[test]
@@ -117,23 +118,22 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let skip = knob(dir.path(), "skip_watch", "100\n");
         let delay = knob(dir.path(), "udelay_task", "80\n");
-        let side = RareSide::begin_with(&[(skip, 1), (delay, 1000)]).unwrap();
-        assert_eq!(std::fs::read_to_string(skip).unwrap(), "1");
-        assert_eq!(std::fs::read_to_string(delay).unwrap(), "1000");
+        let side = RareSide::begin_with(&[(&skip, 1), (&delay, 1000)]).unwrap();
+        assert_eq!(std::fs::read_to_string(&skip).unwrap(), "1");
+        assert_eq!(std::fs::read_to_string(&delay).unwrap(), "1000");
         drop(side);
-        assert_eq!(std::fs::read_to_string(skip).unwrap(), "100");
-        assert_eq!(std::fs::read_to_string(delay).unwrap(), "80");
+        assert_eq!(std::fs::read_to_string(&skip).unwrap(), "100");
+        assert_eq!(std::fs::read_to_string(&delay).unwrap(), "80");
     }
 
     #[test]
     fn a_kernel_without_kcsan_is_left_alone() {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("skip_watch");
-        let missing = Box::leak(missing.to_str().unwrap().to_owned().into_boxed_str());
-        let side = RareSide::begin_with(&[(missing, 1)]).unwrap();
+        let side = RareSide::begin_with(&[(missing.to_str().unwrap(), 1)]).unwrap();
         assert!(side.before.is_empty());
         drop(side);
-        assert!(!Path::new(missing).exists());
+        assert!(!missing.exists());
     }
 
     #[test]
@@ -143,9 +143,9 @@ mod tests {
         // A directory where the second knob should be: reading it fails.
         let unusable = dir.path().join("udelay_task");
         std::fs::create_dir(&unusable).unwrap();
-        let unusable = Box::leak(unusable.to_str().unwrap().to_owned().into_boxed_str());
-        let err = RareSide::begin_with(&[(skip, 1), (unusable, 1000)]).unwrap_err();
+        let knobs = [(skip.as_str(), 1), (unusable.to_str().unwrap(), 1000)];
+        let err = RareSide::begin_with(&knobs).unwrap_err();
         assert!(err.message.contains("udelay_task"), "{}", err.message);
-        assert_eq!(std::fs::read_to_string(skip).unwrap(), "100");
+        assert_eq!(std::fs::read_to_string(&skip).unwrap(), "100");
     }
 }

@@ -272,7 +272,8 @@ pub(crate) fn frozen_copy(binary: &Path) -> Result<PathBuf> {
         .with_context(|| format!("locking {}", dir.display()))?;
     let whole = std::fs::metadata(&copy).is_ok_and(|meta| meta.len() == bytes.len() as u64);
     if !whole {
-        write_copy(&dir, &copy, &bytes)?;
+        // A run that starts now finds the copy complete or not at all.
+        crate::paths::write_executable_atomically(&copy, &bytes)?;
     }
     // Its last use, for the removal of unused copies.
     std::fs::File::open(&copy)
@@ -306,22 +307,6 @@ fn read_unchanged(path: &Path) -> Result<Vec<u8>> {
         "{} kept changing while it was read (is a cargo build of it running?)",
         path.display()
     )
-}
-
-/// Writes `copy` whole under another name first, then names it: a run
-/// that starts now finds the copy complete or not at all.
-fn write_copy(dir: &Path, copy: &Path, bytes: &[u8]) -> Result<()> {
-    let partial = tempfile::NamedTempFile::new_in(dir)
-        .with_context(|| format!("creating a file in {}", dir.display()))?;
-    std::fs::write(partial.path(), bytes)
-        .with_context(|| format!("writing {}", partial.path().display()))?;
-    let executable = std::os::unix::fs::PermissionsExt::from_mode(0o755);
-    std::fs::set_permissions(partial.path(), executable)
-        .with_context(|| format!("making {} executable", partial.path().display()))?;
-    partial
-        .persist(copy)
-        .with_context(|| format!("naming {}", copy.display()))?;
-    Ok(())
 }
 
 /// Removes the copies in `dir` no run has used for [`FROZEN_UNUSED_FOR`]
@@ -466,13 +451,19 @@ mod tests {
         }
     }
 
+    /// A guest binary as cargo leaves it in `target`, holding `content`.
+    fn built_in(target: &Path, content: &str) -> PathBuf {
+        let deps = target.join("release/deps");
+        std::fs::create_dir_all(&deps).unwrap();
+        let built = deps.join("vm-0123");
+        std::fs::write(&built, content).unwrap();
+        built
+    }
+
     #[test]
     fn a_run_starts_a_copy_of_its_binary_that_a_rebuild_leaves_alone() {
         let target = tempfile::tempdir().unwrap();
-        let deps = target.path().join("release/deps");
-        std::fs::create_dir_all(&deps).unwrap();
-        let built = deps.join("vm-0123");
-        std::fs::write(&built, "the first build").unwrap();
+        let built = built_in(target.path(), "the first build");
         let first = frozen_copy(&built).unwrap();
         assert_eq!(
             first.parent().unwrap(),
@@ -500,10 +491,7 @@ mod tests {
     #[test]
     fn copies_unused_for_a_week_are_removed() {
         let target = tempfile::tempdir().unwrap();
-        let deps = target.path().join("release/deps");
-        std::fs::create_dir_all(&deps).unwrap();
-        let built = deps.join("vm-0123");
-        std::fs::write(&built, "an old build").unwrap();
+        let built = built_in(target.path(), "an old build");
         let old = frozen_copy(&built).unwrap();
         let eight_days = std::time::Duration::from_secs(8 * 24 * 3600);
         let file = std::fs::File::options().write(true).open(&old).unwrap();

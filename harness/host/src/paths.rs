@@ -57,6 +57,15 @@ pub(crate) fn venv_in(cache: &std::path::Path) -> PathBuf {
 /// Writes `contents` to `path` so that a reader sees the old file or the
 /// new one, never a part: a temporary file beside it, then a rename.
 pub(crate) fn write_atomically(path: &std::path::Path, contents: &[u8]) -> Result<()> {
+    place_atomically(path, contents, None)
+}
+
+/// [`write_atomically`], the file executable (0755) before it is named.
+pub(crate) fn write_executable_atomically(path: &std::path::Path, contents: &[u8]) -> Result<()> {
+    place_atomically(path, contents, Some(0o755))
+}
+
+fn place_atomically(path: &std::path::Path, contents: &[u8], mode: Option<u32>) -> Result<()> {
     use std::io::Write;
     let dir = path
         .parent()
@@ -66,6 +75,11 @@ pub(crate) fn write_atomically(path: &std::path::Path, contents: &[u8]) -> Resul
         .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
     file.write_all(contents)
         .with_context(|| format!("writing {}", file.path().display()))?;
+    if let Some(mode) = mode {
+        let permissions = std::os::unix::fs::PermissionsExt::from_mode(mode);
+        std::fs::set_permissions(file.path(), permissions)
+            .with_context(|| format!("making {} executable", file.path().display()))?;
+    }
     file.persist(path)
         .with_context(|| format!("moving the new {} into place", path.display()))?;
     Ok(())

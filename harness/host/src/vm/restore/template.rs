@@ -121,8 +121,8 @@ pub(crate) fn template_for(
         // The image as the key took it, before the save: a tree rebuilt
         // meanwhile is another image. Best effort: without the file, the
         // template is pruned by age alone.
-        let _ = std::fs::write(dir.join(IMAGE_FILE), image.built());
-        prune_unused(&templates, &dir, image.built());
+        let _ = std::fs::write(dir.join(IMAGE_FILE), &image.built);
+        prune_unused(&templates, &dir, &image.built);
     }
     // Not atomic: a process may throw the new template away in between,
     // and this clone then fails to load it, and boots.
@@ -266,6 +266,9 @@ fn key(spec: &VmSpec, image: &ImageIdentity) -> Result<String> {
 /// The kernel image a template is saved from: its path, size and time.
 struct ImageIdentity {
     path: String,
+    /// Size and time alone: the kernel's entry holds one image (one that
+    /// differs is the tree's kernel rebuilt in place), whichever path a
+    /// process reaches the cache by.
     built: String,
 }
 
@@ -273,13 +276,6 @@ impl ImageIdentity {
     /// As the template's key takes it.
     fn keyed(&self) -> String {
         format!("{} {}", self.path, self.built)
-    }
-
-    /// Size and time alone: the kernel's entry holds one image (one that
-    /// differs is the tree's kernel rebuilt in place), whichever path a
-    /// process reaches the cache by.
-    fn built(&self) -> &str {
-        &self.built
     }
 }
 
@@ -293,7 +289,7 @@ fn image_identity(kernel_image: &Path) -> Result<ImageIdentity> {
 }
 
 /// The file in a template's directory that holds its image's
-/// [`ImageIdentity::built`].
+/// `ImageIdentity::built`.
 const IMAGE_FILE: &str = "kernel-image";
 
 /// The host CPU's model and flags: a KVM guest saved with `-cpu host` must
