@@ -254,6 +254,25 @@ static void planted_count_validation(void)
 }
 #endif
 
+#ifdef PLANT_KFUNC_RACE
+static u8 planted_doublings;
+
+/*
+ * Counts the kfunc's calls, as a lost update: the kfunc runs on every call
+ * of an implementation that calls it, and only then, with no lock between
+ * two triggers' calls. Both sides are in the kfunc, so KCSAN's report
+ * names it twice.
+ */
+static void planted_count_doubling(void)
+{
+	planted_doublings = planted_doublings + 1;
+}
+#else
+static void planted_count_doubling(void)
+{
+}
+#endif
+
 /*
  * CFI stubs: with kCFI the kernel calls a BPF trampoline through a pointer
  * whose type hash comes from these functions, so each needs the member's exact
@@ -461,6 +480,7 @@ __bpf_kfunc_start_defs();
 /* A kfunc the ops may call; registered for struct_ops programs only. */
 __bpf_kfunc int bpf_testmod_double(int n)
 {
+	planted_count_doubling();
 	pr_info("bpf_testmod_double(%d) called\n", n);
 	return 2 * n;
 }

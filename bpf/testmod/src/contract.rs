@@ -68,6 +68,27 @@ impl Report for TriggerStormReport {
     }
 }
 
+/// `struct_ops member-storm`: threads trigger with an implementation of
+/// every member attached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemberStormReport {
+    pub threads: u64,
+    pub triggers: u64,
+}
+
+impl Report for MemberStormReport {
+    fn from_numbers(numbers: &[u64]) -> Option<Self> {
+        let [threads, triggers] = numbers.try_into().ok()?;
+        Some(MemberStormReport { threads, triggers })
+    }
+    fn render(&self) -> String {
+        format!(
+            "{} threads triggered {} times with every member attached",
+            self.threads, self.triggers
+        )
+    }
+}
+
 /// `struct_ops release-race`: fresh skeletons loaded, attached, detached and
 /// freed while threads trigger and rmmod is attempted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -226,6 +247,17 @@ mod tests {
             rmmod_refused: 40,
         };
         assert_eq!(ReleaseRaceReport::find_in(&race.render()), Some(race));
+        let members = MemberStormReport {
+            threads: 4,
+            triggers: 5000,
+        };
+        assert_eq!(MemberStormReport::find_in(&members.render()), Some(members));
+        // The trigger storm's line has the same numbers in other words.
+        let storm = TriggerStormReport {
+            threads: 4,
+            triggers: 5000,
+        };
+        assert_eq!(MemberStormReport::find_in(&storm.render()), None);
         let attach = ConcurrentAttachReport {
             rounds: 20,
             processes: 4,

@@ -9,7 +9,7 @@ use harness::{Context, Errno, Held, Outcome, Scenario, Signal, Source, StepId, U
 use Source::{Bpf, Kernel};
 
 use crate::contract::{
-    self, exit, ConcurrentAttachReport, ReleaseRaceReport, Report, StressReport,
+    self, exit, ConcurrentAttachReport, MemberStormReport, ReleaseRaceReport, Report, StressReport,
     TriggerStormReport, UpdateRaceReport,
 };
 
@@ -51,6 +51,7 @@ pub(crate) const SCENARIOS: &[Scenario] = &[
     scenario("stress", "triggers from many threads while attach/detach loops run: no oops, no splat, every call complete", stress).hunts_races(),
     scenario("update_race", "triggers from 2 threads while a link is attached, switched between two implementations 4 times and detached, in a loop: every call complete", update_race).hunts_races(),
     scenario("trigger_storm", "4 threads trigger for 2 s with nothing attached: every trigger finds no ops, nothing else is printed", trigger_storm).hunts_races(),
+    scenario("member_storm", "4 threads trigger for 2 s with an implementation of every member attached: each call runs every member once (the kfunc too), nothing else is printed", member_storm).hunts_races().exercises(EVERY_MEMBER_PROGRAMS),
     scenario("link_update", "a link switches A to B with exact call counts; to a map without a link refused (B still called); a replace naming the wrong old map refused, the right one done", contract_cases::link_update).exercises(&["ops_a_test_1", "ops_b_test_1"]),
     scenario("reattach", "attach, detach through the link (its fd reports POLLHUP), attach the same map again", contract_cases::reattach).exercises(&["ops_a_test_1"]),
     scenario("member_rules", "no test_1: refused at attach by .validate; a program for the reserved member refused; a nonzero unknown field refused; NULL members never called", contract_cases::member_rules).exercises(&["ops_a_test_1"]),
@@ -280,6 +281,60 @@ fn trigger_storm(context: &mut Context) -> Result<()> {
     context.keep_out_of_snapshot(storm);
     Ok(())
 }
+
+fn member_storm(context: &mut Context) -> Result<()> {
+    let args = ["member-storm", "--threads", "4", "--seconds", "2"];
+    let (storm, report) = context.run_loader_for_report::<MemberStormReport>(&args)?;
+    if let Some(report) = report {
+        context.expect(report.triggers > 0, "no trigger was written");
+        for (source, text) in &MEMBER_STORM_LINES[2..] {
+            let found = context.count_lines(storm, *source, text) as u64;
+            context.expect(
+                found == report.triggers,
+                format!(
+                    "{} triggers, but {found} [{source:?}] \"{text}\"",
+                    report.triggers
+                ),
+            );
+        }
+        context.expect_only_lines(storm, &MEMBER_STORM_LINES);
+        context.measure(format!(
+            "{} triggers, each through every member",
+            report.triggers
+        ));
+    }
+    context.keep_out_of_snapshot(storm);
+    Ok(())
+}
+
+/// The programs of `ops_every`, which implements every member the module
+/// calls (`member_storm`).
+const EVERY_MEMBER_PROGRAMS: &[&str] = &[
+    "ops_b_test_1",
+    "kfunc_test_2",
+    "every_test_3",
+    "checked_test_maybe_null",
+    "sleepable_test_sleepable",
+];
+
+/// Every line a correct kernel prints while triggers (each writing
+/// "stress", 6 bytes) call `ops_every`: its registration, then each of
+/// these once per trigger.
+const MEMBER_STORM_LINES: [(Source, &str); 13] = [
+    (Kernel, "bpf_testmod_ops registered"),
+    (Kernel, "bpf_testmod_ops unregistered"),
+    (Kernel, "Calling struct_ops callbacks:"),
+    (Bpf, "B test_1 called"),
+    (Kernel, "test_1() returned: 2"),
+    (Kernel, "bpf_testmod_double(30) called"),
+    (Kernel, "test_2(10, 20) returned: 60"),
+    (Bpf, "every test_3 called with length 6"),
+    (Kernel, "test_3() called with buffer"),
+    (Bpf, "test_maybe_null: a message of 6 bytes"),
+    (Kernel, "test_maybe_null(6, message) returned: 6"),
+    (Bpf, "sleepable test_sleepable called with length 6"),
+    (Kernel, "test_sleepable(6) returned: 6"),
+];
 
 fn release_race(context: &mut Context) -> Result<()> {
     let args = ["release-race", "--threads", "2", "--seconds", "3"];

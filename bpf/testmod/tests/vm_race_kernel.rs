@@ -10,13 +10,17 @@
 //!   `update_race` (attach, 4 link updates and detach in a loop while 2
 //!   threads trigger);
 //! - `PLANT_UNREG_FLAG_RACE`: a flag written in .unreg and read on every
-//!   call, run through `update_race` too.
+//!   call, run through `update_race` too;
+//! - `PLANT_KFUNC_RACE`: a counter the module's kfunc bumps with no lock,
+//!   reached only through an implementation that calls the kfunc, run
+//!   through `member_storm` (triggers from 4 threads for 2 s with an
+//!   implementation of every member attached).
 //!
 //! Each must fail naming the race; the default kernel passes the same
 //! module blind. The race kernel instruments the module and the BPF core
 //! only, so that KCSAN's watchpoints land on their accesses (the guide's
 //! `kernels` chapter, "Dense sampling, and what it can find"): there one
-//! run of its scenario is enough to report each of the three as a rule
+//! run of its scenario is enough to report each of the four as a rule
 //! (`harness run --race-kernel --repeat N` says how often). The nextest
 //! setup script `race-kernel` builds that kernel first. `.ci/run` leaves
 //! this binary out, so that a cold run builds two kernels at most; the
@@ -56,4 +60,9 @@ fn race_kernel_catches_a_field_written_at_attach_and_update_read_on_every_call()
 #[test]
 fn race_kernel_catches_a_flag_written_in_unregister_read_on_every_call() {
     caught("PLANT_UNREG_FLAG_RACE", "update_race");
+}
+
+#[test]
+fn race_kernel_catches_a_data_race_in_a_kfunc_an_implementation_calls() {
+    caught("PLANT_KFUNC_RACE", "member_storm");
 }

@@ -174,3 +174,26 @@ int kfunc_from_syscall(void *ctx)
 {
 	return bpf_testmod_double(1);
 }
+
+/*
+ * Every member the module calls, B's test_1 among them: update_race
+ * switches a link between ops_a and this one, so triggers racing the
+ * switches reach each of the module's call paths (the kfunc, the
+ * __nullable argument, the sleepable member outside the RCU section), and a
+ * race on any of them is there for KCSAN to see.
+ */
+SEC("struct_ops/test_3")
+int BPF_PROG(every_test_3, const char *buf, int len)
+{
+	bpf_printk("every test_3 called with length %d\n", len);
+	return len;
+}
+
+SEC(".struct_ops.link")
+struct bpf_testmod_ops ops_every = {
+	.test_1 = (void *)ops_b_test_1,
+	.test_2 = (void *)kfunc_test_2,
+	.test_3 = (void *)every_test_3,
+	.test_maybe_null = (void *)checked_test_maybe_null,
+	.test_sleepable = (void *)sleepable_test_sleepable,
+};

@@ -91,6 +91,14 @@ enum Command {
         #[arg(long, default_value_t = 3)]
         seconds: u64,
     },
+    /// THREADS threads trigger for SECONDS with ops_every, an implementation
+    /// of every member, attached.
+    MemberStorm {
+        #[arg(long, default_value_t = 4)]
+        threads: u32,
+        #[arg(long, default_value_t = 2)]
+        seconds: u64,
+    },
     /// PROCESSES loader processes attach at the same moment, ROUNDS times:
     /// each round exactly one must register and every other get EEXIST.
     ConcurrentAttach {
@@ -138,6 +146,9 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         }) => races::update_race(threads, updates, Duration::from_secs(seconds)),
         Some(Command::TriggerStorm { threads, seconds }) => {
             races::trigger_storm(threads, Duration::from_secs(seconds))
+        }
+        Some(Command::MemberStorm { threads, seconds }) => {
+            races::member_storm(threads, Duration::from_secs(seconds))
         }
         Some(Command::ReleaseRace { threads, seconds }) => {
             races::release_race(threads, Duration::from_secs(seconds))

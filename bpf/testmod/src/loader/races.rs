@@ -11,7 +11,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use harness::loader::race::RareSide;
-use harness::loader::Failure;
+use harness::loader::{report_programs, Failure};
 use harness::{module, Errno};
 
 use harness::loader::struct_ops::{attach, errno_name, map, update};
@@ -20,8 +20,8 @@ use libbpf_rs::Object;
 use super::contract_cases;
 use super::ops::{self as struct_ops_loader, AttachError, TriggerError};
 use crate::contract::{
-    race_member, ConcurrentAttachReport, ReleaseRaceReport, Report, StressReport,
-    TriggerStormReport, UpdateRaceReport,
+    race_member, ConcurrentAttachReport, MemberStormReport, ReleaseRaceReport, Report,
+    StressReport, TriggerStormReport, UpdateRaceReport,
 };
 
 /// Threads that write to the trigger file until `stop`, each returning its count.
@@ -148,6 +148,26 @@ pub fn trigger_storm(threads: u32, duration: Duration) -> Result<(), Failure> {
     thread::sleep(duration);
     let triggered = join_triggers(&stop, triggers)?;
     let report = TriggerStormReport {
+        threads: threads.into(),
+        triggers: triggered,
+    };
+    println!("{}", report.render());
+    Ok(())
+}
+
+/// Triggers from `threads` threads for `duration` with `ops_every` attached:
+/// each of the module's call paths (every member, the kfunc, the sleepable
+/// member outside the RCU section) under concurrency, as fast as it goes.
+pub fn member_storm(threads: u32, duration: Duration) -> Result<(), Failure> {
+    let mut object = contract_cases::load(&["ops_every"])?;
+    let link = attach(&mut object, "ops_every")?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let triggers = start_triggers(threads, &stop);
+    thread::sleep(duration);
+    let triggered = join_triggers(&stop, triggers)?;
+    report_programs(&object);
+    drop(link);
+    let report = MemberStormReport {
         threads: threads.into(),
         triggers: triggered,
     };
