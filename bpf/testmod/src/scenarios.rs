@@ -287,6 +287,9 @@ fn member_storm(context: &mut Context) -> Result<()> {
     let (storm, report) = context.run_loader_for_report::<MemberStormReport>(&args)?;
     if let Some(report) = report {
         context.expect(report.triggers > 0, "no trigger was written");
+        for (_, text) in &MEMBER_STORM_LINES[..2] {
+            context.expect_lines(storm, Kernel, text, 1);
+        }
         for (source, text) in &MEMBER_STORM_LINES[2..] {
             let found = context.count_lines(storm, *source, text) as u64;
             context.expect(
@@ -318,8 +321,8 @@ const EVERY_MEMBER_PROGRAMS: &[&str] = &[
 ];
 
 /// Every line a correct kernel prints while triggers (each writing
-/// "stress", 6 bytes) call `ops_every`: its registration, then each of
-/// these once per trigger.
+/// "stress", 6 bytes) call `ops_every`: its registration and its
+/// unregistration once each, the others once per trigger.
 const MEMBER_STORM_LINES: [(Source, &str); 13] = [
     (Kernel, "bpf_testmod_ops registered"),
     (Kernel, "bpf_testmod_ops unregistered"),
