@@ -287,8 +287,8 @@ fn member_storm(context: &mut Context) -> Result<()> {
     let (storm, report) = context.run_loader_for_report::<MemberStormReport>(&args)?;
     if let Some(report) = report {
         context.expect(report.triggers > 0, "no trigger was written");
-        for (_, text) in &MEMBER_STORM_LINES[..2] {
-            context.expect_lines(storm, Kernel, text, 1);
+        for (source, text) in &MEMBER_STORM_LINES[..2] {
+            context.expect_lines(storm, *source, text, 1);
         }
         for (source, text) in &MEMBER_STORM_LINES[2..] {
             let found = context.count_lines(storm, *source, text) as u64;

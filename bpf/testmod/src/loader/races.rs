@@ -140,13 +140,18 @@ fn attach_update_detach_until(
     Ok((cycles, updated))
 }
 
-/// Triggers from `threads` threads for `duration`, nothing attached: the
-/// module's own path under concurrency, as fast as it goes.
-pub fn trigger_storm(threads: u32, duration: Duration) -> Result<(), Failure> {
+/// Triggers from `threads` threads for `duration`; returns their count.
+fn trigger_for(threads: u32, duration: Duration) -> Result<u64, Failure> {
     let stop = Arc::new(AtomicBool::new(false));
     let triggers = start_triggers(threads, &stop);
     thread::sleep(duration);
-    let triggered = join_triggers(&stop, triggers)?;
+    join_triggers(&stop, triggers)
+}
+
+/// Triggers from `threads` threads for `duration`, nothing attached: the
+/// module's own path under concurrency, as fast as it goes.
+pub fn trigger_storm(threads: u32, duration: Duration) -> Result<(), Failure> {
+    let triggered = trigger_for(threads, duration)?;
     let report = TriggerStormReport {
         threads: threads.into(),
         triggers: triggered,
@@ -161,10 +166,7 @@ pub fn trigger_storm(threads: u32, duration: Duration) -> Result<(), Failure> {
 pub fn member_storm(threads: u32, duration: Duration) -> Result<(), Failure> {
     let mut object = contract_cases::load(&["ops_every"])?;
     let link = attach(&mut object, "ops_every")?;
-    let stop = Arc::new(AtomicBool::new(false));
-    let triggers = start_triggers(threads, &stop);
-    thread::sleep(duration);
-    let triggered = join_triggers(&stop, triggers)?;
+    let triggered = trigger_for(threads, duration)?;
     report_programs(&object);
     drop(link);
     let report = MemberStormReport {
