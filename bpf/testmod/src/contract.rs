@@ -68,23 +68,28 @@ impl Report for TriggerStormReport {
     }
 }
 
-/// `struct_ops member-storm`: threads trigger with an implementation of
-/// every member attached.
+/// `struct_ops member-storm`: threads trigger while one thread attaches
+/// and detaches an implementation of every member.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MemberStormReport {
+    pub cycles: u64,
     pub threads: u64,
     pub triggers: u64,
 }
 
 impl Report for MemberStormReport {
     fn from_numbers(numbers: &[u64]) -> Option<Self> {
-        let [threads, triggers] = numbers.try_into().ok()?;
-        Some(MemberStormReport { threads, triggers })
+        let [cycles, threads, triggers] = numbers.try_into().ok()?;
+        Some(MemberStormReport {
+            cycles,
+            threads,
+            triggers,
+        })
     }
     fn render(&self) -> String {
         format!(
-            "{} threads triggered {} times with every member attached",
-            self.threads, self.triggers
+            "{} attach/detach cycles of every member while {} threads triggered {} times",
+            self.cycles, self.threads, self.triggers
         )
     }
 }
@@ -248,16 +253,19 @@ mod tests {
         };
         assert_eq!(ReleaseRaceReport::find_in(&race.render()), Some(race));
         let members = MemberStormReport {
+            cycles: 60,
             threads: 4,
             triggers: 5000,
         };
         assert_eq!(MemberStormReport::find_in(&members.render()), Some(members));
-        // The trigger storm's line has the same numbers in other words.
-        let storm = TriggerStormReport {
+        // The stress report's line has the same numbers in other words.
+        let stress = StressReport {
+            cycles: 60,
             threads: 4,
             triggers: 5000,
         };
-        assert_eq!(MemberStormReport::find_in(&storm.render()), None);
+        assert_eq!(MemberStormReport::find_in(&stress.render()), None);
+        assert_eq!(StressReport::find_in(&members.render()), None);
         let attach = ConcurrentAttachReport {
             rounds: 20,
             processes: 4,

@@ -13,8 +13,8 @@
 //!   call, run through `update_race` too;
 //! - `PLANT_KFUNC_RACE`: a counter the module's kfunc bumps with no lock,
 //!   reached only through an implementation that calls the kfunc, run
-//!   through `member_storm` (triggers from 4 threads for 2 s with an
-//!   implementation of every member attached).
+//!   through `member_storm` (triggers from 4 threads for 2 s while an
+//!   implementation of every member is attached and detached in a loop).
 //!
 //! Each must fail naming the race; the default kernel passes the same
 //! module blind. The race kernel instruments the module and the BPF core

@@ -91,8 +91,8 @@ enum Command {
         #[arg(long, default_value_t = 3)]
         seconds: u64,
     },
-    /// THREADS threads trigger for SECONDS with ops_every, an implementation
-    /// of every member, attached.
+    /// THREADS threads trigger for SECONDS while ops_every, an
+    /// implementation of every member, is attached and detached in a loop.
     MemberStorm {
         #[arg(long, default_value_t = 4)]
         threads: u32,
