@@ -266,6 +266,11 @@ mod tests {
         };
         assert_eq!(MemberStormReport::find_in(&stress.render()), None);
         assert_eq!(StressReport::find_in(&members.render()), None);
+        let storm = TriggerStormReport {
+            threads: 4,
+            triggers: 5000,
+        };
+        assert_eq!(TriggerStormReport::find_in(&storm.render()), Some(storm));
         let attach = ConcurrentAttachReport {
             rounds: 20,
             processes: 4,

@@ -51,7 +51,7 @@ pub(crate) const SCENARIOS: &[Scenario] = &[
     scenario("stress", "triggers from many threads while attach/detach loops run: no oops, no splat, every call complete", stress).hunts_races(),
     scenario("update_race", "triggers from 2 threads while a link is attached, switched between two implementations 4 times and detached, in a loop: every call complete", update_race).hunts_races(),
     scenario("trigger_storm", "4 threads trigger for 2 s with nothing attached: every trigger finds no ops, nothing else is printed", trigger_storm).hunts_races(),
-    scenario("member_storm", "4 threads trigger for 2 s while an implementation of every member is attached and detached in a loop: each trigger that finds it runs every member once (the kfunc too), each attach registers and unregisters once", member_storm).hunts_races().exercises(EVERY_MEMBER_PROGRAMS),
+    scenario("member_storm", "4 threads trigger for 2 s while an implementation of every member is attached and detached in a loop: each trigger that finds it calls every member once (the kfunc too; the sleepable one after the RCU section, if it is still attached), each attach registers and unregisters once", member_storm).hunts_races().exercises(EVERY_MEMBER_PROGRAMS),
     scenario("link_update", "a link switches A to B with exact call counts; to a map without a link refused (B still called); a replace naming the wrong old map refused, the right one done", contract_cases::link_update).exercises(&["ops_a_test_1", "ops_b_test_1"]),
     scenario("reattach", "attach, detach through the link (its fd reports POLLHUP), attach the same map again", contract_cases::reattach).exercises(&["ops_a_test_1"]),
     scenario("member_rules", "no test_1: refused at attach by .validate; a program for the reserved member refused; a nonzero unknown field refused; NULL members never called", contract_cases::member_rules).exercises(&["ops_a_test_1"]),
@@ -292,47 +292,17 @@ fn member_storm(context: &mut Context) -> Result<()> {
     Ok(())
 }
 
-/// `member_storm`'s lines add up: a registration and an unregistration
-/// each cycle; each trigger either called every member in the RCU section
-/// or found nothing attached; the sleepable member, called after that
+/// `member_storm`'s lines add up ([`expect_calls_add_up`]), with every
+/// member in the RCU section; the sleepable member, called after that
 /// section, prints its two lines together.
 fn expect_every_member_complete(context: &mut Context, step: StepId, report: MemberStormReport) {
     let MemberStormReport {
         cycles, triggers, ..
     } = report;
-    context.expect(cycles > 0, "no attach reached the module");
-    let count = |context: &Context, (source, text): &(Source, &str)| {
-        context.count_lines(step, *source, text) as u64
-    };
     let lines = &MEMBER_STORM_LINES;
-    for line in &lines[..2] {
-        let found = count(context, line);
-        context.expect(
-            found == cycles,
-            format!(
-                "{cycles} attaches, but {found} [{:?}] \"{}\"",
-                line.0, line.1
-            ),
-        );
-    }
-    let calls = count(context, &lines[2]);
-    context.expect(calls > 0, "no trigger reached the BPF ops");
-    for line in &lines[3..11] {
-        let found = count(context, line);
-        context.expect(
-            found == calls,
-            format!(
-                "{calls} calls into the ops, but {found} [{:?}] \"{}\"",
-                line.0, line.1
-            ),
-        );
-    }
-    let no_ops = count(context, &lines[11]);
-    context.expect(
-        calls + no_ops == triggers,
-        format!("{triggers} triggers, but {calls} calls into the ops and {no_ops} without ops"),
-    );
-    let (sleepable, returned) = (count(context, &lines[12]), count(context, &lines[13]));
+    let (calls, no_ops) = expect_calls_add_up(context, step, (cycles, triggers), &lines[2..11]);
+    let count = |(source, text): &(Source, &str)| context.count_lines(step, *source, text) as u64;
+    let (sleepable, returned) = (count(&lines[12]), count(&lines[13]));
     context.expect(
         sleepable > 0 && sleepable == returned && sleepable <= triggers,
         format!(
@@ -364,8 +334,8 @@ const EVERY_MEMBER_PROGRAMS: &[&str] = &[
 /// one that does not, that it found none ([11]); the sleepable member,
 /// called after that section, whenever it is attached then ([12..]).
 const MEMBER_STORM_LINES: [(Source, &str); 14] = [
-    (Kernel, "bpf_testmod_ops registered"),
-    (Kernel, "bpf_testmod_ops unregistered"),
+    ONCE_PER_CYCLE[0],
+    ONCE_PER_CYCLE[1],
     (Kernel, "Calling struct_ops callbacks:"),
     (Bpf, "B test_1 called"),
     (Kernel, "test_1() returned: 2"),
@@ -375,7 +345,7 @@ const MEMBER_STORM_LINES: [(Source, &str); 14] = [
     (Kernel, "test_3() called with buffer"),
     (Bpf, "test_maybe_null: a message of 6 bytes"),
     (Kernel, "test_maybe_null(6, message) returned: 6"),
-    (Kernel, "No struct_ops registered"),
+    NO_OPS,
     (Bpf, "sleepable test_sleepable called with length 6"),
     (Kernel, "test_sleepable(6) returned: 6"),
 ];
@@ -472,42 +442,65 @@ const UPDATE_RACE_LINES: [(Source, &str); 9] = [
     (Kernel, "No struct_ops registered"),
 ];
 
-/// After triggers raced attaches and detaches, with nothing lost: every
-/// attach registered and was unregistered, every trigger either found no ops
-/// or ran all three (the module's RCU section keeps a detached implementation
-/// alive until its calls return), and nothing else was printed.
+/// After triggers raced attaches and detaches, with nothing lost
+/// ([`expect_calls_add_up`]: the module's RCU section keeps a detached
+/// implementation alive until its calls return), and nothing else printed.
 fn expect_every_call_complete(context: &mut Context, step: StepId, cycles: u64, triggers: u64) {
-    context.expect(cycles > 0, "no attach reached the module");
-    let count = |context: &Context, source, text| context.count_lines(step, source, text) as u64;
-    let calls = count(context, Kernel, "Calling struct_ops callbacks:");
-    context.expect(calls > 0, "no trigger reached the BPF ops");
-    for (source, text) in [
-        (Kernel, "bpf_testmod_ops registered"),
-        (Kernel, "bpf_testmod_ops unregistered"),
-    ] {
-        let found = count(context, source, text);
-        context.expect(
-            found == cycles,
-            format!("{cycles} attaches, but {found} [{source:?}] \"{text}\""),
-        );
-    }
-    for (source, text) in &TRIGGER_LINES[1..] {
-        let found = count(context, *source, text);
-        context.expect(
-            found == calls,
-            format!("{calls} calls into the ops, but {found} [{source:?}] \"{text}\""),
-        );
-    }
-    let no_ops = count(context, Kernel, "No struct_ops registered");
-    context.expect(
-        calls + no_ops == triggers,
-        format!("{triggers} triggers, but {calls} calls into the ops and {no_ops} without ops"),
-    );
+    let (calls, no_ops) = expect_calls_add_up(context, step, (cycles, triggers), &TRIGGER_LINES);
     context.expect_only_lines(step, &RACE_LINES);
     context.measure(format!(
         "{cycles} attaches, {triggers} triggers: {calls} calls into the ops, {no_ops} without ops"
     ));
 }
+
+/// The counts a scenario checks after `triggers` raced `cycles` attaches
+/// and detaches of one implementation: each attach registered and was
+/// unregistered once; each trigger either printed every line of
+/// `per_call` once (the first opens a call) or found nothing attached.
+/// Returns the calls and the triggers without ops.
+fn expect_calls_add_up(
+    context: &mut Context,
+    step: StepId,
+    (cycles, triggers): (u64, u64),
+    per_call: &[(Source, &str)],
+) -> (u64, u64) {
+    let count = |context: &Context, (source, text): &(Source, &str)| {
+        context.count_lines(step, *source, text) as u64
+    };
+    for line in &ONCE_PER_CYCLE {
+        let found = count(context, line);
+        let (source, text) = line;
+        context.expect(
+            found == cycles,
+            format!("{cycles} attaches, but {found} [{source:?}] \"{text}\""),
+        );
+    }
+    let calls = count(context, &per_call[0]);
+    context.expect(calls > 0, "no trigger reached the BPF ops");
+    for line in &per_call[1..] {
+        let found = count(context, line);
+        let (source, text) = line;
+        context.expect(
+            found == calls,
+            format!("{calls} calls into the ops, but {found} [{source:?}] \"{text}\""),
+        );
+    }
+    let no_ops = count(context, &NO_OPS);
+    context.expect(
+        calls + no_ops == triggers,
+        format!("{triggers} triggers, but {calls} calls into the ops and {no_ops} without ops"),
+    );
+    (calls, no_ops)
+}
+
+/// What the module prints once for each attach and detach.
+const ONCE_PER_CYCLE: [(Source, &str); 2] = [
+    (Kernel, "bpf_testmod_ops registered"),
+    (Kernel, "bpf_testmod_ops unregistered"),
+];
+
+/// What a trigger prints when nothing is attached.
+const NO_OPS: (Source, &str) = (Kernel, "No struct_ops registered");
 
 /// What one trigger of the `stress` message prints when ops are attached.
 const TRIGGER_LINES: [(Source, &str); 9] = [
@@ -533,9 +526,9 @@ const RACE_LINES: [(Source, &str); 12] = [
     TRIGGER_LINES[6],
     TRIGGER_LINES[7],
     TRIGGER_LINES[8],
-    (Kernel, "bpf_testmod_ops registered"),
-    (Kernel, "bpf_testmod_ops unregistered"),
-    (Kernel, "No struct_ops registered"),
+    ONCE_PER_CYCLE[0],
+    ONCE_PER_CYCLE[1],
+    NO_OPS,
 ];
 
 const RACE_PROCESSES: u64 = 4;

@@ -176,11 +176,11 @@ int kfunc_from_syscall(void *ctx)
 }
 
 /*
- * Every member the module calls, B's test_1 among them: update_race
- * switches a link between ops_a and this one, so triggers racing the
- * switches reach each of the module's call paths (the kfunc, the
- * __nullable argument, the sleepable member outside the RCU section), and a
- * race on any of them is there for KCSAN to see.
+ * Every member the module calls, B's test_1 among them: member_storm
+ * attaches and detaches this one while threads trigger, so they reach each
+ * of the module's call paths (the kfunc, the __nullable argument, the
+ * sleepable member outside the RCU section), and a race on any of them is
+ * there for KCSAN to see.
  */
 SEC("struct_ops/test_3")
 int BPF_PROG(every_test_3, const char *buf, int len)

@@ -185,9 +185,9 @@ pub fn member_storm(threads: u32, duration: Duration) -> Result<(), Failure> {
 /// How long `member_storm` keeps `ops_every` attached each cycle. On the
 /// race kernel a cycle's attach and detach take about 7 ms more, so
 /// with 2 ms about half the triggers go through every member and .reg
-/// and .unreg run over 100 times a second (with 20 ms, 27 times, and a
-/// flag written in .unreg and read on every call was found in 2 runs of
-/// 10, not 7).
+/// and .unreg run over 100 times a second (with 20 ms held, 54 cycles in
+/// 2 s, and a flag written in .unreg and read on every call was found in
+/// 2 runs of 10, not 7).
 const MEMBER_STORM_HOLD: Duration = Duration::from_millis(2);
 
 /// Attaches `name`, holds it, detaches, until `deadline`; returns the cycles.
