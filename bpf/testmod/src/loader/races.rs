@@ -102,11 +102,9 @@ pub fn stress(threads: u32, duration: Duration) -> Result<(), Failure> {
 /// .unreg as often as they go, each racing calls.
 pub fn update_race(threads: u32, updates: u32, duration: Duration) -> Result<(), Failure> {
     let mut object = contract_cases::load(&["ops_a", "ops_b"])?;
-    let stop = Arc::new(AtomicBool::new(false));
-    let triggers = start_triggers(threads, &stop);
-    let switched = attach_update_detach_until(&mut object, updates, Instant::now() + duration);
-    let triggered = join_triggers(&stop, triggers);
-    let ((cycles, updates), triggers) = (switched?, triggered?);
+    let ((cycles, updates), triggers) = while_triggering(threads, || {
+        attach_update_detach_until(&mut object, updates, Instant::now() + duration)
+    })?;
     let report = UpdateRaceReport {
         cycles,
         updates,
@@ -140,18 +138,27 @@ fn attach_update_detach_until(
     Ok((cycles, updated))
 }
 
-/// Triggers from `threads` threads for `duration`; returns their count.
-fn trigger_for(threads: u32, duration: Duration) -> Result<u64, Failure> {
+/// Runs `work` while `threads` threads trigger; returns what it returned
+/// and the triggers' count. The triggers stop and are joined whether or not
+/// `work` failed; its failure comes first.
+fn while_triggering<T>(
+    threads: u32,
+    work: impl FnOnce() -> Result<T, Failure>,
+) -> Result<(T, u64), Failure> {
     let stop = Arc::new(AtomicBool::new(false));
     let triggers = start_triggers(threads, &stop);
-    thread::sleep(duration);
-    join_triggers(&stop, triggers)
+    let worked = work();
+    let triggered = join_triggers(&stop, triggers);
+    Ok((worked?, triggered?))
 }
 
 /// Triggers from `threads` threads for `duration`, nothing attached: the
 /// module's own path under concurrency, as fast as it goes.
 pub fn trigger_storm(threads: u32, duration: Duration) -> Result<(), Failure> {
-    let triggered = trigger_for(threads, duration)?;
+    let ((), triggered) = while_triggering(threads, || {
+        thread::sleep(duration);
+        Ok(())
+    })?;
     let report = TriggerStormReport {
         threads: threads.into(),
         triggers: triggered,
@@ -167,11 +174,9 @@ pub fn trigger_storm(threads: u32, duration: Duration) -> Result<(), Failure> {
 /// racing the module's .reg and .unreg.
 pub fn member_storm(threads: u32, duration: Duration) -> Result<(), Failure> {
     let mut object = contract_cases::load(&["ops_every"])?;
-    let stop = Arc::new(AtomicBool::new(false));
-    let triggers = start_triggers(threads, &stop);
-    let cycled = attach_detach_until(&mut object, "ops_every", Instant::now() + duration);
-    let triggered = join_triggers(&stop, triggers);
-    let (cycles, triggers) = (cycled?, triggered?);
+    let (cycles, triggers) = while_triggering(threads, || {
+        attach_detach_until(&mut object, "ops_every", Instant::now() + duration)
+    })?;
     report_programs(&object);
     let report = MemberStormReport {
         cycles,
