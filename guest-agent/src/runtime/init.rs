@@ -9,6 +9,7 @@ use nix::mount::{mount, MsFlags};
 use nix::sys::reboot::{reboot, RebootMode};
 
 use harness_wire::cli::{AgentCommand, Fault, RunArgs};
+use harness_wire::guest_setup::PREPARED_ENV;
 use harness_wire::markers::{AGENT_ERROR, AGENT_READY, SCENARIO_STARTS};
 use harness_wire::protocol::{ExitReport, Message};
 
@@ -35,7 +36,7 @@ pub(crate) fn run_as_init(subjects: &[&Subject], command: Result<AgentCommand, S
 /// the host, the trace events a run captures with, the ready line, then
 /// the one command, then power-off.
 fn init_steps(subjects: &[&Subject], command: Result<AgentCommand, String>) -> Result<()> {
-    mounts::mount_filesystems(true)?;
+    mounts::mount_filesystems(!restored())?;
     net::bring_up_loopback()?;
     let mut link = HostLink::open()?;
     if matches!(&command, Ok(AgentCommand::Run(args)) if args.fault == Some(Fault::HangBeforeReady))
@@ -60,6 +61,16 @@ fn init_steps(subjects: &[&Subject], command: Result<AgentCommand, String>) -> R
         Err(usage) => bad_arguments(usage),
     };
     link.send(&message)
+}
+
+/// Whether `stage0` restored this VM from a template it had set up
+/// ([`PREPARED_ENV`]). Taken out of the environment, so what the agent
+/// runs sees the same environment as after a boot.
+fn restored() -> bool {
+    let restored = std::env::var_os(PREPARED_ENV).is_some();
+    // PID 1 has no other thread yet.
+    std::env::remove_var(PREPARED_ENV);
+    restored
 }
 
 /// Each result goes to the host as it is settled; a run that stops early says why.

@@ -19,10 +19,10 @@ use std::thread::JoinHandle;
 
 use crate::splat::{Splat, SplatScanner};
 use anyhow::{anyhow, Context, Result};
+use harness_wire::guest_setup::{TRACE_EVENT_PID, TRACE_SWITCHES, TRACING};
 use harness_wire::kernel_type::{ExitScanner, TypeExit};
 use harness_wire::protocol::{LogStats, Source, TimelineLine};
 
-const TRACING: &str = "/sys/kernel/tracing";
 /// The trace instance that records the kernel lines a subject owns
 /// (its type's, such as sched_ext's) from every task, kthread and interrupt.
 const OWNED: &str = "instances/harness-owned";
@@ -447,15 +447,13 @@ fn stat_value(stats: &str, name: &str) -> u64 {
 /// ("Oops: int3"), once in a `.ci/run`. PID 1 arms this before its ready
 /// line, so the patches happen once a boot, before any scenario, and a
 /// panic there is a failed boot the host boots again; a scenario's
-/// `start` then only writes what is already set (no probe changes).
+/// `start` then only writes what is already set (no probe changes). In a
+/// restored VM, `stage0` armed the same ([`TRACE_SWITCHES`], its pid 1) in
+/// the template before it was saved, so these writes change nothing.
 pub(crate) fn arm() -> Result<()> {
-    write_tracing_file("events/printk/console/enable", "1")?;
-    // The kernel enables bpf_trace_printk's event itself when a program
-    // using it loads, but from a workqueue (6.12 and later): a program
-    // called at once after its load printed into a disabled event.
-    write_tracing_file("events/bpf_trace/bpf_trace_printk/enable", "1")?;
-    // Trace events only from our pid, and from every task it forks or clones.
-    write_tracing_file("options/event-fork", "1")?;
+    for (name, value) in TRACE_SWITCHES {
+        write_tracing_file(name, value)?;
+    }
     add_event_pid(std::process::id())
 }
 
@@ -471,9 +469,16 @@ fn write_tracing_file(name: &str, value: &str) -> Result<()> {
 /// Under TCG a vCPU once ran a stale int3 from such a patch ("Oops: int3"
 /// in `ttwu_do_activate`, at the start of a debug VM's second scenario),
 /// which panicked the kernel. Appending the agent's own pid, which is the
-/// same for every scenario of a VM, patches only the first time.
+/// same for every scenario of a VM, patches only the first time. A pid
+/// already there (`stage0` put the agent's in a template) is not written
+/// again: each write waits for RCU grace periods before it frees the old
+/// list, 20 ms of a restored VM's start under TCG.
 fn add_event_pid(pid: u32) -> Result<()> {
-    let path = format!("{TRACING}/set_event_pid");
+    let path = format!("{TRACING}/{TRACE_EVENT_PID}");
+    let listed = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    if listed.lines().any(|line| line.trim() == pid.to_string()) {
+        return Ok(());
+    }
     let mut file = OpenOptions::new()
         .append(true)
         .open(&path)

@@ -10,6 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _, Result};
+use harness_wire::guest_setup::CGROUP2_MAGIC;
 use harness_wire::protocol::Outcome;
 use harness_wire::roles;
 use harness_wire::workload::{count_threads, join, Activity, WorkloadArgs, WorkloadReport};
@@ -19,10 +20,7 @@ use super::loader;
 
 /// Where the agent mounts cgroup v2 (see `mounts`); a workload's cgroup is
 /// a directory in it.
-pub const CGROUP_ROOT: &str = "/sys/fs/cgroup";
-
-/// statfs f_type of cgroup v2.
-pub(crate) const CGROUP2_MAGIC: i64 = 0x6367_7270;
+pub const CGROUP_ROOT: &str = harness_wire::guest_setup::CGROUP_ROOT;
 
 /// How long the child may run beyond its workload's duration before it is
 /// killed: thread start, setup and the report, on a slow TCG guest.

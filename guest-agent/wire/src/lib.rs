@@ -3,7 +3,8 @@
 //! port, step outcomes, console markers, report lines, the roles of a
 //! subject's one binary, the catalogue it declares, loader exit codes, a
 //! workload's words and report, a TCP sender's figures, the text form of a
-//! result, the kernel's splat classes, and the one
+//! result, the kernel's splat classes, what the guest's PID 1 sets up
+//! before it says ready, and the one
 //! polling loop both sides wait with. Each is a type or a named constant
 //! here, never a string built on one side and parsed on the other.
 #![deny(missing_docs)]
@@ -12,6 +13,7 @@ pub mod case;
 pub mod catalogue;
 pub mod cli;
 pub mod exit;
+pub mod guest_setup;
 pub mod kernel_type;
 pub mod markers;
 pub mod programs;

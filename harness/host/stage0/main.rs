@@ -1,13 +1,25 @@
-//! `stage0`: PID 1 of a VM template. It waits on the start port, and when a
+//! `stage0`: PID 1 of a VM template. It sets up what the agent would after
+//! a boot (its filesystems, the trace events: `guest_setup`), so the
+//! template is saved with it done, then waits on the start port. When a
 //! restored clone gets its start line it sets the clock, mixes in the
-//! entropy, mounts the host's root over 9p in place of the initramfs and
-//! execs the agent there, which then runs as PID 1 as after a boot.
+//! entropy, mounts the host's root over 9p in place of the initramfs, moves
+//! its filesystems there and execs the agent, which then runs as PID 1 as
+//! after a boot.
 //!
 //! Built by the harness with `rustc` alone, static (`-C
 //! target-feature=+crt-static`), so it uses std and a few libc calls only.
 
 #[allow(dead_code)] // the host's half of the contract
 mod start;
+// The harness writes the agent's contract's file next to this one; in the
+// harness's own tests, the crate it comes from.
+// (rustfmt skips it: the file is not here but in the harness's wire crate.)
+#[cfg(not(test))]
+#[allow(dead_code)] // the agent's half
+#[rustfmt::skip]
+mod guest_setup;
+#[cfg(test)]
+use harness_wire::guest_setup;
 
 use std::ffi::CString;
 use std::io::Read;
@@ -33,6 +45,8 @@ extern "C" {
     fn clock_settime(clock: i32, time: *const Timespec) -> i32;
     fn ioctl(fd: i32, request: u64, ...) -> i32;
     fn reboot(how: i32) -> i32;
+    fn socket(domain: i32, kind: i32, protocol: i32) -> i32;
+    fn close(fd: i32) -> i32;
     fn sync();
 }
 
@@ -44,6 +58,12 @@ const RNDADDENTROPY: u64 = 0x4008_5203;
 /// `RNDRESEEDCRNG`: reseed the CRNG now from what was mixed in.
 const RNDRESEEDCRNG: u64 = 0x5207;
 const RB_POWER_OFF: i32 = 0x4321_fedc;
+const AF_INET: i32 = 2;
+const SOCK_DGRAM: i32 = 2;
+const SOCK_CLOEXEC: i32 = 0o2_000_000;
+const SIOCGIFFLAGS: u64 = 0x8913;
+const SIOCSIFFLAGS: u64 = 0x8914;
+const IFF_UP: i16 = 1;
 /// Where the host's root is mounted before it becomes `/`.
 const NEW_ROOT: &str = "/root";
 
@@ -57,11 +77,10 @@ fn main() {
     }
 }
 
-/// In order: the filesystems it needs, the port, the ready line, the start
-/// line, then the guest made fresh and the agent exec'd.
+/// In order: the guest set up, the port, the ready line, the start line,
+/// then the guest made fresh and the agent exec'd.
 fn steps() -> Result<(), String> {
-    mount_fs("sysfs", "/sys", "sysfs", 0, "")?;
-    mount_fs("devtmpfs", "/dev", "devtmpfs", 0, "")?;
+    set_up_guest()?;
     let port = find_port(Path::new("/sys/class/virtio-ports"), START_PORT_NAME)?;
     let mut port =
         std::fs::File::open(&port).map_err(|err| format!("{}: {err}", port.display()))?;
@@ -72,8 +91,101 @@ fn steps() -> Result<(), String> {
     reseed(&start.entropy)?;
     let options = "trans=virtio,version=9p2000.L,msize=512000,cache=loose";
     mount_fs(ROOT_TAG, NEW_ROOT, "9p", MS_RDONLY, options)?;
+    move_filesystems_into(NEW_ROOT)?;
     switch_root()?;
     exec(&start)
+}
+
+/// What the agent sets up after a boot, done once in the template, so no
+/// restored VM pays for it: the filesystems (and module autoloading off),
+/// the loopback interface, and the trace events armed for pid 1, which the
+/// agent keeps.
+fn set_up_guest() -> Result<(), String> {
+    use guest_setup::{kernel_has, MODPROBE, MOUNTS, TRACE_EVENT_PID, TRACE_SWITCHES, TRACING};
+    for spec in MOUNTS {
+        if spec.optional {
+            let filesystems = std::fs::read_to_string("/proc/filesystems").unwrap_or_default();
+            if !kernel_has(&filesystems, spec.fstype) {
+                continue;
+            }
+        }
+        std::fs::create_dir_all(spec.target)
+            .map_err(|err| format!("creating {}: {err}", spec.target))?;
+        mount_fs(spec.source, spec.target, spec.fstype, spec.flags(), "")?;
+        if spec.fstype == "proc" {
+            write(MODPROBE, "\n")?;
+        }
+    }
+    bring_up_loopback()?;
+    for (name, value) in TRACE_SWITCHES {
+        write(&format!("{TRACING}/{name}"), value)?;
+    }
+    let pids = format!("{TRACING}/{TRACE_EVENT_PID}");
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&pids)
+        .map_err(|err| format!("opening {pids}: {err}"))?;
+    use std::io::Write;
+    writeln!(file, "{}", std::process::id()).map_err(|err| format!("writing {pids}: {err}"))
+}
+
+/// `struct ifreq` as the flags ioctls use it: the name, the flags, and
+/// the rest of its 40 bytes.
+#[repr(C)]
+struct IfreqFlags {
+    name: [u8; 16],
+    flags: i16,
+    rest: [u8; 22],
+}
+
+/// `ip link set lo up`, as the agent does it after a boot.
+fn bring_up_loopback() -> Result<(), String> {
+    use guest_setup::LOOPBACK;
+    let fd = unsafe { socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        let err = std::io::Error::last_os_error();
+        return Err(format!("a socket to bring {LOOPBACK} up: {err}"));
+    }
+    let mut request = IfreqFlags {
+        name: [0; 16],
+        flags: 0,
+        rest: [0; 22],
+    };
+    request.name[..LOOPBACK.len()].copy_from_slice(LOOPBACK.as_bytes());
+    let done = unsafe {
+        ioctl(fd, SIOCGIFFLAGS, &mut request) == 0 && {
+            request.flags |= IFF_UP;
+            ioctl(fd, SIOCSIFFLAGS, &request) == 0
+        }
+    };
+    let err = std::io::Error::last_os_error();
+    unsafe { close(fd) };
+    match done {
+        true => Ok(()),
+        false => Err(format!("bringing {LOOPBACK} up: {err}")),
+    }
+}
+
+fn write(path: &str, text: &str) -> Result<(), String> {
+    std::fs::write(path, text).map_err(|err| format!("writing {text:?} to {path}: {err}"))
+}
+
+/// The filesystems `set_up_guest` mounted, moved into `root` (those inside
+/// a top-level one move with it), so the agent finds them there.
+fn move_filesystems_into(root: &str) -> Result<(), String> {
+    for spec in guest_setup::MOUNTS
+        .iter()
+        .filter(|spec| spec.is_top_level())
+    {
+        mount_fs(
+            spec.target,
+            &format!("{root}{}", spec.target),
+            "",
+            MS_MOVE,
+            "",
+        )?;
+    }
+    Ok(())
 }
 
 /// `/dev/vportNpM` of the virtio-serial port called `name`.
@@ -165,11 +277,13 @@ fn switch_root() -> Result<(), String> {
     std::env::set_current_dir("/").map_err(|err| format!("entering /: {err}"))
 }
 
+/// The agent, told that the guest is set up.
 fn exec(start: &StartLine) -> Result<(), String> {
     use std::os::unix::process::CommandExt;
     let err = std::process::Command::new(&start.init)
         .arg0(&start.init)
         .args(&start.args)
+        .env(guest_setup::PREPARED_ENV, "1")
         .exec();
     Err(format!("exec {}: {err}", start.init))
 }

@@ -28,6 +28,8 @@ pub(crate) use self::template::{discard, send_start, template_for, Lease, StartP
 
 const STAGE0_MAIN: &str = include_str!("../../../stage0/main.rs");
 const STAGE0_START: &str = include_str!("../../../stage0/start.rs");
+/// Its third file: what it sets up for the agent, from the agent's side.
+const STAGE0_GUEST_SETUP: &str = harness_wire::guest_setup::SOURCE;
 
 /// The initramfs of every template: `stage0` as `/init`, built once per
 /// source and compiler into the cache.
@@ -41,7 +43,11 @@ pub(crate) fn initramfs(cache: &Path) -> Result<PathBuf> {
 fn build_initramfs(cache: &Path) -> Result<PathBuf> {
     let version = rustc_version()?;
     let mut hasher = Sha256::new();
-    for part in [STAGE0_MAIN, STAGE0_START, &version, &RUSTC_FLAGS.join(" ")] {
+    let sources = [STAGE0_MAIN, STAGE0_START, STAGE0_GUEST_SETUP];
+    for part in sources
+        .into_iter()
+        .chain([version.as_str(), &RUSTC_FLAGS.join(" ")])
+    {
         hasher.update(part.as_bytes());
         hasher.update([0]);
     }
@@ -82,7 +88,12 @@ const RUSTC_FLAGS: [&str; 5] = [
 
 /// `stage0`, static, built with rustc alone from its two files.
 fn compile_stage0(dir: &Path) -> Result<PathBuf> {
-    for (file, source) in [("main.rs", STAGE0_MAIN), ("start.rs", STAGE0_START)] {
+    let files = [
+        ("main.rs", STAGE0_MAIN),
+        ("start.rs", STAGE0_START),
+        ("guest_setup.rs", STAGE0_GUEST_SETUP),
+    ];
+    for (file, source) in files {
         let path = dir.join(file);
         std::fs::write(&path, source).with_context(|| format!("writing {}", path.display()))?;
     }
