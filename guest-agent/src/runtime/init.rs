@@ -36,7 +36,8 @@ pub(crate) fn run_as_init(subjects: &[&Subject], command: Result<AgentCommand, S
 /// the host, the trace events a run captures with, the ready line, then
 /// the one command, then power-off.
 fn init_steps(subjects: &[&Subject], command: Result<AgentCommand, String>) -> Result<()> {
-    mounts::mount_filesystems(!restored())?;
+    let restored = restored();
+    mounts::mount_filesystems(!restored)?;
     net::bring_up_loopback()?;
     let mut link = HostLink::open()?;
     if matches!(&command, Ok(AgentCommand::Run(args)) if args.fault == Some(Fault::HangBeforeReady))
@@ -46,6 +47,8 @@ fn init_steps(subjects: &[&Subject], command: Result<AgentCommand, String>) -> R
     if matches!(&command, Ok(AgentCommand::Run(_))) {
         // Its kernel text patches happen here, once, not in a scenario.
         super::kernel_output::arm()?;
+    } else if restored {
+        super::kernel_output::disarm()?;
     }
     announce_ready();
     let message = match command {
@@ -65,7 +68,7 @@ fn init_steps(subjects: &[&Subject], command: Result<AgentCommand, String>) -> R
 
 /// Whether `stage0` restored this VM from a template it had set up
 /// ([`PREPARED_ENV`]). Taken out of the environment, so what the agent
-/// runs sees the same environment as after a boot.
+/// starts has the same environment as after a boot.
 fn restored() -> bool {
     let restored = std::env::var_os(PREPARED_ENV).is_some();
     // PID 1 has no other thread yet.

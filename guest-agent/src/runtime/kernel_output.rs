@@ -19,7 +19,7 @@ use std::thread::JoinHandle;
 
 use crate::splat::{Splat, SplatScanner};
 use anyhow::{anyhow, Context, Result};
-use harness_wire::guest_setup::{TRACE_EVENT_PID, TRACE_SWITCHES, TRACING};
+use harness_wire::guest_setup::{TRACE_EVENT_PID, TRACE_OFF, TRACE_ON, TRACE_SWITCHES, TRACING};
 use harness_wire::kernel_type::{ExitScanner, TypeExit};
 use harness_wire::protocol::{LogStats, Source, TimelineLine};
 
@@ -446,15 +446,29 @@ fn stat_value(stats: &str, name: &str) -> u64 {
 /// `sched_wakeup` tracepoint's static call) and the kernel panicked
 /// ("Oops: int3"), once in a `.ci/run`. PID 1 arms this before its ready
 /// line, so the patches happen once a boot, before any scenario, and a
-/// panic there is a failed boot the host boots again; a scenario's
-/// `start` then only writes what is already set (no probe changes). In a
-/// restored VM, `stage0` armed the same ([`TRACE_SWITCHES`], its pid 1) in
-/// the template before it was saved, so these writes change nothing.
+/// panic there is a failed boot the host boots again (or, in a template,
+/// a failed save: the VM boots instead); a scenario's `start` then only
+/// writes what is already set (no probe changes). In a restored VM,
+/// `stage0` armed the same ([`TRACE_SWITCHES`], its pid 1) in the template
+/// before it was saved, so these writes change nothing.
 pub(crate) fn arm() -> Result<()> {
-    for (name, value) in TRACE_SWITCHES {
-        write_tracing_file(name, value)?;
+    for name in TRACE_SWITCHES {
+        write_tracing_file(name, TRACE_ON)?;
     }
     add_event_pid(std::process::id())
+}
+
+/// Tracing as after a boot, in a VM restored from a template `stage0`
+/// armed, for a command that is not a run (`harness exec` and `shell`):
+/// the events off, no pid filter, and an empty buffer, so what a user
+/// reads from `trace_pipe` is what it would be after a boot.
+pub(crate) fn disarm() -> Result<()> {
+    for name in TRACE_SWITCHES {
+        write_tracing_file(name, TRACE_OFF)?;
+    }
+    let pids = format!("{TRACING}/{TRACE_EVENT_PID}");
+    std::fs::write(&pids, "").with_context(|| format!("emptying {pids}"))?;
+    clear_trace()
 }
 
 fn write_tracing_file(name: &str, value: &str) -> Result<()> {
@@ -476,7 +490,8 @@ fn write_tracing_file(name: &str, value: &str) -> Result<()> {
 fn add_event_pid(pid: u32) -> Result<()> {
     let path = format!("{TRACING}/{TRACE_EVENT_PID}");
     let listed = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
-    if listed.lines().any(|line| line.trim() == pid.to_string()) {
+    let pid_line = pid.to_string();
+    if listed.lines().any(|line| line.trim() == pid_line) {
         return Ok(());
     }
     let mut file = OpenOptions::new()

@@ -32,7 +32,7 @@ pub(crate) fn mount_filesystems(fresh_boot: bool) -> Result<()> {
             None::<&str>,
         )
         .with_context(|| format!("mounting {} on {}", spec.fstype, spec.target))?;
-        if fresh_boot && spec.fstype == "proc" {
+        if fresh_boot && spec.empties_modprobe() {
             no_module_autoloading()?;
         }
     }

@@ -23,7 +23,7 @@ pub(crate) fn bring_up_loopback() -> Result<()> {
 fn set_up(socket: libc::c_int) -> Result<()> {
     // SAFETY: an all-zero ifreq is a valid value; its name is set below.
     let mut request: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (slot, byte) in (request.ifr_name.iter_mut()).zip(LOOPBACK.bytes().chain([0])) {
+    for (slot, byte) in request.ifr_name.iter_mut().zip(LOOPBACK.bytes().chain([0])) {
         *slot = byte as libc::c_char;
     }
     // SAFETY: SIOCGIFFLAGS and SIOCSIFFLAGS read and write the ifreq we own.

@@ -18,8 +18,8 @@ use nix::errno::Errno;
 
 use super::loader;
 
-/// Where the agent mounts cgroup v2 (see `mounts`); a workload's cgroup is
-/// a directory in it.
+/// Where PID 1 mounts cgroup v2 ([`harness_wire::guest_setup::MOUNTS`]);
+/// a workload's cgroup is a directory in it.
 pub const CGROUP_ROOT: &str = harness_wire::guest_setup::CGROUP_ROOT;
 
 /// How long the child may run beyond its workload's duration before it is

@@ -16,7 +16,10 @@ pub const SOURCE: &str = include_str!("guest_setup.rs");
 /// Set in the agent's environment by `stage0` when it mounted
 /// [`MOUNTS`], emptied [`MODPROBE`] and armed the trace events before the
 /// save (the loopback interface is up too, and the agent finds it so). The
-/// agent takes it out of its environment before anything runs.
+/// agent takes it out of its environment before it starts anything, so
+/// only its own `/proc/1/environ` still shows it; for a command other than
+/// a run it turns the trace events off again ([`TRACE_OFF`]), as they are
+/// after a boot.
 pub const PREPARED_ENV: &str = "HARNESS_GUEST_PREPARED";
 
 /// A filesystem PID 1 mounts.
@@ -46,6 +49,12 @@ impl GuestMount {
             "devtmpfs" => MS_NOSUID,
             _ => MS_NOSUID | MS_NODEV,
         }
+    }
+
+    /// Whether [`MODPROBE`] is emptied right after it is mounted: it is
+    /// `/proc`, where that file is, and comes before bpffs.
+    pub fn empties_modprobe(&self) -> bool {
+        self.fstype == "proc"
     }
 
     /// Whether it is mounted on a directory of `/` itself. `stage0` moves
@@ -141,7 +150,8 @@ pub fn kernel_has(filesystems: &str, fstype: &str) -> bool {
         .any(|line| line.split_whitespace().last() == Some(fstype))
 }
 
-/// Emptied as soon as `/proc` is mounted, before bpffs is: each bpffs mount
+/// Emptied as soon as `/proc` is mounted ([`GuestMount::empties_modprobe`]),
+/// before bpffs is: each bpffs mount
 /// asks for a `bpf_preload` module, and the kernel ran the host's
 /// `/sbin/modprobe` for it, over the shared root, which cost a quarter of a
 /// second of every VM's start under TCG. Autoloading never worked in these
@@ -156,16 +166,21 @@ pub const LOOPBACK: &str = "lo";
 /// Where tracefs is mounted.
 pub const TRACING: &str = "/sys/kernel/tracing";
 
-/// The files under [`TRACING`] PID 1 writes, and what: the console's
-/// printk event; `bpf_trace_printk`'s, which the kernel enables itself when
-/// a program using it loads, but from a workqueue (6.12 and later), so a
-/// program called at once after its load printed into a disabled event;
-/// and events from every task PID 1's tasks fork.
-pub const TRACE_SWITCHES: &[(&str, &str)] = &[
-    ("events/printk/console/enable", "1"),
-    ("events/bpf_trace/bpf_trace_printk/enable", "1"),
-    ("options/event-fork", "1"),
+/// The files under [`TRACING`] PID 1 turns on ([`TRACE_ON`]) for a run,
+/// each off ([`TRACE_OFF`]) after a boot: the console's printk event;
+/// `bpf_trace_printk`'s, which the kernel enables itself when a program
+/// using it loads, but from a workqueue (6.12 and later), so a program
+/// called at once after its load printed into a disabled event; and events
+/// from every task PID 1's tasks fork.
+pub const TRACE_SWITCHES: &[&str] = &[
+    "events/printk/console/enable",
+    "events/bpf_trace/bpf_trace_printk/enable",
+    "options/event-fork",
 ];
+/// What a [`TRACE_SWITCHES`] file is given to turn it on.
+pub const TRACE_ON: &str = "1";
+/// What a [`TRACE_SWITCHES`] file is given to turn it off, as after a boot.
+pub const TRACE_OFF: &str = "0";
 
 /// The file under [`TRACING`] PID 1 appends its pid to (never truncates:
 /// see the agent's `kernel_output`), so trace events come from it and what
@@ -201,6 +216,16 @@ mod tests {
                 spec.target
             );
         }
+    }
+
+    #[test]
+    fn modprobe_is_emptied_once_and_before_bpffs_is_mounted() {
+        let at = |fstype| MOUNTS.iter().position(|spec| spec.fstype == fstype);
+        let emptying: Vec<usize> = (0..MOUNTS.len())
+            .filter(|&index| MOUNTS[index].empties_modprobe())
+            .collect();
+        assert_eq!(emptying.len(), 1);
+        assert!(emptying[0] < at("bpf").unwrap());
     }
 
     #[test]

@@ -22,7 +22,7 @@ mod guest_setup;
 use harness_wire::guest_setup;
 
 use std::ffi::CString;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use start::{StartLine, ROOT_TAG, STAGE0_ERROR, START_PORT_NAME, TEMPLATE_READY};
@@ -101,7 +101,7 @@ fn steps() -> Result<(), String> {
 /// the loopback interface, and the trace events armed for pid 1, which the
 /// agent keeps.
 fn set_up_guest() -> Result<(), String> {
-    use guest_setup::{kernel_has, MODPROBE, MOUNTS, TRACE_EVENT_PID, TRACE_SWITCHES, TRACING};
+    use guest_setup::{kernel_has, MODPROBE, MOUNTS, TRACE_EVENT_PID, TRACE_ON, TRACE_SWITCHES};
     for spec in MOUNTS {
         if spec.optional {
             let filesystems = std::fs::read_to_string("/proc/filesystems").unwrap_or_default();
@@ -112,21 +112,42 @@ fn set_up_guest() -> Result<(), String> {
         std::fs::create_dir_all(spec.target)
             .map_err(|err| format!("creating {}: {err}", spec.target))?;
         mount_fs(spec.source, spec.target, spec.fstype, spec.flags(), "")?;
-        if spec.fstype == "proc" {
+        if spec.empties_modprobe() {
             write(MODPROBE, "\n")?;
         }
     }
     bring_up_loopback()?;
-    for (name, value) in TRACE_SWITCHES {
-        write(&format!("{TRACING}/{name}"), value)?;
+    for name in TRACE_SWITCHES {
+        write(&tracing(name), TRACE_ON)?;
     }
-    let pids = format!("{TRACING}/{TRACE_EVENT_PID}");
+    let pids = tracing(TRACE_EVENT_PID);
     let mut file = std::fs::OpenOptions::new()
         .append(true)
         .open(&pids)
         .map_err(|err| format!("opening {pids}: {err}"))?;
-    use std::io::Write;
     writeln!(file, "{}", std::process::id()).map_err(|err| format!("writing {pids}: {err}"))
+}
+
+fn tracing(name: &str) -> String {
+    format!("{}/{name}", guest_setup::TRACING)
+}
+
+fn write(path: &str, text: &str) -> Result<(), String> {
+    std::fs::write(path, text).map_err(|err| format!("writing {text:?} to {path}: {err}"))
+}
+
+/// The filesystems `set_up_guest` mounted, moved into `root` (those inside
+/// a top-level one move with it), so the agent finds them there.
+fn move_filesystems_into(root: &str) -> Result<(), String> {
+    for spec in guest_setup::MOUNTS
+        .iter()
+        .filter(|spec| spec.is_top_level())
+    {
+        let target = format!("{root}{}", spec.target);
+        mount_fs(spec.target, &target, "", MS_MOVE, "")
+            .map_err(|err| format!("moving {}: {err}", spec.target))?;
+    }
+    Ok(())
 }
 
 /// `struct ifreq` as the flags ioctls use it: the name, the flags, and
@@ -160,30 +181,8 @@ fn bring_up_loopback() -> Result<(), String> {
     };
     let err = std::io::Error::last_os_error();
     unsafe { close(fd) };
-    match done {
-        true => Ok(()),
-        false => Err(format!("bringing {LOOPBACK} up: {err}")),
-    }
-}
-
-fn write(path: &str, text: &str) -> Result<(), String> {
-    std::fs::write(path, text).map_err(|err| format!("writing {text:?} to {path}: {err}"))
-}
-
-/// The filesystems `set_up_guest` mounted, moved into `root` (those inside
-/// a top-level one move with it), so the agent finds them there.
-fn move_filesystems_into(root: &str) -> Result<(), String> {
-    for spec in guest_setup::MOUNTS
-        .iter()
-        .filter(|spec| spec.is_top_level())
-    {
-        mount_fs(
-            spec.target,
-            &format!("{root}{}", spec.target),
-            "",
-            MS_MOVE,
-            "",
-        )?;
+    if !done {
+        return Err(format!("bringing {LOOPBACK} up: {err}"));
     }
     Ok(())
 }

@@ -1,13 +1,15 @@
 //! A scenario's VM restored from a saved template instead of booted. For a
 //! kernel and a VM shape the harness boots one template: the kernel, then
-//! `stage0` from an initramfs, which says ready and waits on the start
+//! `stage0` from an initramfs, which sets up what the agent would after a
+//! boot (`harness_wire::guest_setup`), says ready and waits on the start
 //! port. QEMU saves it (its memory stays in a file, `x-ignore-shared`; the
 //! state file holds the devices). Each scenario's VM maps that memory file
 //! copy-on-write, loads the state, and gets a start line: the host's time,
 //! fresh entropy, and the agent's command. `stage0` mounts the host's root
 //! over 9p, which a save could not have carried mounted (QEMU 7.2 blocks
 //! migration while a 9p export is mounted, and a virtiofs device cannot
-//! migrate at all), and execs the agent, which runs as after a boot.
+//! migrate at all), moves its own filesystems into it, and execs the
+//! agent, which runs as after a boot with that work done.
 
 // Compiled here for its tests (its `start` a second time, as the guest's
 // copy has it); the guest's copy is built by `initramfs`.
@@ -86,7 +88,7 @@ const RUSTC_FLAGS: [&str; 5] = [
     "-Ctarget-feature=+crt-static",
 ];
 
-/// `stage0`, static, built with rustc alone from its two files.
+/// `stage0`, static, built with rustc alone from its three files.
 fn compile_stage0(dir: &Path) -> Result<PathBuf> {
     let files = [
         ("main.rs", STAGE0_MAIN),
