@@ -2,21 +2,17 @@
 //! the same code works as PID 1 and under vng (which mounted them already).
 
 use anyhow::{Context, Result};
-use harness_wire::guest_setup::{kernel_has, GuestMount, MODPROBE, MOUNTS};
+use harness_wire::guest_setup::{mounts_the_kernel_has, GuestMount, MODPROBE};
 use nix::mount::{mount, MsFlags};
 use nix::sys::statfs::statfs;
 
-/// Mounts each filesystem of [`MOUNTS`] that is not there yet. As PID 1
-/// after a boot (`fresh_boot`) nothing is, whatever the host's directories
-/// underneath say; after a restore, `stage0` mounted them.
+/// Mounts each filesystem of [`MOUNTS`](harness_wire::guest_setup::MOUNTS)
+/// that the kernel has and is not there yet. As PID 1 after a boot
+/// (`fresh_boot`) nothing is, whatever the host's directories underneath
+/// say; after a restore, `stage0` mounted them.
 pub(crate) fn mount_filesystems(fresh_boot: bool) -> Result<()> {
-    for spec in MOUNTS {
+    for spec in mounts_the_kernel_has() {
         if !fresh_boot && is_mounted(spec) {
-            continue;
-        }
-        // Read here, not before the loop: /proc is the table's first mount.
-        let filesystems = || std::fs::read_to_string("/proc/filesystems").unwrap_or_default();
-        if spec.optional && !kernel_has(&filesystems(), spec.fstype) {
             continue;
         }
         // /dev/pts is not there on a fresh devtmpfs; the others are.

@@ -143,6 +143,16 @@ pub const MOUNTS: &[GuestMount] = &[
     },
 ];
 
+/// [`MOUNTS`] in order, less the optional ones the kernel lacks. Lazy: it
+/// reads `/proc/filesystems` when it reaches an optional one, so that
+/// `/proc`, the first, can be mounted before.
+pub fn mounts_the_kernel_has() -> impl Iterator<Item = &'static GuestMount> {
+    MOUNTS.iter().filter(|spec| {
+        let filesystems = || std::fs::read_to_string("/proc/filesystems").unwrap_or_default();
+        !spec.optional || kernel_has(&filesystems(), spec.fstype)
+    })
+}
+
 /// Whether `/proc/filesystems` (its text `filesystems`) lists `fstype`.
 pub fn kernel_has(filesystems: &str, fstype: &str) -> bool {
     filesystems

@@ -101,14 +101,8 @@ fn steps() -> Result<(), String> {
 /// the loopback interface, and the trace events armed for pid 1, which the
 /// agent keeps.
 fn set_up_guest() -> Result<(), String> {
-    use guest_setup::{kernel_has, MODPROBE, MOUNTS, TRACE_EVENT_PID, TRACE_ON, TRACE_SWITCHES};
-    for spec in MOUNTS {
-        if spec.optional {
-            let filesystems = std::fs::read_to_string("/proc/filesystems").unwrap_or_default();
-            if !kernel_has(&filesystems, spec.fstype) {
-                continue;
-            }
-        }
+    use guest_setup::{MODPROBE, TRACE_EVENT_PID, TRACE_ON, TRACE_SWITCHES};
+    for spec in guest_setup::mounts_the_kernel_has() {
         std::fs::create_dir_all(spec.target)
             .map_err(|err| format!("creating {}: {err}", spec.target))?;
         mount_fs(spec.source, spec.target, spec.fstype, spec.flags(), "")?;
