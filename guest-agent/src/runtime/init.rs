@@ -9,7 +9,7 @@ use nix::mount::{mount, MsFlags};
 use nix::sys::reboot::{reboot, RebootMode};
 
 use harness_wire::cli::{AgentCommand, Fault, RunArgs};
-use harness_wire::guest_setup::PREPARED_ENV;
+use harness_wire::guest_setup::{PREPARED_FD, PREPARED_NOTE};
 use harness_wire::markers::{AGENT_ERROR, AGENT_READY, SCENARIO_STARTS};
 use harness_wire::protocol::{ExitReport, Message};
 
@@ -66,14 +66,23 @@ fn init_steps(subjects: &[&Subject], command: Result<AgentCommand, String>) -> R
     link.send(&message)
 }
 
-/// Whether `stage0` restored this VM from a template it had set up
-/// ([`PREPARED_ENV`]). Taken out of the environment, so what the agent
-/// starts has the same environment as after a boot.
+/// Whether `stage0` restored this VM from a template it had set up: it
+/// leaves [`PREPARED_NOTE`] in a pipe on [`PREPARED_FD`], which a booted
+/// PID 1 does not have open. Read and closed first, before anything opens a
+/// file, so the agent's descriptors are numbered as after a boot.
 fn restored() -> bool {
-    let restored = std::env::var_os(PREPARED_ENV).is_some();
-    // PID 1 has no other thread yet.
-    std::env::remove_var(PREPARED_ENV);
-    restored
+    use std::io::Read;
+    use std::os::fd::FromRawFd;
+    // SAFETY: fstat only looks at whatever the number is open on.
+    let mut stat: libc::stat = unsafe { std::mem::zeroed() };
+    let open = unsafe { libc::fstat(PREPARED_FD, &mut stat) } == 0;
+    if !open || stat.st_mode & libc::S_IFMT != libc::S_IFIFO {
+        return false;
+    }
+    // SAFETY: a pipe there is stage0's, left for this read alone.
+    let mut pipe = unsafe { std::fs::File::from_raw_fd(PREPARED_FD) };
+    let mut note = Vec::new();
+    pipe.read_to_end(&mut note).is_ok() && note == PREPARED_NOTE
 }
 
 /// Each result goes to the host as it is settled; a run that stops early says why.

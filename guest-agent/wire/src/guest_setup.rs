@@ -4,7 +4,7 @@
 //! `stage0` does it before the template is saved, so every VM restored from
 //! it starts with it done instead of paying for it again (about 20 ms of a
 //! 0.3 s restore under TCG, most of it the trace events' code patches), and
-//! tells the agent so in [`PREPARED_ENV`].
+//! tells the agent so on [`PREPARED_FD`].
 //!
 //! Std only, with no dependencies: the harness compiles this same file into
 //! `stage0` (a static binary built with `rustc` alone) from
@@ -13,14 +13,20 @@
 /// This file's text, which the harness compiles into `stage0`.
 pub const SOURCE: &str = include_str!("guest_setup.rs");
 
-/// Set in the agent's environment by `stage0` when it mounted
-/// [`MOUNTS`], emptied [`MODPROBE`] and armed the trace events before the
-/// save (the loopback interface is up too, and the agent finds it so). The
-/// agent takes it out of its environment before it starts anything, so
-/// only its own `/proc/1/environ` still shows it; for a command other than
-/// a run it turns the trace events off again ([`TRACE_OFF`]), as they are
-/// after a boot.
-pub const PREPARED_ENV: &str = "HARNESS_GUEST_PREPARED";
+/// The descriptor on which `stage0` leaves the agent [`PREPARED_NOTE`] when
+/// it mounted [`MOUNTS`], emptied [`MODPROBE`] and armed the trace events
+/// before the save (the loopback interface is up too, and the agent finds
+/// it so): the read end of a pipe, open across the exec. A booted PID 1
+/// starts with the console on 0, 1 and 2 and nothing here. The agent reads
+/// and closes it before it opens anything, so its descriptors and its
+/// environment (`/proc/1/fd`, `/proc/1/environ`) are as after a boot,
+/// which an environment variable would not leave them; for a command other
+/// than a run it turns the trace events off again ([`TRACE_OFF`]), as they
+/// are after a boot.
+pub const PREPARED_FD: i32 = 3;
+
+/// What the pipe on [`PREPARED_FD`] holds, whole, then its end.
+pub const PREPARED_NOTE: &[u8] = b"the guest is set up (stage0)\n";
 
 /// A filesystem PID 1 mounts.
 #[derive(Debug)]

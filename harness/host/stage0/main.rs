@@ -47,6 +47,8 @@ extern "C" {
     fn reboot(how: i32) -> i32;
     fn socket(domain: i32, kind: i32, protocol: i32) -> i32;
     fn close(fd: i32) -> i32;
+    fn pipe(fds: *mut i32) -> i32;
+    fn dup2(old: i32, new: i32) -> i32;
     fn sync();
 }
 
@@ -273,12 +275,41 @@ fn switch_root() -> Result<(), String> {
 /// The agent, told that the guest is set up.
 fn exec(start: &StartLine) -> Result<(), String> {
     use std::os::unix::process::CommandExt;
+    leave_the_note()?;
     let err = std::process::Command::new(&start.init)
         .arg0(&start.init)
         .args(&start.args)
-        .env(guest_setup::PREPARED_ENV, "1")
         .exec();
     Err(format!("exec {}: {err}", start.init))
+}
+
+/// Leaves [`guest_setup::PREPARED_NOTE`] in a pipe whose read end is
+/// [`guest_setup::PREPARED_FD`], open across the exec, for the agent to
+/// read and close: no trace of it stays in the agent's environment.
+fn leave_the_note() -> Result<(), String> {
+    use std::os::fd::FromRawFd;
+    let failed = |what: &str| format!("{what}: {}", std::io::Error::last_os_error());
+    let mut ends = [0i32; 2];
+    // pipe(2), not pipe2: neither end is closed by the exec.
+    if unsafe { pipe(ends.as_mut_ptr()) } != 0 {
+        return Err(failed("pipe"));
+    }
+    let [read, write] = ends;
+    // SAFETY: the write end was just made, and is this File's alone.
+    let mut writer = unsafe { std::fs::File::from_raw_fd(write) };
+    writer
+        .write_all(guest_setup::PREPARED_NOTE)
+        .map_err(|err| format!("writing to the agent's pipe: {err}"))?;
+    // Closed before the dup, which may land where the write end was.
+    drop(writer);
+    if read != guest_setup::PREPARED_FD {
+        // dup2 leaves the new descriptor open across an exec.
+        if unsafe { dup2(read, guest_setup::PREPARED_FD) } < 0 {
+            return Err(failed("dup2"));
+        }
+        unsafe { close(read) };
+    }
+    Ok(())
 }
 
 fn mount_fs(
