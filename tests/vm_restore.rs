@@ -85,13 +85,19 @@ fn a_restored_vm_starts_clean_whatever_the_vm_before_left() {
 fn a_restored_agent_has_a_booted_ones_environment_and_descriptors() {
     // stage0 tells the agent the guest is set up on a pipe the agent
     // closes, not in its environment, which /proc/1/environ would show.
-    let look = "tr '\\0' '\\n' < /proc/1/environ; ls -l /proc/1/fd | sed 's/.* \\([0-9]* ->\\)/\\1/'";
+    // The root's line goes to stderr: it says which way the VM started.
+    let look = "tr '\\0' '\\n' < /proc/1/environ; \
+                ls -l /proc/1/fd | sed 's/.* \\([0-9]* ->\\)/\\1/'; grep ' / ' /proc/mounts >&2";
     let (code, restored, stderr) = exec(&["--", "sh", "-c", look]);
     assert_eq!(code, 0, "{restored}{stderr}");
-    assert!(!stderr.contains("not restoring"), "{stderr}");
+    assert!(stderr.contains(" / 9p "), "not restored: {stderr}");
     let (code, booted, stderr) = exec(&["--boot-each", "--", "sh", "-c", look]);
     assert_eq!(code, 0, "{booted}{stderr}");
-    assert!(booted.contains("HOME=/") && booted.contains("0 -> /dev/console"), "{booted}");
+    assert!(stderr.contains(" / virtiofs "), "not booted: {stderr}");
+    assert!(
+        booted.contains("HOME=/") && booted.contains("0 -> /dev/console"),
+        "{booted}"
+    );
     assert_eq!(restored, booted, "PID 1 restored, then booted");
 }
 

@@ -73,8 +73,9 @@ fn init_steps(subjects: &[&Subject], command: Result<AgentCommand, String>) -> R
 fn restored() -> bool {
     use std::io::Read;
     use std::os::fd::FromRawFd;
-    // SAFETY: fstat only looks at whatever the number is open on.
+    // SAFETY: `stat` is plain integers, for which zeroes are a value.
     let mut stat: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: fstat only fills `stat` from whatever the number is open on.
     let open = unsafe { libc::fstat(PREPARED_FD, &mut stat) } == 0;
     if !open || stat.st_mode & libc::S_IFMT != libc::S_IFIFO {
         return false;

@@ -48,7 +48,6 @@ extern "C" {
     fn socket(domain: i32, kind: i32, protocol: i32) -> i32;
     fn close(fd: i32) -> i32;
     fn pipe(fds: *mut i32) -> i32;
-    fn dup2(old: i32, new: i32) -> i32;
     fn sync();
 }
 
@@ -83,12 +82,7 @@ fn main() {
 /// then the guest made fresh and the agent exec'd.
 fn steps() -> Result<(), String> {
     set_up_guest()?;
-    let port = find_port(Path::new("/sys/class/virtio-ports"), START_PORT_NAME)?;
-    let mut port =
-        std::fs::File::open(&port).map_err(|err| format!("{}: {err}", port.display()))?;
-    eprintln!("{TEMPLATE_READY}");
-    let line = read_line(&mut port)?;
-    let start = StartLine::decode(&line)?;
+    let start = start_line()?;
     set_clock(start.realtime_ns)?;
     reseed(&start.entropy)?;
     let options = "trans=virtio,version=9p2000.L,msize=512000,cache=loose";
@@ -96,6 +90,17 @@ fn steps() -> Result<(), String> {
     move_filesystems_into(NEW_ROOT)?;
     switch_root()?;
     exec(&start)
+}
+
+/// Says ready, then waits for the host's start line on the start port,
+/// which is closed again before the exec (so the agent's pipe gets the
+/// first free descriptor, [`guest_setup::PREPARED_FD`]).
+fn start_line() -> Result<StartLine, String> {
+    let port = find_port(Path::new("/sys/class/virtio-ports"), START_PORT_NAME)?;
+    let mut port =
+        std::fs::File::open(&port).map_err(|err| format!("{}: {err}", port.display()))?;
+    eprintln!("{TEMPLATE_READY}");
+    StartLine::decode(&read_line(&mut port)?)
 }
 
 /// What the agent sets up after a boot, done once in the template, so no
@@ -288,11 +293,11 @@ fn exec(start: &StartLine) -> Result<(), String> {
 /// read and close: no trace of it stays in the agent's environment.
 fn leave_the_note() -> Result<(), String> {
     use std::os::fd::FromRawFd;
-    let failed = |what: &str| format!("{what}: {}", std::io::Error::last_os_error());
     let mut ends = [0i32; 2];
-    // pipe(2), not pipe2: neither end is closed by the exec.
+    // pipe(2), not pipe2: the read end must stay open across the exec (the
+    // write end is closed below).
     if unsafe { pipe(ends.as_mut_ptr()) } != 0 {
-        return Err(failed("pipe"));
+        return Err(format!("pipe: {}", std::io::Error::last_os_error()));
     }
     let [read, write] = ends;
     // SAFETY: the write end was just made, and is this File's alone.
@@ -300,14 +305,12 @@ fn leave_the_note() -> Result<(), String> {
     writer
         .write_all(guest_setup::PREPARED_NOTE)
         .map_err(|err| format!("writing to the agent's pipe: {err}"))?;
-    // Closed before the dup, which may land where the write end was.
-    drop(writer);
+    // Only 0, 1 and 2 (the console) are open by now, as for a booted PID 1.
     if read != guest_setup::PREPARED_FD {
-        // dup2 leaves the new descriptor open across an exec.
-        if unsafe { dup2(read, guest_setup::PREPARED_FD) } < 0 {
-            return Err(failed("dup2"));
-        }
-        unsafe { close(read) };
+        return Err(format!(
+            "the agent's pipe is on descriptor {read}, not {}: stage0 left a file open",
+            guest_setup::PREPARED_FD
+        ));
     }
     Ok(())
 }
