@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use harness::config::{EnvArgs, KernelArgs};
+use harness::wire::cli::DEFAULT_VM_TIMEOUT_SECS;
 use harness_host::artifacts::{prepare, Artifacts, PrepareOptions};
 use harness_host::cache::{self, Target};
 use harness_host::catalogue::{self, Catalogue};
@@ -138,7 +139,7 @@ enum Command {
         #[arg(long)]
         gdb: bool,
         /// Seconds before a hung command and its VM are killed.
-        #[arg(long, default_value_t = 120)]
+        #[arg(long, default_value_t = DEFAULT_VM_TIMEOUT_SECS)]
         timeout: u64,
         #[command(flatten)]
         kernel: KernelArgs,
@@ -214,10 +215,12 @@ struct RunArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     scenarios_per_vm: Option<u16>,
     /// Per-VM timeout in seconds, counted again from each scenario's result;
-    /// a VM still running then is killed. A boot whose agent is not ready by
+    /// a VM still running then is killed. One loader command in it may take
+    /// 3/8 of this (3/4 on a debug or race kernel), then is killed and
+    /// named. A boot whose agent is not ready by
     /// the boot deadline (5x the slowest of the last 20 boots measured here,
     /// at least 10 s, at most half this) is ended sooner and booted again.
-    #[arg(long, default_value_t = 120)]
+    #[arg(long, default_value_t = DEFAULT_VM_TIMEOUT_SECS)]
     timeout: u64,
     /// Run the selected scenarios N times, in rounds, each run in a fresh
     /// VM of its own, restored from its kernel's template or booted (with
@@ -400,7 +403,7 @@ fn verifier(kernel: KernelArgs) -> Result<ExitCode> {
         no_snapshots: false,
         jobs: None,
         scenarios_per_vm: None,
-        timeout: 120,
+        timeout: DEFAULT_VM_TIMEOUT_SECS,
         repeat: None,
         until_fail: false,
         retries: 0,

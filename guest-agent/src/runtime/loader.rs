@@ -6,10 +6,12 @@ use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
+use std::sync::OnceLock;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use harness_wire::cli::DEFAULT_VM_TIMEOUT_SECS;
 use harness_wire::protocol::Outcome;
 use harness_wire::roles;
 use harness_wire::shell::quote_words;
@@ -17,30 +19,64 @@ use harness_wire::wait::{wait_until, Poll};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-/// How long any one loader command may take before it is killed: well under
-/// the harness's per-VM timeout, so a hung step is reported by name.
-pub(crate) const COMMAND_LIMIT: Duration = Duration::from_secs(45);
+/// The share of the host's per-VM timeout that any one loader command may
+/// take before it is killed, as numerator and denominator: 45 s of the
+/// default 120 s, well under it, so a hung step is reported by name before
+/// the host ends the VM.
+const COMMAND_SHARE: (u32, u32) = (3, 8);
 
 /// What checks every memory access or allocation (the debug and race
 /// flavours): under TCG such a kernel verifies and loads a large BPF
-/// object (a sched_ext scheduler) several times slower, past
-/// [`COMMAND_LIMIT`] on a loaded host.
+/// object (a sched_ext scheduler) several times slower, past the plain
+/// share on a loaded host, so its commands get twice the share.
 const SLOW_KERNEL_MARKS: &[&str] = &["/sys/kernel/debug/kmemleak", "/sys/kernel/debug/kcsan"];
 
-/// [`COMMAND_LIMIT`], doubled on a kernel with [`SLOW_KERNEL_MARKS`] (still
-/// under the harness's default 120 s a scenario).
-fn command_limit() -> Duration {
-    static LIMIT: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
-    *LIMIT.get_or_init(|| {
+/// The host's per-VM timeout, as `run --vm-timeout` gave it.
+static VM_TIMEOUT: OnceLock<Duration> = OnceLock::new();
+
+/// Sets the per-VM timeout the command limit is a share of (once, before
+/// any loader runs; later calls change nothing).
+pub(crate) fn set_vm_timeout(secs: u64) {
+    let _ = VM_TIMEOUT.set(Duration::from_secs(secs));
+}
+
+/// How long one loader command may take, and why, as an error says it.
+fn command_limit() -> &'static (Duration, String) {
+    static LIMIT: OnceLock<(Duration, String)> = OnceLock::new();
+    LIMIT.get_or_init(|| {
+        let timeout = *VM_TIMEOUT.get_or_init(|| Duration::from_secs(DEFAULT_VM_TIMEOUT_SECS));
         let slow = SLOW_KERNEL_MARKS
             .iter()
-            .any(|mark| std::path::Path::new(mark).exists());
-        if slow {
-            COMMAND_LIMIT * 2
-        } else {
-            COMMAND_LIMIT
-        }
+            .any(|mark| Path::new(mark).exists());
+        limit_for(timeout, slow)
     })
+}
+
+/// The command limit within a VM timeout of `timeout`, on a slow kernel or not.
+fn limit_for(timeout: Duration, slow: bool) -> (Duration, String) {
+    let (numerator, denominator) = COMMAND_SHARE;
+    let share = timeout * numerator / denominator;
+    match slow {
+        true => (
+            share * 2,
+            format!(
+                "twice {numerator}/{denominator} of the VM's timeout, on a debug or race kernel"
+            ),
+        ),
+        false => (
+            share,
+            format!("{numerator}/{denominator} of the VM's timeout"),
+        ),
+    }
+}
+
+/// Says what a loader command that reached its limit ran into, and the fix.
+fn over_the_limit() -> String {
+    let (limit, share) = command_limit();
+    format!(
+        "the loaders' command limit, {}s ({share}; a longer --timeout gives it longer)",
+        limit.as_secs()
+    )
 }
 
 /// How to start the subject's loader: this very binary, in the loader role.
@@ -78,9 +114,10 @@ impl LoaderCommand {
         command
     }
 
-    /// Runs the loader with `args` to completion (or to COMMAND_LIMIT, then kills it).
+    /// Runs the loader with `args` to completion (or to its command limit,
+    /// then kills it).
     pub(crate) fn run(&self, args: &[&str]) -> Result<Finished> {
-        run_to_end(self.command(args), command_limit())
+        run_to_end(self.command(args), command_limit().0, &over_the_limit())
     }
 
     /// Starts the loader with `args` and returns once it has printed the
@@ -134,10 +171,10 @@ impl LoaderCommand {
                         ended.stderr.trim()
                     );
                 }
-                Err(mpsc::RecvTimeoutError::Timeout) if start.elapsed() > command_limit() => {
+                Err(mpsc::RecvTimeoutError::Timeout) if start.elapsed() > command_limit().0 => {
                     bail!(
-                        "{what} did not print {until:?} {times} time(s) within {:?}",
-                        command_limit()
+                        "{what} did not print {until:?} {times} time(s) within {}",
+                        over_the_limit()
                     );
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
@@ -186,7 +223,8 @@ impl Held {
             .child
             .take()
             .with_context(|| format!("{} was already reaped", self.what))?;
-        let status = wait_with_deadline(&mut child, Instant::now() + command_limit())?;
+        let deadline = Instant::now() + command_limit().0;
+        let status = wait_with_deadline(&mut child, deadline, &over_the_limit())?;
         let stdout = self.stdout.take().context("stdout reader already joined")?;
         let stderr = self.stderr.take().context("stderr reader already joined")?;
         Ok(finished(status, stdout, stderr, self.start))
@@ -203,8 +241,9 @@ impl Drop for Held {
 }
 
 /// Runs `command` (stdout and stderr piped) to completion, or for `limit`
-/// and then kills it, capturing what it printed.
-pub(crate) fn run_to_end(mut command: Command, limit: Duration) -> Result<Finished> {
+/// (which an error calls `named`) and then kills it, capturing what it
+/// printed.
+pub(crate) fn run_to_end(mut command: Command, limit: Duration, named: &str) -> Result<Finished> {
     let start = Instant::now();
     let program = command.get_program().to_owned();
     let mut child = command
@@ -212,7 +251,7 @@ pub(crate) fn run_to_end(mut command: Command, limit: Duration) -> Result<Finish
         .with_context(|| format!("starting {}", Path::new(&program).display()))?;
     let stdout = read_to_string_in_background(child.stdout.take());
     let stderr = read_to_string_in_background(child.stderr.take());
-    let status = wait_with_deadline(&mut child, start + limit)?;
+    let status = wait_with_deadline(&mut child, start + limit, named)?;
     Ok(finished(status, stdout, stderr, start))
 }
 
@@ -226,7 +265,7 @@ fn read_to_string_in_background<R: Read + Send + 'static>(pipe: Option<R>) -> Jo
     })
 }
 
-fn wait_with_deadline(child: &mut Child, deadline: Instant) -> Result<ExitStatus> {
+fn wait_with_deadline(child: &mut Child, deadline: Instant, limit: &str) -> Result<ExitStatus> {
     let exited = wait_until(deadline, Duration::from_millis(10), || {
         match child.try_wait().context("waiting for the child process") {
             Ok(Some(status)) => Poll::Ready(Ok(status)),
@@ -239,7 +278,7 @@ fn wait_with_deadline(child: &mut Child, deadline: Instant) -> Result<ExitStatus
     }
     let _ = child.kill();
     bail!(
-        "did not finish in time and was killed ({}); in the kernel it was at: {}",
+        "did not finish within {limit} and was killed ({}); in the kernel it was at: {}",
         reap_briefly(child),
         kernel_wait_point(child.id())
     );
@@ -280,5 +319,47 @@ fn finished(
         stdout: stdout.join().unwrap_or_default(),
         stderr: stderr.join().unwrap_or_default(),
         duration: start.elapsed(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_limit_is_a_share_of_the_vm_timeout() {
+        let secs = |timeout: u64, slow: bool| limit_for(Duration::from_secs(timeout), slow).0;
+        // The default timeout's limits, as they were when fixed.
+        assert_eq!(
+            secs(DEFAULT_VM_TIMEOUT_SECS, false),
+            Duration::from_secs(45)
+        );
+        assert_eq!(secs(DEFAULT_VM_TIMEOUT_SECS, true), Duration::from_secs(90));
+        // A longer --timeout gives a slow loader longer, still under it.
+        assert_eq!(secs(300, false), Duration::from_millis(112_500));
+        assert_eq!(secs(300, true), Duration::from_secs(225));
+    }
+
+    #[test]
+    fn a_command_past_its_limit_is_killed_and_the_error_names_the_limit() {
+        let mut command = Command::new("sleep");
+        command
+            .arg("30")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let start = Instant::now();
+        let err = run_to_end(command, Duration::from_millis(200), "the test's limit")
+            .err()
+            .expect("sleep 30 outlived a 0.2 s limit");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            start.elapsed()
+        );
+        let message = format!("{err:#}");
+        assert!(
+            message.contains("within the test's limit and was killed"),
+            "{message}"
+        );
     }
 }

@@ -184,7 +184,7 @@ fn run_tc_from(words: &[String], path: &str) -> Result<Finished> {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    run_to_end(command, TC_LIMIT)
+    run_to_end(command, TC_LIMIT, &format!("{}s", TC_LIMIT.as_secs()))
 }
 
 /// The first executable `name` in the `:`-separated directories of `path`.

@@ -32,6 +32,9 @@ pub(crate) fn run_scenarios(
     args: &RunArgs,
     Reports { starts, send }: Reports,
 ) -> Option<String> {
+    if let Some(secs) = args.vm_timeout {
+        super::loader::set_vm_timeout(secs);
+    }
     let names: Vec<&str> = std::iter::once(&args.scenario)
         .chain(&args.then)
         .map(String::as_str)

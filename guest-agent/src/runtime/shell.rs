@@ -40,6 +40,7 @@ pub(crate) fn run(
         module: args.module.first().cloned(),
         bpf_dir: args.bpf_dir.clone(),
         json: false,
+        vm_timeout: None,
         fault: None,
     };
     let report = Rc::new(RefCell::new(None));

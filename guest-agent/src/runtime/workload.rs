@@ -198,7 +198,8 @@ pub(crate) fn run(binary: &Path, workload: &Workload) -> Result<Ran> {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let finished = loader::run_to_end(command, workload.duration + SLACK)
+    let limit = workload.duration + SLACK;
+    let finished = loader::run_to_end(command, limit, &format!("{:.1}s", limit.as_secs_f64()))
         .with_context(|| format!("running {} {}", binary.display(), roles::WORKLOAD));
     // The cgroup goes whether or not the child ran.
     let cleanup = cgroup.and_then(|made| made.remove().err());

@@ -6,6 +6,11 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+/// The host's per-VM timeout unless it is given another (`--timeout`), in
+/// seconds: counted again from each scenario's result. The agent's loader
+/// commands get a share of it ([`RunArgs::vm_timeout`]).
+pub const DEFAULT_VM_TIMEOUT_SECS: u64 = 120;
+
 /// The agent's whole command line: one subcommand.
 #[derive(Debug, Parser)]
 #[command(about = "Runs struct_ops scenarios inside the VM and reports the kernel's output")]
@@ -124,6 +129,12 @@ pub struct RunArgs {
     /// Print the result as JSON instead of text.
     #[arg(long)]
     pub json: bool,
+    /// The host's per-VM timeout, in seconds (else
+    /// [`DEFAULT_VM_TIMEOUT_SECS`]): a loader command that runs past its
+    /// share of it is killed and reported by name before the host ends the
+    /// VM, so a longer `--timeout` gives slow loaders longer too.
+    #[arg(long)]
+    pub vm_timeout: Option<u64>,
     /// Misbehave on purpose, as PID 1, so the harness's fault tests have a fault to detect.
     #[arg(long, value_enum, hide = true)]
     pub fault: Option<Fault>,
@@ -227,7 +238,8 @@ impl ShellArgs {
 }
 
 impl RunArgs {
-    /// `run --scenario NAME [--then NAME]... [--module PATH] [--bpf-dir DIR] [--json] [--fault F]`.
+    /// `run --scenario NAME [--then NAME]... [--module PATH] [--bpf-dir DIR] [--json]
+    /// [--vm-timeout SECS] [--fault F]`.
     pub fn argv(&self) -> Vec<String> {
         let mut words = vec!["run".to_owned()];
         options(&mut words, &[("scenario", Some(self.scenario.clone()))]);
@@ -240,6 +252,8 @@ impl RunArgs {
         if self.json {
             words.push("--json".to_owned());
         }
+        let vm_timeout = self.vm_timeout.map(|secs| secs.to_string());
+        options(&mut words, &[("vm-timeout", vm_timeout)]);
         // The word clap parses the fault from; no Fault is skipped by clap.
         let fault = self.fault.and_then(|fault| fault.to_possible_value());
         let fault = fault.map(|value| value.get_name().to_owned());
@@ -268,6 +282,7 @@ mod tests {
                     module: json.then(|| "/c/kmod/0123/subject.ko".into()),
                     bpf_dir: json.then(|| "/c/bpf/0123".into()),
                     json,
+                    vm_timeout: json.then_some(300),
                     fault,
                 });
                 assert_eq!(parse(&command.argv()), command);

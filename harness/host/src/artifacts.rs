@@ -213,6 +213,7 @@ impl Artifacts {
             module,
             bpf_dir: self.bpf_dirs.get(&subject.info.name).cloned(),
             json: false,
+            vm_timeout: None,
             fault,
         })
     }

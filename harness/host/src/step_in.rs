@@ -148,7 +148,9 @@ fn modules(artifacts: &Artifacts, wanted: bool) -> Vec<std::path::PathBuf> {
 fn timeout(how: &StepIn) -> Duration {
     match how.gdb {
         true => INTERACTIVE_TIMEOUT,
-        false => how.timeout.unwrap_or(Duration::from_secs(120)),
+        false => how.timeout.unwrap_or(Duration::from_secs(
+            harness_wire::cli::DEFAULT_VM_TIMEOUT_SECS,
+        )),
     }
 }
 

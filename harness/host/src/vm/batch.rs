@@ -48,6 +48,7 @@ pub fn run_batch_on(
         .run_args(first, options.fault)
         .map_err(RunError::Harness)?;
     args.then = rest.to_vec();
+    args.vm_timeout = Some(options.timeout.as_secs());
     let agent = AgentCommand::Run(args);
     let binary = artifacts.binary_for(first).map_err(RunError::Harness)?;
     // A batch is of one topology (the suite groups them so): the first's.

@@ -95,7 +95,7 @@ impl Default for VmOptions {
             memory_mib: 512,
             cpus: 2,
             nodes: 1,
-            timeout: Duration::from_secs(120),
+            timeout: Duration::from_secs(harness_wire::cli::DEFAULT_VM_TIMEOUT_SECS),
             keep_logs: false,
             fault: None,
             fail_every_other: None,
