@@ -171,6 +171,23 @@ static void planted_count_end(unsigned long seen)
 }
 #endif
 
+/*
+ * The _IN_KFUNC forms of the next two plants read only in the kfunc, so
+ * only calls of an implementation that calls it race the write.
+ */
+#if defined(PLANT_ATTACH_FIELD_RACE_IN_KFUNC)
+#define PLANT_ATTACH_FIELD_RACE
+static const bool planted_generation_in_kfunc = true;
+#else
+static const bool planted_generation_in_kfunc = false;
+#endif
+#if defined(PLANT_UNREG_FLAG_RACE_IN_KFUNC)
+#define PLANT_UNREG_FLAG_RACE
+static const bool planted_draining_in_kfunc = true;
+#else
+static const bool planted_draining_in_kfunc = false;
+#endif
+
 #ifdef PLANT_ATTACH_FIELD_RACE
 static unsigned int planted_generation;
 
@@ -481,6 +498,10 @@ __bpf_kfunc_start_defs();
 __bpf_kfunc int bpf_testmod_double(int n)
 {
 	planted_count_doubling();
+	if (planted_generation_in_kfunc)
+		planted_read_generation();
+	if (planted_draining_in_kfunc)
+		planted_read_draining();
 	pr_info("bpf_testmod_double(%d) called\n", n);
 	return 2 * n;
 }
@@ -556,8 +577,10 @@ static ssize_t trigger_write(struct file *file, const char __user *buf,
 	planted_shift(len);
 	planted_index(len);
 	seen = planted_count_begin();
-	planted_read_generation();
-	planted_read_draining();
+	if (!planted_generation_in_kfunc)
+		planted_read_generation();
+	if (!planted_draining_in_kfunc)
+		planted_read_draining();
 	planted_take_locks(true);
 
 	/* RCU keeps the ops alive while a concurrent detach swaps them out. */

@@ -49,7 +49,7 @@ pub(crate) const SCENARIOS: &[Scenario] = &[
     scenario("release_race", "triggers race fresh skeletons loaded, attached, detached and freed; rmmod attempts race them and are refused", release_race).hunts_races(),
     scenario("tutorial_loader", "the tutorial's loader: attach, a trigger, two periodic triggers, Ctrl-C, a clean detach", tutorial_loader).exercises(ALL_OPS),
     scenario("stress", "triggers from many threads while attach/detach loops run: no oops, no splat, every call complete", stress).hunts_races(),
-    scenario("update_race", "triggers from 2 threads while a link is attached, switched between two implementations 4 times and detached, in a loop: every call complete", update_race).hunts_races(),
+    scenario("update_race", "triggers from 2 threads while a link is attached, switched between two implementations (one calls the kfunc) 4 times and detached, in a loop: every call complete", update_race).hunts_races(),
     scenario("trigger_storm", "4 threads trigger for 2 s with nothing attached: every trigger finds no ops, nothing else is printed", trigger_storm).hunts_races(),
     scenario("member_storm", "4 threads trigger for 2 s while an implementation of every member is attached and detached in a loop: each trigger that finds it calls every member once (the kfunc too; the sleepable one after the RCU section, if it is still attached), each attach registers and unregisters once", member_storm).hunts_races().exercises(EVERY_MEMBER_PROGRAMS),
     scenario("link_update", "a link switches A to B with exact call counts; to a map without a link refused (B still called); a replace naming the wrong old map refused, the right one done", contract_cases::link_update).exercises(&["ops_a_test_1", "ops_b_test_1"]),
@@ -387,8 +387,8 @@ fn update_race(context: &mut Context) -> Result<()> {
 
 /// After triggers raced attaches, link updates and detaches: every attach
 /// registered and was unregistered, every update logged, every trigger found
-/// no ops or ran exactly one of the two implementations' test_1 (they have
-/// no other member), and nothing else was printed.
+/// no ops or ran exactly one of the two implementations' test_1 (and, for
+/// B, its test_2 and the kfunc once), and nothing else was printed.
 fn expect_every_update_complete(context: &mut Context, step: StepId, report: UpdateRaceReport) {
     let count = |text| context.count_lines(step, Kernel, text) as u64;
     let (cycles, updates) = (report.cycles, report.updates);
@@ -405,6 +405,7 @@ fn expect_every_update_complete(context: &mut Context, step: StepId, report: Upd
     let (no_ops, triggers) = (count("No struct_ops registered"), report.triggers);
     let bpf = |text| context.count_lines(step, Bpf, text) as u64;
     let (ran_a, ran_b) = (bpf("A test_1 called"), bpf("B test_1 called"));
+    let kfunc = (count(KFUNC_RETURNED), count(KFUNC_CALLED));
     context.expect(
         cycles > 0 && updates > 0,
         "no attach or update reached the module",
@@ -426,17 +427,31 @@ fn expect_every_update_complete(context: &mut Context, step: StepId, report: Upd
         (ran_a, ran_b) == (by_a, by_b),
         format!("A ran {ran_a} times and B {ran_b}, but the module saw {by_a} and {by_b}"),
     );
+    context.expect(
+        kfunc == (by_b, by_b),
+        format!(
+            "B, which calls the kfunc, ran {by_b} times, but test_2 returned {} times and the kfunc ran {}",
+            kfunc.0, kfunc.1
+        ),
+    );
     context.expect_only_lines(step, &UPDATE_RACE_LINES);
     context.measure(format!(
         "{cycles} attaches, {updates} updates, {triggers} triggers: {calls} calls, {no_ops} without ops"
     ));
 }
 
+/// What a call of `update_race`'s B prints besides its test_1: its test_2
+/// calls the kfunc with 10 + 20.
+const KFUNC_RETURNED: &str = "test_2(10, 20) returned: 60";
+const KFUNC_CALLED: &str = "bpf_testmod_double(30) called";
+
 /// Every line a correct kernel prints while triggers race `update_race`.
-const UPDATE_RACE_LINES: [(Source, &str); 9] = [
+const UPDATE_RACE_LINES: [(Source, &str); 11] = [
     (Kernel, "Calling struct_ops callbacks:"),
     (Kernel, "test_1() returned: 1"),
     (Kernel, "test_1() returned: 2"),
+    (Kernel, KFUNC_RETURNED),
+    (Kernel, KFUNC_CALLED),
     (Bpf, "A test_1 called"),
     (Bpf, "B test_1 called"),
     ONCE_PER_CYCLE[0],

@@ -11,6 +11,10 @@
 //!   threads trigger);
 //! - `PLANT_UNREG_FLAG_RACE`: a flag written in .unreg and read on every
 //!   call, run through `update_race` too;
+//! - `PLANT_ATTACH_FIELD_RACE_IN_KFUNC` and `PLANT_UNREG_FLAG_RACE_IN_KFUNC`:
+//!   the same two, read only in the module's kfunc, so only calls of an
+//!   implementation that calls it race them: `update_race` attaches and
+//!   detaches such an implementation (and watches each detach densely);
 //! - `PLANT_KFUNC_RACE`: a counter the module's kfunc bumps with no lock,
 //!   reached only through an implementation that calls the kfunc, run
 //!   through `member_storm` (triggers from 4 threads for 2 s while an
@@ -20,7 +24,7 @@
 //! module blind. The race kernel instruments the module and the BPF core
 //! only, so that KCSAN's watchpoints land on their accesses (the guide's
 //! `kernels` chapter, "Dense sampling, and what it can find"): there one
-//! run of its scenario is enough to report each of the four as a rule
+//! run of its scenario is enough to report each of the six as a rule
 //! (`harness run --race-kernel --repeat N` says how often). The nextest
 //! setup script `race-kernel` builds that kernel first. `.ci/run` leaves
 //! this binary out, so that a cold run builds two kernels at most; the
@@ -62,6 +66,16 @@ fn race_kernel_catches_a_field_written_at_attach_and_update_read_on_every_call()
 #[test]
 fn race_kernel_catches_a_flag_written_in_unregister_read_on_every_call() {
     caught("PLANT_UNREG_FLAG_RACE", "update_race");
+}
+
+#[test]
+fn race_kernel_catches_a_field_written_at_attach_and_update_read_only_in_the_kfunc() {
+    caught("PLANT_ATTACH_FIELD_RACE_IN_KFUNC", "update_race");
+}
+
+#[test]
+fn race_kernel_catches_a_flag_written_in_unregister_read_only_in_the_kfunc() {
+    caught("PLANT_UNREG_FLAG_RACE_IN_KFUNC", "update_race");
 }
 
 #[test]

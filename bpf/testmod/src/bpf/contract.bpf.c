@@ -168,6 +168,18 @@ struct bpf_testmod_ops ops_kfunc = {
 	.test_2 = (void *)kfunc_test_2,
 };
 
+/*
+ * B calling the module's kfunc too: update_race switches a link between
+ * this one and A, attaching and detaching this one, so the kfunc runs on
+ * calls that race .reg, .update and .unreg, and a race on what only the
+ * kfunc reads is there to see.
+ */
+SEC(".struct_ops.link")
+struct bpf_testmod_ops ops_b_kfunc = {
+	.test_1 = (void *)ops_b_test_1,
+	.test_2 = (void *)kfunc_test_2,
+};
+
 /* The same call from a program type the kfunc is not registered for. */
 SEC("syscall")
 int kfunc_from_syscall(void *ctx)

@@ -66,8 +66,8 @@ enum Command {
         seconds: u64,
     },
     /// Trigger from THREADS threads while another thread attaches one
-    /// implementation, switches its link between two UPDATES times and
-    /// detaches, for SECONDS.
+    /// implementation (one that calls the kfunc), switches its link between
+    /// two UPDATES times and detaches, for SECONDS.
     UpdateRace {
         #[arg(long, default_value_t = 2)]
         threads: u32,

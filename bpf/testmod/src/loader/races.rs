@@ -96,12 +96,13 @@ pub fn stress(threads: u32, duration: Duration) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Triggers from `threads` threads while this one attaches `ops_a`, switches
-/// its link to `ops_b` and back `updates` times in all and detaches, cycle
-/// after cycle until `duration` is over: the module's .reg, .update and
-/// .unreg as often as they go, each racing calls.
+/// Triggers from `threads` threads while this one attaches `ops_b_kfunc`,
+/// switches its link to `ops_a` and back `updates` times in all and
+/// detaches, cycle after cycle until `duration` is over: the module's .reg,
+/// .update and .unreg as often as they go, each racing calls, the kfunc's
+/// among them.
 pub fn update_race(threads: u32, updates: u32, duration: Duration) -> Result<(), Failure> {
-    let mut object = contract_cases::load(&["ops_a", "ops_b"])?;
+    let mut object = contract_cases::load(&["ops_a", UPDATE_RACE_KFUNC])?;
     let ((cycles, updates), triggers) = while_triggering(threads, || {
         attach_update_detach_until(&mut object, updates, Instant::now() + duration)
     })?;
@@ -115,8 +116,18 @@ pub fn update_race(threads: u32, updates: u32, duration: Duration) -> Result<(),
     Ok(())
 }
 
-/// Attach `ops_a`, `updates` link updates alternating `ops_b` and `ops_a`,
-/// detach, until `deadline`; returns the cycles and the updates done.
+/// The implementation `update_race` attaches and (after an even number of
+/// updates) detaches: one that calls the kfunc, so that what only the
+/// kfunc reads races .reg and .unreg, whose writes come just after calls
+/// start reaching it and just after they stop.
+const UPDATE_RACE_KFUNC: &str = "ops_b_kfunc";
+
+/// Attach `ops_b_kfunc`, `updates` link updates alternating `ops_a` and
+/// `ops_b_kfunc`, detach, until `deadline`; returns the cycles and the
+/// updates done. Each detach is watched densely
+/// ([`RareSide::against_every_call`]): `.unreg` races only the calls
+/// already under way as it runs, a window one access in 100 watched
+/// rarely catches.
 fn attach_update_detach_until(
     object: &mut Object,
     updates: u32,
@@ -124,15 +135,21 @@ fn attach_update_detach_until(
 ) -> Result<(u64, u64), Failure> {
     let (mut cycles, mut updated) = (0u64, 0u64);
     while Instant::now() < deadline {
-        let link = attach(object, "ops_a")?;
+        let link = attach(object, UPDATE_RACE_KFUNC)?;
         for round in 0..updates {
-            let to = if round % 2 == 0 { "ops_b" } else { "ops_a" };
+            let to = if round % 2 == 0 {
+                "ops_a"
+            } else {
+                UPDATE_RACE_KFUNC
+            };
             update(&link, &map(object, to)?).map_err(|errno| {
                 Failure::other(format!("updating the link to {to}: {}", errno_name(errno)))
             })?;
             updated += 1;
         }
+        let watched = RareSide::against_every_call()?;
         drop(link);
+        drop(watched);
         cycles += 1;
     }
     Ok((cycles, updated))
