@@ -42,9 +42,18 @@ use harness::host::kernel::Flavour;
 /// runs in a row, though 9 runs of 10 see it with the two loops alone.)
 const ATTEMPTS: usize = 5;
 
+/// The runs for a race read only in the kfunc: beside two busy loops,
+/// `update_race` found each in 6 or 7 runs of 10 (8 to 10 of 10 idle), since the
+/// vCPUs then run side by side less of the time.
+const ATTEMPTS_IN_KFUNC: usize = 8;
+
 fn caught(plant: &str, scenario: &str) {
+    caught_within(ATTEMPTS, plant, scenario);
+}
+
+fn caught_within(attempts: usize, plant: &str, scenario: &str) {
     common::assert_caught_within(
-        ATTEMPTS,
+        attempts,
         Flavour::Race,
         plant,
         scenario,
@@ -70,12 +79,20 @@ fn race_kernel_catches_a_flag_written_in_unregister_read_on_every_call() {
 
 #[test]
 fn race_kernel_catches_a_field_written_at_attach_and_update_read_only_in_the_kfunc() {
-    caught("PLANT_ATTACH_FIELD_RACE_IN_KFUNC", "update_race");
+    caught_within(
+        ATTEMPTS_IN_KFUNC,
+        "PLANT_ATTACH_FIELD_RACE_IN_KFUNC",
+        "update_race",
+    );
 }
 
 #[test]
 fn race_kernel_catches_a_flag_written_in_unregister_read_only_in_the_kfunc() {
-    caught("PLANT_UNREG_FLAG_RACE_IN_KFUNC", "update_race");
+    caught_within(
+        ATTEMPTS_IN_KFUNC,
+        "PLANT_UNREG_FLAG_RACE_IN_KFUNC",
+        "update_race",
+    );
 }
 
 #[test]

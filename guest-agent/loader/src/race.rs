@@ -69,6 +69,12 @@ pub struct RareSide {
     before: Vec<(String, String)>,
 }
 
+/// Whether this kernel has KCSAN (its sampling knobs exist): a loader that
+/// hunts races may then run its rare side for longer.
+pub fn kcsan_present() -> bool {
+    Path::new(KCSAN_SKIP_WATCH).exists()
+}
+
 impl RareSide {
     /// Has KCSAN watch every access from now on
     /// ([`RARE_SIDE_SKIP_WATCH`], [`RARE_SIDE_UDELAY_TASK`]). On a kernel

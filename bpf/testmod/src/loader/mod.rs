@@ -67,7 +67,8 @@ enum Command {
     },
     /// Trigger from THREADS threads while another thread attaches one
     /// implementation (one that calls the kfunc), switches its link between
-    /// two UPDATES times and detaches, for SECONDS.
+    /// two UPDATES times and detaches, for SECONDS (on a kernel with KCSAN,
+    /// for 300 cycles at least).
     UpdateRace {
         #[arg(long, default_value_t = 2)]
         threads: u32,
