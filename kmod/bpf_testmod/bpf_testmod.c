@@ -173,19 +173,14 @@ static void planted_count_end(unsigned long seen)
 
 /*
  * The _IN_KFUNC forms of the next two plants read only in the kfunc, so
- * only calls of an implementation that calls it race the write.
+ * only calls of an implementation that calls it race the write (where each
+ * reads: IS_ENABLED(PLANT_..._IN_KFUNC) at the two reading sites).
  */
-#if defined(PLANT_ATTACH_FIELD_RACE_IN_KFUNC)
+#ifdef PLANT_ATTACH_FIELD_RACE_IN_KFUNC
 #define PLANT_ATTACH_FIELD_RACE
-static const bool planted_generation_in_kfunc = true;
-#else
-static const bool planted_generation_in_kfunc = false;
 #endif
-#if defined(PLANT_UNREG_FLAG_RACE_IN_KFUNC)
+#ifdef PLANT_UNREG_FLAG_RACE_IN_KFUNC
 #define PLANT_UNREG_FLAG_RACE
-static const bool planted_draining_in_kfunc = true;
-#else
-static const bool planted_draining_in_kfunc = false;
 #endif
 
 #ifdef PLANT_ATTACH_FIELD_RACE
@@ -498,9 +493,9 @@ __bpf_kfunc_start_defs();
 __bpf_kfunc int bpf_testmod_double(int n)
 {
 	planted_count_doubling();
-	if (planted_generation_in_kfunc)
+	if (IS_ENABLED(PLANT_ATTACH_FIELD_RACE_IN_KFUNC))
 		planted_read_generation();
-	if (planted_draining_in_kfunc)
+	if (IS_ENABLED(PLANT_UNREG_FLAG_RACE_IN_KFUNC))
 		planted_read_draining();
 	pr_info("bpf_testmod_double(%d) called\n", n);
 	return 2 * n;
@@ -577,9 +572,9 @@ static ssize_t trigger_write(struct file *file, const char __user *buf,
 	planted_shift(len);
 	planted_index(len);
 	seen = planted_count_begin();
-	if (!planted_generation_in_kfunc)
+	if (!IS_ENABLED(PLANT_ATTACH_FIELD_RACE_IN_KFUNC))
 		planted_read_generation();
-	if (!planted_draining_in_kfunc)
+	if (!IS_ENABLED(PLANT_UNREG_FLAG_RACE_IN_KFUNC))
 		planted_read_draining();
 	planted_take_locks(true);
 

@@ -31,32 +31,37 @@ const COMMAND_SHARE: (u32, u32) = (3, 8);
 /// share on a loaded host, so its commands get twice the share.
 const SLOW_KERNEL_MARKS: &[&str] = &["/sys/kernel/debug/kmemleak", "/sys/kernel/debug/kcsan"];
 
-/// The host's per-VM timeout, as `run --vm-timeout` gave it.
-static VM_TIMEOUT: OnceLock<Duration> = OnceLock::new();
+/// How long one loader command may take, and the words an error names it
+/// with: set from the host's per-VM timeout (`run --vm-timeout`), else
+/// from [`DEFAULT_VM_TIMEOUT_SECS`] when first needed.
+static LIMIT: OnceLock<(Duration, String)> = OnceLock::new();
 
 /// Sets the per-VM timeout the command limit is a share of (once, before
 /// any loader runs; later calls change nothing).
 pub(crate) fn set_vm_timeout(secs: u64) {
-    let _ = VM_TIMEOUT.set(Duration::from_secs(secs));
+    let _ = LIMIT.set(limit_for(Duration::from_secs(secs), slow_kernel()));
 }
 
-/// How long one loader command may take, and why, as an error says it.
+/// The command limit, and how an error names it.
 fn command_limit() -> &'static (Duration, String) {
-    static LIMIT: OnceLock<(Duration, String)> = OnceLock::new();
     LIMIT.get_or_init(|| {
-        let timeout = *VM_TIMEOUT.get_or_init(|| Duration::from_secs(DEFAULT_VM_TIMEOUT_SECS));
-        let slow = SLOW_KERNEL_MARKS
-            .iter()
-            .any(|mark| Path::new(mark).exists());
-        limit_for(timeout, slow)
+        let timeout = Duration::from_secs(DEFAULT_VM_TIMEOUT_SECS);
+        limit_for(timeout, slow_kernel())
     })
 }
 
-/// The command limit within a VM timeout of `timeout`, on a slow kernel or not.
+fn slow_kernel() -> bool {
+    SLOW_KERNEL_MARKS
+        .iter()
+        .any(|mark| Path::new(mark).exists())
+}
+
+/// The command limit within a VM timeout of `timeout`, on a slow kernel or
+/// not, and what a command that reached it ran into, with the fix.
 fn limit_for(timeout: Duration, slow: bool) -> (Duration, String) {
     let (numerator, denominator) = COMMAND_SHARE;
     let share = timeout * numerator / denominator;
-    match slow {
+    let (limit, of) = match slow {
         true => (
             share * 2,
             format!(
@@ -67,16 +72,12 @@ fn limit_for(timeout: Duration, slow: bool) -> (Duration, String) {
             share,
             format!("{numerator}/{denominator} of the VM's timeout"),
         ),
-    }
-}
-
-/// Says what a loader command that reached its limit ran into, and the fix.
-fn over_the_limit() -> String {
-    let (limit, share) = command_limit();
-    format!(
-        "the loaders' command limit, {}s ({share}; a longer --timeout gives it longer)",
+    };
+    let named = format!(
+        "the loaders' command limit, {}s ({of}; a longer --timeout gives it longer)",
         limit.as_secs()
-    )
+    );
+    (limit, named)
 }
 
 /// How to start the subject's loader: this very binary, in the loader role.
@@ -117,7 +118,8 @@ impl LoaderCommand {
     /// Runs the loader with `args` to completion (or to its command limit,
     /// then kills it).
     pub(crate) fn run(&self, args: &[&str]) -> Result<Finished> {
-        run_to_end(self.command(args), command_limit().0, &over_the_limit())
+        let (limit, named) = command_limit();
+        run_to_end(self.command(args), *limit, named)
     }
 
     /// Starts the loader with `args` and returns once it has printed the
@@ -174,7 +176,7 @@ impl LoaderCommand {
                 Err(mpsc::RecvTimeoutError::Timeout) if start.elapsed() > command_limit().0 => {
                     bail!(
                         "{what} did not print {until:?} {times} time(s) within {}",
-                        over_the_limit()
+                        command_limit().1
                     );
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
@@ -223,8 +225,8 @@ impl Held {
             .child
             .take()
             .with_context(|| format!("{} was already reaped", self.what))?;
-        let deadline = Instant::now() + command_limit().0;
-        let status = wait_with_deadline(&mut child, deadline, &over_the_limit())?;
+        let (limit, named) = command_limit();
+        let status = wait_with_deadline(&mut child, Instant::now() + *limit, named)?;
         let stdout = self.stdout.take().context("stdout reader already joined")?;
         let stderr = self.stderr.take().context("stderr reader already joined")?;
         Ok(finished(status, stdout, stderr, self.start))
@@ -338,6 +340,11 @@ mod tests {
         // A longer --timeout gives a slow loader longer, still under it.
         assert_eq!(secs(300, false), Duration::from_millis(112_500));
         assert_eq!(secs(300, true), Duration::from_secs(225));
+        let (_, named) = limit_for(Duration::from_secs(24), false);
+        assert_eq!(
+            named,
+            "the loaders' command limit, 9s (3/8 of the VM's timeout; a longer --timeout gives it longer)"
+        );
     }
 
     #[test]
